@@ -1,0 +1,28 @@
+"""Capture: media sources, device access and encoders. Knows nothing of WebRTC."""
+
+from .device import AlsaMicrophone, ScreenGrab, V4L2Camera
+from .encoder import AudioEncoder, Encoder, Packet, VideoEncoder
+from .pipeline import PacketSink, SourcePipeline
+from .source import Frame, Source, SourceError
+from .synthetic import TestBoard, TestCamera, TestTone
+from .timecode import burn_timestamp, read_timestamp
+
+__all__ = [
+    "AlsaMicrophone",
+    "AudioEncoder",
+    "Encoder",
+    "Frame",
+    "Packet",
+    "PacketSink",
+    "ScreenGrab",
+    "Source",
+    "SourceError",
+    "SourcePipeline",
+    "TestBoard",
+    "TestCamera",
+    "TestTone",
+    "V4L2Camera",
+    "VideoEncoder",
+    "burn_timestamp",
+    "read_timestamp",
+]

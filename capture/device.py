@@ -1,0 +1,109 @@
+"""Real capture devices read with PyAV (libavdevice): V4L2 cameras and HDMI cards,
+the X11 screen of the smart board, and ALSA microphones."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import av
+
+from .source import Source, SourceError
+
+V4L2InputFormat = Literal["mjpeg", "yuyv422", "h264"]
+
+
+class DeviceSource(Source):
+    """Demuxes and decodes one stream of a libavdevice input until stopped."""
+
+    format_name: str
+
+    def __init__(self, name: str, url: str, options: dict[str, str]) -> None:
+        super().__init__(name)
+        self.url = url
+        self.options = options
+
+    def _open(self) -> av.container.InputContainer:
+        try:
+            return av.open(self.url, format=self.format_name, options=self.options, timeout=5.0)
+        except (av.FFmpegError, OSError) as exc:
+            raise SourceError(f"{self.format_name} {self.url}: {exc}") from exc
+
+    def _run(self) -> None:
+        container = self._open()
+        try:
+            stream: av.VideoStream | av.AudioStream
+            if self.kind == "video":
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+            else:
+                stream = container.streams.audio[0]
+            self.state = "running"
+            self.error = None
+            for packet in container.demux(stream):
+                if self.stopping:
+                    return
+                for frame in packet.decode():
+                    if isinstance(frame, av.VideoFrame | av.AudioFrame):
+                        self._emit(frame, time.monotonic())
+            raise SourceError(f"{self.url}: end of stream")
+        finally:
+            container.close()
+
+
+class V4L2Camera(DeviceSource):
+    """A UVC camera or HDMI capture card (`/dev/v4l/by-id/...`) via `video4linux2`."""
+
+    kind = "video"
+    format_name = "video4linux2"
+
+    def __init__(
+        self,
+        name: str,
+        device: str,
+        *,
+        input_format: V4L2InputFormat = "mjpeg",
+        width: int = 1280,
+        height: int = 720,
+        fps: float = 30.0,
+    ) -> None:
+        options = {
+            "input_format": input_format,
+            "video_size": f"{width}x{height}",
+            "framerate": f"{fps:g}",
+        }
+        super().__init__(name, device, options)
+
+
+class ScreenGrab(DeviceSource):
+    """The X11 screen (`:0.0`, optionally `+x,y`) via `x11grab`; the smart board's picture."""
+
+    kind = "video"
+    format_name = "x11grab"
+
+    def __init__(
+        self,
+        name: str,
+        display: str = ":0.0",
+        *,
+        fps: float = 5.0,
+        width: int | None = None,
+        height: int | None = None,
+        draw_mouse: bool = True,
+    ) -> None:
+        options = {"framerate": f"{fps:g}", "draw_mouse": "1" if draw_mouse else "0"}
+        if width and height:
+            options["video_size"] = f"{width}x{height}"
+        super().__init__(name, display, options)
+
+
+class AlsaMicrophone(DeviceSource):
+    """An ALSA capture device (`default`, `hw:CARD=...`, `plughw:...`)."""
+
+    kind = "audio"
+    format_name = "alsa"
+
+    def __init__(
+        self, name: str, device: str = "default", *, sample_rate: int = 48000, channels: int = 1
+    ) -> None:
+        super().__init__(name, device, {"sample_rate": str(sample_rate), "channels": str(channels)})

@@ -1,0 +1,206 @@
+"""Encoders (PyAV): H.264 constrained baseline for video, Opus for audio.
+
+One encoder per rendition; every consumer shares its packets. Packets carry
+`pts` in the encoder's `time_base`, derived from the frames' capture times, so
+gaps stay gaps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+import av
+
+logger = logging.getLogger(__name__)
+
+VIDEO_TIME_BASE = Fraction(1, 90000)
+AUDIO_RATE = 48000
+AUDIO_TIME_BASE = Fraction(1, AUDIO_RATE)
+OPUS_FRAME_SAMPLES = 960  # 20 ms
+
+if TYPE_CHECKING:
+    Packet = av.Packet[Any]
+else:
+    Packet = av.Packet
+
+
+class VideoEncoder:
+    """libx264, constrained baseline, zero latency, no B-frames, Annex-B with SPS/PPS
+    before every IDR; an IDR at least every `keyframe_interval` seconds and on request
+    (forced ones at most one per `min_forced_interval` seconds)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        width: int,
+        height: int,
+        fps: float,
+        bitrate: int,
+        origin: float,
+        keyframe_interval: float = 2.0,
+        min_forced_interval: float = 1.0,
+        preset: str = "veryfast",
+        threads: int = 2,
+    ) -> None:
+        if width % 2 or height % 2:
+            raise ValueError(f"{name}: width and height must be even")
+        self.name = name
+        self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
+        self.keyframe_interval = keyframe_interval
+        self.min_forced_interval = min_forced_interval
+        self._origin = origin
+        self._preset, self._threads = preset, threads
+        self._codec: av.VideoCodecContext | None = None
+        self._requested = threading.Event()
+        self._last_keyframe = -1e9
+        self._last_forced = -1e9
+        self._last_frame = -1e9
+        self.frames = 0
+        self.keyframes = 0
+        self.forced_keyframes = 0
+        self.keyframe_requests = 0
+        self.encode_seconds = 0.0
+
+    def request_keyframe(self) -> None:
+        """Ask for an IDR soon; thread-safe, cheap, rate-limited inside the encoder."""
+        self.keyframe_requests += 1
+        self._requested.set()
+
+    def wants(self, captured_at: float) -> bool:
+        """Whether a frame captured now fits this rendition's frame rate."""
+        return captured_at - self._last_frame >= 0.9 / self.fps
+
+    def _open(self) -> av.VideoCodecContext:
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height = self.width, self.height
+        codec.pix_fmt = "yuv420p"
+        codec.time_base = VIDEO_TIME_BASE
+        codec.framerate = Fraction(self.fps).limit_denominator(1000)
+        codec.bit_rate = self.bitrate
+        codec.thread_count = self._threads
+        kbps = max(self.bitrate // 1000, 1)
+        backup_keyint = max(int(self.fps * self.keyframe_interval * 2), 2)
+        codec.options = {
+            "preset": self._preset,
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "x264-params": ":".join(
+                [
+                    f"keyint={backup_keyint}",
+                    f"min-keyint={backup_keyint}",
+                    "scenecut=0",
+                    "bframes=0",
+                    "repeat-headers=1",
+                    "forced-idr=1",
+                    "aud=0",
+                    f"vbv-maxrate={kbps}",
+                    f"vbv-bufsize={kbps}",
+                ]
+            ),
+        }
+        return codec
+
+    def encode(self, frame: av.VideoFrame, captured_at: float) -> list[Packet]:
+        if self._codec is None:
+            self._codec = self._open()
+        if (
+            frame.width != self.width
+            or frame.height != self.height
+            or frame.format.name != "yuv420p"
+        ):
+            frame = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+        force = captured_at - self._last_keyframe >= self.keyframe_interval
+        if self._requested.is_set() and captured_at - self._last_forced >= self.min_forced_interval:
+            force = True
+            self._last_forced = captured_at
+        if force:
+            self._requested.clear()
+        frame.pict_type = av.video.frame.PictureType.I if force else av.video.frame.PictureType.NONE
+        frame.pts = round((captured_at - self._origin) / VIDEO_TIME_BASE)
+        frame.time_base = VIDEO_TIME_BASE
+        started = time.perf_counter()
+        packets = list(self._codec.encode(frame))
+        self.encode_seconds = time.perf_counter() - started
+        self._last_frame = captured_at
+        self.frames += 1
+        for packet in packets:
+            packet.time_base = VIDEO_TIME_BASE
+            if packet.is_keyframe:
+                self.keyframes += 1
+                self._last_keyframe = captured_at
+                self._requested.clear()
+                if force:
+                    self.forced_keyframes += 1
+        return packets
+
+    def close(self) -> None:
+        self._codec = None
+
+
+class AudioEncoder:
+    """Opus, 48 kHz, mono by default, 20 ms packets, in-band FEC."""
+
+    def __init__(
+        self, name: str, *, bitrate: int = 32000, channels: int = 1, origin: float
+    ) -> None:
+        self.name = name
+        self.bitrate = bitrate
+        self.channels = channels
+        self._origin = origin
+        self._codec: av.AudioCodecContext | None = None
+        self._resampler = av.AudioResampler(
+            format="s16",
+            layout="mono" if channels == 1 else "stereo",
+            rate=AUDIO_RATE,
+            frame_size=OPUS_FRAME_SAMPLES,
+        )
+        self._next_pts: int | None = None
+        self.frames = 0
+        self.encode_seconds = 0.0
+
+    def wants(self, captured_at: float) -> bool:
+        return True
+
+    def request_keyframe(self) -> None:
+        """Audio has no keyframes; present so all encoders share one interface."""
+
+    def _open(self) -> av.AudioCodecContext:
+        codec = av.CodecContext.create("libopus", "w")
+        codec.sample_rate = AUDIO_RATE
+        codec.layout = "mono" if self.channels == 1 else "stereo"
+        codec.format = "s16"
+        codec.bit_rate = self.bitrate
+        codec.time_base = AUDIO_TIME_BASE
+        codec.options = {"application": "audio", "fec": "1", "packet_loss": "10", "vbr": "on"}
+        return codec
+
+    def encode(self, frame: av.AudioFrame, captured_at: float) -> list[Packet]:
+        if self._codec is None:
+            self._codec = self._open()
+        started = time.perf_counter()
+        expected = round((captured_at - self._origin) * AUDIO_RATE)
+        if self._next_pts is None or abs(expected - self._next_pts) > AUDIO_RATE // 5:
+            self._next_pts = expected  # start, or resync after a gap or drift > 200 ms
+        frame.pts = None
+        packets: list[Packet] = []
+        for chunk in self._resampler.resample(frame):
+            chunk.pts = self._next_pts
+            chunk.time_base = AUDIO_TIME_BASE
+            self._next_pts += chunk.samples
+            packets.extend(self._codec.encode(chunk))
+        for packet in packets:
+            packet.time_base = AUDIO_TIME_BASE
+        self.frames += len(packets)
+        self.encode_seconds = time.perf_counter() - started
+        return packets
+
+    def close(self) -> None:
+        self._codec = None
+
+
+Encoder = VideoEncoder | AudioEncoder

@@ -1,0 +1,107 @@
+"""Media sources: each runs in its own thread and hands frames to a sink."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Literal
+
+import av
+
+logger = logging.getLogger(__name__)
+
+MediaKind = Literal["video", "audio"]
+Frame = av.VideoFrame | av.AudioFrame
+FrameSink = Callable[[Frame, float], None]
+"""Called in the source's thread with a frame and its capture time (`time.monotonic()`)."""
+
+
+class SourceError(RuntimeError):
+    """A device could not be opened or read."""
+
+
+class Source(ABC):
+    """A capture device or synthetic generator running in a thread of its own.
+
+    `start(sink)` starts the thread; `stop()` ends it and releases the device.
+    A failing device is reopened with a growing pause; `state` and `error` tell why.
+    """
+
+    kind: MediaKind
+
+    def __init__(self, name: str, *, retry_max: float = 5.0) -> None:
+        self.name = name
+        self.state: Literal["stopped", "opening", "running", "failed"] = "stopped"
+        self.error: str | None = None
+        self.frames = 0
+        self._retry_max = retry_max
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sink: FrameSink | None = None
+
+    def start(self, sink: FrameSink) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"source {self.name} already started")
+        self._sink = sink
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._main, name=f"source-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning("source %s did not stop within %.1f s", self.name, timeout)
+        self.state = "stopped"
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _emit(self, frame: Frame, captured_at: float) -> None:
+        self.frames += 1
+        assert self._sink is not None
+        self._sink(frame, captured_at)
+
+    def _main(self) -> None:
+        pause = 0.5
+        while not self._stopping.is_set():
+            self.state = "opening"
+            try:
+                self._run()
+                pause = 0.5
+            except Exception as exc:  # a device error must never end the thread
+                self.state = "failed"
+                self.error = str(exc) or type(exc).__name__
+                logger.warning("source %s failed: %s; retrying in %.1f s", self.name, exc, pause)
+                self._stopping.wait(pause)
+                pause = min(pause * 2, self._retry_max)
+
+    @abstractmethod
+    def _run(self) -> None:
+        """Open the device and emit frames until `stopping`; raise on device errors."""
+
+
+class Pacer:
+    """Sleeps until the next tick of a fixed rate, skipping ticks when late."""
+
+    def __init__(self, rate: float, stopping: threading.Event) -> None:
+        self.interval = 1.0 / rate
+        self._stopping = stopping
+        self._next = time.monotonic()
+
+    def wait(self) -> float | None:
+        """Wait for the next tick; returns its monotonic time, or None when stopping."""
+        now = time.monotonic()
+        if self._next < now - self.interval:
+            self._next = now  # fell behind: skip, never burst
+        if self._stopping.wait(max(self._next - now, 0.0)):
+            return None
+        tick = self._next
+        self._next += self.interval
+        return tick

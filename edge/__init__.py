@@ -1,0 +1,1 @@
+"""classroom-edge: school life around the live lesson (settings, CLI, HTTP, links)."""

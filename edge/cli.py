@@ -1,0 +1,156 @@
+"""`classroom-edge` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .settings import Config, ConfigError, load
+
+EXIT_CONFIG = 1
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="site config (default /etc/classroom-edge/edge.toml, else the demo)",
+    )
+    parser.add_argument("--demo", action="store_true", help="use the embedded demo config")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="override the config's data_dir"
+    )
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load(args.config, demo=args.demo, data_dir=args.data_dir)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .links import room_links
+    from .service import EdgeService
+    from .web import create_app
+
+    config = _load(args)
+    host = args.host or config.site.http.host
+    port = args.port or config.site.http.port
+    service = EdgeService(config, host=host, port=port)
+    app = create_app(service)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+        )
+    )
+
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn has no event)
+            await asyncio.sleep(0.05)
+        if server.started:
+            print(
+                f"classroom-edge: {config.site.school}: serving on {service.base_url}", flush=True
+            )
+            for room in config.rooms:
+                class_link = room_links(config, service.signer, room, service.base_url)[0]
+                print(
+                    f"  room {room} (class {class_link.class_name}): {class_link.url}", flush=True
+                )
+        await task
+
+    asyncio.run(serve())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    where = config.path or "embedded demo"
+    print(f"{where}: ok ({len(config.rooms)} room(s): {', '.join(sorted(config.rooms))})")
+    return 0
+
+
+def cmd_links(args: argparse.Namespace) -> int:
+    from .links import public_url, room_links, signer_for
+
+    config = _load(args)
+    if args.room not in config.rooms:
+        print(
+            f"classroom-edge: no room {args.room!r} (rooms: {', '.join(sorted(config.rooms))})",
+            file=sys.stderr,
+        )
+        return 2
+    links = room_links(config, signer_for(config), args.room, public_url(config))
+    if args.json:
+        print(json.dumps([link.as_json() for link in links], ensure_ascii=False, indent=2))
+    else:
+        for link in links:
+            who = f"{link.name} ({link.student_id})" if link.name else f"cả lớp {link.class_name}"
+            print(f"{who}\n  {link.url}")
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .devices import list_devices
+
+    devices = list_devices()
+    if args.json:
+        print(json.dumps(devices, ensure_ascii=False, indent=2))
+    elif not devices:
+        print("no cameras, capture cards, microphones or displays found")
+    for device in [] if args.json else devices:
+        print(f"{device['type']:<11} {device['id']}  ({device['device']}; {device['note']})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(
+        prog="classroom-edge", description="Live lessons for absent pupils"
+    )
+    commands = main.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the service")
+    _common(run)
+    run.add_argument(
+        "--host", default=None, help="bind address; loopback = 127.0.0.1 candidates only"
+    )
+    run.add_argument("--port", type=int, default=None, help="TCP port")
+    run.set_defaults(func=cmd_run)
+    check = commands.add_parser("check-config", help="validate the config and room files")
+    _common(check)
+    check.set_defaults(func=cmd_check_config)
+    links = commands.add_parser("links", help="join links of a room")
+    _common(links)
+    links.add_argument("room")
+    links.add_argument("--json", action="store_true")
+    links.set_defaults(func=cmd_links)
+    devices = commands.add_parser("devices", help="cameras, capture cards, microphones, displays")
+    _common(devices)
+    devices.add_argument("--json", action="store_true")
+    devices.set_defaults(func=cmd_devices)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    logging.getLogger("aiortc").setLevel(logging.WARNING)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

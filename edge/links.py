@@ -1,0 +1,90 @@
+"""Join links of a room: one for the class, one per pupil of the class."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import ifaddr
+
+from .roster import Pupil, load_roster
+from .settings import Config
+from .tokens import Grant, TokenSigner, load_or_create_secret
+
+
+@dataclass(frozen=True)
+class Link:
+    kind: str
+    room: str
+    class_name: str
+    student_id: str | None
+    name: str | None
+    url: str
+    whep: str
+    token: str
+
+    def as_json(self) -> dict[str, object]:
+        data = asdict(self)
+        return {
+            "kind": data["kind"],
+            "room": data["room"],
+            "class": data["class_name"],
+            **{k: data[k] for k in ("student_id", "name", "url", "whep", "token")},
+        }
+
+
+def secret_path(config: Config) -> Path:
+    return config.site.data_dir / "secret"
+
+
+def signer_for(config: Config) -> TokenSigner:
+    return TokenSigner(load_or_create_secret(secret_path(config)))
+
+
+def lan_address() -> str:
+    """The first non-loopback IPv4 address of this machine, for links pupils can open."""
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ip.ip.startswith("127."):
+                return ip.ip
+    return "127.0.0.1"
+
+
+def public_url(config: Config, host: str | None = None, port: int | None = None) -> str:
+    if config.site.http.public_url:
+        return config.site.http.public_url.rstrip("/")
+    host = host or config.site.http.host
+    if host in ("0.0.0.0", "::", ""):
+        host = lan_address()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port or config.site.http.port}"
+
+
+def pupils(config: Config) -> list[Pupil]:
+    return load_roster(config.roster_path) if config.roster_path else []
+
+
+def room_links(
+    config: Config, signer: TokenSigner, room: str, base_url: str, now: float | None = None
+) -> list[Link]:
+    settings = config.rooms[room]
+    expires = int((time.time() if now is None else now) + config.site.links.valid_days * 86400)
+    whep = f"{base_url}/whep/{room}"
+    class_name = settings.class_name
+
+    def link(pupil: Pupil | None) -> Link:
+        token = signer.issue(Grant(room, class_name, pupil.id if pupil else None, expires))
+        return Link(
+            "student" if pupil else "class",
+            room,
+            class_name,
+            pupil.id if pupil else None,
+            pupil.name if pupil else None,
+            f"{base_url}/join/{token}",
+            whep,
+            token,
+        )
+
+    return [link(None)] + [link(p) for p in pupils(config) if p.class_name == class_name]

@@ -1,0 +1,169 @@
+"""A classroom at run time: its sources, one encoder per rendition, one bus per rendition."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+
+from capture import (
+    AlsaMicrophone,
+    AudioEncoder,
+    ScreenGrab,
+    Source,
+    SourcePipeline,
+    TestBoard,
+    TestCamera,
+    TestTone,
+    V4L2Camera,
+    VideoEncoder,
+)
+from webrtc import Feeds, PacketBus
+
+from .settings import (
+    AlsaSource,
+    BoardSource,
+    CameraSource,
+    MicSource,
+    RoomSettings,
+    ScreenSource,
+    TestVideoSource,
+    V4L2Source,
+    VideoRendition,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def video_source(name: str, config: CameraSource | BoardSource, top: VideoRendition) -> Source:
+    if isinstance(config, TestVideoSource):
+        width, height = config.width or top.width, config.height or top.height
+        fps = config.fps or top.fps
+        if name == "board":
+            return TestBoard(name, width=width, height=height, fps=fps)
+        return TestCamera(name, width=width, height=height, fps=fps)
+    if isinstance(config, V4L2Source):
+        return V4L2Camera(
+            name,
+            config.device,
+            input_format=config.input_format,
+            width=config.width,
+            height=config.height,
+            fps=config.fps,
+        )
+    if isinstance(config, ScreenSource):
+        return ScreenGrab(
+            name, config.display, fps=config.fps, width=config.width, height=config.height
+        )
+    raise TypeError(f"unknown video source {config!r}")
+
+
+def audio_source(config: MicSource) -> Source:
+    if isinstance(config, AlsaSource):
+        return AlsaMicrophone("mic", config.device, channels=config.channels)
+    return TestTone("mic")
+
+
+class Room:
+    """Owns the room's capture threads and buses; `start()`/`stop()`."""
+
+    def __init__(self, name: str, settings: RoomSettings, loop: asyncio.AbstractEventLoop) -> None:
+        self.name = name
+        self.settings = settings
+        self.live = settings.always_live
+        self.next_start: datetime | None = None
+        self.buses: dict[str, PacketBus] = {}
+        self.pipelines: list[SourcePipeline] = []
+        origin = time.monotonic()
+        video = (
+            ("camera", settings.camera, settings.camera_renditions),
+            ("board", settings.board, settings.board_renditions),
+        )
+        self._video_feeds: list[PacketBus | None] = []
+        for source_name, source_config, renditions in video:
+            if source_config is None:
+                self._video_feeds.append(None)
+                continue
+            encoders = [
+                VideoEncoder(
+                    f"{source_name}/{r.name}",
+                    width=r.width,
+                    height=r.height,
+                    fps=r.fps,
+                    bitrate=r.bitrate_kbps * 1000,
+                    origin=origin,
+                    keyframe_interval=r.keyframe_interval,
+                    preset=r.preset,
+                )
+                for r in renditions
+            ]
+            self._add(
+                video_source(source_name, source_config, renditions[0]), encoders, loop, "video"
+            )
+            self._video_feeds.append(self.buses[encoders[0].name])
+        self._audio_feed: PacketBus | None = None
+        if settings.mic is not None:
+            encoder = AudioEncoder("mic", bitrate=settings.audio.bitrate_kbps * 1000, origin=origin)
+            self._add(audio_source(settings.mic), [encoder], loop, "audio")
+            self._audio_feed = self.buses["mic"]
+
+    def _add(
+        self,
+        source: Source,
+        encoders: list[VideoEncoder] | list[AudioEncoder],
+        loop: asyncio.AbstractEventLoop,
+        kind: str,
+    ) -> None:
+        for encoder in encoders:
+            self.buses[encoder.name] = PacketBus(
+                f"{self.name}/{encoder.name}",
+                "video" if kind == "video" else "audio",
+                loop=loop,
+                request_keyframe=encoder.request_keyframe,
+                queue_size=30 if kind == "video" else 25,
+            )
+        self.pipelines.append(
+            SourcePipeline(
+                source,
+                encoders,
+                lambda rendition, packet: self.buses[rendition].publish_threadsafe(packet),
+            )
+        )
+
+    def feeds(self) -> Feeds:
+        return Feeds(video=self._video_feeds, audio=self._audio_feed)
+
+    async def start(self) -> None:
+        for pipeline in self.pipelines:
+            pipeline.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.pipelines))
+
+    def health(self, now: float) -> dict[str, object]:
+        sources = {
+            p.source.name: {
+                "state": p.source.state,
+                "error": p.source.error,
+                "frames": p.source.frames,
+            }
+            for p in self.pipelines
+        }
+        buses = {}
+        stalled = False
+        for name, bus in self.buses.items():
+            age = None if bus.last_packet_at is None else round(now - bus.last_packet_at, 2)
+            stalled = stalled or age is None or age > 5.0
+            buses[name] = {
+                "packets": bus.packets,
+                "viewers": bus.subscribers,
+                "last_packet_age": age,
+            }
+        return {
+            "live": self.live,
+            "class": self.settings.class_name,
+            "sources": sources,
+            "renditions": buses,
+            "stalled": stalled,
+        }

@@ -1,0 +1,367 @@
+"""Site and room settings: TOML files validated by pydantic.
+
+`edge.toml` holds the site; every `rooms/NAME.toml` beside it is one classroom.
+Errors read `FILE:LINE: key.path: what is wrong (what is expected)`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import zoneinfo
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .tomlpos import key_lines, line_of
+
+DEFAULT_CONFIG = Path("/etc/classroom-edge/edge.toml")
+DEMO_DIR = Path(__file__).parent / "demo"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------- site
+
+
+class HttpSettings(Model):
+    host: str = Field("0.0.0.0", description="Address the HTTP server binds to")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP server")
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+(/[^\s]*)?$",
+        description="Base URL pupils reach the service at (join links use it); "
+        "default: http://<this machine's LAN address>:<port>",
+    )
+    cors_origins: list[str] = Field(
+        ["*"], description="Origins allowed to call the WHEP endpoint (a player on the school site)"
+    )
+
+
+class IceServerSettings(Model):
+    urls: list[Annotated[str, Field(pattern=r"^(stun|stuns|turn|turns):\S+$")]] = Field(
+        ..., min_length=1, description="STUN/TURN URLs, e.g. stun:stun.school.edu.vn:3478"
+    )
+    username: str | None = Field(None, description="TURN user name")
+    credential: str | None = Field(None, description="TURN password")
+
+
+class LinkSettings(Model):
+    valid_days: int = Field(
+        300, ge=1, le=800, description="How long join links stay valid (a school year by default)"
+    )
+
+
+class WebRtcSettings(Model):
+    ice_servers: list[IceServerSettings] = Field(
+        [], description="STUN/TURN servers; empty on a school LAN with no NAT to cross"
+    )
+    connect_timeout: float = Field(
+        30.0,
+        ge=5,
+        le=300,
+        description="Seconds a new viewer may take to connect before it is dropped",
+    )
+    max_viewers: int = Field(200, ge=1, le=2000, description="Viewer sessions per mini-PC")
+
+
+class SiteSettings(Model):
+    school: str = Field(..., min_length=1, description="School name, shown to pupils")
+    timezone: str = Field("Asia/Ho_Chi_Minh", description="IANA time zone of the school")
+    data_dir: Path = Field(Path("/var/lib/classroom-edge"), description="Where state lives")
+    roster: Path | None = Field(
+        None, description="CSV of pupils (Mã định danh, Họ và tên, Lớp), relative to this file"
+    )
+    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
+    webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)  # type: ignore[arg-type]
+    links: LinkSettings = Field(default_factory=LinkSettings)  # type: ignore[arg-type]
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (expected e.g. Asia/Ho_Chi_Minh)"
+            ) from None
+        return value
+
+
+# ---------------------------------------------------------------- rooms
+
+
+class VideoRendition(Model):
+    name: str = Field("high", pattern=r"^[a-z0-9_-]{1,32}$", description="Rendition name")
+    width: int = Field(..., ge=160, le=3840, multiple_of=2, description="Encoded width, px")
+    height: int = Field(..., ge=120, le=2160, multiple_of=2, description="Encoded height, px")
+    fps: float = Field(..., gt=0, le=60, description="Encoded frames per second")
+    bitrate_kbps: int = Field(..., ge=50, le=20000, description="Target bitrate, kb/s")
+    keyframe_interval: float = Field(2.0, ge=0.5, le=10, description="Seconds between IDRs at most")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
+        "veryfast", description="x264 speed preset: faster uses less CPU, slower looks better"
+    )
+
+
+class TestVideoSource(Model):
+    kind: Literal["test"] = Field(description="Synthetic source with a burned-in clock")
+    width: int | None = Field(None, ge=160, le=3840, multiple_of=2, description="Picture width")
+    height: int | None = Field(None, ge=120, le=2160, multiple_of=2, description="Picture height")
+    fps: float | None = Field(None, gt=0, le=60, description="Frames per second")
+
+
+class V4L2Source(Model):
+    kind: Literal["v4l2"] = Field(description="A UVC camera or HDMI capture card")
+    device: str = Field(
+        ...,
+        pattern=r"^/dev/v4l/by-(id|path)/\S+$",
+        description="Stable device path under /dev/v4l/by-id (never /dev/videoN)",
+    )
+    input_format: Literal["mjpeg", "yuyv422", "h264"] = Field("mjpeg", description="Device format")
+    width: int = Field(1280, ge=160, le=3840, multiple_of=2, description="Capture width")
+    height: int = Field(720, ge=120, le=2160, multiple_of=2, description="Capture height")
+    fps: float = Field(30, gt=0, le=60, description="Capture frame rate")
+
+
+class ScreenSource(Model):
+    kind: Literal["x11grab"] = Field(description="The X11 screen of this mini-PC (smart board)")
+    display: str = Field(
+        ":0.0", pattern=r"^[\w.-]*:\d+(\.\d+)?(\+\d+,\d+)?$", description="X display"
+    )
+    fps: float = Field(5, gt=0, le=30, description="Capture frame rate")
+    width: int | None = Field(None, ge=160, le=7680, multiple_of=2, description="Grab width")
+    height: int | None = Field(None, ge=120, le=4320, multiple_of=2, description="Grab height")
+
+
+class TestAudioSource(Model):
+    kind: Literal["test"] = Field(description="A synthetic tone with beeps")
+
+
+class AlsaSource(Model):
+    kind: Literal["alsa"] = Field(description="An ALSA capture device")
+    device: str = Field(
+        "default", min_length=1, description="ALSA name, e.g. plughw:CARD=USB,DEV=0"
+    )
+    channels: int = Field(1, ge=1, le=2, description="Channels captured (mono is sent)")
+
+
+CameraSource = Annotated[TestVideoSource | V4L2Source, Field(discriminator="kind")]
+BoardSource = Annotated[TestVideoSource | V4L2Source | ScreenSource, Field(discriminator="kind")]
+MicSource = Annotated[TestAudioSource | AlsaSource, Field(discriminator="kind")]
+
+
+def _camera_renditions() -> list[VideoRendition]:
+    return [
+        VideoRendition.model_validate(
+            {"name": "high", "width": 1280, "height": 720, "fps": 30, "bitrate_kbps": 1200}
+        )
+    ]
+
+
+def _board_renditions() -> list[VideoRendition]:
+    return [
+        VideoRendition.model_validate(
+            {"name": "high", "width": 1920, "height": 1080, "fps": 5, "bitrate_kbps": 500}
+        )
+    ]
+
+
+class AudioSettings(Model):
+    bitrate_kbps: int = Field(32, ge=8, le=256, description="Opus bitrate, kb/s")
+
+
+class RoomSettings(Model):
+    class_name: str = Field(
+        ..., alias="class", pattern=r"^[\w.-]{1,16}$", description="The class taught here, e.g. 6A1"
+    )
+    always_live: bool = Field(
+        False,
+        description="Stream all the time (a hall, an event); else lessons follow the timetable",
+    )
+    camera: CameraSource | None = Field(None, description="The room camera ([camera] table)")
+    board: BoardSource | None = Field(None, description="The smart board picture ([board] table)")
+    mic: MicSource | None = Field(None, description="The classroom microphone ([mic] table)")
+    camera_renditions: list[VideoRendition] = Field(
+        default_factory=_camera_renditions,
+        min_length=1,
+        max_length=4,
+        description="Encodings of the camera, each encoded once",
+    )
+    board_renditions: list[VideoRendition] = Field(
+        default_factory=_board_renditions,
+        min_length=1,
+        max_length=4,
+        description="Encodings of the board, each encoded once",
+    )
+    audio: AudioSettings = Field(default_factory=AudioSettings)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _verify_sources(self) -> RoomSettings:
+        if self.camera is None and self.board is None and self.mic is None:
+            raise ValueError("a room needs at least one of [camera], [board], [mic]")
+        for field_name in ("camera_renditions", "board_renditions"):
+            names = [r.name for r in getattr(self, field_name)]
+            if len(names) != len(set(names)):
+                raise ValueError(f"{field_name}: rendition names must be unique, got {names}")
+        return self
+
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass
+class Config:
+    """A validated site with its rooms; `path` is None for the embedded demo."""
+
+    site: SiteSettings
+    rooms: dict[str, RoomSettings]
+    path: Path | None
+    demo: bool = False
+    roster_path: Path | None = None
+    room_files: dict[str, Path] = field(default_factory=dict)
+
+
+class ConfigError(Exception):
+    """Invalid configuration; `problems` are ready-to-print lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _expected(error: dict[str, Any]) -> tuple[str, str]:
+    message = str(error["msg"])
+    kind = error["type"]
+    if kind == "missing":
+        return "missing", "a value"
+    if kind == "extra_forbidden":
+        return "unknown key", "a key documented in config/edge.toml and config/rooms/example.toml"
+    if message.startswith("Input should be "):
+        return f"got {error.get('input')!r}", message.removeprefix("Input should be ")
+    if message.startswith("String should match pattern"):
+        return f"got {error.get('input')!r}", message.removeprefix("String should ").replace(
+            "match pattern", "text matching"
+        )
+    if message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+        if message.endswith(")") and " (expected " in message:
+            problem, _, expected = message[:-1].partition(" (expected ")
+            return problem, expected
+        return message, "see the commented example in config/"
+    return message, "see the commented example in config/"
+
+
+def _problems(
+    file: Path, text: str, error: ValidationError, prefix: Iterable[str | int] = ()
+) -> list[str]:
+    lines = key_lines(text)
+    problems = []
+    for item in error.errors():
+        loc = [
+            p
+            for p in item["loc"]
+            if not (isinstance(p, str) and p in {"test", "v4l2", "x11grab", "alsa"})
+        ]
+        dotted = ".".join(str(p) for p in (*prefix, *loc)) or "(file)"
+        problem, expected = _expected(dict(item))
+        problems.append(f"{file}:{line_of(lines, loc)}: {dotted}: {problem} (expected {expected})")
+    return problems
+
+
+def _read_toml(file: Path) -> tuple[str, dict[str, Any]]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [f"{file}:1: (file): cannot read: {exc.strerror} (expected a readable file)"]
+        ) from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None) or _line_from_message(str(exc))
+        raise ConfigError(
+            [
+                f"{file}:{line}: (toml): {exc.msg if hasattr(exc, 'msg') else exc} "
+                "(expected valid TOML)"
+            ]
+        ) from None
+
+
+def _line_from_message(message: str) -> int:
+    import re
+
+    match = re.search(r"line (\d+)", message)
+    return int(match.group(1)) if match else 1
+
+
+def load(path: Path | None = None, *, demo: bool = False, data_dir: Path | None = None) -> Config:
+    """Load `path` (default /etc/classroom-edge/edge.toml, else the embedded demo)."""
+    if demo or (path is None and not DEFAULT_CONFIG.exists()):
+        config = _load(DEMO_DIR / "edge.toml", demo=True)
+        config.site = config.site.model_copy(update={"data_dir": data_dir or demo_data_dir()})
+        return config
+    config = _load(path or DEFAULT_CONFIG, demo=False)
+    if data_dir is not None:
+        config.site = config.site.model_copy(update={"data_dir": data_dir})
+    return config
+
+
+def demo_data_dir() -> Path:
+    import os
+
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "classroom-edge" / "demo"
+
+
+def _load(file: Path, *, demo: bool) -> Config:
+    problems: list[str] = []
+    text, data = _read_toml(file)
+    site: SiteSettings | None = None
+    try:
+        site = SiteSettings.model_validate(data)
+    except ValidationError as exc:
+        problems += _problems(file, text, exc)
+    rooms: dict[str, RoomSettings] = {}
+    room_files: dict[str, Path] = {}
+    room_dir = file.parent / "rooms"
+    for room_file in sorted(room_dir.glob("*.toml")) if room_dir.is_dir() else []:
+        name = room_file.stem
+        if not name.replace("-", "").replace("_", "").isalnum():
+            problems.append(
+                f"{room_file}:1: (file): room name {name!r} is not usable in a URL "
+                "(expected letters, digits, - and _)"
+            )
+            continue
+        try:
+            room_text, room_data = _read_toml(room_file)
+            rooms[name] = RoomSettings.model_validate(room_data)
+            room_files[name] = room_file
+        except ConfigError as exc:
+            problems += exc.problems
+        except ValidationError as exc:
+            problems += _problems(room_file, room_text, exc)
+    if not rooms and not problems:
+        problems.append(f"{file}:1: (file): no room files in {room_dir} (expected rooms/NAME.toml)")
+    roster_path = None
+    if site is not None and site.roster is not None:
+        roster_path = site.roster if site.roster.is_absolute() else file.parent / site.roster
+        if not roster_path.is_file():
+            lines = key_lines(text)
+            problems.append(
+                f"{file}:{line_of(lines, ('roster',))}: roster: no such file "
+                f"{roster_path} (expected a CSV of pupils)"
+            )
+    if problems or site is None:
+        raise ConfigError(problems)
+    return Config(
+        site=site,
+        rooms=rooms,
+        path=None if demo else file,
+        demo=demo,
+        roster_path=roster_path,
+        room_files=room_files,
+    )

@@ -1,0 +1,257 @@
+"""The HTTP face of the service: WHEP, the pupil's page, health."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from webrtc import MAX_OFFER_BYTES, OfferError
+
+from .service import EdgeService
+from .tokens import Grant, TokenError
+
+logger = logging.getLogger(__name__)
+
+STATIC = resources.files("edge") / "static"
+SDP = "application/sdp"
+SDPFRAG = "application/trickle-ice-sdpfrag"
+
+
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """An RFC 9457 problem body."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(
+        body, status_code=status, headers=headers, media_type="application/problem+json"
+    )
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is larger than `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def create_app(service: EdgeService) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="classroom-edge", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    cors = service.config.site.http.cors_origins
+
+    def cors_headers(request: Request, methods: str) -> dict[str, str]:
+        origin = request.headers.get("origin")
+        allowed = "*" if "*" in cors else (origin if origin in cors else None)
+        if allowed is None:
+            return {}
+        headers = {
+            "Access-Control-Allow-Origin": allowed,
+            "Access-Control-Allow-Methods": methods,
+            "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+            "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Retry-After",
+            "Access-Control-Max-Age": "600",
+        }
+        if allowed != "*":
+            headers["Vary"] = "Origin"
+        return headers
+
+    def authorize(request: Request, room: str) -> Grant | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        try:
+            grant = service.signer.verify(token.strip())
+        except TokenError as exc:
+            logger.info("refused token for %s: %s", room, exc)
+            return None
+        return grant if grant.room == room else None
+
+    @app.options("/whep/{room}")
+    async def whep_options(room: str, request: Request) -> Response:
+        headers = cors_headers(request, "POST, OPTIONS")
+        headers["Accept-Post"] = SDP
+        return Response(status_code=204, headers=headers)
+
+    @app.post("/whep/{room}")
+    async def whep_post(room: str, request: Request) -> Response:
+        headers = cors_headers(request, "POST, OPTIONS")
+        runtime = service.rooms.get(room)
+        if runtime is None:
+            return problem(404, "Unknown room", f"there is no room {room!r} here", headers)
+        grant = authorize(request, room)
+        if grant is None:
+            return problem(
+                401,
+                "Unauthorized",
+                "the join link is invalid or has expired",
+                {**headers, "WWW-Authenticate": 'Bearer realm="classroom-edge"'},
+            )
+        if _content_type(request) != SDP:
+            return problem(
+                415,
+                "Unsupported media type",
+                f"the offer must be sent as {SDP}",
+                {**headers, "Accept-Post": SDP},
+            )
+        body = await _read_limited(request, MAX_OFFER_BYTES)
+        if body is None:
+            return problem(
+                413, "Offer too large", f"an SDP offer is at most {MAX_OFFER_BYTES} bytes", headers
+            )
+        if not runtime.live:
+            next_start = runtime.next_start.isoformat() if runtime.next_start else None
+            return problem(
+                409,
+                "No lesson live",
+                "no lesson is live in this room now",
+                {**headers, "Retry-After": "15"},
+                next_start=next_start,
+            )
+        try:
+            offer = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return problem(400, "Malformed SDP", "the offer is not UTF-8 text", headers)
+        try:
+            session, answer = await service.sessions.create(
+                runtime.feeds(),
+                offer,
+                room=room,
+                class_name=grant.class_name,
+                pupil_id=grant.pupil_id,
+                user_agent=request.headers.get("user-agent", ""),
+            )
+        except OfferError as exc:
+            return problem(exc.status, exc.title, exc.detail, headers)
+        location = f"/whep/{room}/{session.id}"
+        response = Response(
+            answer,
+            status_code=201,
+            media_type=SDP,
+            headers={
+                **headers,
+                "Location": location,
+                "ETag": f'"{session.id}"',
+                "Accept-Patch": SDPFRAG,
+            },
+        )
+        for server in service.ice_servers:
+            for value in server.link_header():
+                response.headers.append("Link", value)
+        return response
+
+    @app.options("/whep/{room}/{session_id}")
+    async def session_options(room: str, session_id: str, request: Request) -> Response:
+        headers = cors_headers(request, "PATCH, DELETE, OPTIONS")
+        headers["Accept-Patch"] = SDPFRAG
+        return Response(status_code=204, headers=headers)
+
+    @app.patch("/whep/{room}/{session_id}")
+    async def session_patch(room: str, session_id: str, request: Request) -> Response:
+        headers = cors_headers(request, "PATCH, DELETE, OPTIONS")
+        session = service.sessions.sessions.get(session_id)
+        if session is None or session.info.get("room") != room:
+            return problem(
+                404, "No such session", "the session has ended or never existed", headers
+            )
+        if _content_type(request) != SDPFRAG:
+            return problem(
+                415,
+                "Unsupported media type",
+                f"candidates must be sent as {SDPFRAG}",
+                {**headers, "Accept-Patch": SDPFRAG},
+            )
+        body = await _read_limited(request, MAX_OFFER_BYTES)
+        if body is None:
+            return problem(413, "Fragment too large", "the fragment is too large", headers)
+        try:
+            await service.sessions.trickle(session_id, body.decode("utf-8", "replace"))
+        except KeyError:
+            return problem(404, "No such session", "the session has ended", headers)
+        except OfferError as exc:
+            return problem(exc.status, exc.title, exc.detail, headers)
+        return Response(status_code=204, headers=headers)
+
+    @app.delete("/whep/{room}/{session_id}")
+    async def session_delete(room: str, session_id: str, request: Request) -> Response:
+        headers = cors_headers(request, "PATCH, DELETE, OPTIONS")
+        session = service.sessions.sessions.get(session_id)
+        if session is None or session.info.get("room") != room:
+            return problem(
+                404, "No such session", "the session has ended or never existed", headers
+            )
+        await service.sessions.delete(session_id)
+        return Response(status_code=200, headers=headers)
+
+    @app.get("/join/{token}", response_class=HTMLResponse)
+    async def join_page(token: str) -> HTMLResponse:
+        try:
+            grant = service.signer.verify(token)
+        except TokenError:
+            return HTMLResponse(_link_error_page(), status_code=401)
+        room = service.rooms.get(grant.room)
+        if room is None:
+            return HTMLResponse(_link_error_page(), status_code=404)
+        pupil = service.pupils.get(grant.pupil_id) if grant.pupil_id else None
+        config = {
+            "whep": f"{service.base_url}/whep/{grant.room}",
+            "token": token,
+            "room": grant.room,
+            "class": grant.class_name,
+            "school": service.config.site.school,
+            "pupil": {"id": pupil.id, "name": pupil.name} if pupil else None,
+            "lang": "vi",
+            "ice_servers": [s.as_json() for s in service.ice_servers],
+        }
+        text = (STATIC / "join.html").read_text(encoding="utf-8")
+        payload = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
+        return HTMLResponse(
+            text.replace("{{CONFIG}}", payload),
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        health = service.health()
+        return JSONResponse(health, status_code=200 if health["status"] == "ok" else 503)
+
+    return app
+
+
+def _link_error_page() -> str:
+    message = "Đường link không còn hiệu lực. Em hãy xin thầy cô đường link mới."
+    return (
+        '<!doctype html><html lang="vi"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<title>Link không hợp lệ</title></head>"
+        '<body style="font-family:sans-serif;padding:2rem;font-size:1.2rem">'
+        f"<h1>Không vào được lớp học</h1><p>{html.escape(message)}</p>"
+        '<p lang="en" style="color:#555">This link is no longer valid. Please ask your teacher '
+        "for a new one.</p></body></html>"
+    )

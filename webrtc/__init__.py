@@ -1,0 +1,21 @@
+"""WebRTC: the packet bus, viewer sessions (aiortc) and WHEP. Knows nothing of school life."""
+
+from .bus import PacketBus, Subscription
+from .ice import IceServer, gather_only, is_loopback, rtc_configuration
+from .sdp import MAX_OFFER_BYTES, OfferError
+from .session import Feeds, ViewerSession
+from .whep import SessionManager
+
+__all__ = [
+    "MAX_OFFER_BYTES",
+    "Feeds",
+    "IceServer",
+    "OfferError",
+    "PacketBus",
+    "SessionManager",
+    "Subscription",
+    "ViewerSession",
+    "gather_only",
+    "is_loopback",
+    "rtc_configuration",
+]

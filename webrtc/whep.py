@@ -1,0 +1,124 @@
+"""WHEP sessions of a process: create from an offer, trickle, delete, reap the dead."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+
+from aiortc import RTCPeerConnection
+
+from .ice import IceServer, rtc_configuration
+from .sdp import OfferError, parse_sdpfrag
+from .session import Feeds, ViewerSession
+
+logger = logging.getLogger(__name__)
+
+SessionListener = Callable[[ViewerSession], None]
+
+
+class SessionManager:
+    """Owns every viewer session; `stop()` closes them all and ends the reaper.
+
+    A session ends on DELETE, on ICE/DTLS failure or a closed connection, or when it
+    has not connected within `connect_timeout` seconds.
+    """
+
+    def __init__(
+        self,
+        ice_servers: Sequence[IceServer] = (),
+        *,
+        connect_timeout: float = 30.0,
+        max_sessions: int = 200,
+    ) -> None:
+        self.ice_servers = list(ice_servers)
+        self.connect_timeout = connect_timeout
+        self.max_sessions = max_sessions
+        self.sessions: dict[str, ViewerSession] = {}
+        self.on_closed: list[SessionListener] = []
+        self.on_connected: list[SessionListener] = []
+        self._wake = asyncio.Event()
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap(), name="whep-reaper")
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+            self._reaper = None
+        await asyncio.gather(*(self._close(s) for s in list(self.sessions.values())))
+
+    def count(self, predicate: Callable[[ViewerSession], bool] = lambda s: True) -> int:
+        return sum(1 for s in self.sessions.values() if predicate(s))
+
+    async def create(
+        self, feeds: Feeds, offer_sdp: str, **info: object
+    ) -> tuple[ViewerSession, str]:
+        """Answer an offer; returns the session and the SDP answer. Raises `OfferError`."""
+        if len(self.sessions) >= self.max_sessions:
+            raise OfferError(503, "Too many viewers", f"at most {self.max_sessions} sessions")
+        session_id = secrets.token_urlsafe(16)
+        pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
+        session = ViewerSession(session_id, pc, feeds)
+        session.info.update(info)
+        self.sessions[session_id] = session
+
+        @pc.on("connectionstatechange")
+        def _on_state() -> None:
+            if pc.connectionState == "connected" and session.connected_at is None:
+                session.connected_at = time.monotonic()
+                for listener in self.on_connected:
+                    listener(session)
+            if pc.connectionState in ("failed", "closed"):
+                self._wake.set()
+
+        try:
+            answer = await session.answer(offer_sdp)
+        except BaseException:
+            await self._close(session)
+            raise
+        return session, answer
+
+    async def trickle(self, session_id: str, body: str) -> None:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise KeyError(session_id)
+        await session.add_candidates(parse_sdpfrag(body))
+
+    async def delete(self, session_id: str) -> bool:
+        session = self.sessions.get(session_id)
+        if session is None:
+            return False
+        await self._close(session)
+        return True
+
+    async def _close(self, session: ViewerSession) -> None:
+        if self.sessions.pop(session.id, None) is None:
+            return
+        await session.close()
+        for listener in self.on_closed:
+            try:
+                listener(session)
+            except Exception:
+                logger.exception("session listener")
+
+    def _is_dead(self, session: ViewerSession, now: float) -> bool:
+        if session.state in ("failed", "closed"):
+            return True
+        return session.connected_at is None and now - session.created_at > self.connect_timeout
+
+    async def _reap(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            self._wake.clear()
+            now = time.monotonic()
+            dead = [s for s in self.sessions.values() if self._is_dead(s, now)]
+            for session in dead:
+                logger.info("session %s ended (%s)", session.id, session.state)
+                await self._close(session)
