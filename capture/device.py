@@ -3,7 +3,9 @@ the X11 screen of the smart board, and ALSA microphones."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Literal
 
 import av
@@ -97,8 +99,16 @@ class ScreenGrab(DeviceSource):
         super().__init__(name, display, options)
 
 
+SYSTEM_ALSA_CONFIG = Path("/usr/share/alsa/alsa.conf")
+
+
 class AlsaMicrophone(DeviceSource):
-    """An ALSA capture device (`default`, `hw:CARD=...`, `plughw:...`)."""
+    """An ALSA capture device (`default`, `hw:CARD=...`, `plughw:...`).
+
+    PyAV's wheels bundle an alsa-lib that looks for its configuration under a build
+    path; without `ALSA_CONFIG_PATH` it knows no device names at all, so we point it
+    at the system's file.
+    """
 
     kind = "audio"
     format_name = "alsa"
@@ -107,3 +117,5 @@ class AlsaMicrophone(DeviceSource):
         self, name: str, device: str = "default", *, sample_rate: int = 48000, channels: int = 1
     ) -> None:
         super().__init__(name, device, {"sample_rate": str(sample_rate), "channels": str(channels)})
+        if "ALSA_CONFIG_PATH" not in os.environ and SYSTEM_ALSA_CONFIG.exists():
+            os.environ["ALSA_CONFIG_PATH"] = str(SYSTEM_ALSA_CONFIG)

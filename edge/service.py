@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import threading
 import time
 
 from webrtc import IceServer, SessionManager, gather_only, is_loopback
@@ -25,26 +27,19 @@ class EdgeService:
         self.loopback = is_loopback(host)
         self.signer = signer_for(config)
         self.base_url = public_url(config, host, port)
-        ice = (
-            []
-            if self.loopback
-            else [
-                IceServer(tuple(s.urls), s.username, s.credential)
-                for s in config.site.webrtc.ice_servers
-            ]
-        )
+        self.advertised_ice_servers = [
+            IceServer(tuple(s.urls), s.username, s.credential)
+            for s in config.site.webrtc.ice_servers
+        ]
+        # On loopback (tests, one machine) our own peer connections use no STUN/TURN.
         self.sessions = SessionManager(
-            ice,
+            [] if self.loopback else self.advertised_ice_servers,
             connect_timeout=config.site.webrtc.connect_timeout,
             max_sessions=config.site.webrtc.max_viewers,
         )
         self.rooms: dict[str, Room] = {}
         self.pupils: dict[str, Pupil] = {p.id: p for p in pupils(config)}
         self.started_at = time.monotonic()
-
-    @property
-    def ice_servers(self) -> list[IceServer]:
-        return self.sessions.ice_servers
 
     async def start(self) -> None:
         if self.loopback:
@@ -63,6 +58,16 @@ class EdgeService:
         await self.sessions.stop()
         await asyncio.gather(*(room.stop() for room in self.rooms.values()))
         gather_only(None)
+
+    def process_counts(self) -> dict[str, int]:
+        """Live objects of this process, to spot leaks: threads, tasks, peer connections."""
+        gc.collect()
+        return {
+            "threads": threading.active_count(),
+            "tasks": len(asyncio.all_tasks()),
+            "peer_connections": len(self.sessions.peer_connections),
+            "sessions": len(self.sessions.sessions),
+        }
 
     def health(self) -> dict[str, object]:
         now = asyncio.get_running_loop().time()

@@ -161,7 +161,7 @@ def create_app(service: EdgeService) -> FastAPI:
                 "Accept-Patch": SDPFRAG,
             },
         )
-        for server in service.ice_servers:
+        for server in service.advertised_ice_servers:
             for value in server.link_header():
                 response.headers.append("Link", value)
         return response
@@ -227,7 +227,7 @@ def create_app(service: EdgeService) -> FastAPI:
             "school": service.config.site.school,
             "pupil": {"id": pupil.id, "name": pupil.name} if pupil else None,
             "lang": "vi",
-            "ice_servers": [s.as_json() for s in service.ice_servers],
+            "ice_servers": [s.as_json() for s in service.advertised_ice_servers],
         }
         text = (STATIC / "join.html").read_text(encoding="utf-8")
         payload = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
@@ -237,8 +237,10 @@ def create_app(service: EdgeService) -> FastAPI:
         )
 
     @app.get("/healthz")
-    async def healthz() -> JSONResponse:
+    async def healthz(detail: bool = False) -> JSONResponse:
         health = service.health()
+        if detail:
+            health["process"] = service.process_counts()
         return JSONResponse(health, status_code=200 if health["status"] == "ok" else 503)
 
     return app

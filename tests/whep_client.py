@@ -90,9 +90,7 @@ class Viewer:
                     continue
                 stats.width, stats.height = frame.width, frame.height
                 if self.decode_clock and stats.frames % 10 == 1:
-                    luma = frame.to_ndarray(format="gray")
-                    square = max(round(16 * frame.width / (1920 if name == "board" else 1280)), 1)
-                    clock = read_timestamp(luma, square)
+                    clock = read_timestamp(frame.to_ndarray(format="gray"))
                     stats.clock_ms.append(clock)
                     stats.latencies_ms.append(now * 1000 - clock)
 

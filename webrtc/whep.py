@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Sequence
 
 from aiortc import RTCPeerConnection
@@ -38,6 +39,7 @@ class SessionManager:
         self.connect_timeout = connect_timeout
         self.max_sessions = max_sessions
         self.sessions: dict[str, ViewerSession] = {}
+        self.peer_connections: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
         self.on_closed: list[SessionListener] = []
         self.on_connected: list[SessionListener] = []
         self._wake = asyncio.Event()
@@ -64,6 +66,7 @@ class SessionManager:
             raise OfferError(503, "Too many viewers", f"at most {self.max_sessions} sessions")
         session_id = secrets.token_urlsafe(16)
         pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
+        self.peer_connections.add(pc)
         session = ViewerSession(session_id, pc, feeds)
         session.info.update(info)
         self.sessions[session_id] = session
@@ -117,8 +120,12 @@ class SessionManager:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             self._wake.clear()
-            now = time.monotonic()
-            dead = [s for s in self.sessions.values() if self._is_dead(s, now)]
-            for session in dead:
-                logger.info("session %s ended (%s)", session.id, session.state)
-                await self._close(session)
+            await self._reap_once()
+
+    async def _reap_once(self) -> None:
+        # a method of its own, so no frame keeps the last closed session alive
+        now = time.monotonic()
+        dead = [s for s in self.sessions.values() if self._is_dead(s, now)]
+        for session in dead:
+            logger.info("session %s ended (%s)", session.id, session.state)
+            await self._close(session)

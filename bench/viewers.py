@@ -1,0 +1,224 @@
+"""N aiortc WHEP viewers in one process, driven by bench/fanout.py over stdin/stdout.
+
+Viewer 0 decodes everything (the health check: decoded fps, glass-to-glass latency
+from the burned-in capture clock). The others do not decode: aiortc's receiver still
+depacketizes and reassembles frames in its jitter buffer, but the decoder thread
+(`aiortc.rtcrtpreceiver.decoder_worker`) is replaced by a drain that only counts the
+reassembled frames. Every receiver's RTP packets and payload bytes are counted.
+
+Protocol (JSON lines on stdout): once connected, `{"event": "ready", ...}`; then each
+`snap` line on stdin answers `{"event": "snap", ...}` with cumulative counters, and
+`quit` (or end of stdin) closes the sessions, prints `{"event": "bye"}` and exits.
+
+    python bench/viewers.py --whep http://127.0.0.1:8080/whep/demo --token T --count 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiortc import RTCRtpReceiver, rtcrtpreceiver
+from aiortc.rtp import RtpPacket
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from whep_client import Viewer
+
+from webrtc import gather_only
+
+TRACKS = ("camera", "board", "audio")
+
+# ------------------------------------------------------------ aiortc patches
+
+_decoder_worker = rtcrtpreceiver.decoder_worker
+_handle_rtp_packet = RTCRtpReceiver._handle_rtp_packet
+decoding_queues: set[int] = set()
+"""`id()` of the track queues whose receiver really decodes."""
+drained_frames: dict[int, int] = {}
+"""`id()` of a track queue → reassembled frames the drain counted."""
+rtp_counts: dict[int, list[int]] = {}
+"""`id()` of a receiver → [RTP packets, RTP payload bytes]."""
+
+
+def drain_worker(
+    loop: asyncio.AbstractEventLoop,
+    input_q: queue.Queue[Any],
+    output_q: asyncio.Queue[Any],
+    decode_error: threading.Event,
+) -> None:
+    """Stands in for aiortc's decoder thread: count reassembled frames, decode none
+    (except for the receivers listed in `decoding_queues`)."""
+    key = id(output_q)
+    if key in decoding_queues:
+        _decoder_worker(loop, input_q, output_q, decode_error)
+        return
+    drained_frames.setdefault(key, 0)
+    while input_q.get() is not None:
+        drained_frames[key] += 1
+    with contextlib.suppress(RuntimeError):  # the loop is gone
+        asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+
+
+async def counting_handle_rtp_packet(
+    self: RTCRtpReceiver, packet: RtpPacket, arrival_time_ms: int
+) -> None:
+    counts = rtp_counts.setdefault(id(self), [0, 0])
+    counts[0] += 1
+    counts[1] += len(packet.payload)
+    await _handle_rtp_packet(self, packet, arrival_time_ms)
+
+
+rtcrtpreceiver.decoder_worker = drain_worker
+RTCRtpReceiver._handle_rtp_packet = counting_handle_rtp_packet  # type: ignore[method-assign]
+
+# ------------------------------------------------------------ viewers
+
+
+class Load:
+    def __init__(self, whep: str, token: str, count: int, concurrency: int) -> None:
+        self.viewers = [Viewer(whep, token) for _ in range(count)]
+        self.errors: list[str] = []
+        self._concurrency = asyncio.Semaphore(concurrency)
+
+    @property
+    def decoder(self) -> Viewer:
+        return self.viewers[0]
+
+    def _receivers(self, viewer: Viewer) -> list[RTCRtpReceiver]:
+        if not hasattr(viewer, "pc"):
+            return []
+        return [t.receiver for t in viewer.pc.getTransceivers()]
+
+    async def _connect(self, index: int, viewer: Viewer, client: httpx.AsyncClient) -> None:
+        async with self._concurrency:
+            try:
+                response = await viewer.connect(client)
+            except Exception as exc:
+                self.errors.append(f"viewer {index}: {type(exc).__name__}: {exc}")
+                return
+            if response.status_code != 201:
+                self.errors.append(f"viewer {index}: HTTP {response.status_code} {response.text}")
+                return
+            if index == 0:  # before the receivers start (after ICE and DTLS)
+                for receiver in self._receivers(viewer):
+                    decoding_queues.add(id(receiver.track._queue))
+
+    def _flowing(self, viewer: Viewer) -> bool:
+        receivers = self._receivers(viewer)
+        return (
+            viewer.location is not None
+            and viewer.pc.connectionState == "connected"
+            and len(receivers) == len(TRACKS)
+            and all(rtp_counts.get(id(r), [0])[0] > 0 for r in receivers)
+        )
+
+    async def connect(self, client: httpx.AsyncClient, limit: float) -> dict[str, Any]:
+        started = time.monotonic()
+        await asyncio.wait_for(
+            asyncio.gather(*(self._connect(i, v, client) for i, v in enumerate(self.viewers))),
+            limit,
+        )
+        while time.monotonic() - started < limit:
+            if all(self._flowing(v) for v in self.viewers if v.location):
+                break
+            await asyncio.sleep(0.2)
+        flowing = sum(1 for v in self.viewers if self._flowing(v))
+        return {
+            "event": "ready",
+            "viewers": len(self.viewers),
+            "flowing": flowing,
+            "seconds": round(time.monotonic() - started, 2),
+            "errors": self.errors,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        viewers = []
+        for index, viewer in enumerate(self.viewers):
+            receivers = self._receivers(viewer)
+            packets, payload, frames = {}, {}, {}
+            for name, receiver in zip(TRACKS, receivers, strict=False):
+                counts = rtp_counts.get(id(receiver), [0, 0])
+                packets[name], payload[name] = counts
+                if index == 0:
+                    frames[name] = viewer.stats[name].frames
+                elif receiver.track is not None:
+                    frames[name] = drained_frames.get(id(receiver.track._queue), 0)
+            state = viewer.pc.connectionState if hasattr(viewer, "pc") else "none"
+            viewers.append({"state": state, "packets": packets, "bytes": payload, "frames": frames})
+        latencies = {
+            name: [round(x, 1) for x in self.decoder.stats[name].latencies_ms]
+            for name in ("camera", "board")
+            if name in self.decoder.stats
+        }
+        return {
+            "event": "snap",
+            "t": time.monotonic(),
+            "viewers": viewers,
+            "decoder_latencies_ms": latencies,
+        }
+
+    async def close(self, client: httpx.AsyncClient) -> None:
+        async def close_one(viewer: Viewer) -> None:
+            if hasattr(viewer, "pc"):
+                with contextlib.suppress(Exception):
+                    await viewer.close(client)
+
+        await asyncio.gather(*(close_one(v) for v in self.viewers))
+
+
+def emit(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def run(args: argparse.Namespace) -> None:
+    gather_only(["127.0.0.1"])
+    load = Load(args.whep, args.token, args.count, args.concurrency)
+    async with httpx.AsyncClient(timeout=20) as client:
+        try:
+            emit(await load.connect(client, args.connect_timeout))
+        except TimeoutError:
+            emit({"event": "ready", "viewers": args.count, "flowing": 0, "errors": ["timeout"]})
+        while True:
+            line = await asyncio.to_thread(sys.stdin.readline)
+            command = line.strip()
+            if command == "snap":
+                emit(load.snapshot())
+            elif command in ("quit", ""):
+                break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(load.close(client), 15)
+    emit({"event": "bye"})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--whep", required=True, help="WHEP endpoint URL")
+    parser.add_argument("--token", required=True, help="bearer token")
+    parser.add_argument("--count", type=int, required=True, help="viewers (the first decodes)")
+    parser.add_argument("--concurrency", type=int, default=4, help="offers in flight at once")
+    parser.add_argument("--connect-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--max-seconds", type=float, default=600.0, help="exit no matter what after this long"
+    )
+    args = parser.parse_args()
+    watchdog = threading.Timer(args.max_seconds, os._exit, args=(3,))
+    watchdog.daemon = True
+    watchdog.start()
+    asyncio.run(run(args))
+    # aiortc decoder threads are not daemons; never let one keep the process alive
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from webrtc import gather_only
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=60,
+    )
+
+
+@dataclass
+class Service:
+    """`classroom-edge run` in a subprocess, on loopback."""
+
+    process: subprocess.Popen[str]
+    base: str
+    data_dir: Path
+    config_args: list[str]
+    log: Path
+
+    def links(self, room: str = "demo") -> list[dict[str, object]]:
+        result = cli("links", room, *self.config_args, "--data-dir", str(self.data_dir), "--json")
+        links: list[dict[str, object]] = json.loads(result.stdout)
+        return links
+
+    def token(self, room: str = "demo") -> str:
+        return str(self.links(room)[0]["token"])
+
+    def whep(self, room: str = "demo") -> str:
+        return f"{self.base}/whep/{room}"
+
+    def health(self, detail: bool = False) -> dict[str, object]:
+        response = httpx.get(f"{self.base}/healthz", params={"detail": detail}, timeout=10)
+        data: dict[str, object] = response.json()
+        return data
+
+
+@contextlib.contextmanager
+def run_service(tmp: Path, config_args: list[str], host: str = "127.0.0.1") -> Iterator[Service]:
+    port = free_port()
+    data_dir = tmp / "data"
+    log = tmp / "service.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "edge",
+                "run",
+                *config_args,
+                "--data-dir",
+                str(data_dir),
+                "--host",
+                host,
+                "--port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    service = Service(process, f"http://{host}:{port}", data_dir, config_args, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"service exited: {log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{service.base}/healthz", timeout=2).status_code in (200, 503):
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"service did not start: {log.read_text()}")
+            time.sleep(0.2)
+        yield service
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        if os.environ.get("CI"):
+            ARTIFACTS.mkdir(exist_ok=True)
+            shutil.copy(log, ARTIFACTS / f"service-{port}.log")
+
+
+@pytest.fixture(scope="module")
+def demo_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with run_service(tmp_path_factory.mktemp("demo"), ["--demo"]) as service:
+        yield service
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_candidates() -> Iterator[None]:
+    """Our aiortc clients, like the service on loopback, offer only 127.0.0.1."""
+    gather_only(["127.0.0.1"])
+    yield
+    gather_only(None)
+
+
+def write_site(tmp: Path, rooms: dict[str, str], site: str = 'school = "Trường Thử"\n') -> Path:
+    (tmp / "rooms").mkdir(parents=True, exist_ok=True)
+    (tmp / "edge.toml").write_text(site, encoding="utf-8")
+    for name, text in rooms.items():
+        (tmp / "rooms" / f"{name}.toml").write_text(text, encoding="utf-8")
+    return tmp / "edge.toml"
