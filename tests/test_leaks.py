@@ -8,7 +8,7 @@ import time
 import httpx
 
 from tests.conftest import Service
-from tests.whep_client import Viewer
+from tests.whep_client import Viewer, eventually
 
 VIEWERS = 10
 ROUNDS = 50
@@ -21,20 +21,11 @@ async def join(service: Service, token: str, client: httpx.AsyncClient) -> Viewe
     return viewer
 
 
-async def until(condition: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
 async def one_round(service: Service, token: str, client: httpx.AsyncClient, polite: bool) -> None:
     viewers = await asyncio.gather(*(join(service, token, client) for _ in range(VIEWERS)))
     try:
         # media really flowed to every viewer before it leaves
-        assert await until(lambda: all(v.stats["audio"].frames > 0 for v in viewers), 15)
+        assert await eventually(lambda: all(v.stats["audio"].frames > 0 for v in viewers), 15)
     finally:
         for viewer in viewers:
             if not polite:
@@ -64,6 +55,6 @@ async def test_join_leave_returns_to_baseline(demo_service: Service) -> None:
             and process["threads"] <= baseline["threads"]
         )
 
-    assert await until(settled, 30), (baseline, demo_service.health(detail=True)["process"])
+    assert await eventually(settled, 30), (baseline, demo_service.health(detail=True)["process"])
     health = demo_service.health()
     assert health["status"] == "ok" and health["viewers"] == 0

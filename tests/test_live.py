@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
 
 from tests.conftest import Service
-from tests.whep_client import Viewer
+from tests.whep_client import Viewer, eventually
 
 
 async def watch(service: Service, seconds: float, **kwargs: object) -> Viewer:
     viewer = Viewer(service.whep(), service.token(), **kwargs)  # type: ignore[arg-type]
     response = await viewer.connect()
     assert response.status_code == 201, response.text
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.25)
-        s = viewer.stats
-        if s["camera"].frames >= 60 and s["board"].frames >= 5 and s["audio"].frames >= 50:
-            break
+    s = viewer.stats
+    await eventually(
+        lambda: s["camera"].frames >= 60 and s["board"].frames >= 5 and s["audio"].frames >= 50,
+        seconds,
+    )
     return viewer
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from edge.tokens import Grant, TokenSigner
 from tests.conftest import Service, run_service, write_site
-from tests.whep_client import Viewer
+from tests.whep_client import Viewer, eventually
 
 OFFER_HEADERS = {"Content-Type": "application/sdp"}
 
@@ -21,10 +21,7 @@ async def good_viewer_plays(service: Service) -> None:
     try:
         response = await viewer.connect()
         assert response.status_code == 201, response.text
-        deadline = time.monotonic() + 10
-        while viewer.stats["camera"].frames < 5 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        assert viewer.stats["camera"].frames >= 5
+        assert await eventually(lambda: viewer.stats["camera"].frames >= 5, 10)
     finally:
         await viewer.close()
 
@@ -109,7 +106,7 @@ async def test_join_page(demo_service: Service) -> None:
         assert str(pupil["name"]) in page.text and str(pupil["token"]) in page.text
         assert "{{CONFIG}}" not in page.text
         bad = await client.get(f"{demo_service.base}/join/not-a-token")
-        assert bad.status_code == 401 and "hết hạn" in bad.text or "hiệu lực" in bad.text
+        assert (bad.status_code == 401 and "hết hạn" in bad.text) or "hiệu lực" in bad.text
         script = await client.get(f"{demo_service.base}/static/join.js")
         assert script.status_code == 200 and "RTCPeerConnection" in script.text
 
@@ -126,7 +123,8 @@ def site_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "[[camera_renditions]]\nwidth = 640\nheight = 360\nfps = 15\nbitrate_kbps = 300\n"
             "keyframe_interval = 10\n",
         },
-        site='school = "Trường Thử"\n[[webrtc.ice_servers]]\nurls = ["stun:stun.school.test:3478"]\n'
+        site='school = "Trường Thử"\n'
+        '[[webrtc.ice_servers]]\nurls = ["stun:stun.school.test:3478"]\n'
         '[[webrtc.ice_servers]]\nurls = ["turn:turn.school.test:3478?transport=udp"]\n'
         'username = "u"\ncredential = "p"\n',
     )
@@ -170,10 +168,9 @@ async def test_joiner_gets_a_keyframe_at_once_and_ice_links(site_service: Servic
                 and 'credential="p"' in v
                 for v in links
             )
-            deadline = time.monotonic() + 5
-            while viewer.stats["camera"].first_frame_at is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            first = viewer.stats["camera"].first_frame_at
+            camera = viewer.stats["camera"]
+            await eventually(lambda: camera.first_frame_at is not None, 5)  # noqa: B023
+            first = camera.first_frame_at
             assert first is not None, "no picture within 5 s"
             assert first - viewer.started_at < 2.5
         finally:

@@ -5,13 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import av
 import httpx
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from capture import read_timestamp
+
+
+async def eventually(condition: Callable[[], bool], within: float, step: float = 0.05) -> bool:
+    """Poll `condition` until it holds (True) or `within` seconds pass (False)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(step)
+    return True
 
 
 @dataclass
@@ -88,6 +100,7 @@ class Viewer:
                 stats.frames += 1
                 if name == "audio":
                     continue
+                assert isinstance(frame, av.VideoFrame)
                 stats.width, stats.height = frame.width, frame.height
                 if self.decode_clock and stats.frames % 10 == 1:
                     clock = read_timestamp(frame.to_ndarray(format="gray"))
