@@ -48,7 +48,7 @@ async def test_join_leave_returns_to_baseline(demo_service: Service) -> None:
     def settled() -> bool:
         process = demo_service.health(detail=True)["process"]
         assert isinstance(process, dict)
-        return (
+        return bool(
             process["sessions"] == 0
             and process["peer_connections"] == 0
             and process["tasks"] <= baseline["tasks"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import av
 import httpx
+import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -60,9 +61,11 @@ class Viewer:
             transceivers.append(("audio", self.pc.addTransceiver("audio", direction="recvonly")))
         for name, transceiver in transceivers:
             if name != "audio":
+                capabilities = RTCRtpReceiver.getCapabilities("video")
+                assert capabilities is not None
                 h264 = [
                     c
-                    for c in RTCRtpReceiver.getCapabilities("video").codecs
+                    for c in capabilities.codecs
                     if c.mimeType.lower() in ("video/h264", "video/rtx")
                 ]
                 transceiver.setCodecPreferences(h264)
@@ -103,7 +106,7 @@ class Viewer:
                 assert isinstance(frame, av.VideoFrame)
                 stats.width, stats.height = frame.width, frame.height
                 if self.decode_clock and stats.frames % 10 == 1:
-                    clock = read_timestamp(frame.to_ndarray(format="gray"))
+                    clock = read_timestamp(np.asarray(frame.to_ndarray(format="gray"), np.uint8))
                     stats.clock_ms.append(clock)
                     stats.latencies_ms.append(now * 1000 - clock)
 
