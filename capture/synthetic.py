@@ -50,6 +50,7 @@ class TestCamera(Source):
     """A moving test scene (1280×720@30 by default) with the burned-in clock."""
 
     kind = "video"
+    __test__ = False  # not a pytest class
 
     def __init__(
         self,
@@ -139,6 +140,7 @@ class TestBoard(Source):
     """Slide-like text (1920×1080 at a few fps by default) with the burned-in clock."""
 
     kind = "video"
+    __test__ = False
 
     def __init__(
         self,
@@ -204,6 +206,7 @@ class TestTone(Source):
     """A quiet tone with a short beep every second (48 kHz mono, 20 ms frames)."""
 
     kind = "audio"
+    __test__ = False
 
     def __init__(
         self,

@@ -25,7 +25,7 @@
       network: 'Mạng:', good: 'Tốt', fair: 'Trung bình', poor: 'Yếu',
       weakHint: 'Mạng yếu: hình có thể bị giật, nhưng tiếng vẫn được ưu tiên.',
       unmute: 'Chạm để bật tiếng', swap: 'Đổi hình', fullscreen: 'Phóng to', exitFullscreen: 'Thu nhỏ',
-      retry: 'Thử lại', board: 'Màn hình bảng', camera: 'Camera lớp học'
+      retry: 'Thử lại', tip: 'Xoay ngang điện thoại để xem bảng to và rõ hơn.', board: 'Màn hình bảng', camera: 'Camera lớp học'
     },
     en: {
       title: 'Class {class} · Live lesson', pageTitle: 'Live lesson', classLabel: 'Class {class}', hello: 'Hello, {name}',
@@ -47,7 +47,7 @@
       network: 'Network:', good: 'Good', fair: 'Fair', poor: 'Weak',
       weakHint: 'Weak network: the picture may stutter, but sound comes first.',
       unmute: 'Tap to turn on sound', swap: 'Swap views', fullscreen: 'Full screen', exitFullscreen: 'Exit full screen',
-      retry: 'Try again', board: 'Board screen', camera: 'Classroom camera'
+      retry: 'Try again', tip: 'Turn your phone sideways to see the board bigger.', board: 'Board screen', camera: 'Classroom camera'
     }
   };
 
@@ -55,7 +55,7 @@
   var els = {};
   ['stage', 'board', 'camera', 'sound', 'overlay', 'overlay-title', 'overlay-detail', 'retry', 'unmute',
     'unmute-text', 'state-text', 'quality', 'quality-label', 'quality-word', 'notice', 'swap', 'fullscreen',
-    'class-name', 'school', 'pupil'].forEach(function (id) { els[id] = $(id); });
+    'class-name', 'school', 'pupil', 'tip'].forEach(function (id) { els[id] = $(id); });
 
   var config = readConfig();
   var lang = pickLang(config);
@@ -103,6 +103,7 @@
     els['unmute-text'].textContent = t('unmute');
     els.swap.textContent = t('swap');
     els.retry.textContent = t('retry');
+    els.tip.textContent = t('tip');
     els['quality-label'].textContent = t('network');
     els.board.setAttribute('aria-label', t('board'));
     els.camera.setAttribute('aria-label', t('camera'));
@@ -154,7 +155,7 @@
     var diff = Math.round((day - today) / 86400000);
     var when = diff === 0 ? t('today') : diff === 1 ? t('tomorrow')
       : S.weekdays[new Date(day).getUTCDay()] + ' ' + (+m[3]) + '/' + (+m[2]);
-    return m[4] + ':' + m[5] + (diff === 0 || diff === 1 ? ' ' : ', ') + when;
+    return m[4] + ':' + m[5] + (diff === 0 || diff === 1 ? '\u00a0' : ', ') + when;
   }
 
   function showWaiting(nextStart) {
@@ -385,6 +386,7 @@
 
   function trickle(s) {
     if (!s.location || !s.pending.length || !s.pc.localDescription) return;
+    if (!s.pending.some(Boolean)) return;      // end-of-candidates alone tells the server nothing useful
     var cands = s.pending.splice(0);
     var frag = sdpFragment(s.pc.localDescription.sdp, cands);
     if (!frag) return;

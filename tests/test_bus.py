@@ -1,0 +1,62 @@
+"""The packet bus: bounded queues, joiners start at an IDR, laggards skip to the next."""
+
+from __future__ import annotations
+
+import asyncio
+
+from webrtc import PacketBus
+
+
+class FakePacket:
+    """Stands in for av.Packet: the bus only reads `is_keyframe` and `size`."""
+
+    def __init__(self, n: int, keyframe: bool) -> None:
+        self.n, self.is_keyframe, self.size = n, keyframe, 100
+
+
+async def test_video_subscriber_starts_at_keyframe_and_skips_when_behind() -> None:
+    requests: list[int] = []
+    bus = PacketBus(
+        "cam",
+        "video",
+        loop=asyncio.get_running_loop(),
+        request_keyframe=lambda: requests.append(1),
+        queue_size=5,
+    )
+    sub = bus.subscribe()
+    assert requests == [1]  # a joiner asks for a fresh IDR
+    for n in range(3):
+        bus.publish(FakePacket(n, keyframe=False))  # type: ignore[arg-type]
+    assert len(sub) == 0  # nothing before the first IDR
+    bus.publish(FakePacket(3, keyframe=True))  # type: ignore[arg-type]
+    for n in range(4, 12):  # a slow viewer: the queue overflows
+        bus.publish(FakePacket(n, keyframe=False))  # type: ignore[arg-type]
+    assert len(sub) == 0 and sub.waiting_for_keyframe and len(requests) == 2
+    bus.publish(FakePacket(12, keyframe=True))  # type: ignore[arg-type]
+    bus.publish(FakePacket(13, keyframe=False))  # type: ignore[arg-type]
+    assert [(await sub.get()).n for _ in range(2)] == [12, 13]  # type: ignore[attr-defined]
+    sub.close()
+    assert bus.subscribers == 0
+
+
+async def test_audio_drops_oldest_and_close_ends_get() -> None:
+    bus = PacketBus("mic", "audio", loop=asyncio.get_running_loop(), queue_size=3)
+    sub = bus.subscribe()
+    for n in range(6):
+        bus.publish(FakePacket(n, keyframe=True))  # type: ignore[arg-type]
+    assert [(await sub.get()).n for _ in range(3)] == [3, 4, 5]  # type: ignore[attr-defined]
+    waiter = asyncio.create_task(sub.get())
+    await asyncio.sleep(0)
+    sub.close()
+    try:
+        await asyncio.wait_for(waiter, 1)
+        raise AssertionError("get() returned after close")
+    except Exception as exc:  # MediaStreamError ends aiortc's sender loop
+        assert type(exc).__name__ == "MediaStreamError"
+
+
+async def test_publish_threadsafe_from_a_thread() -> None:
+    bus = PacketBus("mic", "audio", loop=asyncio.get_running_loop())
+    sub = bus.subscribe()
+    await asyncio.to_thread(bus.publish_threadsafe, FakePacket(1, True))  # type: ignore[arg-type]
+    assert (await asyncio.wait_for(sub.get(), 1)).n == 1  # type: ignore[attr-defined]
