@@ -289,6 +289,11 @@ class Row:
         )
 
     @property
+    def other_cpu(self) -> float:
+        """CPU of all other processes (other jobs skew the numbers), % of one core."""
+        return max(0.0, self.host_busy * CORES - self.cpu - self.viewer_cpu)
+
+    @property
     def undelivered(self) -> float:
         """Share of the camera frames the viewers did not get, in %."""
         camera = self.fps_mean.get("camera", 0.0)
@@ -377,7 +382,7 @@ def table(rows: Sequence[Row]) -> str:
     header = (
         "| server | viewers | flowing | server CPU % | per-viewer kb/s cam/board/audio (min total)"
         " | fps cam/board mean (min) | decoding viewer fps cam/board/audio | latency ms cam/board"
-        " | viewer proc CPU % | host busy % | note |"
+        " | viewer proc CPU % | other procs CPU % | host busy % of all cores | note |"
     )
     lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
     for r in rows:
@@ -398,7 +403,7 @@ def table(rows: Sequence[Row]) -> str:
         lines.append(
             f"| {r.server} | {r.viewers} | {r.flowing} | {fmt(r.cpu)}"
             f" | {kbps} ({fmt(r.kbps_min, 0)}) | {fps} | {decoded} | {latency}"
-            f" | {fmt(r.viewer_cpu)} | {fmt(r.host_busy, 0)}"
+            f" | {fmt(r.viewer_cpu)} | {fmt(r.other_cpu, 0)} | {fmt(r.host_busy, 0)}"
             f" | {' '.join(notes)} |"
         )
     return "\n".join(lines)

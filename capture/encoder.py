@@ -184,8 +184,8 @@ class AudioEncoder:
             self._codec = self._open()
         started = time.perf_counter()
         expected = round((captured_at - self._origin) * AUDIO_RATE)
-        if self._next_pts is None or abs(expected - self._next_pts) > AUDIO_RATE // 5:
-            self._next_pts = expected  # start, or resync after a gap or drift > 200 ms
+        if self._next_pts is None or expected - self._next_pts > AUDIO_RATE // 5:
+            self._next_pts = expected  # start, or a gap > 200 ms: it stays a gap
         frame.pts = None
         packets: list[Packet] = []
         for chunk in self._resampler.resample(frame):
