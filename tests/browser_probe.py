@@ -30,9 +30,10 @@ async () => {
   const c = window.classroom;
   if (!c || !c.pc) return {state: c ? c.state : null};
   const report = await c.pc.getStats();
-  const out = {state: c.state, connection: c.pc.connectionState, video: {}, audio: null, pair: null};
+  const out = {state: c.state, connection: c.pc.connectionState, video: {}, audio: null,
+               pair: null};
   const mids = {};
-  c.pc.getTransceivers().forEach((t, i) => { mids[t.receiver.track.id] = t.mid; });
+  c.pc.getTransceivers().forEach((t) => { mids[t.receiver.track.id] = t.mid; });
   report.forEach((s) => {
     if (s.type === 'inbound-rtp' && s.kind === 'video') {
       out.video[s.mid || mids[s.trackIdentifier] || s.id] = {
