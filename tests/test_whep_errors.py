@@ -123,7 +123,7 @@ def site_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "[[camera_renditions]]\nwidth = 640\nheight = 360\nfps = 15\nbitrate_kbps = 300\n"
             "keyframe_interval = 10\n",
         },
-        site='school = "Trường Thử"\n'
+        site='school = "Trường Thử"\n[webrtc]\nconnect_timeout = 5\n'
         '[[webrtc.ice_servers]]\nurls = ["stun:stun.school.test:3478"]\n'
         '[[webrtc.ice_servers]]\nurls = ["turn:turn.school.test:3478?transport=udp"]\n'
         'username = "u"\ncredential = "p"\n',
@@ -176,3 +176,27 @@ async def test_joiner_gets_a_keyframe_at_once_and_ice_links(site_service: Servic
         finally:
             await viewer.close()
         await asyncio.sleep(1.1)  # past the keyframe rate limit
+
+
+async def test_a_viewer_that_never_connects_is_dropped(site_service: Service) -> None:
+    from aiortc import RTCPeerConnection
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    async with httpx.AsyncClient(timeout=20) as client:
+        response = await client.post(
+            site_service.whep("r102"),
+            content=pc.localDescription.sdp,
+            headers={**OFFER_HEADERS, "Authorization": f"Bearer {site_service.token('r102')}"},
+        )
+    await pc.close()  # never applies the answer: ICE never starts
+    assert response.status_code == 201
+    assert site_service.health()["viewers"] == 1
+
+    def dropped() -> bool:
+        return site_service.health()["viewers"] == 0
+
+    assert await eventually(dropped, 12, step=0.5)  # connect_timeout = 5 s
+    process = site_service.health(detail=True)["process"]
+    assert isinstance(process, dict) and process["peer_connections"] == 0
