@@ -1,17 +1,21 @@
 """Opens a join link in Debian Chromium (Playwright) and reports what the page received.
 
 Run inside the viewer's network namespace:
-    python tests/browser_probe.py URL RESULT.json SCREENSHOT.png [SECONDS]
+    python tests/browser_probe.py URL RESULT.json SCREENSHOT.png [SECONDS [DEVICE]]
+With DEVICE (the namespace's veth), the link is then taken down and up again, and the
+time the page takes to notice and to play again is reported.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -51,7 +55,45 @@ async () => {
 """
 
 
-def main(url: str, result_path: str, screenshot_path: str, seconds: float) -> None:
+def played(stats: dict[str, object], frames: int) -> bool:
+    video = stats.get("video") or {}
+    audio = stats.get("audio") or {}
+    assert isinstance(video, dict) and isinstance(audio, dict)
+    decoded = [v.get("framesDecoded", 0) for v in video.values()]
+    return len(decoded) >= 2 and min(decoded) > frames and audio.get("packetsReceived", 0) > 0
+
+
+def wait_until(page: Page, check: Callable[[], bool], seconds: float) -> float | None:
+    """Seconds until `check()` held, or None if it did not within `seconds`."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if check():
+            return round(time.monotonic() - started, 2)
+        page.wait_for_timeout(250)
+    return None
+
+
+def drop_and_heal(page: Page, device: str, result: dict[str, object]) -> None:
+    page.evaluate("() => { window.firstPc = window.classroom.pc; }")
+    subprocess.run(["ip", "link", "set", device, "down"], check=True, timeout=10)
+    result["reconnecting_after"] = wait_until(
+        page, lambda: page.evaluate("() => window.classroom.state") == "reconnecting", 30
+    )
+    subprocess.run(["ip", "link", "set", device, "up"], check=True, timeout=10)
+    result["rejoined_after"] = wait_until(
+        page,
+        lambda: (
+            bool(page.evaluate("() => window.classroom.pc !== window.firstPc"))
+            and page.evaluate("() => window.classroom.state") == "live"
+            and played(page.evaluate(STATS), 10)
+        ),
+        40,
+    )
+
+
+def main(
+    url: str, result_path: str, screenshot_path: str, seconds: float, drop_device: str | None
+) -> None:
     result: dict[str, object] = {"url": url}
     console: list[str] = []
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
@@ -96,4 +138,10 @@ def main(url: str, result_path: str, screenshot_path: str, seconds: float) -> No
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 15)
+    main(
+        sys.argv[1],
+        sys.argv[2],
+        sys.argv[3],
+        float(sys.argv[4]) if len(sys.argv) > 4 else 15,
+        sys.argv[5] if len(sys.argv) > 5 else None,
+    )

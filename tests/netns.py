@@ -22,6 +22,7 @@ def ip(*args: str) -> None:
 class Host:
     namespace: str
     address: str
+    device: str
 
     def command(self, *args: str) -> list[str]:
         return ["ip", "netns", "exec", self.namespace, *args]
@@ -32,30 +33,17 @@ def two_hosts(tag: str | None = None) -> Iterator[tuple[Host, Host]]:
     """(server, client) in two new namespaces; removed on exit."""
     tag = tag or f"{os.getpid() % 10000}"
     subnet = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
-    server = Host(f"ce-srv-{tag}", f"{subnet}.1")
-    client = Host(f"ce-cli-{tag}", f"{subnet}.2")
-    veth_server, veth_client = f"ces{tag}", f"cec{tag}"
+    server = Host(f"ce-srv-{tag}", f"{subnet}.1", f"ces{tag}")
+    client = Host(f"ce-cli-{tag}", f"{subnet}.2", f"cec{tag}")
     try:
         for host in (server, client):
             ip("netns", "add", host.namespace)
             ip("-n", host.namespace, "link", "set", "lo", "up")
-        ip(
-            "link",
-            "add",
-            veth_server,
-            "netns",
-            server.namespace,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            veth_client,
-            "netns",
-            client.namespace,
-        )
-        for host, device in ((server, veth_server), (client, veth_client)):
-            ip("-n", host.namespace, "addr", "add", f"{host.address}/24", "dev", device)
-            ip("-n", host.namespace, "link", "set", device, "up")
+        ip("link", "add", server.device, "netns", server.namespace, "type", "veth", "peer",
+           "name", client.device, "netns", client.namespace)  # fmt: skip
+        for host in (server, client):
+            ip("-n", host.namespace, "addr", "add", f"{host.address}/24", "dev", host.device)
+            ip("-n", host.namespace, "link", "set", host.device, "up")
         yield server, client
     finally:
         for host in (server, client):

@@ -105,3 +105,6 @@ def test_chromium_plays_the_lesson(tmp_path: Path) -> None:
     assert pupil["name"] in result["text"]
     assert screenshot.stat().st_size > 10_000
     assert not [line for line in result["console"] if line.startswith("pageerror")], result
+    # the network drops: the page notices, then rejoins by itself once the link is back
+    assert result["reconnecting_after"] is not None, result
+    assert result["rejoined_after"] is not None and result["rejoined_after"] < 30, result

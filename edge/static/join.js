@@ -1,16 +1,18 @@
-/* classroom-edge: the pupil's live-lesson page, a WHEP viewer.
- * Plain ES2018, no dependencies. Transceivers, in order: camera video,
- * board video, classroom audio (all recvonly). Test hook: window.classroom. */
+/* classroom-edge: the pupil's live-lesson page, a WHEP viewer. Plain ES2018, no dependencies.
+ * Offer transceivers, in order: camera video, board video, classroom audio (all recvonly).
+ * Test hook: window.classroom = {pc, state, config, quality, location}. */
 (function () {
   'use strict';
 
   var STRINGS = {
     vi: {
-      title: 'Lớp {class} · Học trực tuyến', pageTitle: 'Học trực tuyến', classLabel: 'Lớp {class}', hello: 'Xin chào, {name}',
+      title: 'Lớp {class} · Học trực tuyến', pageTitle: 'Học trực tuyến', classLabel: 'Lớp {class}',
+      hello: 'Xin chào, {name}', board: 'Màn hình bảng', camera: 'Camera lớp học',
       connecting: 'Đang kết nối…', live: 'Đang học trực tiếp', reconnecting: 'Đang kết nối lại…',
       waiting: 'Chưa đến giờ học', ended: 'Buổi học đã kết thúc', error: 'Không vào được lớp học',
       connectingHelp: 'Em chờ một chút nhé.',
       reconnectingHelp: 'Mạng vừa bị ngắt. Trang sẽ tự vào lại lớp.',
+      retryHelp: 'Chưa vào được lớp học. Trang sẽ tự thử lại.',
       offlineHelp: 'Điện thoại đang mất mạng. Em hãy kiểm tra Wi-Fi hoặc 4G.',
       nextAt: 'Tiết học tiếp theo bắt đầu lúc {time}.',
       autoJoin: 'Trang sẽ tự vào lớp khi đến giờ, em không cần tải lại trang.',
@@ -25,14 +27,16 @@
       network: 'Mạng:', good: 'Tốt', fair: 'Trung bình', poor: 'Yếu',
       weakHint: 'Mạng yếu: hình có thể bị giật, nhưng tiếng vẫn được ưu tiên.',
       unmute: 'Chạm để bật tiếng', swap: 'Đổi hình', fullscreen: 'Phóng to', exitFullscreen: 'Thu nhỏ',
-      retry: 'Thử lại', tip: 'Xoay ngang điện thoại để xem bảng to và rõ hơn.', board: 'Màn hình bảng', camera: 'Camera lớp học'
+      retry: 'Thử lại', tip: 'Xoay ngang điện thoại để xem bảng to hơn.'
     },
     en: {
-      title: 'Class {class} · Live lesson', pageTitle: 'Live lesson', classLabel: 'Class {class}', hello: 'Hello, {name}',
+      title: 'Class {class} · Live lesson', pageTitle: 'Live lesson', classLabel: 'Class {class}',
+      hello: 'Hello, {name}', board: 'Board screen', camera: 'Classroom camera',
       connecting: 'Connecting…', live: 'Live lesson', reconnecting: 'Reconnecting…',
       waiting: 'The lesson has not started yet', ended: 'The lesson has ended', error: 'Cannot join the lesson',
       connectingHelp: 'Please wait a moment.',
       reconnectingHelp: 'The connection dropped. The page will rejoin by itself.',
+      retryHelp: 'Could not join yet. The page will try again by itself.',
       offlineHelp: 'Your phone is offline. Please check Wi-Fi or mobile data.',
       nextAt: 'The next lesson starts at {time}.',
       autoJoin: 'The page will join by itself when it starts; no need to reload.',
@@ -47,30 +51,27 @@
       network: 'Network:', good: 'Good', fair: 'Fair', poor: 'Weak',
       weakHint: 'Weak network: the picture may stutter, but sound comes first.',
       unmute: 'Tap to turn on sound', swap: 'Swap views', fullscreen: 'Full screen', exitFullscreen: 'Exit full screen',
-      retry: 'Try again', tip: 'Turn your phone sideways to see the board bigger.', board: 'Board screen', camera: 'Classroom camera'
+      retry: 'Try again', tip: 'Turn your phone sideways to see the board bigger.'
     }
   };
 
   var $ = function (id) { return document.getElementById(id); };
   var els = {};
   ['stage', 'board', 'camera', 'sound', 'overlay', 'overlay-title', 'overlay-detail', 'retry', 'unmute',
-    'unmute-text', 'state-text', 'quality', 'quality-label', 'quality-word', 'notice', 'swap', 'fullscreen',
-    'class-name', 'school', 'pupil', 'tip'].forEach(function (id) { els[id] = $(id); });
+    'state-text', 'quality', 'quality-word', 'notice', 'fullscreen', 'class-name', 'school', 'pupil']
+    .forEach(function (id) { els[id] = $(id); });
 
   var config = readConfig();
   var lang = pickLang(config);
   var S = STRINGS[lang];
   var classroom = window.classroom = { pc: null, state: 'connecting', config: config, quality: null, location: null };
 
-  var current = null;      // the session being set up or live: {pc, location, pending, sent, timers}
-  var gen = 0;             // bumps on every attempt; stale async work checks it
-  var busy = 0;            // gen of the attempt still being negotiated, 0 if none
-  var terminal = false;    // no automatic retries (bad link, unknown room, ...)
-  var everLive = false;
-  var attempts = 0;
-  var retryTimer = 0;
-  var linkIce = [];        // ICE servers learnt from Link headers, used on reconnect
-  var wakeLock = null;
+  var current = null;     // session being set up or live: {pc, camera, board, audio, location, pending, ...}
+  var gen = 0;            // bumped by every attempt and by pagehide; stale async work compares it
+  var busy = 0;           // gen of the attempt still negotiating, 0 if none: never two set-ups at once
+  var terminal = false;   // no automatic retries (bad link, unknown room, other 4xx)
+  var everLive = false, attempts = 0, retryTimer = 0;
+  var wakeLock = null, wantAwake = false;
 
   function t(key, vars) {
     return String(S[key]).replace(/\{(\w+)\}/g, function (m, k) { return vars && k in vars ? vars[k] : m; });
@@ -89,50 +90,43 @@
     return c && c.lang === 'en' ? 'en' : 'vi';
   }
 
-  /* ---------- static text and header ---------- */
+  /* ---------- header and state ---------- */
 
   function renderHeader() {
     document.documentElement.lang = lang;
+    document.querySelectorAll('[data-i18n]').forEach(function (el) { el.textContent = t(el.getAttribute('data-i18n')); });
     var cls = config && config['class'] ? String(config['class']) : '';
     document.title = cls ? t('title', { 'class': cls }) : t('pageTitle');
     els['class-name'].textContent = cls ? t('classLabel', { 'class': cls }) : t('pageTitle');
     els.school.textContent = (config && config.school) || '';
-    var pupil = config && config.pupil;
-    els.pupil.hidden = !(pupil && pupil.name);
-    if (pupil && pupil.name) els.pupil.textContent = t('hello', { name: pupil.name });
-    els['unmute-text'].textContent = t('unmute');
-    els.swap.textContent = t('swap');
-    els.retry.textContent = t('retry');
-    els.tip.textContent = t('tip');
-    els['quality-label'].textContent = t('network');
+    var name = config && config.pupil && config.pupil.name;
+    els.pupil.hidden = !name;
+    if (name) els.pupil.textContent = t('hello', { name: name });
     els.board.setAttribute('aria-label', t('board'));
     els.camera.setAttribute('aria-label', t('camera'));
     updateFullscreenLabel();
   }
 
-  /* ---------- state ---------- */
-
   // name: connecting | live | reconnecting | waiting | ended | error
   function setState(name, title, detail) {
     classroom.state = name;
     document.body.setAttribute('data-state', name);
-    var head = title || t(name);
-    els['state-text'].textContent = head;
-    els['overlay-title'].textContent = head;
+    els['state-text'].textContent = els['overlay-title'].textContent = title || t(name);
     els['overlay-detail'].textContent = (detail || '').trim();
     els.overlay.hidden = name === 'live';
-    els.retry.hidden = !(name === 'error' && els.retry.dataset.allowed === '1');
+    els.retry.hidden = true;
     if (name !== 'live') { classroom.quality = null; showNotice(''); }
     els.quality.hidden = !classroom.quality;
     keepAwake(name === 'live' || name === 'reconnecting');
   }
 
-  function fail(title, detail, allowRetry) {
-    terminal = true;
+  // An error the page cannot fix alone; `retry` offers a "Thử lại" button.
+  function fail(title, detail, retry) {
     clearTimeout(retryTimer);
     teardown(current);
-    els.retry.dataset.allowed = allowRetry ? '1' : '0';
+    terminal = true;
     setState('error', title, detail);
+    els.retry.hidden = !retry;
   }
 
   function showNotice(text) {
@@ -140,43 +134,36 @@
     els.notice.hidden = !text;
   }
 
-  // "2026-11-25T08:05:00+07:00" -> "08:05 hôm nay" in the school's own wall-clock time.
+  // "2026-11-25T08:05:00+07:00" -> "08:05 hôm nay", in the school's own wall-clock time.
   function formatStart(iso) {
     var m = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::[\d.]+)?(Z|[+-]\d\d:?\d\d)?$/.exec(String(iso || ''));
     if (!m) return '';
-    var offset = -new Date().getTimezoneOffset();     // no offset given: the phone's own time
+    var offset = -new Date().getTimezoneOffset();     // no offset given: the phone's own zone
     if (m[6]) {
       var o = m[6] === 'Z' ? '+0000' : m[6].replace(':', '');
       offset = (o[0] === '-' ? -1 : 1) * (parseInt(o.slice(1, 3), 10) * 60 + parseInt(o.slice(3), 10));
     }
     var day = Date.UTC(+m[1], +m[2] - 1, +m[3]);
-    var schoolNow = new Date(Date.now() + offset * 60000);   // school wall clock, read with UTC getters
-    var today = Date.UTC(schoolNow.getUTCFullYear(), schoolNow.getUTCMonth(), schoolNow.getUTCDate());
-    var diff = Math.round((day - today) / 86400000);
-    var when = diff === 0 ? t('today') : diff === 1 ? t('tomorrow')
-      : S.weekdays[new Date(day).getUTCDay()] + ' ' + (+m[3]) + '/' + (+m[2]);
-    return m[4] + ':' + m[5] + (diff === 0 || diff === 1 ? '\u00a0' : ', ') + when;
+    var wall = new Date(Date.now() + offset * 60000);  // school wall clock, read with UTC getters
+    var diff = Math.round((day - Date.UTC(wall.getUTCFullYear(), wall.getUTCMonth(), wall.getUTCDate())) / 864e5);
+    var when = diff === 0 || diff === 1 ? ' ' + t(diff ? 'tomorrow' : 'today')
+      : ', ' + S.weekdays[new Date(day).getUTCDay()] + ' ' + (+m[3]) + '/' + (+m[2]);
+    return (m[4] + ':' + m[5] + when).replace(/ /g, '\u00a0');     // keep the time on one line
   }
 
   function showWaiting(nextStart) {
     var time = formatStart(nextStart);
-    var next = time ? t('nextAt', { time: time }) + ' ' : '';
+    var next = time ? t('nextAt', { time: time }) : '';
     if (everLive) setState('ended', null, t('thanks') + ' ' + next);
-    else setState('waiting', null, next + t('autoJoin'));
+    else setState('waiting', null, next + ' ' + t('autoJoin'));
   }
 
   function showReconnecting() {
-    setState('reconnecting', null, navigator.onLine === false ? t('offlineHelp') : t('reconnectingHelp'));
+    var help = navigator.onLine === false ? 'offlineHelp' : everLive ? 'reconnectingHelp' : 'retryHelp';
+    setState('reconnecting', null, t(help));
   }
 
   /* ---------- WebRTC session ---------- */
-
-  function iceServers() {
-    var list = (config.ice_servers || []).slice();
-    var seen = list.map(function (s) { return JSON.stringify(s.urls); });
-    linkIce.forEach(function (s) { if (seen.indexOf(JSON.stringify(s.urls)) < 0) list.push(s); });
-    return list;
-  }
 
   function preferH264(transceiver) {
     if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver || !RTCRtpReceiver.getCapabilities) return;
@@ -186,7 +173,7 @@
       var fmtp = c.sdpFmtpLine || '';
       if (!/^video\/h264$/i.test(c.mimeType)) return 9;
       if (!/packetization-mode=1/.test(fmtp)) return 5;
-      if (/profile-level-id=42e0/i.test(fmtp)) return 0;   // constrained baseline
+      if (/profile-level-id=42e0/i.test(fmtp)) return 0;    // constrained baseline, what the server sends
       return /profile-level-id=42/i.test(fmtp) ? 1 : 2;
     };
     var codecs = caps.codecs.map(function (c, i) { return { c: c, i: i, r: rank(c) }; });
@@ -196,13 +183,11 @@
   }
 
   function newSession() {
-    var pc;
-    try {
-      pc = new RTCPeerConnection({ iceServers: iceServers(), bundlePolicy: 'max-bundle' });
-    } catch (e) {       // a malformed ICE server entry must not lock the pupil out
+    var pc, opts = { iceServers: config.ice_servers || [], bundlePolicy: 'max-bundle' };
+    try { pc = new RTCPeerConnection(opts); } catch (e) {     // a malformed ICE entry must not lock pupils out
       pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
     }
-    var s = { pc: pc, location: null, pending: [], sent: false, discTimer: 0, connectTimer: 0 };
+    var s = { pc: pc, location: null, pending: [], sent: false, discTimer: 0, connectTimer: 0, dtls: null };
     s.camera = pc.addTransceiver('video', { direction: 'recvonly' });
     s.board = pc.addTransceiver('video', { direction: 'recvonly' });
     s.audio = pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -211,7 +196,7 @@
     pc.ontrack = function (ev) { if (s === current) onTrack(s, ev); };
     pc.onicecandidate = function (ev) {
       if (!s.sent) return;             // gathered before the POST: already in the offer
-      s.pending.push(ev.candidate);    // null marks end-of-candidates
+      s.pending.push(ev.candidate);    // null = end-of-candidates
       trickle(s);
     };
     pc.onconnectionstatechange = pc.oniceconnectionstatechange = function () { onLinkChange(s); };
@@ -228,7 +213,7 @@
 
   function linkState(pc) {
     if (pc.connectionState) return pc.connectionState;
-    var ice = pc.iceConnectionState;     // older browsers: map ICE state
+    var ice = pc.iceConnectionState;     // browsers without connectionState
     return ice === 'checking' ? 'connecting' : ice === 'completed' ? 'connected' : ice;
   }
 
@@ -236,8 +221,9 @@
     if (s !== current || busy) return;
     var st = linkState(s.pc);
     if (st === 'connected') {
-      clearTimeout(s.discTimer); s.discTimer = 0;
+      clearTimeout(s.discTimer);
       clearTimeout(s.connectTimer);
+      s.discTimer = 0;
       attempts = 0;
       everLive = true;
       if (classroom.state !== 'live') setState('live');
@@ -246,6 +232,16 @@
     } else if (st === 'failed') {
       drop();
     }
+  }
+
+  // The server ending the session (lesson over, restart) shows up at once as DTLS close_notify.
+  function watchDtls(s) {
+    var dtls = s.camera.receiver.transport;
+    if (!dtls || !('onstatechange' in dtls)) return;
+    s.dtls = dtls;
+    dtls.onstatechange = function () {
+      if (s === current && (dtls.state === 'closed' || dtls.state === 'failed')) drop();
+    };
   }
 
   function waitForGathering(pc, ms) {
@@ -264,33 +260,29 @@
     return h;
   }
 
-  function fetchWithTimeout(url, options, ms) {
-    var ctrl = window.AbortController ? new AbortController() : null;
-    var timer = ctrl ? setTimeout(function () { ctrl.abort(); }, ms) : 0;
-    if (ctrl) options.signal = ctrl.signal;
-    return fetch(url, options).then(function (r) { clearTimeout(timer); return r; },
-      function (e) { clearTimeout(timer); throw e; });
-  }
-
-  // Offer, POST, answer. Resolves {status, problem, retryAfter}; throws on network errors.
+  // Offer, POST, answer. Resolves {status, problem, retryAfter}; throws on network errors and timeouts.
   async function negotiate(s) {
     await s.pc.setLocalDescription(await s.pc.createOffer());
     await waitForGathering(s.pc, 2000);
     s.sent = true;
     var whep = new URL(config.whep, location.href).href;
-    var res = await fetchWithTimeout(whep, {
-      method: 'POST', headers: authHeaders('application/sdp'), body: s.pc.localDescription.sdp, cache: 'no-store'
-    }, 15000);
+    var ctrl = window.AbortController ? new AbortController() : null;
+    var timer = setTimeout(function () { if (ctrl) ctrl.abort(); }, 15000);
+    var res = await fetch(whep, {
+      method: 'POST', headers: authHeaders('application/sdp'), body: s.pc.localDescription.sdp,
+      cache: 'no-store', signal: ctrl ? ctrl.signal : undefined
+    }).finally(function () { clearTimeout(timer); });
     var out = { status: res.status, retryAfter: parseInt(res.headers.get('Retry-After') || '', 10) };
     if (res.status !== 201) {
       out.problem = await res.json().catch(function () { return {}; });
       return out;
     }
     var answer = await res.text();
-    s.location = new URL(res.headers.get('Location') || '', whep).href;
-    linkIce = parseIceLinks(res.headers.get('Link'));
+    var loc = res.headers.get('Location');
+    s.location = loc ? new URL(loc, whep).href : null;
     if (s === current) classroom.location = s.location;
     await s.pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    watchDtls(s);
     trickle(s);
     return out;
   }
@@ -303,16 +295,16 @@
     if (classroom.state !== 'waiting' && classroom.state !== 'ended') {
       if (everLive || attempts > 0) showReconnecting(); else setState('connecting', null, t('connectingHelp'));
     }
-    var s, result;
+    var s = null, result;
     try {
       s = current = newSession();
       classroom.pc = s.pc;
       result = await negotiate(s);
     } catch (e) {
-      result = { status: 0 };     // network error, timeout or a bad answer
+      result = { status: 0 };     // network error, timeout or an unusable answer
     }
     if (busy === my) busy = 0;
-    if (my !== gen) { teardown(s); return; }   // page hidden or superseded meanwhile
+    if (my !== gen) return teardown(s);     // the page was hidden meanwhile
     handleResult(s, result);
   }
 
@@ -320,14 +312,13 @@
     var st = r.status;
     if (st === 201) {
       s.connectTimer = setTimeout(function () { if (s === current) drop(); }, 20000);
-      onLinkChange(s);               // may already be connected
-      return;
+      return onLinkChange(s);     // it may be connected already
     }
     teardown(s);
     var wait = r.retryAfter > 0 ? Math.min(Math.max(r.retryAfter, 5), 60) * 1000 : 0;
     if (st === 401 || st === 403) return fail(t('error'), t('badLinkHelp'), false);
     if (st === 404) return fail(t('error'), t('noRoomHelp'), false);
-    if (st === 409) {
+    if (st === 409) {           // no lesson live: poll every 15 s
       attempts = 0;
       showWaiting(r.problem && r.problem.next_start);
       return retryLater(wait || 15000);
@@ -340,7 +331,7 @@
   }
 
   function backoff() {
-    var base = Math.min(10, Math.pow(2, attempts++));    // 1, 2, 4, 8, 10, 10, ...
+    var base = Math.min(10, Math.pow(2, attempts++));     // 1, 2, 4, 8, 10, 10, ... s
     return Math.min(10, base * (0.85 + Math.random() * 0.3)) * 1000;
   }
 
@@ -349,7 +340,7 @@
     retryTimer = setTimeout(connect, ms);
   }
 
-  // The link broke after setup: clean up and try again with backoff.
+  // The link broke after set-up: close it and start again with backoff.
   function drop() {
     if (busy || terminal) return;
     teardown(current);
@@ -357,6 +348,7 @@
     retryLater(backoff());
   }
 
+  // Network is back, or the page is visible again: do not wait for the backoff timer.
   function retryNow() {
     if (busy || terminal || !config) return;
     var st = current && linkState(current.pc);
@@ -370,71 +362,45 @@
     clearTimeout(s.discTimer);
     clearTimeout(s.connectTimer);
     s.pc.ontrack = s.pc.onicecandidate = s.pc.onconnectionstatechange = s.pc.oniceconnectionstatechange = null;
+    if (s.dtls) s.dtls.onstatechange = null;
     try { s.pc.close(); } catch (e) { /* already closed */ }
     if (s.location) {
       fetch(s.location, { method: 'DELETE', headers: authHeaders(), keepalive: true }).catch(function () {});
       s.location = null;
     }
     if (s === current) {
-      current = null;
-      classroom.pc = null;
-      classroom.location = null;
+      current = classroom.pc = classroom.location = null;
     }
   }
 
-  /* ---------- trickle ICE and Link headers ---------- */
-
+  // Candidates found after the POST go to the session with PATCH (RFC 8840 SDP fragment).
   function trickle(s) {
-    if (!s.location || !s.pending.length || !s.pc.localDescription) return;
-    if (!s.pending.some(Boolean)) return;      // end-of-candidates alone tells the server nothing useful
-    var cands = s.pending.splice(0);
-    var frag = sdpFragment(s.pc.localDescription.sdp, cands);
-    if (!frag) return;
-    fetch(s.location, { method: 'PATCH', headers: authHeaders('application/trickle-ice-sdpfrag'), body: frag })
-      .catch(function () {});
-  }
-
-  function sdpFragment(sdp, cands) {
-    var ufrag = /a=ice-ufrag:(\S+)/.exec(sdp);
-    var pwd = /a=ice-pwd:(\S+)/.exec(sdp);
-    if (!ufrag || !pwd) return '';
-    var end = cands.indexOf(null) >= 0;
+    if (!s.location || !s.pending.some(Boolean)) return;
+    var cands = s.pending.splice(0), sdp = s.pc.localDescription.sdp;
+    var ufrag = /a=ice-ufrag:(\S+)/.exec(sdp), pwd = /a=ice-pwd:(\S+)/.exec(sdp);
+    if (!ufrag || !pwd) return;
     var lines = ['a=ice-ufrag:' + ufrag[1], 'a=ice-pwd:' + pwd[1]];
     sdp.split(/\r?\nm=/).slice(1).forEach(function (section, index) {
       var mid = (/a=mid:(\S+)/.exec(section) || [])[1];
       var mine = cands.filter(function (c) { return c && (c.sdpMid === mid || (c.sdpMid == null && c.sdpMLineIndex === index)); });
-      if (!mine.length && !(end && index === 0)) return;
+      if (!mine.length) return;
       lines.push('m=' + section.split(/\r?\n/)[0], 'a=mid:' + mid);
       mine.forEach(function (c) { lines.push('a=' + c.candidate); });
-      if (end) lines.push('a=end-of-candidates');
+      if (cands.indexOf(null) >= 0) lines.push('a=end-of-candidates');
     });
-    return lines.length > 2 ? lines.join('\r\n') + '\r\n' : '';
+    fetch(s.location, {
+      method: 'PATCH', headers: authHeaders('application/trickle-ice-sdpfrag'), body: lines.join('\r\n') + '\r\n'
+    }).catch(function () {});
   }
 
-  // Link: <turn:host:3478?transport=udp>; rel="ice-server"; username="u"; credential="p"
-  function parseIceLinks(header) {
-    if (!header) return [];
-    return header.split(/,\s*(?=<)/).map(function (part) {
-      var m = /^\s*<([^>]+)>(.*)$/.exec(part);
-      if (!m || !/rel="?ice-server"?/i.test(m[2])) return null;
-      var server = { urls: [m[1]] };
-      var user = /;\s*username="([^"]*)"/i.exec(m[2]);
-      var cred = /;\s*credential="([^"]*)"/i.exec(m[2]);
-      if (user) server.username = user[1];
-      if (cred) server.credential = cred[1];
-      return server;
-    }).filter(Boolean);
-  }
-
-  /* ---------- media playback ---------- */
+  /* ---------- media, swap, full screen, screen wake ---------- */
 
   function play(el) {
     var p = el.play();
-    if (p && p.then) {
-      p.then(function () { if (el === els.sound) els.unmute.hidden = true; }, function (err) {
-        if (err && err.name === 'NotAllowedError') els.unmute.hidden = false;
-      });
-    }
+    if (!p || !p.then) return;
+    p.then(function () { if (el === els.sound) els.unmute.hidden = true; }, function (err) {
+      if (err && err.name === 'NotAllowedError') els.unmute.hidden = false;   // autoplay policy: ask for a tap
+    });
   }
 
   function unmute() {
@@ -457,10 +423,7 @@
 
   function toggleFullscreen() {
     var d = document, stage = els.stage;
-    if (d.fullscreenElement || d.webkitFullscreenElement) {
-      (d.exitFullscreen || d.webkitExitFullscreen).call(d);
-      return;
-    }
+    if (d.fullscreenElement || d.webkitFullscreenElement) return (d.exitFullscreen || d.webkitExitFullscreen).call(d);
     var req = stage.requestFullscreen || stage.webkitRequestFullscreen;
     if (req) {
       Promise.resolve(req.call(stage)).then(function () {
@@ -468,43 +431,43 @@
       }).catch(function () {});
     } else {
       var big = stage.querySelector('video.big');
-      if (big.webkitEnterFullscreen) big.webkitEnterFullscreen();   // iPhone: native player
+      if (big.webkitEnterFullscreen) big.webkitEnterFullscreen();    // iPhone: the native player
     }
   }
 
+  // A 45-minute lesson without touching the phone must not let the screen sleep.
   function keepAwake(on) {
+    wantAwake = on;
     if (!navigator.wakeLock) return;
     if (on && !wakeLock && document.visibilityState === 'visible') {
-      wakeLock = true;
-      navigator.wakeLock.request('screen').then(function (lock) {
-        wakeLock = lock;
+      wakeLock = navigator.wakeLock.request('screen').then(function (lock) {
         lock.addEventListener('release', function () { wakeLock = null; });
-      }).catch(function () { wakeLock = null; });
-    } else if (!on && wakeLock && wakeLock.release) {
-      wakeLock.release().catch(function () {});
+        if (!wantAwake) lock.release();
+        return lock;
+      }, function () { wakeLock = null; });
+    } else if (!on && wakeLock) {
+      wakeLock.then(function (lock) { if (lock) lock.release(); });
       wakeLock = null;
     }
   }
 
   /* ---------- connection quality, every 2 s ---------- */
 
-  var prevStats = null;    // {pc, at, lost, recv, frames: {id: n}, all, stalls}
-  var weakTicks = 0;
+  var prevStats = null, weakTicks = 0;
 
   async function sampleStats() {
     var s = current;
     if (!s || classroom.state !== 'live' || document.hidden) return;
     var report = await s.pc.getStats();
     var now = { pc: s.pc, at: Date.now(), lost: 0, recv: 0, frames: {}, all: 0, stalls: 0 };
-    var hasFrames = false;
-    var pairs = {}, selected = null, nominated = null;
+    var pairs = {}, selected = null, nominated = null, fps = null;
     report.forEach(function (r) {
       if (r.type === 'inbound-rtp') {
         now.all += r.packetsReceived || 0;
         if ((r.kind || r.mediaType) !== 'video') return;
         now.lost += Math.max(0, r.packetsLost || 0);
         now.recv += r.packetsReceived || 0;
-        if (typeof r.framesDecoded === 'number') { now.frames[r.id] = r.framesDecoded; hasFrames = true; }
+        if (typeof r.framesDecoded === 'number') now.frames[r.id] = r.framesDecoded;
       } else if (r.type === 'candidate-pair') {
         pairs[r.id] = r;
         if (r.nominated && r.state === 'succeeded') nominated = r;
@@ -512,25 +475,23 @@
         selected = r.selectedCandidatePairId;
       }
     });
-    var pair = (selected && pairs[selected]) || nominated;
     var prev = prevStats && prevStats.pc === s.pc ? prevStats : null;
     prevStats = now;
     if (!prev || s !== current) return;
     var dt = (now.at - prev.at) / 1000;
-    var dRecv = now.recv - prev.recv, dLost = Math.max(0, now.lost - prev.lost);
-    var fps = hasFrames ? 0 : null;
-    Object.keys(now.frames).forEach(function (id) {
-      if (id in prev.frames) fps = Math.max(fps, (now.frames[id] - prev.frames[id]) / dt);
+    Object.keys(now.frames).forEach(function (id) {    // best video stream; the board runs at 5-10 fps
+      if (id in prev.frames) fps = Math.max(fps || 0, (now.frames[id] - prev.frames[id]) / dt);
     });
     now.stalls = now.all === prev.all ? prev.stalls + 1 : 0;
-    if (now.stalls >= 6) return drop();    // 12 s without a single packet: the session is dead
+    if (now.stalls >= 6) return drop();      // 12 s without a single packet: the session is dead
+    var dRecv = now.recv - prev.recv, dLost = Math.max(0, now.lost - prev.lost);
+    var pair = (selected && pairs[selected]) || nominated;
     var rtt = pair && typeof pair.currentRoundTripTime === 'number' ? pair.currentRoundTripTime : null;
     showQuality(grade(dRecv + dLost ? dLost / (dRecv + dLost) : 1, fps, rtt));
   }
 
   function grade(loss, fps, rtt) {
-    var level = 0;   // 0 good, 1 fair, 2 poor
-    level = Math.max(level, loss >= 0.08 ? 2 : loss >= 0.02 ? 1 : 0);
+    var level = loss >= 0.08 ? 2 : loss >= 0.02 ? 1 : 0;    // 0 good, 1 fair, 2 poor
     if (fps !== null) level = Math.max(level, fps < 4 ? 2 : fps < 10 ? 1 : 0);
     if (rtt !== null) level = Math.max(level, rtt >= 0.8 ? 2 : rtt >= 0.35 ? 1 : 0);
     return ['good', 'fair', 'poor'][level];
@@ -549,25 +510,25 @@
 
   function bindEvents() {
     els.unmute.addEventListener('click', unmute);
-    els.swap.addEventListener('click', swap);
+    $('swap').addEventListener('click', swap);
     [els.board, els.camera].forEach(function (v) {
       v.addEventListener('click', function () { if (v.classList.contains('pip')) swap(); });
     });
     els.retry.addEventListener('click', function () { terminal = false; attempts = 0; connect(); });
     els.fullscreen.addEventListener('click', toggleFullscreen);
-    var canFull = els.stage.requestFullscreen || els.stage.webkitRequestFullscreen || els.board.webkitEnterFullscreen;
-    els.fullscreen.hidden = !canFull;
+    els.fullscreen.hidden = !(els.stage.requestFullscreen || els.stage.webkitRequestFullscreen || els.board.webkitEnterFullscreen);
     document.addEventListener('fullscreenchange', updateFullscreenLabel);
     document.addEventListener('webkitfullscreenchange', updateFullscreenLabel);
     window.addEventListener('online', retryNow);
     window.addEventListener('offline', function () { if (classroom.state === 'reconnecting') showReconnecting(); });
     document.addEventListener('visibilitychange', function () {
       if (document.visibilityState !== 'visible') return;
-      keepAwake(classroom.state === 'live' || classroom.state === 'reconnecting');
+      keepAwake(wantAwake);
       retryNow();
     });
     window.addEventListener('pagehide', function () {
-      gen++; busy = 0;
+      gen++;
+      busy = 0;
       clearTimeout(retryTimer);
       teardown(current);
     });
