@@ -64,7 +64,7 @@ class VideoEncoder:
         self.keyframes = 0
         self.forced_keyframes = 0
         self.keyframe_requests = 0
-        self.encode_seconds = 0.0
+        self.last_encode_seconds = 0.0
 
     def request_keyframe(self) -> None:
         """Ask for an IDR soon; thread-safe, cheap, rate-limited inside the encoder."""
@@ -125,7 +125,7 @@ class VideoEncoder:
         frame.time_base = VIDEO_TIME_BASE
         started = time.perf_counter()
         packets = list(self._codec.encode(frame))
-        self.encode_seconds = time.perf_counter() - started
+        self.last_encode_seconds = time.perf_counter() - started
         self._last_frame = captured_at
         self.frames += 1
         for packet in packets:
@@ -161,7 +161,7 @@ class AudioEncoder:
         )
         self._next_pts: int | None = None
         self.frames = 0
-        self.encode_seconds = 0.0
+        self.last_encode_seconds = 0.0
 
     def wants(self, captured_at: float) -> bool:
         return True
@@ -196,7 +196,7 @@ class AudioEncoder:
         for packet in packets:
             packet.time_base = AUDIO_TIME_BASE
         self.frames += len(packets)
-        self.encode_seconds = time.perf_counter() - started
+        self.last_encode_seconds = time.perf_counter() - started
         return packets
 
     def close(self) -> None:

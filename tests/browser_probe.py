@@ -115,21 +115,22 @@ def main(
             started = time.monotonic()
             page.goto(url, wait_until="domcontentloaded", timeout=15000)
             stats: dict[str, object] = {}
-            while time.monotonic() - started < seconds:
+
+            def playing() -> bool:
+                nonlocal stats
                 stats = page.evaluate(STATS)
-                video = stats.get("video") or {}
-                audio = stats.get("audio") or {}
-                assert isinstance(video, dict) and isinstance(audio, dict)
-                decoded = [v.get("framesDecoded", 0) for v in video.values()]
-                if len(decoded) >= 2 and min(decoded) > 30 and audio.get("packetsReceived", 0) > 0:
-                    result["played_after"] = round(time.monotonic() - started, 2)
-                    break
-                page.wait_for_timeout(250)
+                return played(stats, 30)
+
+            waited = wait_until(page, playing, seconds)
+            if waited is not None:
+                result["played_after"] = round(time.monotonic() - started, 2)
             result["stats"] = stats
             page.wait_for_timeout(500)
             page.screenshot(path=screenshot_path)
             result["title"] = page.title()
             result["text"] = page.inner_text("body")
+            if drop_device and waited is not None:
+                drop_and_heal(page, drop_device, result)
         finally:
             context.close()
     result["console"] = console

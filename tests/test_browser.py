@@ -88,9 +88,10 @@ def test_chromium_plays_the_lesson(tmp_path: Path) -> None:
                 str(result_path),
                 str(screenshot),
                 "15",
+                viewer.device,
             ),
             check=True,
-            timeout=120,
+            timeout=180,
             cwd=ROOT,
         )
     result = json.loads(result_path.read_text(encoding="utf-8"))
