@@ -115,6 +115,10 @@ class BenchError(RuntimeError):
     pass
 
 
+class BudgetError(BenchError):
+    pass
+
+
 @dataclass
 class Server:
     kind: str  # "edge" | "naive"
@@ -278,7 +282,11 @@ class Row:
     fps_min: dict[str, float] = field(default_factory=dict)
     decoded_fps: dict[str, float] = field(default_factory=dict)  # the decoding viewer
     latency_ms: dict[str, float] = field(default_factory=dict)  # its median glass-to-glass
+    idr_per_s: dict[str, float] = field(default_factory=dict)  # keyframes a viewer got, mean
+    plis: int = 0  # picture loss indications all viewers sent in the window
+    nacks: int = 0  # NACKs all viewers sent in the window
     errors: list[str] = field(default_factory=list)
+    cpu_runs: list[float] = field(default_factory=list)  # server CPU of each repeat
 
     @property
     def saturated(self) -> bool:
@@ -309,22 +317,25 @@ def fill_row(
     busy, idle = last.host_busy - first.host_busy, last.host_idle - first.host_idle
     row.host_busy = 100.0 * busy / max(busy + idle, 1.0)
     seconds = snap1["t"] - snap0["t"]
+
+    def delta(before: dict[str, Any], after: dict[str, Any], track: str, key: str) -> float:
+        old = before["tracks"].get(track, {}).get(key, 0)
+        return float(after["tracks"].get(track, {}).get(key, 0) - old)
+
     per_viewer: list[dict[str, dict[str, float]]] = []
-    for before, after in zip(snap0["viewers"], snap1["viewers"], strict=True):
+    for index, (before, after) in enumerate(zip(snap0["viewers"], snap1["viewers"], strict=True)):
         if after["state"] != "connected":
             continue
-        per_viewer.append(
-            {
-                "kbps": {
-                    t: 8 * (after["bytes"].get(t, 0) - before["bytes"].get(t, 0)) / seconds / 1e3
-                    for t in TRACKS
-                },
-                "fps": {
-                    t: (after["frames"].get(t, 0) - before["frames"].get(t, 0)) / seconds
-                    for t in TRACKS
-                },
-            }
-        )
+        rates = {
+            "kbps": {t: 8 * delta(before, after, t, "bytes") / seconds / 1e3 for t in TRACKS},
+            "fps": {t: delta(before, after, t, "frames") / seconds for t in TRACKS},
+            "idr": {t: delta(before, after, t, "keyframes") / seconds for t in TRACKS},
+        }
+        per_viewer.append(rates)
+        row.plis += int(sum(delta(before, after, t, "plis") for t in TRACKS))
+        row.nacks += int(sum(delta(before, after, t, "nacks") for t in TRACKS))
+        if index == 0:  # viewer 0 decodes
+            row.decoded_fps = rates["fps"]
     if not per_viewer:
         row.errors.append("no viewer connected during the window")
         return
@@ -332,9 +343,8 @@ def fill_row(
         row.kbps[track] = statistics.fmean(v["kbps"][track] for v in per_viewer)
         row.fps_mean[track] = statistics.fmean(v["fps"][track] for v in per_viewer)
         row.fps_min[track] = min(v["fps"][track] for v in per_viewer)
+        row.idr_per_s[track] = statistics.fmean(v["idr"][track] for v in per_viewer)
     row.kbps_min = min(sum(v["kbps"].values()) for v in per_viewer)
-    if snap1["viewers"][0]["state"] == "connected":
-        row.decoded_fps = per_viewer[0]["fps"]  # viewer 0 decodes
     for track, values in snap1["decoder_latencies_ms"].items():
         window = values[len(snap0["decoder_latencies_ms"].get(track, [])) :]
         if window:
@@ -363,8 +373,8 @@ async def measure(kind: str, count: int, args: argparse.Namespace, workdir: Path
         last = CpuMark.take(server.process.pid, viewers.process.pid)
         snap1 = await viewers.command("snap", "snap")
         fill_row(row, first, last, snap0, snap1)
-    except (BenchError, OSError) as exc:
-        row.errors.append(str(exc))
+    except (BenchError, OSError, ValueError, LookupError) as exc:
+        row.errors.append(f"{type(exc).__name__}: {exc}")
     finally:
         await viewers.stop()
         await server.stop()
@@ -382,7 +392,8 @@ def table(rows: Sequence[Row]) -> str:
     header = (
         "| server | viewers | flowing | server CPU % | per-viewer kb/s cam/board/audio (min total)"
         " | fps cam/board mean (min) | decoding viewer fps cam/board/audio | latency ms cam/board"
-        " | viewer proc CPU % | other procs CPU % | host busy % of all cores | note |"
+        " | IDR/s cam/board · PLI · NACK | viewer proc CPU % | other procs CPU %"
+        " | host busy % of all cores | note |"
     )
     lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
     for r in rows:
@@ -395,15 +406,22 @@ def table(rows: Sequence[Row]) -> str:
         )
         decoded = "/".join(fmt(r.decoded_fps.get(t, float("nan"))) for t in TRACKS)
         latency = "/".join(fmt(r.latency_ms.get(t, float("nan")), 0) for t in ("camera", "board"))
+        cpu = fmt(r.cpu)
+        if len(r.cpu_runs) > 1:
+            cpu += f" ({fmt(min(r.cpu_runs))}–{fmt(max(r.cpu_runs))})"
+        feedback = (
+            f"{fmt(r.idr_per_s.get('camera', float('nan')), 2)}/"
+            f"{fmt(r.idr_per_s.get('board', float('nan')), 2)} · {r.plis} · {r.nacks}"
+        )
         notes = []
         if r.errors:
             notes.append("; ".join(e.splitlines()[0][:80] for e in r.errors))
         elif r.saturated:
             notes.append(f"SATURATED: {fmt(r.undelivered, 0)} % of camera frames not delivered")
         lines.append(
-            f"| {r.server} | {r.viewers} | {r.flowing} | {fmt(r.cpu)}"
+            f"| {r.server} | {r.viewers} | {r.flowing} | {cpu}"
             f" | {kbps} ({fmt(r.kbps_min, 0)}) | {fps} | {decoded} | {latency}"
-            f" | {fmt(r.viewer_cpu)} | {fmt(r.other_cpu, 0)} | {fmt(r.host_busy, 0)}"
+            f" | {feedback} | {fmt(r.viewer_cpu)} | {fmt(r.other_cpu, 0)} | {fmt(r.host_busy, 0)}"
             f" | {' '.join(notes)} |"
         )
     return "\n".join(lines)
@@ -419,6 +437,15 @@ def slope(rows: Sequence[Row]) -> tuple[float, int, int] | None:
     if high.viewers == low.viewers:
         return None
     return (high.cpu - low.cpu) / (high.viewers - low.viewers), low.viewers, high.viewers
+
+
+def fitted_slope(rows: Sequence[Row]) -> float | None:
+    """Least-squares server CPU per viewer over every row (less sensitive to one noisy row)."""
+    good = [r for r in rows if not r.errors and r.cpu == r.cpu]
+    if len({r.viewers for r in good}) < 2:
+        return None
+    fit = statistics.linear_regression([r.viewers for r in good], [r.cpu for r in good])
+    return fit.slope
 
 
 def summary(rows: Sequence[Row]) -> str:
@@ -445,6 +472,9 @@ def summary(rows: Sequence[Row]) -> str:
                     f"; over the unsaturated rows ({ok[1]}…{ok[2]} viewers): {ok[0]:.2f} %"
                     " of one core"
                 )
+        fitted = fitted_slope([r for r in mine if not r.saturated])
+        if fitted is not None and not any(r.saturated for r in mine):
+            line += f" (least-squares fit over all {len(mine)} rows: {fitted:.2f} %)"
         lines.append(line)
     if "edge" in costs:
         verdict = "meets" if costs["edge"] <= 1.0 else "MISSES"
@@ -470,28 +500,47 @@ def summary(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def median_row(runs: Sequence[Row]) -> Row:
+    """The run with the median server CPU, carrying the CPU of every run."""
+    good = sorted((r for r in runs if not r.errors), key=lambda r: r.cpu)
+    row = good[(len(good) - 1) // 2] if good else runs[-1]
+    row.cpu_runs = [r.cpu for r in good]
+    return row
+
+
 async def run(args: argparse.Namespace) -> int:
     kinds = ["edge", "naive"] if args.only is None else [args.only]
-    rows: list[Row] = []
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
+    runs: dict[tuple[str, int], list[Row]] = {}
     try:
-        for kind in kinds:
-            for count in args.counts:
-                print(f"… {kind}, {count} viewer(s)", file=sys.stderr, flush=True)
-                try:
-                    row = await asyncio.wait_for(
-                        measure(kind, count, args, workdir), args.row_timeout
+        for repeat in range(args.repeat):  # repeats outermost: drift hits every row alike
+            for kind in kinds:
+                for count in args.counts:
+                    print(
+                        f"… {kind}, {count} viewer(s), run {repeat + 1}/{args.repeat}",
+                        file=sys.stderr,
+                        flush=True,
                     )
-                except TimeoutError:
-                    row = Row(kind, count, errors=[f"row took over {args.row_timeout:.0f} s"])
-                rows.append(row)
-                print(
-                    f"  server CPU {fmt(row.cpu)} %, flowing {row.flowing}/{count}"
-                    + (f", errors: {row.errors}" if row.errors else ""),
-                    file=sys.stderr,
-                    flush=True,
-                )
+                    try:
+                        if time.monotonic() - started > args.budget:
+                            raise BudgetError(f"skipped: the {args.budget:g} s budget is spent")
+                        row = await asyncio.wait_for(
+                            measure(kind, count, args, workdir), args.row_timeout
+                        )
+                    except BudgetError as exc:
+                        row = Row(kind, count, errors=[str(exc)])
+                    except TimeoutError:
+                        limit = f"row took over {args.row_timeout:.0f} s"
+                        row = Row(kind, count, errors=[limit])
+                    runs.setdefault((kind, count), []).append(row)
+                    print(
+                        f"  server CPU {fmt(row.cpu)} %, flowing {row.flowing}/{count}"
+                        + (f", errors: {row.errors}" if row.errors else ""),
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        rows = [median_row(runs[(kind, count)]) for kind in kinds for count in args.counts]
     finally:
         if args.keep_logs:
             print(f"logs kept in {workdir}", file=sys.stderr)
@@ -499,7 +548,8 @@ async def run(args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print(
         f"\nFan-out CPU, {CORES} cores, {args.seconds:g} s window after {args.warmup:g} s"
-        f" warm-up, fresh server per row ({time.monotonic() - started:.0f} s in all).\n"
+        f" warm-up, fresh server per row, {args.repeat} run(s) per row (median shown,"
+        f" range in brackets) ({time.monotonic() - started:.0f} s in all).\n"
         "Server CPU = user+sys of the server process over wall time, % of one core.\n"
         "One viewer decodes (its fps and latency are shown); the others reassemble frames"
         " without decoding.\n"
@@ -524,9 +574,17 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=4.0, help="after all viewers connect")
     parser.add_argument("--settle", type=float, default=2.0, help="server alone before viewers")
     parser.add_argument("--only", choices=("edge", "naive"), default=None)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per row; the median CPU is shown"
+    )
     parser.add_argument("--connect-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--budget", type=float, default=900.0, help="seconds; rows not started by then are skipped"
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep server and viewer logs")
     args = parser.parse_args()
+    if args.repeat < 1 or args.seconds <= 0:
+        parser.error("--repeat must be at least 1 and --seconds positive")
     args.row_timeout = 40 + args.settle + args.connect_timeout + 30 + args.warmup + args.seconds
     args.row_timeout += 60  # teardown
     return asyncio.run(run(args))

@@ -59,7 +59,7 @@ class SourceTrack(MediaStreamTrack):
         super().__init__()
         self.kind = source.kind
         self.source = source
-        self._loop = loop
+        self._event_loop = loop
         self._queue: asyncio.Queue[tuple[Frame, float]] = asyncio.Queue(QUEUE_FRAMES)
         self._origin = time.monotonic()
         self._samples = 0
@@ -70,7 +70,7 @@ class SourceTrack(MediaStreamTrack):
 
     def _from_thread(self, frame: Frame, captured_at: float) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closing
-            self._loop.call_soon_threadsafe(self._push, frame, captured_at)
+            self._event_loop.call_soon_threadsafe(self._push, frame, captured_at)
 
     def _push(self, frame: Frame, captured_at: float) -> None:
         if self._queue.full():
@@ -89,13 +89,9 @@ class SourceTrack(MediaStreamTrack):
             frame.time_base = VIDEO_TIME_BASE
         return frame
 
-    def stop(self) -> None:
-        super().stop()
-        self.source.stop()
-
 
 def h264_first() -> list[RTCRtpCodecCapability]:
-    """H.264 (and RTX) only, as classroom-edge offers, so both servers encode the same codec."""
+    """H.264 (and RTX) only, like classroom-edge, so both servers send the same codec."""
     codecs = RTCRtpSender.getCapabilities("video").codecs
     return [c for c in codecs if c.mimeType.lower() in ("video/h264", "video/rtx")]
 
@@ -121,7 +117,8 @@ class NaiveServer:
         await asyncio.gather(*(pc.close() for pc in self.sessions.values()))
         self.sessions.clear()
         for track in self.tracks.values():
-            await asyncio.to_thread(track.stop)
+            track.stop()
+            await asyncio.to_thread(track.source.stop)
 
     async def answer(self, offer: str) -> tuple[str, str]:
         session_id = secrets.token_urlsafe(12)

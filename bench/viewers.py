@@ -4,7 +4,8 @@ Viewer 0 decodes everything (the health check: decoded fps, glass-to-glass laten
 from the burned-in capture clock). The others do not decode: aiortc's receiver still
 depacketizes and reassembles frames in its jitter buffer, but the decoder thread
 (`aiortc.rtcrtpreceiver.decoder_worker`) is replaced by a drain that only counts the
-reassembled frames. Every receiver's RTP packets and payload bytes are counted.
+reassembled frames. Every receiver counts its RTP packets, payload bytes, keyframes
+(packets carrying an SPS) and the PLIs and NACKs it sends.
 
 Protocol (JSON lines on stdout): once connected, `{"event": "ready", ...}`; then each
 `snap` line on stdin answers `{"event": "snap", ...}` with cumulative counters, and
@@ -24,6 +25,7 @@ import queue
 import sys
 import threading
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +33,8 @@ import httpx
 from aiortc import RTCRtpReceiver, rtcrtpreceiver
 from aiortc.rtp import RtpPacket
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from whep_client import Viewer
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.whep_client import Viewer
 from webrtc import gather_only
 
 TRACKS = ("camera", "board", "audio")
@@ -42,12 +43,26 @@ TRACKS = ("camera", "board", "audio")
 
 _decoder_worker = rtcrtpreceiver.decoder_worker
 _handle_rtp_packet = RTCRtpReceiver._handle_rtp_packet
+_send_rtcp_pli = RTCRtpReceiver._send_rtcp_pli
+_send_rtcp_nack = RTCRtpReceiver._send_rtcp_nack
+H264_SPS, H264_STAP_A = 7, 24
+
+
+@dataclass
+class ReceiverCounts:
+    packets: int = 0
+    bytes: int = 0  # RTP payload
+    keyframes: int = 0  # RTP packets carrying an H.264 SPS (sent before every IDR)
+    plis: int = 0  # picture loss indications this receiver sent
+    nacks: int = 0  # NACK requests it sent
+
+
 decoding_queues: set[int] = set()
 """`id()` of the track queues whose receiver really decodes."""
 drained_frames: dict[int, int] = {}
 """`id()` of a track queue → reassembled frames the drain counted."""
-rtp_counts: dict[int, list[int]] = {}
-"""`id()` of a receiver → [RTP packets, RTP payload bytes]."""
+receiver_counts: dict[int, ReceiverCounts] = {}
+"""`id()` of a receiver → its counters."""
 
 
 def drain_worker(
@@ -69,17 +84,47 @@ def drain_worker(
         asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
 
 
+def queue_key(receiver: RTCRtpReceiver) -> int:
+    """What the decoder thread of `receiver` knows it by: its track's frame queue."""
+    return id(receiver.track._queue)  # type: ignore[attr-defined]
+
+
+def counts_of(receiver: RTCRtpReceiver) -> ReceiverCounts:
+    return receiver_counts.setdefault(id(receiver), ReceiverCounts())
+
+
+def carries_sps(payload: bytes) -> bool:
+    if len(payload) < 4:
+        return False
+    nal = payload[0] & 0x1F
+    return nal == H264_SPS or (nal == H264_STAP_A and payload[3] & 0x1F == H264_SPS)
+
+
 async def counting_handle_rtp_packet(
     self: RTCRtpReceiver, packet: RtpPacket, arrival_time_ms: int
 ) -> None:
-    counts = rtp_counts.setdefault(id(self), [0, 0])
-    counts[0] += 1
-    counts[1] += len(packet.payload)
+    counts = counts_of(self)
+    counts.packets += 1
+    counts.bytes += len(packet.payload)
+    if self.track is not None and self.track.kind == "video" and carries_sps(packet.payload):
+        counts.keyframes += 1
     await _handle_rtp_packet(self, packet, arrival_time_ms)
+
+
+async def counting_send_rtcp_pli(self: RTCRtpReceiver, media_ssrc: int) -> None:
+    counts_of(self).plis += 1
+    await _send_rtcp_pli(self, media_ssrc)
+
+
+async def counting_send_rtcp_nack(self: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+    counts_of(self).nacks += 1
+    await _send_rtcp_nack(self, media_ssrc, lost)
 
 
 rtcrtpreceiver.decoder_worker = drain_worker
 RTCRtpReceiver._handle_rtp_packet = counting_handle_rtp_packet  # type: ignore[method-assign]
+RTCRtpReceiver._send_rtcp_pli = counting_send_rtcp_pli  # type: ignore[method-assign]
+RTCRtpReceiver._send_rtcp_nack = counting_send_rtcp_nack  # type: ignore[method-assign]
 
 # ------------------------------------------------------------ viewers
 
@@ -111,7 +156,7 @@ class Load:
                 return
             if index == 0:  # before the receivers start (after ICE and DTLS)
                 for receiver in self._receivers(viewer):
-                    decoding_queues.add(id(receiver.track._queue))
+                    decoding_queues.add(queue_key(receiver))
 
     def _flowing(self, viewer: Viewer) -> bool:
         receivers = self._receivers(viewer)
@@ -119,7 +164,7 @@ class Load:
             viewer.location is not None
             and viewer.pc.connectionState == "connected"
             and len(receivers) == len(TRACKS)
-            and all(rtp_counts.get(id(r), [0])[0] > 0 for r in receivers)
+            and all(counts_of(r).packets > 0 for r in receivers)
         )
 
     async def connect(self, client: httpx.AsyncClient, limit: float) -> dict[str, Any]:
@@ -144,17 +189,15 @@ class Load:
     def snapshot(self) -> dict[str, Any]:
         viewers = []
         for index, viewer in enumerate(self.viewers):
-            receivers = self._receivers(viewer)
-            packets, payload, frames = {}, {}, {}
-            for name, receiver in zip(TRACKS, receivers, strict=False):
-                counts = rtp_counts.get(id(receiver), [0, 0])
-                packets[name], payload[name] = counts
+            tracks: dict[str, dict[str, int]] = {}
+            for name, receiver in zip(TRACKS, self._receivers(viewer), strict=False):
+                track = tracks[name] = asdict(counts_of(receiver))
                 if index == 0:
-                    frames[name] = viewer.stats[name].frames
+                    track["frames"] = viewer.stats[name].frames
                 elif receiver.track is not None:
-                    frames[name] = drained_frames.get(id(receiver.track._queue), 0)
+                    track["frames"] = drained_frames.get(queue_key(receiver), 0)
             state = viewer.pc.connectionState if hasattr(viewer, "pc") else "none"
-            viewers.append({"state": state, "packets": packets, "bytes": payload, "frames": frames})
+            viewers.append({"state": state, "tracks": tracks})
         latencies = {
             name: [round(x, 1) for x in self.decoder.stats[name].latencies_ms]
             for name in ("camera", "board")
