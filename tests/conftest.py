@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,13 +65,17 @@ class Service:
 
 
 @contextlib.contextmanager
-def run_service(tmp: Path, config_args: list[str], host: str = "127.0.0.1") -> Iterator[Service]:
+def run_service(
+    tmp: Path, config_args: list[str], host: str = "127.0.0.1", wrap: Sequence[str] = ()
+) -> Iterator[Service]:
+    """The service on `host`; `wrap` prefixes the command (e.g. `ip netns exec NS`)."""
     port = free_port()
     data_dir = tmp / "data"
     log = tmp / "service.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [
+                *wrap,
                 sys.executable,
                 "-m",
                 "edge",
@@ -92,12 +96,9 @@ def run_service(tmp: Path, config_args: list[str], host: str = "127.0.0.1") -> I
     service = Service(process, f"http://{host}:{port}", data_dir, config_args, log)
     try:
         deadline = time.monotonic() + 30
-        while True:
+        while "serving on" not in log.read_text():  # printed once the server listens
             if process.poll() is not None:
                 raise RuntimeError(f"service exited: {log.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{service.base}/healthz", timeout=2).status_code in (200, 503):
-                    break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"service did not start: {log.read_text()}")
             time.sleep(0.2)

@@ -6,19 +6,15 @@ network namespace of the test's own, joined by a veth pair.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, cli, free_port
-from tests.netns import Host, available, two_hosts
+from tests.conftest import ARTIFACTS, ROOT, run_service
+from tests.netns import available, two_hosts
 
 pytestmark = [
     pytest.mark.browser,
@@ -26,58 +22,15 @@ pytestmark = [
 ]
 
 
-@contextlib.contextmanager
-def service_in(host: Host, data_dir: Path) -> Iterator[str]:
-    port = free_port()
-    log = (data_dir.parent / "service.log").open("w")
-    process = subprocess.Popen(
-        host.command(
-            sys.executable,
-            "-m",
-            "edge",
-            "run",
-            "--demo",
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            host.address,
-            "--port",
-            str(port),
-        ),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    base = f"http://{host.address}:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        probe = host.command(
-            sys.executable, "-c", f"import urllib.request; urllib.request.urlopen('{base}/healthz')"
-        )
-        while subprocess.run(probe, capture_output=True, timeout=10).returncode != 0:
-            assert process.poll() is None, "service exited"
-            assert time.monotonic() < deadline, "service did not start"
-            time.sleep(0.3)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
 def test_chromium_plays_the_lesson(tmp_path: Path) -> None:
     assert Path("/usr/bin/chromium").exists(), "Debian chromium missing (see README test command)"
     ARTIFACTS.mkdir(exist_ok=True)
-    data_dir = tmp_path / "data"
-    with two_hosts() as (server, viewer), service_in(server, data_dir) as base:
-        links = json.loads(
-            cli("links", "demo", "--demo", "--data-dir", str(data_dir), "--json").stdout
-        )
-        pupil = next(link for link in links if link["kind"] == "student")
-        url = f"{base}/join/{pupil['token']}"
+    with (
+        two_hosts() as (server, viewer),
+        run_service(tmp_path, ["--demo"], server.address, server.command()) as service,
+    ):
+        pupil = next(link for link in service.links() if link["kind"] == "student")
+        url = f"{service.base}/join/{pupil['token']}"
         result_path = tmp_path / "result.json"
         screenshot = ARTIFACTS / "join-390x844.png"
         subprocess.run(
