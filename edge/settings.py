@@ -6,9 +6,10 @@ Errors read `FILE:LINE: key.path: what is wrong (what is expected)`.
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 import zoneinfo
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -149,6 +150,7 @@ class AlsaSource(Model):
     channels: int = Field(1, ge=1, le=2, description="Channels captured (mono is sent)")
 
 
+SOURCE_KINDS = {"test", "v4l2", "x11grab", "alsa"}
 CameraSource = Annotated[TestVideoSource | V4L2Source, Field(discriminator="kind")]
 BoardSource = Annotated[TestVideoSource | V4L2Source | ScreenSource, Field(discriminator="kind")]
 MicSource = Annotated[TestAudioSource | AlsaSource, Field(discriminator="kind")]
@@ -255,18 +257,13 @@ def _expected(error: dict[str, Any]) -> tuple[str, str]:
     return message, "see the commented example in config/"
 
 
-def _problems(
-    file: Path, text: str, error: ValidationError, prefix: Iterable[str | int] = ()
-) -> list[str]:
+def _problems(file: Path, text: str, error: ValidationError) -> list[str]:
     lines = key_lines(text)
     problems = []
     for item in error.errors():
-        loc = [
-            p
-            for p in item["loc"]
-            if not (isinstance(p, str) and p in {"test", "v4l2", "x11grab", "alsa"})
-        ]
-        dotted = ".".join(str(p) for p in (*prefix, *loc)) or "(file)"
+        # pydantic puts the tag of a discriminated union (`kind`) into the path: drop it
+        loc = [p for p in item["loc"] if not (isinstance(p, str) and p in SOURCE_KINDS)]
+        dotted = ".".join(str(p) for p in loc) or "(file)"
         problem, expected = _expected(dict(item))
         problems.append(f"{file}:{line_of(lines, loc)}: {dotted}: {problem} (expected {expected})")
     return problems
@@ -282,20 +279,10 @@ def _read_toml(file: Path) -> tuple[str, dict[str, Any]]:
     try:
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None) or _line_from_message(str(exc))
-        raise ConfigError(
-            [
-                f"{file}:{line}: (toml): {exc.msg if hasattr(exc, 'msg') else exc} "
-                "(expected valid TOML)"
-            ]
-        ) from None
-
-
-def _line_from_message(message: str) -> int:
-    import re
-
-    match = re.search(r"line (\d+)", message)
-    return int(match.group(1)) if match else 1
+        # Python 3.11's message ends "(at line N, column M)"; lineno came in 3.14
+        match = re.search(r"^(.*?)(?: \(at line (\d+), column \d+\))?$", str(exc))
+        problem, line = (match.group(1), match.group(2) or "1") if match else (str(exc), "1")
+        raise ConfigError([f"{file}:{line}: (toml): {problem} (expected valid TOML)"]) from None
 
 
 def load(path: Path | None = None, *, demo: bool = False, data_dir: Path | None = None) -> Config:
@@ -311,8 +298,6 @@ def load(path: Path | None = None, *, demo: bool = False, data_dir: Path | None 
 
 
 def demo_data_dir() -> Path:
-    import os
-
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "classroom-edge" / "demo"
 
