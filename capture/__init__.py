@@ -3,7 +3,7 @@
 from .device import AlsaMicrophone, ScreenGrab, V4L2Camera
 from .encoder import AudioEncoder, Encoder, Packet, VideoEncoder
 from .pipeline import PacketSink, SourcePipeline
-from .source import Frame, Source, SourceError
+from .source import Frame, MediaKind, Source, SourceError
 from .synthetic import TestBoard, TestCamera, TestTone
 from .timecode import burn_timestamp, read_timestamp
 
@@ -12,6 +12,7 @@ __all__ = [
     "AudioEncoder",
     "Encoder",
     "Frame",
+    "MediaKind",
     "Packet",
     "PacketSink",
     "ScreenGrab",

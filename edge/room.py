@@ -10,6 +10,7 @@ from datetime import datetime
 from capture import (
     AlsaMicrophone,
     AudioEncoder,
+    MediaKind,
     ScreenGrab,
     Source,
     SourcePipeline,
@@ -113,12 +114,12 @@ class Room:
         source: Source,
         encoders: list[VideoEncoder] | list[AudioEncoder],
         loop: asyncio.AbstractEventLoop,
-        kind: str,
+        kind: MediaKind,
     ) -> None:
         for encoder in encoders:
             self.buses[encoder.name] = PacketBus(
                 f"{self.name}/{encoder.name}",
-                "video" if kind == "video" else "audio",
+                kind,
                 loop=loop,
                 request_keyframe=encoder.request_keyframe,
                 queue_size=30 if kind == "video" else 25,

@@ -11,15 +11,12 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import Callable
-from typing import Literal
 
 from aiortc.mediastreams import MediaStreamError
 
-from capture import Packet
+from capture import MediaKind, Packet
 
 from .packer import SharedPacker
-
-MediaKind = Literal["video", "audio"]
 
 
 class Subscription:

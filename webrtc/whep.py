@@ -8,7 +8,7 @@ import logging
 import secrets
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from aiortc import RTCPeerConnection
 
@@ -17,8 +17,6 @@ from .sdp import OfferError, parse_sdpfrag
 from .session import Feeds, ViewerSession
 
 logger = logging.getLogger(__name__)
-
-SessionListener = Callable[[ViewerSession], None]
 
 
 class SessionManager:
@@ -40,8 +38,6 @@ class SessionManager:
         self.max_sessions = max_sessions
         self.sessions: dict[str, ViewerSession] = {}
         self.peer_connections: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
-        self.on_closed: list[SessionListener] = []
-        self.on_connected: list[SessionListener] = []
         self._wake = asyncio.Event()
         self._reaper: asyncio.Task[None] | None = None
 
@@ -54,9 +50,6 @@ class SessionManager:
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
         await asyncio.gather(*(self._close(s) for s in list(self.sessions.values())))
-
-    def count(self, predicate: Callable[[ViewerSession], bool] = lambda s: True) -> int:
-        return sum(1 for s in self.sessions.values() if predicate(s))
 
     async def create(
         self, feeds: Feeds, offer_sdp: str, **info: object
@@ -75,8 +68,6 @@ class SessionManager:
         def _on_state() -> None:
             if pc.connectionState == "connected" and session.connected_at is None:
                 session.connected_at = time.monotonic()
-                for listener in self.on_connected:
-                    listener(session)
             if pc.connectionState in ("failed", "closed"):
                 self._wake.set()
 
@@ -104,11 +95,6 @@ class SessionManager:
         if self.sessions.pop(session.id, None) is None:
             return
         await session.close()
-        for listener in self.on_closed:
-            try:
-                listener(session)
-            except Exception:
-                logger.exception("session listener")
 
     def _is_dead(self, session: ViewerSession, now: float) -> bool:
         if session.state in ("failed", "closed"):
