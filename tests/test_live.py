@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+import sys
 import time
 
 import httpx
 
-from tests.conftest import Service
+from tests.conftest import ROOT, Service
 from tests.whep_client import Viewer, eventually
 
 
@@ -99,3 +103,40 @@ async def test_answer_location_delete_and_headers(demo_service: Service) -> None
         viewer.location = None
     finally:
         await viewer.close()
+
+
+VANISHING_VIEWER = """
+import asyncio, sys
+from tests.whep_client import Viewer, eventually
+from webrtc import gather_only
+
+async def main() -> None:
+    gather_only(["127.0.0.1"])
+    viewer = Viewer(sys.argv[1], sys.argv[2], video_lines=1, audio=False)
+    assert (await viewer.connect()).status_code == 201
+    assert await eventually(lambda: viewer.stats["camera"].frames > 5, 15)
+    print("playing", flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_vanished_viewer_is_dropped(demo_service: Service) -> None:
+    """A phone that loses its network says goodbye to no one: ICE consent ends it."""
+    viewer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", VANISHING_VIEWER, demo_service.whep(), demo_service.token(),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert viewer.stdout is not None
+        assert await asyncio.wait_for(viewer.stdout.readline(), 30) == b"playing\n"
+        assert demo_service.health()["viewers"] == 1
+        viewer.send_signal(signal.SIGKILL)
+        started = time.monotonic()
+        assert await eventually(lambda: demo_service.health()["viewers"] == 0, 60, step=1)
+        assert time.monotonic() - started > 5  # it was really ICE consent, not a goodbye
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            viewer.kill()
+        await asyncio.wait_for(viewer.wait(), 10)
