@@ -119,6 +119,8 @@ def main(
             def playing() -> bool:
                 nonlocal stats
                 stats = page.evaluate(STATS)
+                if "first_picture_after" not in result and played(stats, 0):
+                    result["first_picture_after"] = round(time.monotonic() - started, 2)
                 return played(stats, 30)
 
             waited = wait_until(page, playing, seconds)
