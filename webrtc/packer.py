@@ -36,7 +36,7 @@ class SharedPacker:
     def pack(self, packet: Packet) -> tuple[list[bytes], int]:
         key = id(packet)
         cached = self._cache.get(key)
-        if cached is not None and cached[0] is packet:
+        if cached is not None:  # the cache keeps its packets alive, so ids are not reused
             self.hits += 1
             return cached[1], cached[2]
         self.misses += 1
@@ -46,7 +46,7 @@ class SharedPacker:
         else:
             payloads = [bytes(packet)]
             timestamp = convert_timebase(packet.pts or 0, packet.time_base, AUDIO_CLOCK_BASE)
-        self._cache[key] = (packet, payloads, timestamp)  # keeps packet alive: id stays unique
+        self._cache[key] = (packet, payloads, timestamp)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return payloads, timestamp

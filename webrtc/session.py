@@ -60,10 +60,6 @@ class ViewerSession:
     def state(self) -> str:
         return str(self.pc.connectionState)
 
-    @property
-    def closed(self) -> bool:
-        return self._closing
-
     async def answer(self, offer_sdp: str) -> str:
         """Apply the offer (m-lines: first video = camera, second = board, audio = mic)
         and return the answer with all candidates gathered (no trickle from us)."""
