@@ -31,7 +31,12 @@ else:
 class VideoEncoder:
     """libx264, constrained baseline, zero latency, no B-frames, Annex-B with SPS/PPS
     before every IDR; an IDR at least every `keyframe_interval` seconds and on request
-    (forced ones at most one per `min_forced_interval` seconds)."""
+    (forced ones at most one per `min_forced_interval` seconds).
+
+    `stills=True` makes every frame an IDR (for the worst links: each one decodes on
+    its own, so a lost one costs nothing but its own picture); a keyframe request then
+    also brings the next still forward.
+    """
 
     def __init__(
         self,
@@ -46,12 +51,14 @@ class VideoEncoder:
         min_forced_interval: float = 1.0,
         preset: str = "veryfast",
         threads: int = 2,
+        stills: bool = False,
     ) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"{name}: width and height must be even")
         self.name = name
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
-        self.keyframe_interval = keyframe_interval
+        self.stills = stills
+        self.keyframe_interval = 1 / fps if stills else keyframe_interval
         self.min_forced_interval = min_forced_interval
         self._origin = origin
         self._preset, self._threads = preset, threads
@@ -72,8 +79,15 @@ class VideoEncoder:
         self._requested.set()
 
     def wants(self, captured_at: float) -> bool:
-        """Whether a frame captured now fits this rendition's frame rate."""
-        return captured_at - self._last_frame >= 0.9 / self.fps
+        """Whether a frame captured now fits this rendition's frame rate (or, for
+        stills, whether a keyframe request can be served now)."""
+        if captured_at - self._last_frame >= 0.9 / self.fps:
+            return True
+        return (
+            self.stills
+            and self._requested.is_set()
+            and captured_at - self._last_forced >= self.min_forced_interval
+        )
 
     def _open(self) -> av.VideoCodecContext:
         codec = av.CodecContext.create("libx264", "w")
@@ -84,7 +98,9 @@ class VideoEncoder:
         codec.bit_rate = self.bitrate
         codec.thread_count = self._threads
         kbps = max(self.bitrate // 1000, 1)
-        backup_keyint = max(int(self.fps * self.keyframe_interval * 2), 2)
+        # the VBV holds one second, or one frame's share when frames are rarer (stills)
+        buffer_kbit = max(kbps, round(kbps / self.fps))
+        backup_keyint = 1 if self.stills else max(int(self.fps * self.keyframe_interval * 2), 2)
         codec.options = {
             "preset": self._preset,
             "tune": "zerolatency",
@@ -99,7 +115,7 @@ class VideoEncoder:
                     "forced-idr=1",
                     "aud=0",
                     f"vbv-maxrate={kbps}",
-                    f"vbv-bufsize={kbps}",
+                    f"vbv-bufsize={buffer_kbit}",
                 ]
             ),
         }

@@ -20,7 +20,7 @@ from capture import (
     V4L2Camera,
     VideoEncoder,
 )
-from webrtc import Feeds, PacketBus
+from webrtc import Feeds, PacketBus, VideoLine
 
 from .settings import (
     AlsaSource,
@@ -81,7 +81,7 @@ class Room:
             ("camera", settings.camera, settings.camera_renditions),
             ("board", settings.board, settings.board_renditions),
         )
-        self._video_feeds: list[PacketBus | None] = []
+        self._video_feeds: list[VideoLine | None] = []
         for source_name, source_config, renditions in video:
             if source_config is None:
                 self._video_feeds.append(None)
@@ -96,13 +96,19 @@ class Room:
                     origin=origin,
                     keyframe_interval=r.keyframe_interval,
                     preset=r.preset,
+                    stills=r.stills,
                 )
                 for r in renditions
             ]
             self._add(
                 video_source(source_name, source_config, renditions[0]), encoders, loop, "video"
             )
-            self._video_feeds.append(self.buses[encoders[0].name])
+            self._video_feeds.append(
+                VideoLine(
+                    [self.buses[encoder.name] for encoder in encoders],
+                    can_pause=source_name == "camera",  # the board stays, as stills at worst
+                )
+            )
         self._audio_feed: PacketBus | None = None
         if settings.mic is not None:
             encoder = AudioEncoder("mic", bitrate=settings.audio.bitrate_kbps * 1000, origin=origin)
@@ -123,6 +129,7 @@ class Room:
                 loop=loop,
                 request_keyframe=encoder.request_keyframe,
                 queue_size=30 if kind == "video" else 25,
+                nominal_bitrate=encoder.bitrate,
             )
         self.pipelines.append(
             SourcePipeline(

@@ -106,6 +106,11 @@ class VideoRendition(Model):
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
         "veryfast", description="x264 speed preset: faster uses less CPU, slower looks better"
     )
+    stills: bool = Field(
+        False,
+        description="Every frame a keyframe, `fps` of them a second (board stills for the "
+        "worst links)",
+    )
 
 
 class TestVideoSource(Model):
@@ -160,7 +165,10 @@ def _camera_renditions() -> list[VideoRendition]:
     return [
         VideoRendition.model_validate(
             {"name": "high", "width": 1280, "height": 720, "fps": 30, "bitrate_kbps": 1200}
-        )
+        ),
+        VideoRendition.model_validate(
+            {"name": "low", "width": 640, "height": 360, "fps": 15, "bitrate_kbps": 250}
+        ),
     ]
 
 
@@ -168,7 +176,17 @@ def _board_renditions() -> list[VideoRendition]:
     return [
         VideoRendition.model_validate(
             {"name": "high", "width": 1920, "height": 1080, "fps": 5, "bitrate_kbps": 500}
-        )
+        ),
+        VideoRendition.model_validate(
+            {
+                "name": "stills",
+                "width": 1920,
+                "height": 1080,
+                "fps": 0.1,
+                "bitrate_kbps": 50,
+                "stills": True,
+            }
+        ),
     ]
 
 

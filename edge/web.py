@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from webrtc import MAX_OFFER_BYTES, OfferError
+from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
 
 from .service import EdgeService
 from .tokens import Grant, TokenError
@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 STATIC = resources.files("edge") / "static"
 SDP = "application/sdp"
 SDPFRAG = "application/trickle-ice-sdpfrag"
+JSON = "application/json"
+ACCEPT_PATCH = f"{SDPFRAG}, {JSON}"
+SESSION_METHODS = "GET, PATCH, DELETE, OPTIONS"
+VIDEO_LINES = ("camera", "board")  # the order of `Room.feeds().video`
 
 
 def problem(
@@ -142,6 +146,7 @@ def create_app(service: EdgeService) -> FastAPI:
             session, answer = await service.sessions.create(
                 runtime.feeds(),
                 offer,
+                save_data=request.query_params.get("save_data", "") in ("1", "true"),
                 room=room,
                 class_name=grant.class_name,
                 pupil_id=grant.pupil_id,
@@ -158,7 +163,7 @@ def create_app(service: EdgeService) -> FastAPI:
                 **headers,
                 "Location": location,
                 "ETag": f'"{session.id}"',
-                "Accept-Patch": SDPFRAG,
+                "Accept-Patch": ACCEPT_PATCH,
             },
         )
         for server in service.advertised_ice_servers:
@@ -166,46 +171,74 @@ def create_app(service: EdgeService) -> FastAPI:
                 response.headers.append("Link", value)
         return response
 
+    def find_session(room: str, session_id: str) -> ViewerSession | None:
+        session = service.sessions.sessions.get(session_id)
+        return session if session is not None and session.info.get("room") == room else None
+
+    def no_session(headers: dict[str, str]) -> Response:
+        return problem(404, "No such session", "the session has ended or never existed", headers)
+
     @app.options("/whep/{room}/{session_id}")
     async def session_options(room: str, session_id: str, request: Request) -> Response:
-        headers = cors_headers(request, "PATCH, DELETE, OPTIONS")
-        headers["Accept-Patch"] = SDPFRAG
+        headers = cors_headers(request, SESSION_METHODS)
+        headers["Accept-Patch"] = ACCEPT_PATCH
         return Response(status_code=204, headers=headers)
+
+    @app.get("/whep/{room}/{session_id}")
+    async def session_state(room: str, session_id: str, request: Request) -> Response:
+        """What the viewer gets now: renditions per video line, quality level, whether
+        the link is poor, bytes sent (an extension of WHEP for the pupil's page)."""
+        headers = cors_headers(request, SESSION_METHODS)
+        session = find_session(room, session_id)
+        if session is None:
+            return no_session(headers)
+        state = session.describe()
+        state["video"] = dict(zip(VIDEO_LINES, state["video"], strict=True))
+        return JSONResponse(state, headers={**headers, "Cache-Control": "no-store"})
 
     @app.patch("/whep/{room}/{session_id}")
     async def session_patch(room: str, session_id: str, request: Request) -> Response:
-        headers = cors_headers(request, "PATCH, DELETE, OPTIONS")
-        session = service.sessions.sessions.get(session_id)
-        if session is None or session.info.get("room") != room:
-            return problem(
-                404, "No such session", "the session has ended or never existed", headers
-            )
-        if _content_type(request) != SDPFRAG:
+        """Trickled candidates (sdpfrag), or the viewer's wishes as JSON:
+        `{"save_data": true}` caps the session at the cheapest renditions."""
+        headers = cors_headers(request, SESSION_METHODS)
+        session = find_session(room, session_id)
+        if session is None:
+            return no_session(headers)
+        content_type = _content_type(request)
+        if content_type not in (SDPFRAG, JSON):
             return problem(
                 415,
                 "Unsupported media type",
-                f"candidates must be sent as {SDPFRAG}",
-                {**headers, "Accept-Patch": SDPFRAG},
+                f"send candidates as {SDPFRAG} or wishes as {JSON}",
+                {**headers, "Accept-Patch": ACCEPT_PATCH},
             )
         body = await _read_limited(request, MAX_OFFER_BYTES)
         if body is None:
             return problem(413, "Fragment too large", "the fragment is too large", headers)
+        if content_type == JSON:
+            try:
+                wishes = json.loads(body)
+            except ValueError:
+                wishes = None
+            if not isinstance(wishes, dict) or not isinstance(wishes.get("save_data"), bool):
+                return problem(
+                    400, "Malformed request", 'expected {"save_data": true|false}', headers
+                )
+            session.set_save_data(wishes["save_data"])
+            return Response(status_code=204, headers=headers)
         try:
             await service.sessions.trickle(session_id, body.decode("utf-8", "replace"))
         except KeyError:
-            return problem(404, "No such session", "the session has ended", headers)
+            return no_session(headers)
         except OfferError as exc:
             return problem(exc.status, exc.title, exc.detail, headers)
         return Response(status_code=204, headers=headers)
 
     @app.delete("/whep/{room}/{session_id}")
     async def session_delete(room: str, session_id: str, request: Request) -> Response:
-        headers = cors_headers(request, "PATCH, DELETE, OPTIONS")
-        session = service.sessions.sessions.get(session_id)
-        if session is None or session.info.get("room") != room:
-            return problem(
-                404, "No such session", "the session has ended or never existed", headers
-            )
+        headers = cors_headers(request, SESSION_METHODS)
+        if find_session(room, session_id) is None:
+            return no_session(headers)
         await service.sessions.delete(session_id)
         return Response(status_code=200, headers=headers)
 

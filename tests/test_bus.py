@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from webrtc import PacketBus
+from webrtc.track import PacketTrack
 
 
 class FakePacket:
@@ -60,3 +62,40 @@ async def test_publish_threadsafe_from_a_thread() -> None:
     sub = bus.subscribe()
     await asyncio.to_thread(bus.publish_threadsafe, FakePacket(1, True))  # type: ignore[arg-type]
     assert (await asyncio.wait_for(sub.get(), 1)).n == 1  # type: ignore[attr-defined]
+
+
+async def test_track_switches_renditions_on_a_keyframe_of_the_target() -> None:
+    loop = asyncio.get_running_loop()
+    requests: list[str] = []
+    high, low = (
+        PacketBus(
+            f"room/camera/{name}",
+            "video",
+            loop=loop,
+            request_keyframe=functools.partial(requests.append, name),
+        )
+        for name in ("high", "low")
+    )
+    track = PacketTrack("video", high)
+    high.publish(FakePacket(1, keyframe=True))  # type: ignore[arg-type]
+    assert (await track.recv()).n == 1  # type: ignore[attr-defined]
+    track.switch(low)
+    assert requests[-1] == "low" and track.target is low
+    low.publish(FakePacket(10, keyframe=False))  # type: ignore[arg-type]
+    high.publish(FakePacket(2, keyframe=False))  # type: ignore[arg-type]
+    assert (await track.recv()).n == 2  # type: ignore[attr-defined]  # still high
+    low.publish(FakePacket(11, keyframe=True))  # type: ignore[arg-type]
+    high.publish(FakePacket(3, keyframe=False))  # type: ignore[arg-type]
+    assert (await track.recv()).n == 11  # type: ignore[attr-defined]
+    assert track.last_bus is low and high.subscribers == 0 and track.switches == 1
+
+    track.switch(None)  # paused: recv waits
+    low.publish(FakePacket(12, keyframe=True))  # type: ignore[arg-type]
+    waiting = asyncio.create_task(track.recv())
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and low.subscribers == 0
+    track.switch(high)
+    high.publish(FakePacket(4, keyframe=True))  # type: ignore[arg-type]
+    assert (await asyncio.wait_for(waiting, 1)).n == 4  # type: ignore[attr-defined]
+    track.stop()
+    assert high.subscribers == 0

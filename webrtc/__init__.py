@@ -1,6 +1,7 @@
 """WebRTC: the packet bus, viewer sessions (aiortc) and WHEP. Knows nothing of school life."""
 
 from .bus import PacketBus, Subscription
+from .choice import VideoLine
 from .ice import IceServer, gather_only, is_loopback, rtc_configuration
 from .sdp import MAX_OFFER_BYTES, OfferError
 from .session import Feeds, ViewerSession
@@ -14,6 +15,7 @@ __all__ = [
     "PacketBus",
     "SessionManager",
     "Subscription",
+    "VideoLine",
     "ViewerSession",
     "gather_only",
     "is_loopback",

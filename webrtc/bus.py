@@ -18,15 +18,19 @@ from capture import MediaKind, Packet
 
 from .packer import SharedPacker
 
+RATE_WINDOW = 10.0  # seconds; long enough to hold a board still (one each 10 s)
+RTP_PAYLOAD = 1200  # bytes of media per RTP packet, about (aiortc packs up to 1300)
+RTP_OVERHEAD = 70  # bytes per RTP packet: RTP + extensions + SRTP tag + UDP + IPv4 + link
+
 
 class Subscription:
     """One viewer's bounded queue on a bus."""
 
-    def __init__(self, bus: PacketBus, maxsize: int) -> None:
+    def __init__(self, bus: PacketBus, maxsize: int, ready: asyncio.Event | None = None) -> None:
         self._bus = bus
         self._queue: collections.deque[Packet] = collections.deque()
         self._maxsize = maxsize
-        self._ready = asyncio.Event()
+        self._ready = ready or asyncio.Event()  # shared when one reader waits on several
         self._closed = False
         self.waiting_for_keyframe = bus.kind == "video"
         self.delivered = 0
@@ -60,6 +64,17 @@ class Subscription:
         self._queue.append(packet)
         self._ready.set()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def pop(self) -> Packet | None:
+        """The next packet if one is queued."""
+        if not self._queue:
+            return None
+        self.delivered += 1
+        return self._queue.popleft()
+
     async def get(self) -> Packet:
         """The next packet; raises `MediaStreamError` once closed."""
         while not self._queue:
@@ -90,10 +105,13 @@ class PacketBus:
         loop: asyncio.AbstractEventLoop,
         request_keyframe: Callable[[], None] = lambda: None,
         queue_size: int = 30,
+        nominal_bitrate: int = 0,
     ) -> None:
         self.name = name
         self.kind = kind
         self.queue_size = queue_size
+        self.nominal_bitrate = nominal_bitrate
+        self._recent: collections.deque[tuple[float, int]] = collections.deque()
         self._loop = loop
         self._request_keyframe = request_keyframe
         self._subscribers: list[Subscription] = []
@@ -103,14 +121,16 @@ class PacketBus:
         self.keyframes = 0
         self.keyframe_requests = 0
         self.last_packet_at: float | None = None
+        self.first_packet_at: float | None = None
 
     @property
     def subscribers(self) -> int:
         return len(self._subscribers)
 
-    def subscribe(self) -> Subscription:
-        """A new subscriber; video ones get a fresh IDR requested for them."""
-        subscription = Subscription(self, self.queue_size)
+    def subscribe(self, ready: asyncio.Event | None = None) -> Subscription:
+        """A new subscriber (`ready` is set whenever it gets a packet); video ones get
+        a fresh IDR requested for them."""
+        subscription = Subscription(self, self.queue_size, ready)
         self._subscribers.append(subscription)
         self.request_keyframe()
         return subscription
@@ -125,10 +145,31 @@ class PacketBus:
             self.keyframe_requests += 1
             self._request_keyframe()
 
+    @property
+    def rendition(self) -> str:
+        """The rendition's own name, the last part of the bus name."""
+        return self.name.rsplit("/", 1)[-1]
+
+    def wire_bitrate(self) -> float:
+        """Bits/s this rendition costs a viewer on the wire (RTP, SRTP, UDP, IP headers
+        included) over the last `RATE_WINDOW` seconds; the nominal bitrate until the
+        bus has been running that long."""
+        now = self._loop.time()
+        while self._recent and now - self._recent[0][0] > RATE_WINDOW:
+            self._recent.popleft()
+        if self.first_packet_at is None or now - self.first_packet_at < RATE_WINDOW:
+            return float(self.nominal_bitrate)
+        return sum(size for _, size in self._recent) * 8 / RATE_WINDOW
+
     def publish(self, packet: Packet) -> None:
+        now = self._loop.time()
         self.packets += 1
         self.bytes += packet.size
-        self.last_packet_at = self._loop.time()
+        self.last_packet_at = now
+        if self.first_packet_at is None:
+            self.first_packet_at = now
+        rtp_packets = -(-packet.size // RTP_PAYLOAD)
+        self._recent.append((now, packet.size + rtp_packets * RTP_OVERHEAD))
         if packet.is_keyframe:
             self.keyframes += 1
         for subscription in self._subscribers:

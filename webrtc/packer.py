@@ -7,14 +7,18 @@ name-mangled encoder slot); `tests/test_packer.py` guards them against upgrades.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+import time
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from aiortc import RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.mediastreams import convert_timebase
 
 from capture import Packet
+
+if TYPE_CHECKING:
+    from .track import PacketTrack
 
 VIDEO_CLOCK_BASE = Fraction(1, 90000)
 AUDIO_CLOCK_BASE = Fraction(1, 48000)  # Opus RTP clock, whatever the channel count
@@ -55,9 +59,39 @@ class SharedPacker:
         raise TypeError("SharedPacker only packs encoded packets")
 
 
-def attach(
-    sender: RTCRtpSender, packer: SharedPacker, on_keyframe_request: Callable[[], None]
-) -> None:
-    """Make `sender` use the shared `packer` and route its PLI/FIR to `on_keyframe_request`."""
-    sender._RTCRtpSender__encoder = packer  # type: ignore[attr-defined]
-    sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+class SenderCodec:
+    """A sender's stand-in encoder: packs with the shared packer of the bus each packet
+    came from, and hands the viewer's REMB (aiortc sets `target_bitrate`) to the
+    session instead of an encoder shared with other viewers."""
+
+    def __init__(self, track: PacketTrack) -> None:
+        self._track = track
+        self.remb: int | None = None
+        self.remb_at: float | None = None
+
+    @property
+    def target_bitrate(self) -> int | None:
+        return self.remb
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        self.remb = bitrate
+        self.remb_at = time.monotonic()
+
+    def pack(self, packet: Packet) -> tuple[list[bytes], int]:
+        bus = self._track.last_bus
+        assert bus is not None, "pack() before the track returned a packet"
+        return bus.packer.pack(packet)
+
+    def encode(self, frame: object, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        raise TypeError("SenderCodec only packs encoded packets")
+
+
+def attach(sender: RTCRtpSender, track: PacketTrack) -> SenderCodec:
+    """Make `sender` pack `track`'s packets with the shared packers and route its
+    PLI/FIR to the track's rendition."""
+    codec = SenderCodec(track)
+    sender.replaceTrack(track)
+    sender._RTCRtpSender__encoder = codec  # type: ignore[attr-defined]
+    sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
+    return codec

@@ -13,7 +13,10 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from . import packer
-from .bus import PacketBus, Subscription
+from .bus import PacketBus
+from .choice import Level, LinkReport, RateController, VideoLine, build_ladder
+from .pacer import Clock, Pacer
+from .packer import SenderCodec
 from .sdp import OfferError, SdpFragment, parse_offer
 from .track import PacketTrack
 
@@ -22,11 +25,26 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Feeds:
-    """What a room offers a viewer: video buses in m-line order (camera, then board)
-    and the audio bus."""
+    """What a room offers a viewer: video lines in m-line order (camera, then board;
+    None where the room has no such source) and the audio bus."""
 
-    video: Sequence[PacketBus | None]
+    video: Sequence[VideoLine | None]
     audio: PacketBus | None
+
+
+@dataclass
+class VideoOutput:
+    """One video m-line being served."""
+
+    line: VideoLine
+    track: PacketTrack
+    sender: RTCRtpSender
+    codec: SenderCodec
+
+
+ADAPT_INTERVAL = 0.5  # seconds between rendition choices
+PACING_FACTOR = 1.25  # video leaves at this times the link estimate
+REMB_FRESH = 2.0  # seconds a REMB counts
 
 
 def _codecs(kind: str) -> list[RTCRtpCodecCapability]:
@@ -42,17 +60,40 @@ def _codecs(kind: str) -> list[RTCRtpCodecCapability]:
 
 
 class ViewerSession:
-    """Answers one WHEP offer and streams until closed (`close()` is idempotent)."""
+    """Answers one WHEP offer and streams until closed (`close()` is idempotent).
 
-    def __init__(self, session_id: str, pc: RTCPeerConnection, feeds: Feeds) -> None:
+    Every `adapt()` (the session manager calls it each `ADAPT_INTERVAL`) reads the
+    viewer's receiver reports and REMB, updates its link estimate and switches each
+    video line to the rendition the link carries; `save_data` caps it at the lowest.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        pc: RTCPeerConnection,
+        feeds: Feeds,
+        *,
+        save_data: bool = False,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self.id = session_id
         self.pc = pc
         self.feeds = feeds
-        self.created_at = time.monotonic()
+        self.save_data = save_data
+        self._clock = clock
+        self.created_at = clock()
         self.connected_at: float | None = None
-        self.subscriptions: list[Subscription] = []
+        self.outputs: list[VideoOutput] = []
+        self.audio: tuple[RTCRtpSender, PacketTrack] | None = None
+        self.ladder: list[Level] = []
+        self.controller: RateController | None = None
+        self.pacer = Pacer(rate=10_000_000, clock=clock)
         self.remote_ufrag: str | None = None
         self.info: dict[str, Any] = {}
+        self._reports: dict[int, tuple[int, int]] = {}  # SSRC -> (lost, received)
+        self._last_tick = clock()
+        self._last_sent = 0
+        self._last_sent_by_ssrc: dict[int, int] = {}
         self._closed = asyncio.Event()
         self._closing = False
 
@@ -60,33 +101,43 @@ class ViewerSession:
     def state(self) -> str:
         return str(self.pc.connectionState)
 
+    @property
+    def tracks(self) -> list[PacketTrack]:
+        tracks = [output.track for output in self.outputs]
+        return tracks + ([self.audio[1]] if self.audio else [])
+
     async def answer(self, offer_sdp: str) -> str:
         """Apply the offer (m-lines: first video = camera, second = board, audio = mic)
         and return the answer with all candidates gathered (no trickle from us)."""
         description = parse_offer(offer_sdp)
-        video_feeds = list(self.feeds.video)
+        video_lines = list(self.feeds.video)
         audio_feed = self.feeds.audio
         for media in description.media:
             if media.kind not in ("audio", "video"):
                 continue
+            line: VideoLine | None = None
+            bus: PacketBus | None = None
             if media.kind == "video":
-                bus = video_feeds.pop(0) if video_feeds else None
+                line = video_lines.pop(0) if video_lines else None
             else:
                 bus, audio_feed = audio_feed, None
             transceiver = self.pc.addTransceiver(
-                media.kind, direction="sendonly" if bus else "inactive"
+                media.kind, direction="sendonly" if line or bus else "inactive"
             )
             transceiver.setCodecPreferences(_codecs(media.kind))
-            if bus is not None:
-                subscription = bus.subscribe()
-                self.subscriptions.append(subscription)
-                sender = transceiver.sender
-                sender.replaceTrack(PacketTrack(subscription))
-                packer.attach(sender, bus.packer, bus.request_keyframe)
-        if not self.subscriptions:
+            if line is not None:
+                track = PacketTrack("video")
+                codec = packer.attach(transceiver.sender, track)
+                self.outputs.append(VideoOutput(line, track, transceiver.sender, codec))
+            elif bus is not None:
+                track = PacketTrack("audio", bus)
+                packer.attach(transceiver.sender, track)
+                self.audio = (transceiver.sender, track)
+        if not self.tracks:
             raise OfferError(
                 400, "Nothing to receive", "the offer asks for no stream this room has"
             )
+        self._start_level()
         ice = description.media[0].ice
         self.remote_ufrag = ice.usernameFragment if ice else None
         try:
@@ -100,7 +151,116 @@ class ViewerSession:
             ) from exc
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
+        self._pace()
+        await self.pacer.start()
         return str(self.pc.localDescription.sdp)
+
+    def _start_level(self) -> None:
+        self.ladder = build_ladder([output.line for output in self.outputs])
+        costs = self.costs()
+        self.controller = RateController(start_estimate=costs[-1] * 1.3)
+        self._apply(self.controller.update(LinkReport(self._clock(), 0, 0.0), costs, self.cap))
+
+    def _pace(self) -> None:
+        for priority, output in enumerate(self.outputs):
+            self.pacer.priorities[output.sender._ssrc] = priority
+            self.pacer.priorities[output.sender._rtx_ssrc] = priority
+        for transceiver in self.pc.getTransceivers():
+            self.pacer.wrap(transceiver.sender.transport)
+        if self.controller is not None:
+            self.pacer.rate = self.controller.estimate * PACING_FACTOR
+
+    @property
+    def cap(self) -> int | None:
+        """With `save_data`, the best level that keeps every line at its cheapest."""
+        if not self.save_data:
+            return None
+        cheapest = [min(o.line.renditions, key=lambda b: b.nominal_bitrate) for o in self.outputs]
+        return max(
+            i
+            for i, level in enumerate(self.ladder)
+            if all(bus is None or bus is low for bus, low in zip(level, cheapest, strict=True))
+        )
+
+    def costs(self) -> list[float]:
+        """Bits/s each level costs on the wire, audio included."""
+        audio = self.feeds.audio.wire_bitrate() if self.audio and self.feeds.audio else 0.0
+        return [
+            audio + sum(bus.wire_bitrate() for bus in level if bus is not None)
+            for level in self.ladder
+        ]
+
+    def _apply(self, level: int) -> None:
+        for output, bus in zip(self.outputs, self.ladder[level], strict=True):
+            output.track.switch(bus)
+
+    def set_save_data(self, save_data: bool) -> None:
+        """The page's "save data" switch; takes effect at once."""
+        self.save_data = save_data
+        if self.controller is not None:
+            now = self._clock()
+            self._apply(self.controller.update(LinkReport(now, 0, 0.0), self.costs(), self.cap))
+
+    async def _receiver_reports(
+        self, interval: float
+    ) -> tuple[float | None, float | None, float | None]:
+        """(loss in fresh receiver reports, worst round-trip time, REMB / send rate)."""
+        lost = received = 0
+        rtts: list[float] = []
+        senders = [o.sender for o in self.outputs] + ([self.audio[0]] if self.audio else [])
+        for sender in senders:
+            for stats in (await sender.getStats()).values():
+                if stats.type != "remote-inbound-rtp":
+                    continue
+                before = self._reports.get(stats.ssrc, (stats.packetsLost, stats.packetsReceived))
+                lost += max(stats.packetsLost - before[0], 0)
+                received += max(stats.packetsReceived - before[1], 0)
+                self._reports[stats.ssrc] = (stats.packetsLost, stats.packetsReceived)
+                if stats.roundTripTime is not None:
+                    rtts.append(stats.roundTripTime)
+        loss = lost / (lost + received) if lost + received else None
+        now = time.monotonic()
+        ratios = []
+        for output in self.outputs:
+            ssrc = output.sender._ssrc
+            sent = self.pacer.sent_by_ssrc[ssrc] - self._last_sent_by_ssrc.get(ssrc, 0)
+            self._last_sent_by_ssrc[ssrc] = self.pacer.sent_by_ssrc[ssrc]
+            codec, rate = output.codec, sent * 8 / interval if interval > 0 else 0.0
+            fresh = codec.remb_at is not None and now - codec.remb_at < REMB_FRESH
+            if codec.remb is not None and fresh and rate > 50_000:
+                ratios.append(codec.remb / rate)
+        return loss, max(rtts, default=None), min(ratios, default=None)
+
+    async def adapt(self) -> None:
+        """Read the viewer's reports and switch renditions to what its link carries."""
+        if self.controller is None or self.pc.connectionState != "connected":
+            return
+        now = self._clock()
+        interval = now - self._last_tick
+        loss, rtt, remb_ratio = await self._receiver_reports(interval)
+        sent = self.pacer.sent_bytes - self._last_sent
+        self._last_tick, self._last_sent = now, self.pacer.sent_bytes
+        report = LinkReport(now, sent * 8, interval, loss, rtt, remb_ratio)
+        self._apply(self.controller.update(report, self.costs(), self.cap))
+        self.pacer.rate = self.controller.estimate * PACING_FACTOR
+
+    def describe(self) -> dict[str, Any]:
+        """What the viewer gets now, for the page and for health."""
+        controller = self.controller
+        chosen = {id(o.line): o.track.target for o in self.outputs}
+        return {
+            "video": [
+                None if line is None or chosen.get(id(line)) is None else chosen[id(line)].rendition  # type: ignore[union-attr]
+                for line in self.feeds.video
+            ],
+            "level": controller.level if controller else 0,
+            "levels": len(self.ladder),
+            "save_data": self.save_data,
+            "poor": controller.poor if controller else False,
+            "estimate_kbps": round(controller.estimate / 1000) if controller else None,
+            "loss": round(controller.last_loss, 3) if controller else None,
+            "sent_bytes": self.pacer.sent_bytes,
+        }
 
     async def add_candidates(self, fragment: SdpFragment) -> None:
         if fragment.ufrag is not None and fragment.ufrag != self.remote_ufrag:
@@ -120,8 +280,9 @@ class ViewerSession:
             return
         self._closing = True
         try:
-            for subscription in self.subscriptions:
-                subscription.close()
+            for track in self.tracks:
+                track.stop()
+            await self.pacer.stop()
             await self.pc.close()
         except Exception:  # closing must never fail the caller
             logger.exception("closing session %s", self.id)

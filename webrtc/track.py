@@ -1,26 +1,83 @@
-"""An aiortc track that returns already-encoded packets from a bus subscription."""
+"""An aiortc track that returns already-encoded packets from a bus subscription, and
+switches between renditions on a keyframe of the target."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
-from capture import Packet
+from capture import MediaKind, Packet
 
-from .bus import Subscription
+from .bus import PacketBus, Subscription
 
 
 class PacketTrack(MediaStreamTrack):
     """`recv()` returns `Packet`s, so aiortc packetizes them (`encoder.pack`)
-    instead of encoding per viewer."""
+    instead of encoding per viewer.
 
-    def __init__(self, subscription: Subscription) -> None:
+    `switch(bus)` subscribes to the target rendition (which requests a keyframe there)
+    and keeps playing the current one until the target's first keyframe is queued;
+    then it swaps. `switch(None)` pauses the track: `recv()` waits until a bus is set.
+    """
+
+    def __init__(self, kind: MediaKind, bus: PacketBus | None = None) -> None:
         super().__init__()
-        self.kind = subscription.bus.kind
-        self.subscription = subscription
+        self.kind = kind
+        self._wake = asyncio.Event()
+        self.current: Subscription | None = None
+        self.pending: Subscription | None = None
+        self.last_bus: PacketBus | None = None  # the bus of the packet `recv()` returned
+        self.switches = 0
+        if bus is not None:
+            self.current = bus.subscribe(self._wake)
+
+    @property
+    def target(self) -> PacketBus | None:
+        """The rendition this track plays, or is switching to."""
+        chosen = self.pending if self.pending is not None else self.current
+        return chosen.bus if chosen is not None else None
+
+    def switch(self, bus: PacketBus | None) -> None:
+        if bus is self.target:
+            return
+        if self.pending is not None:
+            self.pending.close()
+            self.pending = None
+        if bus is None:
+            if self.current is not None:
+                self.current.close()
+                self.current = None
+        elif self.current is None or self.current.bus is not bus:
+            self.pending = bus.subscribe(self._wake)
+        self._wake.set()
+
+    def request_keyframe(self) -> None:
+        """A viewer's PLI/FIR: ask the rendition it is about to see for an IDR."""
+        if self.target is not None:
+            self.target.request_keyframe()
 
     async def recv(self) -> Packet:
-        return await self.subscription.get()
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self.pending is not None and len(self.pending):
+                if self.current is not None:
+                    self.current.close()
+                self.current, self.pending = self.pending, None
+                self.switches += 1
+            if self.current is not None:
+                packet = self.current.pop()
+                if packet is not None:
+                    self.last_bus = self.current.bus
+                    return packet
+            self._wake.clear()
+            await self._wake.wait()
 
     def stop(self) -> None:
         super().stop()
-        self.subscription.close()
+        for subscription in (self.current, self.pending):
+            if subscription is not None:
+                subscription.close()
+        self._wake.set()

@@ -14,7 +14,7 @@ from aiortc import RTCPeerConnection
 
 from .ice import IceServer, rtc_configuration
 from .sdp import OfferError, parse_sdpfrag
-from .session import Feeds, ViewerSession
+from .session import ADAPT_INTERVAL, Feeds, ViewerSession
 
 logger = logging.getLogger(__name__)
 
@@ -39,20 +39,23 @@ class SessionManager:
         self.sessions: dict[str, ViewerSession] = {}
         self.peer_connections: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
         self._wake = asyncio.Event()
-        self._reaper: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._reaper = asyncio.create_task(self._reap(), name="whep-reaper")
+        self._tasks = [
+            asyncio.create_task(self._reap(), name="whep-reaper"),
+            asyncio.create_task(self._adapt(), name="whep-adapt"),
+        ]
 
     async def stop(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
-            self._reaper = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         await asyncio.gather(*(self._close(s) for s in list(self.sessions.values())))
 
     async def create(
-        self, feeds: Feeds, offer_sdp: str, **info: object
+        self, feeds: Feeds, offer_sdp: str, *, save_data: bool = False, **info: object
     ) -> tuple[ViewerSession, str]:
         """Answer an offer; returns the session and the SDP answer. Raises `OfferError`."""
         if len(self.sessions) >= self.max_sessions:
@@ -60,7 +63,7 @@ class SessionManager:
         session_id = secrets.token_urlsafe(16)
         pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
         self.peer_connections.add(pc)
-        session = ViewerSession(session_id, pc, feeds)
+        session = ViewerSession(session_id, pc, feeds, save_data=save_data)
         session.info.update(info)
         self.sessions[session_id] = session
 
@@ -107,6 +110,19 @@ class SessionManager:
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             self._wake.clear()
             await self._reap_once()
+
+    async def _adapt(self) -> None:
+        while True:
+            await asyncio.sleep(ADAPT_INTERVAL)
+            await self._adapt_once()
+
+    async def _adapt_once(self) -> None:
+        # a method of its own, so no frame keeps the last session alive while sleeping
+        for session in list(self.sessions.values()):
+            try:
+                await session.adapt()
+            except Exception:  # one viewer's oddity must not stop the others
+                logger.exception("adapting session %s", session.id)
 
     async def _reap_once(self) -> None:
         # a method of its own, so no frame keeps the last closed session alive

@@ -1,0 +1,100 @@
+"""Rendition choice: the ladder and the rate controller, replayed on a model link."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from webrtc.choice import LinkReport, RateController, VideoLine, build_ladder
+
+
+@dataclass(frozen=True)
+class FakeBus:
+    name: str
+    nominal_bitrate: int
+
+
+CAMERA_HIGH, CAMERA_LOW = FakeBus("camera/high", 1_200_000), FakeBus("camera/low", 250_000)
+BOARD_HIGH, BOARD_STILLS = FakeBus("board/high", 500_000), FakeBus("board/stills", 50_000)
+COSTS = [110_000, 400_000, 850_000, 1_600_000]  # on the wire, audio included
+
+
+def test_ladder_takes_the_cheapest_upgrade_and_keeps_the_board() -> None:
+    ladder = build_ladder(
+        [
+            VideoLine([CAMERA_HIGH, CAMERA_LOW], can_pause=True),  # type: ignore[list-item]
+            VideoLine([BOARD_HIGH, BOARD_STILLS]),  # type: ignore[list-item]
+        ]
+    )
+    assert ladder == [  # type: ignore[comparison-overlap]
+        (None, BOARD_STILLS),
+        (CAMERA_LOW, BOARD_STILLS),
+        (CAMERA_LOW, BOARD_HIGH),
+        (CAMERA_HIGH, BOARD_HIGH),
+    ]
+
+
+def test_ladder_of_one_line() -> None:
+    ladder = build_ladder([VideoLine([CAMERA_HIGH, CAMERA_LOW])])  # type: ignore[list-item]
+    assert ladder == [(CAMERA_LOW,), (CAMERA_HIGH,)]  # type: ignore[comparison-overlap]
+
+
+@dataclass
+class ModelLink:
+    """A bottleneck: what is sent above `capacity` is lost; RTT grows with the excess."""
+
+    capacity: float
+
+    def report(self, now: float, sent_rate: float, interval: float = 0.5) -> LinkReport:
+        loss = max(0.0, 1 - self.capacity / sent_rate) if sent_rate else 0.0
+        rtt = 0.03 + (0.1 if loss else 0.0)
+        return LinkReport(now, round(sent_rate * interval), interval, loss, rtt)
+
+
+def replay(
+    controller: RateController, link: ModelLink, start: float, seconds: float
+) -> list[tuple[float, int]]:
+    levels = []
+    now = start
+    while now < start + seconds:
+        now += 0.5
+        level = controller.level if controller.level >= 0 else len(COSTS) - 1
+        levels.append((now, controller.update(link.report(now, COSTS[level]), COSTS)))
+    return levels
+
+
+def test_steps_down_fast_holds_and_climbs_back() -> None:
+    controller = RateController(start_estimate=COSTS[-1] * 1.3)
+    link = ModelLink(capacity=3_000_000)
+    assert replay(controller, link, 0, 5)[-1][1] == 3  # a good link keeps the top level
+
+    link.capacity = 450_000
+    limited = replay(controller, link, 5, 40)
+    reached_low = next(t for t, level in limited if level <= 1)
+    assert reached_low - 5 <= 2.0, limited
+    after = [level for t, level in limited if t >= reached_low]
+    assert min(after) == 1, "never below what the link carries"
+    probes = sum(1 for a, b in itertools.pairwise(after) if b > a)
+    assert 1 <= probes <= 4, f"probes up cautiously, with a growing hold: {limited}"
+
+    link.capacity = 3_000_000
+    healed = replay(controller, link, 45, 40)
+    back = next(t for t, level in healed if level == 3)
+    assert back - 45 <= 30, healed
+    assert all(level == 3 for t, level in healed if t > back)
+
+
+def test_cap_holds_the_save_data_level() -> None:
+    controller = RateController(start_estimate=COSTS[-1] * 1.3)
+    link = ModelLink(capacity=3_000_000)
+    now = 0.0
+    for _ in range(40):
+        now += 0.5
+        level = controller.update(link.report(now, COSTS[max(controller.level, 0)]), COSTS, cap=1)
+        assert level <= 1
+    assert controller.level == 1
+    climbed = [
+        controller.update(link.report(now + 1 + i / 2, COSTS[controller.level]), COSTS)
+        for i in range(30)
+    ]
+    assert climbed[-1] == 3

@@ -1,0 +1,161 @@
+"""Rendition choice per viewer: a ladder of levels and a link-rate controller.
+
+A level picks one rendition (or none) for each video line of a viewer; audio is in
+every level. The controller turns what the viewer's RTCP tells (loss and round-trip
+time from receiver reports, REMB) into an estimate of what the link carries and picks
+the best level that fits: down at once on sustained loss or a rising delay, up only
+after a hold time, and a level that fails soon after a step up doubles the hold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .bus import PacketBus
+
+
+@dataclass(frozen=True)
+class VideoLine:
+    """The renditions one video m-line may carry, best first; a line that `can_pause`
+    is switched off on the worst links (the camera), the others never are (the board)."""
+
+    renditions: Sequence[PacketBus]
+    can_pause: bool = False
+
+
+Level = tuple[PacketBus | None, ...]
+"""One bus (or None: paused) per video line."""
+
+
+def build_ladder(lines: Sequence[VideoLine]) -> list[Level]:
+    """Levels from cheapest to best. Start with paused lines off and the others at their
+    cheapest rendition, then take the cheapest upgrade of any line until all are best."""
+    options = [sorted(line.renditions, key=lambda b: b.nominal_bitrate) for line in lines]
+    position = [-1 if line.can_pause else 0 for line in lines]
+    position = [p if options[i] else -1 for i, p in enumerate(position)]
+
+    def level() -> Level:
+        return tuple(options[i][p] if p >= 0 else None for i, p in enumerate(position))
+
+    ladder = [level()]
+    while True:
+        upgrades = [
+            (
+                options[i][p + 1].nominal_bitrate
+                - (options[i][p].nominal_bitrate if p >= 0 else 0),
+                i,
+            )
+            for i, p in enumerate(position)
+            if p + 1 < len(options[i])
+        ]
+        if not upgrades:
+            return ladder
+        _, line = min(upgrades)
+        position[line] += 1
+        ladder.append(level())
+
+
+@dataclass
+class LinkReport:
+    """What one tick (about half a second) of a viewer's session showed."""
+
+    now: float
+    sent_bits: int  # on the wire, media and retransmissions, since the last report
+    interval: float  # seconds covered by `sent_bits`
+    loss: float | None = None  # fraction lost in fresh receiver reports, None if none came
+    rtt: float | None = None  # seconds, smoothed, None if unknown
+    remb_ratio: float | None = None  # min REMB / own send rate over video senders
+
+
+@dataclass
+class RateController:
+    """Estimates a viewer's link rate and picks a level of `costs` (bits/s per level).
+
+    Times come from the reports (an injectable clock), so tests replay minutes in
+    microseconds.
+    """
+
+    start_estimate: float
+    floor: float = 64_000.0
+    ceiling: float = 20_000_000.0
+    headroom: float = 0.92  # a level must fit in this share of the estimate
+    heavy_loss: float = 0.10
+    light_loss: float = 0.02
+    rtt_margin: float = 0.2  # seconds over the lowest RTT seen that mean a queue builds
+    growth_per_second: float = 0.25
+    hold_base: float = 4.0
+    hold_max: float = 16.0
+    probation: float = 5.0  # a step up that fails within this long doubles the hold
+    estimate: float = field(init=False)
+    level: int = field(init=False, default=-1)
+    hold: float = field(init=False)
+    congested_at: float = field(init=False, default=-math.inf)
+    stepped_up_at: float = field(init=False, default=-math.inf)
+    changed_at: float = field(init=False, default=-math.inf)
+    min_rtt: float = field(init=False, default=math.inf)
+    last_loss: float = field(init=False, default=0.0)
+    poor: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.estimate = self.start_estimate
+        self.hold = self.hold_base
+
+    def _congested(self, report: LinkReport) -> tuple[bool, float]:
+        """(congested, fraction of what was sent that got through)."""
+        loss = report.loss or 0.0
+        if report.loss is not None:
+            self.last_loss = loss
+        delivered_share = 1.0 - loss
+        if report.loss is not None and loss >= self.heavy_loss:
+            return True, delivered_share
+        if report.rtt is not None:
+            self.min_rtt = min(self.min_rtt, report.rtt)
+            if report.rtt > self.min_rtt + self.rtt_margin:
+                return True, delivered_share * 0.9
+        if report.remb_ratio is not None and report.remb_ratio < 0.7:
+            return True, max(report.remb_ratio, 0.3)
+        return False, delivered_share
+
+    def update(self, report: LinkReport, costs: Sequence[float], cap: int | None = None) -> int:
+        """Feed one report; returns the level to use now (an index into `costs`)."""
+        now = report.now
+        sent_rate = report.sent_bits / report.interval if report.interval > 0 else 0.0
+        congested, delivered_share = self._congested(report)
+        if congested:
+            delivered = sent_rate * delivered_share
+            if delivered > 0:
+                self.estimate = min(self.estimate, delivered)
+            else:
+                self.estimate *= 0.7
+            if now - self.stepped_up_at < self.probation:
+                self.hold = min(self.hold * 2, self.hold_max)  # the step up did not hold
+            self.congested_at = now
+        elif (report.loss is None or report.loss < self.light_loss) and (
+            now - self.congested_at >= self.hold
+        ):
+            self.estimate *= (1 + self.growth_per_second) ** report.interval
+            if now - self.congested_at > 3 * self.hold_max:
+                self.hold = self.hold_base  # long clean: be quick again next time
+        self.estimate = min(max(self.estimate, self.floor), self.ceiling)
+        self.poor = now - self.congested_at < 10.0 or self.last_loss >= self.light_loss
+
+        fitting = [i for i, cost in enumerate(costs) if cost <= self.estimate * self.headroom]
+        wanted = max(fitting, default=0)
+        if cap is not None:
+            wanted = min(wanted, cap)
+        if self.level < 0 or wanted < self.level:
+            self._set(wanted, now)
+        elif (
+            wanted > self.level
+            and now - self.congested_at >= self.hold
+            and now - self.changed_at >= self.probation
+        ):
+            self._set(self.level + 1, now)  # one step at a time, each on probation
+            self.stepped_up_at = now
+        return self.level
+
+    def _set(self, level: int, now: float) -> None:
+        self.level = level
+        self.changed_at = now

@@ -1,0 +1,129 @@
+"""Pacing one viewer's video onto the wire.
+
+aiortc has no pacer: a sender writes all RTP packets of a frame at once, so a keyframe
+leaves as one burst that a thin link's queue drops. The pacer sits in the viewer's
+DTLS transport (aiortc 1.16 private `RTCDtlsTransport._send_rtp`, guarded by
+`tests/test_pacer.py`) and lets video out at `rate` bits/s, first line first (the
+camera before the board still). Audio and RTCP never wait: they pass at once and only
+count against the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from aiortc import RTCDtlsTransport
+from aiortc.rtp import is_rtcp
+
+Clock = Callable[[], float]
+
+
+class Pacer:
+    """A token bucket with prioritized waiters; `start()`/`stop()` own its drain task."""
+
+    def __init__(self, rate: float, *, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._rate = rate
+        self._tokens = 0.0
+        self._filled_at = clock()
+        self._waiting: list[tuple[int, int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.priorities: dict[int, int] = {}  # SSRC -> priority (0 first); others pass
+        self.sent_bytes = 0
+        self.sent_by_ssrc: Counter[int] = Counter()
+        self.waits = 0
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @rate.setter
+    def rate(self, bits_per_second: float) -> None:
+        self._refill()
+        self._rate = max(bits_per_second, 8_000.0)
+
+    @property
+    def burst(self) -> float:
+        """Bytes that may leave back to back: 10 ms at the rate, at least two packets."""
+        return max(self._rate / 8 * 0.010, 2600.0)
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._drain(), name="pacer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        for _, _, _, future in self._waiting:
+            future.cancel()
+        self._waiting.clear()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._filled_at) * self._rate / 8)
+        self._filled_at = now
+
+    async def acquire(self, size: int, priority: int) -> None:
+        """Wait until `size` bytes of priority `priority` may leave."""
+        self._refill()
+        if not self._waiting and self._tokens > 0:
+            self._tokens -= size
+            return
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._order), size, future))
+        self.waits += 1
+        self._wake.set()
+        await future
+
+    def debit(self, size: int) -> None:
+        """Count bytes that left without waiting (audio, RTCP)."""
+        self._refill()
+        self._tokens -= size
+
+    async def _drain(self) -> None:
+        while True:
+            if not self._waiting:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._refill()
+            if self._tokens <= 0:
+                await asyncio.sleep(max(-self._tokens * 8 / self._rate, 0.001))
+                continue
+            _, _, size, future = heapq.heappop(self._waiting)
+            if not future.done():  # a cancelled sender left its place
+                self._tokens -= size
+                future.set_result(None)
+
+    def wrap(self, transport: RTCDtlsTransport) -> None:
+        """Route `transport`'s outgoing RTP through this pacer (idempotent)."""
+        send: Callable[[bytes], Awaitable[None]] = transport._send_rtp
+        if getattr(send, "pacer", None) is self:
+            return
+
+        async def paced(data: bytes) -> None:
+            if len(data) >= 12 and not is_rtcp(data):
+                ssrc = int.from_bytes(data[8:12], "big")
+                priority = self.priorities.get(ssrc)
+                if priority is None:
+                    self.debit(len(data))
+                else:
+                    await self.acquire(len(data), priority)
+                self.sent_by_ssrc[ssrc] += len(data)
+            self.sent_bytes += len(data)
+            await send(data)
+
+        paced.pacer = self  # type: ignore[attr-defined]
+        transport._send_rtp = paced  # type: ignore[method-assign]
