@@ -59,3 +59,63 @@ def available() -> bool:
             return True
     except (subprocess.CalledProcessError, FileNotFoundError):
         return False
+
+
+@dataclass(frozen=True)
+class Link:
+    """One spoke of a star: the server's end (address, device) and the client host."""
+
+    server_address: str
+    server_device: str
+    client: Host
+
+
+@contextlib.contextmanager
+def star(clients: int, tag: str | None = None) -> Iterator[tuple[str, list[Link]]]:
+    """(server namespace, links): a server joined to `clients` hosts, each by a veth
+    pair of its own (its own /24), so one client's link can be shaped alone."""
+    tag = tag or f"{os.getpid() % 10000}"
+    server = f"ce-hub-{tag}"
+    base = 100 + os.getpid() % 50
+    links = [
+        Link(
+            f"10.{base}.{i}.1",
+            f"ceh{tag}x{i}",
+            Host(f"ce-spoke-{tag}-{i}", f"10.{base}.{i}.2", f"cep{tag}x{i}"),
+        )
+        for i in range(clients)
+    ]
+    namespaces = [server, *(link.client.namespace for link in links)]
+    try:
+        for namespace in namespaces:
+            ip("netns", "add", namespace)
+            ip("-n", namespace, "link", "set", "lo", "up")
+        for link in links:
+            client = link.client
+            ip("link", "add", link.server_device, "netns", server, "type", "veth", "peer",
+               "name", client.device, "netns", client.namespace)  # fmt: skip
+            for namespace, address, device in (
+                (server, link.server_address, link.server_device),
+                (client.namespace, client.address, client.device),
+            ):
+                ip("-n", namespace, "addr", "add", f"{address}/24", "dev", device)
+                ip("-n", namespace, "link", "set", device, "up")
+        yield server, links
+    finally:
+        for namespace in namespaces:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                ip("netns", "delete", namespace)
+
+
+def shape(namespace: str, device: str, rate_kbit: int | None) -> None:
+    """Limit what leaves `device` to `rate_kbit` (tc tbf), or lift the limit (None)."""
+    command = ["ip", "netns", "exec", namespace, "tc", "qdisc"]
+    if rate_kbit is None:
+        subprocess.run([*command, "del", "dev", device, "root"], check=True, timeout=20)
+        return
+    tbf = ["tbf", "rate", f"{rate_kbit}kbit", "burst", "16kbit", "latency", "100ms"]
+    subprocess.run(
+        [*command, "add", "dev", device, "root", *tbf],
+        check=True,
+        timeout=20,
+    )

@@ -9,7 +9,7 @@ import time
 
 from aiortc import RTCDtlsTransport, RTCRtpSender
 
-from webrtc.pacer import Pacer
+from webrtc.pacer import WIRE_OVERHEAD, Pacer
 
 
 def rtp(ssrc: int, size: int) -> bytes:
@@ -55,4 +55,5 @@ async def test_video_is_paced_by_priority_and_audio_passes() -> None:
     assert 0.2 < took < 1.5, took  # 15 kB at 50 kB/s ≈ 0.3 s, not one burst
     order = [ssrc for _, ssrc in wire.sent if ssrc != 3]
     assert order.index(1) < len(order) - 5, "the camera waits behind the whole board still"
-    assert pacer.sent_by_ssrc[1] == 5000 and pacer.sent_bytes == 15_200
+    assert pacer.sent_by_ssrc[1] == 5 * (1000 + WIRE_OVERHEAD)
+    assert pacer.sent_bytes == 15_200 + 16 * WIRE_OVERHEAD

@@ -1,10 +1,15 @@
 """Rendition choice per viewer: a ladder of levels and a link-rate controller.
 
 A level picks one rendition (or none) for each video line of a viewer; audio is in
-every level. The controller turns what the viewer's RTCP tells (loss and round-trip
-time from receiver reports, REMB) into an estimate of what the link carries and picks
-the best level that fits: down at once on sustained loss or a rising delay, up only
-after a hold time, and a level that fails soon after a step up doubles the hold.
+every level. The controller turns what the viewer's receiver reports tell (loss, and
+round-trip time growing over its floor as a queue builds) into an estimate of what the
+link carries and picks the best level that fits: down at once on heavy loss or a
+growing delay, up only after a hold time, one level at a time, and a level that fails
+soon after a step up doubles the hold.
+
+REMB is not used to decide: the receivers' estimators start far below the real rate
+and aiortc's stays at about half of it on a clean loopback (measured), so it would
+hold good links down. Sessions report it for diagnosis.
 """
 
 from __future__ import annotations
@@ -66,7 +71,6 @@ class LinkReport:
     interval: float  # seconds covered by `sent_bits`
     loss: float | None = None  # fraction lost in fresh receiver reports, None if none came
     rtt: float | None = None  # seconds, smoothed, None if unknown
-    remb_ratio: float | None = None  # min REMB / own send rate over video senders
 
 
 @dataclass
@@ -97,6 +101,7 @@ class RateController:
     min_rtt: float = field(init=False, default=math.inf)
     last_loss: float = field(init=False, default=0.0)
     poor: bool = field(init=False, default=False)
+    reason: str = field(init=False, default="")  # why the estimate last fell
 
     def __post_init__(self) -> None:
         self.estimate = self.start_estimate
@@ -109,13 +114,13 @@ class RateController:
             self.last_loss = loss
         delivered_share = 1.0 - loss
         if report.loss is not None and loss >= self.heavy_loss:
+            self.reason = f"loss {loss:.0%}"
             return True, delivered_share
         if report.rtt is not None:
             self.min_rtt = min(self.min_rtt, report.rtt)
             if report.rtt > self.min_rtt + self.rtt_margin:
+                self.reason = f"rtt {report.rtt * 1000:.0f} ms"
                 return True, delivered_share * 0.9
-        if report.remb_ratio is not None and report.remb_ratio < 0.7:
-            return True, max(report.remb_ratio, 0.3)
         return False, delivered_share
 
     def update(self, report: LinkReport, costs: Sequence[float], cap: int | None = None) -> int:
@@ -124,11 +129,10 @@ class RateController:
         sent_rate = report.sent_bits / report.interval if report.interval > 0 else 0.0
         congested, delivered_share = self._congested(report)
         if congested:
+            # down to what got through, but at most halved per report: reports lag
+            # behind what is sent now
             delivered = sent_rate * delivered_share
-            if delivered > 0:
-                self.estimate = min(self.estimate, delivered)
-            else:
-                self.estimate *= 0.7
+            self.estimate = min(self.estimate, max(delivered, self.estimate * 0.5))
             if now - self.stepped_up_at < self.probation:
                 self.hold = min(self.hold * 2, self.hold_max)  # the step up did not hold
             self.congested_at = now

@@ -4,8 +4,8 @@ aiortc has no pacer: a sender writes all RTP packets of a frame at once, so a ke
 leaves as one burst that a thin link's queue drops. The pacer sits in the viewer's
 DTLS transport (aiortc 1.16 private `RTCDtlsTransport._send_rtp`, guarded by
 `tests/test_pacer.py`) and lets video out at `rate` bits/s, first line first (the
-camera before the board still). Audio and RTCP never wait: they pass at once and only
-count against the budget.
+camera before the board still). Audio, RTCP and retransmissions never wait: they pass
+at once and only count against the budget.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ from aiortc.rtp import is_rtcp
 
 Clock = Callable[[], float]
 
+WIRE_OVERHEAD = 52  # bytes a packet gains below RTP: SRTP tag, UDP, IPv4, Ethernet
+
 
 class Pacer:
-    """A token bucket with prioritized waiters; `start()`/`stop()` own its drain task."""
+    """A token bucket with prioritized waiters; `start()`/`stop()` own its drain task.
+    Sizes count what a packet costs on the wire, not just its RTP bytes."""
 
     def __init__(self, rate: float, *, clock: Clock = time.monotonic) -> None:
         self._clock = clock
@@ -114,15 +117,16 @@ class Pacer:
             return
 
         async def paced(data: bytes) -> None:
+            size = len(data) + WIRE_OVERHEAD
             if len(data) >= 12 and not is_rtcp(data):
                 ssrc = int.from_bytes(data[8:12], "big")
                 priority = self.priorities.get(ssrc)
                 if priority is None:
-                    self.debit(len(data))
+                    self.debit(size)
                 else:
-                    await self.acquire(len(data), priority)
-                self.sent_by_ssrc[ssrc] += len(data)
-            self.sent_bytes += len(data)
+                    await self.acquire(size, priority)
+                self.sent_by_ssrc[ssrc] += size
+            self.sent_bytes += size
             await send(data)
 
         paced.pacer = self  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -43,8 +44,8 @@ class VideoOutput:
 
 
 ADAPT_INTERVAL = 0.5  # seconds between rendition choices
-PACING_FACTOR = 1.25  # video leaves at this times the link estimate
-REMB_FRESH = 2.0  # seconds a REMB counts
+PACING_FACTOR = 1.0  # video leaves at most at the link estimate
+PACING_FACTOR_POOR = 0.9
 
 
 def _codecs(kind: str) -> list[RTCRtpCodecCapability]:
@@ -90,10 +91,10 @@ class ViewerSession:
         self.pacer = Pacer(rate=10_000_000, clock=clock)
         self.remote_ufrag: str | None = None
         self.info: dict[str, Any] = {}
-        self._reports: dict[int, tuple[int, int]] = {}  # SSRC -> (lost, received)
+        # SSRC -> (time of the last receiver report, bytes sent on the stream by then)
+        self._reports: dict[int, tuple[datetime, int]] = {}
         self._last_tick = clock()
         self._last_sent = 0
-        self._last_sent_by_ssrc: dict[int, int] = {}
         self._closed = asyncio.Event()
         self._closing = False
 
@@ -162,9 +163,10 @@ class ViewerSession:
         self._apply(self.controller.update(LinkReport(self._clock(), 0, 0.0), costs, self.cap))
 
     def _pace(self) -> None:
+        # Retransmissions pass unpaced: aiortc sends them from its RTCP receive path,
+        # which must never wait (or every report and NACK behind it waits too).
         for priority, output in enumerate(self.outputs):
             self.pacer.priorities[output.sender._ssrc] = priority
-            self.pacer.priorities[output.sender._rtx_ssrc] = priority
         for transceiver in self.pc.getTransceivers():
             self.pacer.wrap(transceiver.sender.transport)
         if self.controller is not None:
@@ -201,35 +203,29 @@ class ViewerSession:
             now = self._clock()
             self._apply(self.controller.update(LinkReport(now, 0, 0.0), self.costs(), self.cap))
 
-    async def _receiver_reports(
-        self, interval: float
-    ) -> tuple[float | None, float | None, float | None]:
-        """(loss in fresh receiver reports, worst round-trip time, REMB / send rate)."""
-        lost = received = 0
+    async def _receiver_reports(self) -> tuple[float | None, float | None]:
+        """(loss in the receiver reports that came since the last call, weighted by what
+        each stream sent; the worst round-trip time in them)."""
+        weighted = weight = 0.0
         rtts: list[float] = []
         senders = [o.sender for o in self.outputs] + ([self.audio[0]] if self.audio else [])
         for sender in senders:
+            sent = self.pacer.sent_by_ssrc[sender._ssrc]
             for stats in (await sender.getStats()).values():
                 if stats.type != "remote-inbound-rtp":
                     continue
-                before = self._reports.get(stats.ssrc, (stats.packetsLost, stats.packetsReceived))
-                lost += max(stats.packetsLost - before[0], 0)
-                received += max(stats.packetsReceived - before[1], 0)
-                self._reports[stats.ssrc] = (stats.packetsLost, stats.packetsReceived)
+                # (stats.ssrc is the reporter's SSRC, the same for all of a peer's streams)
+                seen = self._reports.get(sender._ssrc)
+                if seen is not None and seen[0] == stats.timestamp:
+                    continue  # no new report about this stream
+                self._reports[sender._ssrc] = (stats.timestamp, sent)
+                share = sent - (seen[1] if seen else 0)
+                weighted += stats.fractionLost / 256 * share
+                weight += share
                 if stats.roundTripTime is not None:
                     rtts.append(stats.roundTripTime)
-        loss = lost / (lost + received) if lost + received else None
-        now = time.monotonic()
-        ratios = []
-        for output in self.outputs:
-            ssrc = output.sender._ssrc
-            sent = self.pacer.sent_by_ssrc[ssrc] - self._last_sent_by_ssrc.get(ssrc, 0)
-            self._last_sent_by_ssrc[ssrc] = self.pacer.sent_by_ssrc[ssrc]
-            codec, rate = output.codec, sent * 8 / interval if interval > 0 else 0.0
-            fresh = codec.remb_at is not None and now - codec.remb_at < REMB_FRESH
-            if codec.remb is not None and fresh and rate > 50_000:
-                ratios.append(codec.remb / rate)
-        return loss, max(rtts, default=None), min(ratios, default=None)
+        loss = weighted / weight if weight > 0 else None
+        return loss, max(rtts, default=None)
 
     async def adapt(self) -> None:
         """Read the viewer's reports and switch renditions to what its link carries."""
@@ -237,12 +233,14 @@ class ViewerSession:
             return
         now = self._clock()
         interval = now - self._last_tick
-        loss, rtt, remb_ratio = await self._receiver_reports(interval)
+        loss, rtt = await self._receiver_reports()
         sent = self.pacer.sent_bytes - self._last_sent
         self._last_tick, self._last_sent = now, self.pacer.sent_bytes
-        report = LinkReport(now, sent * 8, interval, loss, rtt, remb_ratio)
+        report = LinkReport(now, sent * 8, interval, loss, rtt)
         self._apply(self.controller.update(report, self.costs(), self.cap))
-        self.pacer.rate = self.controller.estimate * PACING_FACTOR
+        # below the estimate while the link is poor, so its queue drains
+        factor = PACING_FACTOR_POOR if self.controller.poor else PACING_FACTOR
+        self.pacer.rate = self.controller.estimate * factor
 
     def describe(self) -> dict[str, Any]:
         """What the viewer gets now, for the page and for health."""
@@ -259,6 +257,10 @@ class ViewerSession:
             "poor": controller.poor if controller else False,
             "estimate_kbps": round(controller.estimate / 1000) if controller else None,
             "loss": round(controller.last_loss, 3) if controller else None,
+            "reason": controller.reason if controller else "",
+            "remb_kbps": [
+                None if o.codec.remb is None else round(o.codec.remb / 1000) for o in self.outputs
+            ],
             "sent_bytes": self.pacer.sent_bytes,
         }
 

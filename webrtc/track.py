@@ -4,6 +4,8 @@ switches between renditions on a keyframe of the target."""
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
@@ -11,6 +13,8 @@ from aiortc.mediastreams import MediaStreamError
 from capture import MediaKind, Packet
 
 from .bus import PacketBus, Subscription
+
+KEYFRAME_REQUEST_INTERVAL = 3.0  # seconds between a viewer's forwarded PLIs
 
 
 class PacketTrack(MediaStreamTrack):
@@ -30,6 +34,7 @@ class PacketTrack(MediaStreamTrack):
         self.pending: Subscription | None = None
         self.last_bus: PacketBus | None = None  # the bus of the packet `recv()` returned
         self.switches = 0
+        self._last_request = -math.inf
         if bus is not None:
             self.current = bus.subscribe(self._wake)
 
@@ -54,8 +59,12 @@ class PacketTrack(MediaStreamTrack):
         self._wake.set()
 
     def request_keyframe(self) -> None:
-        """A viewer's PLI/FIR: ask the rendition it is about to see for an IDR."""
-        if self.target is not None:
+        """A viewer's PLI/FIR: ask the rendition it is about to see for an IDR, at most
+        once per `KEYFRAME_REQUEST_INTERVAL`: a lossy link sends PLI after PLI, and every
+        IDR costs all viewers of the rendition and that link most of all."""
+        now = time.monotonic()
+        if self.target is not None and now - self._last_request >= KEYFRAME_REQUEST_INTERVAL:
+            self._last_request = now
             self.target.request_keyframe()
 
     async def recv(self) -> Packet:
