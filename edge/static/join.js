@@ -1,6 +1,9 @@
 /* classroom-edge: the pupil's live-lesson page, a WHEP viewer. Plain ES2018, no dependencies.
  * Offer transceivers, in order: camera video, board video, classroom audio (all recvonly).
- * Test hook: window.classroom = {pc, state, config, quality, location}. */
+ * Test hook: window.classroom = {pc, state, config, quality, location, saveData, session, bytesReceived}:
+ * quality is the page's own grade of the link ('good' | 'fair' | 'poor', from getStats), session the
+ * latest GET of the WHEP session resource (renditions the server chose, its link estimate),
+ * saveData the pupil's "save data" choice, bytesReceived the bytes this page received so far. */
 (function () {
   'use strict';
 
@@ -26,6 +29,11 @@
       weekdays: ['Chủ nhật', 'Thứ Hai', 'Thứ Ba', 'Thứ Tư', 'Thứ Năm', 'Thứ Sáu', 'Thứ Bảy'],
       network: 'Mạng:', good: 'Tốt', fair: 'Trung bình', poor: 'Yếu',
       weakHint: 'Mạng yếu: hình có thể bị giật, nhưng tiếng vẫn được ưu tiên.',
+      poorHint: 'Mạng yếu — đã giảm chất lượng hình để giữ tiếng.',
+      saveData: 'Tiết kiệm dữ liệu', saveDataHelp: 'Hình nhỏ hơn, tốn ít 3G/4G hơn. Tiếng vẫn rõ.',
+      qualityLabel: 'Chất lượng:', qHigh: 'Cao', qLow: 'Thấp', qMid: 'Vừa', qPaused: 'Chỉ bảng và tiếng',
+      qAudio: 'Chỉ có tiếng', stillsNote: 'Bảng: ảnh tĩnh (chữ vẫn rõ, chậm đổi hình)',
+      dataUsed: 'Đã dùng {amount}',
       unmute: 'Chạm để bật tiếng', swap: 'Đổi hình', fullscreen: 'Phóng to', exitFullscreen: 'Thu nhỏ',
       retry: 'Thử lại', tip: 'Xoay ngang điện thoại để xem bảng to hơn.'
     },
@@ -50,6 +58,11 @@
       weekdays: ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'],
       network: 'Network:', good: 'Good', fair: 'Fair', poor: 'Weak',
       weakHint: 'Weak network: the picture may stutter, but sound comes first.',
+      poorHint: 'Weak network — picture quality lowered to keep the sound.',
+      saveData: 'Save data', saveDataHelp: 'Smaller picture, less mobile data. Sound stays clear.',
+      qualityLabel: 'Quality:', qHigh: 'High', qLow: 'Low', qMid: 'Medium', qPaused: 'Board and sound only',
+      qAudio: 'Sound only', stillsNote: 'Board: still pictures (text stays sharp, changes slowly)',
+      dataUsed: 'Data used: {amount}',
       unmute: 'Tap to turn on sound', swap: 'Swap views', fullscreen: 'Full screen', exitFullscreen: 'Exit full screen',
       retry: 'Try again', tip: 'Turn your phone sideways to see the board bigger.'
     }
@@ -58,13 +71,18 @@
   var $ = function (id) { return document.getElementById(id); };
   var els = {};
   ['stage', 'board', 'camera', 'sound', 'overlay', 'overlay-title', 'overlay-detail', 'retry', 'unmute',
-    'state-text', 'quality', 'quality-word', 'notice', 'fullscreen', 'class-name', 'school', 'pupil']
+    'state-text', 'quality', 'quality-word', 'notice', 'fullscreen', 'class-name', 'school', 'pupil',
+    'data-panel', 'save-data', 'usage', 'rendition', 'rendition-word', 'stills-note', 'data-used']
     .forEach(function (id) { els[id] = $(id); });
 
   var config = readConfig();
   var lang = pickLang(config);
   var S = STRINGS[lang];
-  var classroom = window.classroom = { pc: null, state: 'connecting', config: config, quality: null, location: null };
+  var SAVE_KEY = 'classroom-edge.saveData';
+  var classroom = window.classroom = {
+    pc: null, state: 'connecting', config: config, quality: null, location: null,
+    saveData: initialSaveData(), session: null, bytesReceived: 0
+  };
 
   var current = null;     // session being set up or live: {pc, camera, board, audio, location, pending, ...}
   var gen = 0;            // bumped by every attempt and by pagehide; stale async work compares it
@@ -82,6 +100,15 @@
       var c = JSON.parse($('join-config').textContent);
       return c && typeof c === 'object' && c.whep && c.token ? c : null;
     } catch (e) { return null; }
+  }
+
+  // The pupil's last choice on this phone, else the browser's own data saver (Chrome "Lite mode").
+  function initialSaveData() {
+    try {
+      var stored = window.localStorage.getItem(SAVE_KEY);
+      if (stored === '1' || stored === '0') return stored === '1';
+    } catch (e) { /* storage disabled: fall through */ }
+    return !!(navigator.connection && navigator.connection.saveData);
   }
 
   function pickLang(c) {
@@ -105,6 +132,7 @@
     els.board.setAttribute('aria-label', t('board'));
     els.camera.setAttribute('aria-label', t('camera'));
     updateFullscreenLabel();
+    renderSaveData();
   }
 
   // name: connecting | live | reconnecting | waiting | ended | error
@@ -115,8 +143,12 @@
     els['overlay-detail'].textContent = (detail || '').trim();
     els.overlay.hidden = name === 'live';
     els.retry.hidden = true;
-    if (name !== 'live') { classroom.quality = null; showNotice(''); }
+    if (name !== 'live') { classroom.quality = classroom.session = null; weakTicks = 0; heavyLoss = false; }
     els.quality.hidden = !classroom.quality;
+    els['data-panel'].hidden = name === 'error';
+    renderSession();
+    updateNotice();
+    pollSession(name === 'live');
     keepAwake(name === 'live' || name === 'reconnecting');
   }
 
@@ -187,7 +219,10 @@
     try { pc = new RTCPeerConnection(opts); } catch (e) {     // a malformed ICE entry must not lock pupils out
       pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
     }
-    var s = { pc: pc, location: null, pending: [], sent: false, discTimer: 0, connectTimer: 0, dtls: null };
+    var s = {
+      pc: pc, location: null, pending: [], sent: false, discTimer: 0, connectTimer: 0, dtls: null,
+      bytes: 0, patchedAt: 0
+    };
     s.camera = pc.addTransceiver('video', { direction: 'recvonly' });
     s.board = pc.addTransceiver('video', { direction: 'recvonly' });
     s.audio = pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -265,7 +300,9 @@
     await s.pc.setLocalDescription(await s.pc.createOffer());
     await waitForGathering(s.pc, 2000);
     s.sent = true;
-    var whep = new URL(config.whep, location.href).href;
+    var whep = new URL(config.whep, location.href);
+    if (classroom.saveData) whep.searchParams.set('save_data', '1');
+    whep = whep.href;
     var ctrl = window.AbortController ? new AbortController() : null;
     var timer = setTimeout(function () { if (ctrl) ctrl.abort(); }, 15000);
     var res = await fetch(whep, {
@@ -359,6 +396,8 @@
 
   function teardown(s) {
     if (!s) return;
+    bytesBase += s.bytes;     // what this peer connection received still counts
+    s.bytes = 0;
     clearTimeout(s.discTimer);
     clearTimeout(s.connectTimer);
     s.pc.ontrack = s.pc.onicecandidate = s.pc.onconnectionstatechange = s.pc.oniceconnectionstatechange = null;
@@ -453,17 +492,18 @@
 
   /* ---------- connection quality, every 2 s ---------- */
 
-  var prevStats = null, weakTicks = 0;
+  var prevStats = null, weakTicks = 0, heavyLoss = false, bytesBase = 0;
 
   async function sampleStats() {
     var s = current;
     if (!s || classroom.state !== 'live' || document.hidden) return;
     var report = await s.pc.getStats();
     var now = { pc: s.pc, at: Date.now(), lost: 0, recv: 0, frames: {}, all: 0, stalls: 0 };
-    var pairs = {}, selected = null, nominated = null, fps = null;
+    var pairs = {}, selected = null, nominated = null, fps = null, transportBytes = null, rtpBytes = 0;
     report.forEach(function (r) {
       if (r.type === 'inbound-rtp') {
         now.all += r.packetsReceived || 0;
+        rtpBytes += (r.bytesReceived || 0) + (r.headerBytesReceived || 0);
         if ((r.kind || r.mediaType) !== 'video') return;
         now.lost += Math.max(0, r.packetsLost || 0);
         now.recv += r.packetsReceived || 0;
@@ -471,10 +511,14 @@
       } else if (r.type === 'candidate-pair') {
         pairs[r.id] = r;
         if (r.nominated && r.state === 'succeeded') nominated = r;
-      } else if (r.type === 'transport' && r.selectedCandidatePairId) {
-        selected = r.selectedCandidatePairId;
+      } else if (r.type === 'transport') {
+        if (typeof r.bytesReceived === 'number') transportBytes = (transportBytes || 0) + r.bytesReceived;
+        if (r.selectedCandidatePairId) selected = r.selectedCandidatePairId;
       }
     });
+    if (s !== current) return;
+    s.bytes = Math.max(s.bytes, transportBytes !== null ? transportBytes : rtpBytes);
+    showDataUsed();
     var prev = prevStats && prevStats.pc === s.pc ? prevStats : null;
     prevStats = now;
     if (!prev || s !== current) return;
@@ -487,7 +531,9 @@
     var dRecv = now.recv - prev.recv, dLost = Math.max(0, now.lost - prev.lost);
     var pair = (selected && pairs[selected]) || nominated;
     var rtt = pair && typeof pair.currentRoundTripTime === 'number' ? pair.currentRoundTripTime : null;
-    showQuality(grade(dRecv + dLost ? dLost / (dRecv + dLost) : 1, fps, rtt));
+    var loss = dRecv + dLost ? dLost / (dRecv + dLost) : 1;
+    heavyLoss = loss >= 0.1;
+    showQuality(grade(loss, fps, rtt));
   }
 
   function grade(loss, fps, rtt) {
@@ -503,7 +549,117 @@
     els.quality.setAttribute('data-level', level);
     els['quality-word'].textContent = t(level);
     weakTicks = level === 'poor' ? weakTicks + 1 : 0;
-    showNotice(weakTicks >= 2 ? t('weakHint') : '');
+    updateNotice();
+  }
+
+  // Weak link, by the server's word (recent loss or congestion) or by the page's own stats.
+  function updateNotice() {
+    if (classroom.state !== 'live') return showNotice('');
+    var srv = classroom.session;
+    if (!(srv && srv.poor) && !heavyLoss && weakTicks < 2) return showNotice('');
+    var lowered = srv && srv.video && (srv.level < srv.levels - 1 || srv.video.camera === null);
+    showNotice(t(lowered ? 'poorHint' : 'weakHint'));
+  }
+
+  /* ---------- save data, the renditions the server chose, data used ---------- */
+
+  // MB as phones count them (10^6 bytes), one decimal, with the locale's decimal comma.
+  function formatBytes(bytes) {
+    var gb = bytes >= 999.95e6, value = (bytes / (gb ? 1e9 : 1e6)).toFixed(1);
+    return (lang === 'vi' ? value.replace('.', ',') : value) + '\u00a0' + (gb ? 'GB' : 'MB');
+  }
+
+  function showDataUsed() {
+    var total = bytesBase + (current ? current.bytes : 0);
+    classroom.bytesReceived = total;
+    els['data-used'].hidden = !total;
+    if (total) els['data-used'].textContent = t('dataUsed', { amount: formatBytes(total) });
+    els.usage.hidden = els.rendition.hidden && els['data-used'].hidden;
+  }
+
+  function renderSaveData() {
+    var on = classroom.saveData;
+    els['save-data'].setAttribute('aria-checked', on ? 'true' : 'false');
+    document.body.setAttribute('data-save', on ? 'on' : 'off');
+  }
+
+  function setSaveData(on) {
+    classroom.saveData = on;
+    try { window.localStorage.setItem(SAVE_KEY, on ? '1' : '0'); } catch (e) { /* not remembered */ }
+    renderSaveData();
+    if (current) sendSaveData(current);     // no session yet: the next POST carries it
+  }
+
+  // PATCH the wish on the session; the poll re-sends it if the server does not show it.
+  function sendSaveData(s) {
+    if (!s.location) return;
+    s.patchedAt = Date.now();
+    fetch(s.location, {
+      method: 'PATCH', headers: authHeaders('application/json'), body: JSON.stringify({ save_data: classroom.saveData }),
+      cache: 'no-store'
+    }).then(function (res) {
+      if (res.status !== 204) throw new Error('PATCH save_data: HTTP ' + res.status);
+      if (s === current && classroom.state === 'live') pollSession(true);
+    }).catch(function (e) {
+      s.patchedAt = 0;
+      if (window.console) console.warn(String(e));
+    });
+  }
+
+  var pollGen = 0, pollTimer = 0, pollCtrl = null;
+
+  // GET the session resource now and then every 2 s while live; `on` false stops it.
+  function pollSession(on) {
+    var my = ++pollGen;
+    clearTimeout(pollTimer);
+    if (pollCtrl) pollCtrl.abort();
+    pollCtrl = null;
+    if (!on) return;
+    (function tick() {
+      fetchSession().catch(function () {}).then(function () {
+        if (my === pollGen) pollTimer = setTimeout(tick, 2000);
+      });
+    })();
+  }
+
+  async function fetchSession() {
+    var s = current;
+    if (!s || !s.location || classroom.state !== 'live' || document.hidden || navigator.onLine === false) return;
+    var ctrl = pollCtrl = window.AbortController ? new AbortController() : null;
+    var timer = setTimeout(function () { if (ctrl) ctrl.abort(); }, 5000);
+    try {
+      var res = await fetch(s.location, {
+        headers: authHeaders(), cache: 'no-store', signal: ctrl ? ctrl.signal : undefined
+      });
+      if (res.status !== 200) return;
+      var state = await res.json();
+      if (s !== current || classroom.state !== 'live' || !state || !state.video) return;
+      classroom.session = state;
+      renderSession();
+      updateNotice();
+      if (state.save_data !== classroom.saveData && Date.now() - s.patchedAt > 3000) sendSaveData(s);
+    } finally {
+      clearTimeout(timer);
+      if (pollCtrl === ctrl) pollCtrl = null;
+    }
+  }
+
+  var RENDITION_WORDS = { high: 'qHigh', hd: 'qHigh', medium: 'qMid', mid: 'qMid', low: 'qLow', sd: 'qLow' };
+
+  function renderSession() {
+    var srv = classroom.session, video = srv && srv.video;
+    els.rendition.hidden = !video;
+    els['stills-note'].hidden = !(video && video.board === 'stills');
+    var cameraOff = !!video && video.camera === null;
+    document.body.setAttribute('data-camera', cameraOff ? 'off' : 'on');
+    els.usage.hidden = els.rendition.hidden && els['data-used'].hidden;
+    if (!video) return;
+    var word;
+    if (video.camera === null) word = t(video.board === null ? 'qAudio' : 'qPaused');
+    else word = RENDITION_WORDS.hasOwnProperty(video.camera) ? t(RENDITION_WORDS[video.camera]) : String(video.camera);
+    els['rendition-word'].textContent = word;
+    els.rendition.setAttribute('data-camera', video.camera === null ? 'off' : String(video.camera));
+    if (cameraOff && els.camera.classList.contains('big')) swap();     // a frozen camera must not fill the stage
   }
 
   /* ---------- start ---------- */
@@ -516,6 +672,7 @@
     });
     els.retry.addEventListener('click', function () { terminal = false; attempts = 0; connect(); });
     els.fullscreen.addEventListener('click', toggleFullscreen);
+    els['save-data'].addEventListener('click', function () { setSaveData(!classroom.saveData); });
     els.fullscreen.hidden = !(els.stage.requestFullscreen || els.stage.webkitRequestFullscreen || els.board.webkitEnterFullscreen);
     document.addEventListener('fullscreenchange', updateFullscreenLabel);
     document.addEventListener('webkitfullscreenchange', updateFullscreenLabel);
