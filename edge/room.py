@@ -160,9 +160,13 @@ class Room:
         }
         buses = {}
         stalled = False
+        fps = {
+            name: getattr(e, "fps", 50.0) for p in self.pipelines for name, e in p.encoders.items()
+        }
         for name, bus in self.buses.items():
             age = None if bus.last_packet_at is None else round(now - bus.last_packet_at, 2)
-            stalled = stalled or age is None or age > 5.0
+            # stalled: no packet for 5 s, or for two and a half frames of a slow rendition
+            stalled = stalled or age is None or age > max(5.0, 2.5 / fps[name])
             buses[name] = {
                 "packets": bus.packets,
                 "viewers": bus.subscribers,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class VideoOutput:
 ADAPT_INTERVAL = 0.5  # seconds between rendition choices
 PACING_FACTOR = 1.0  # video leaves at most at the link estimate
 PACING_FACTOR_POOR = 0.9
+UNPACED = 1e9  # bits/s
 
 
 def _codecs(kind: str) -> list[RTCRtpCodecCapability]:
@@ -88,7 +90,7 @@ class ViewerSession:
         self.audio: tuple[RTCRtpSender, PacketTrack] | None = None
         self.ladder: list[Level] = []
         self.controller: RateController | None = None
-        self.pacer = Pacer(rate=10_000_000, clock=clock)
+        self.pacer = Pacer(rate=UNPACED, clock=clock)
         self.remote_ufrag: str | None = None
         self.info: dict[str, Any] = {}
         # SSRC -> (time of the last receiver report, bytes sent on the stream by then)
@@ -169,8 +171,7 @@ class ViewerSession:
             self.pacer.priorities[output.sender._ssrc] = priority
         for transceiver in self.pc.getTransceivers():
             self.pacer.wrap(transceiver.sender.transport)
-        if self.controller is not None:
-            self.pacer.rate = self.controller.estimate * PACING_FACTOR
+        self.pacer.rate = self._pacing_rate()
 
     @property
     def cap(self) -> int | None:
@@ -238,9 +239,16 @@ class ViewerSession:
         self._last_tick, self._last_sent = now, self.pacer.sent_bytes
         report = LinkReport(now, sent * 8, interval, loss, rtt)
         self._apply(self.controller.update(report, self.costs(), self.cap))
-        # below the estimate while the link is poor, so its queue drains
-        factor = PACING_FACTOR_POOR if self.controller.poor else PACING_FACTOR
-        self.pacer.rate = self.controller.estimate * factor
+        self.pacer.rate = self._pacing_rate()
+
+    def _pacing_rate(self) -> float:
+        """Unpaced until the link first shows congestion (a LAN or a good line takes a
+        keyframe at once, so a joiner sees it at once); then at the link estimate, and
+        below it while the link is poor, so its queue drains."""
+        controller = self.controller
+        if controller is None or controller.congested_at == -math.inf:
+            return UNPACED
+        return controller.estimate * (PACING_FACTOR_POOR if controller.poor else PACING_FACTOR)
 
     def describe(self) -> dict[str, Any]:
         """What the viewer gets now, for the page and for health."""
