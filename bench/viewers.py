@@ -1,11 +1,15 @@
 """N aiortc WHEP viewers in one process, driven by bench/fanout.py over stdin/stdout.
 
 Viewer 0 decodes everything (the health check: decoded fps, glass-to-glass latency
-from the burned-in capture clock). The others do not decode: aiortc's receiver still
-depacketizes and reassembles frames in its jitter buffer, but the decoder thread
-(`aiortc.rtcrtpreceiver.decoder_worker`) is replaced by a drain that only counts the
-reassembled frames. Every receiver counts its RTP packets, payload bytes, keyframes
-(packets carrying an SPS) and the PLIs and NACKs it sends.
+from the burned-in capture clock; `--decoders K` makes the first K decode, 0 none). The
+others do not decode: aiortc's receiver still depacketizes and reassembles frames in its
+jitter buffer, but the decoder thread (`aiortc.rtcrtpreceiver.decoder_worker`) is
+replaced by a drain that only counts the reassembled frames. Every receiver counts its
+RTP packets, payload bytes, keyframes (packets carrying an SPS) and the PLIs and NACKs
+it sends, and notes when its first packet and its first keyframe (first and last
+packet) arrived.
+
+Importing this module patches aiortc for the whole process (`uninstall()` undoes it).
 
 Protocol (JSON lines on stdout): once connected, `{"event": "ready", ...}`; then each
 `snap` line on stdin answers `{"event": "snap", ...}` with cumulative counters, and
@@ -57,6 +61,14 @@ class ReceiverCounts:
     nacks: int = 0  # NACK requests it sent
 
 
+first_packet_at: dict[int, float] = {}
+"""`id()` of a receiver → `time.monotonic()` when its first RTP packet arrived."""
+first_keyframe_at: dict[int, float] = {}
+"""`id()` of a receiver → `time.monotonic()` when its first packet carrying an SPS arrived."""
+first_keyframe_done_at: dict[int, float] = {}
+"""`id()` of a receiver → when the last packet (RTP marker) of that first keyframe arrived."""
+first_keyframe_bytes: dict[int, int] = {}
+"""`id()` of a receiver → RTP payload bytes of that first keyframe (SPS to marker)."""
 decoding_queues: set[int] = set()
 """`id()` of the track queues whose receiver really decodes."""
 drained_frames: dict[int, int] = {}
@@ -104,10 +116,19 @@ async def counting_handle_rtp_packet(
     self: RTCRtpReceiver, packet: RtpPacket, arrival_time_ms: int
 ) -> None:
     counts = counts_of(self)
+    if not counts.packets:
+        first_packet_at[id(self)] = time.monotonic()
     counts.packets += 1
     counts.bytes += len(packet.payload)
     if self.track is not None and self.track.kind == "video" and carries_sps(packet.payload):
+        if not counts.keyframes:
+            first_keyframe_at[id(self)] = time.monotonic()
         counts.keyframes += 1
+    key = id(self)
+    if key in first_keyframe_at and key not in first_keyframe_done_at:
+        first_keyframe_bytes[key] = first_keyframe_bytes.get(key, 0) + len(packet.payload)
+        if packet.marker:
+            first_keyframe_done_at[key] = time.monotonic()
     await _handle_rtp_packet(self, packet, arrival_time_ms)
 
 
@@ -121,17 +142,33 @@ async def counting_send_rtcp_nack(self: RTCRtpReceiver, media_ssrc: int, lost: l
     await _send_rtcp_nack(self, media_ssrc, lost)
 
 
-rtcrtpreceiver.decoder_worker = drain_worker
-RTCRtpReceiver._handle_rtp_packet = counting_handle_rtp_packet  # type: ignore[method-assign]
-RTCRtpReceiver._send_rtcp_pli = counting_send_rtcp_pli  # type: ignore[method-assign]
-RTCRtpReceiver._send_rtcp_nack = counting_send_rtcp_nack  # type: ignore[method-assign]
+def install() -> None:
+    """Patch aiortc's receivers (done on import; again after `uninstall()`)."""
+    rtcrtpreceiver.decoder_worker = drain_worker
+    RTCRtpReceiver._handle_rtp_packet = counting_handle_rtp_packet  # type: ignore[method-assign]
+    RTCRtpReceiver._send_rtcp_pli = counting_send_rtcp_pli  # type: ignore[method-assign]
+    RTCRtpReceiver._send_rtcp_nack = counting_send_rtcp_nack  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    """Give aiortc its own decoder thread and receive path back (for tests sharing a process)."""
+    rtcrtpreceiver.decoder_worker = _decoder_worker
+    RTCRtpReceiver._handle_rtp_packet = _handle_rtp_packet  # type: ignore[method-assign]
+    RTCRtpReceiver._send_rtcp_pli = _send_rtcp_pli  # type: ignore[method-assign]
+    RTCRtpReceiver._send_rtcp_nack = _send_rtcp_nack  # type: ignore[method-assign]
+
+
+install()
 
 # ------------------------------------------------------------ viewers
 
 
 class Load:
-    def __init__(self, whep: str, token: str, count: int, concurrency: int) -> None:
+    def __init__(
+        self, whep: str, token: str, count: int, concurrency: int, decoders: int = 1
+    ) -> None:
         self.viewers = [Viewer(whep, token) for _ in range(count)]
+        self.decoders = decoders  # the first `decoders` viewers decode
         self.errors: list[str] = []
         self._concurrency = asyncio.Semaphore(concurrency)
 
@@ -154,7 +191,7 @@ class Load:
             if response.status_code != 201:
                 self.errors.append(f"viewer {index}: HTTP {response.status_code} {response.text}")
                 return
-            if index == 0:  # before the receivers start (after ICE and DTLS)
+            if index < self.decoders:  # before the receivers start (after ICE and DTLS)
                 for receiver in self._receivers(viewer):
                     decoding_queues.add(queue_key(receiver))
 
@@ -192,7 +229,7 @@ class Load:
             tracks: dict[str, dict[str, int]] = {}
             for name, receiver in zip(TRACKS, self._receivers(viewer), strict=False):
                 track = tracks[name] = asdict(counts_of(receiver))
-                if index == 0:
+                if index < self.decoders:
                     track["frames"] = viewer.stats[name].frames
                 elif receiver.track is not None:
                     track["frames"] = drained_frames.get(queue_key(receiver), 0)
@@ -226,7 +263,7 @@ def emit(message: dict[str, Any]) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     gather_only(["127.0.0.1"])
-    load = Load(args.whep, args.token, args.count, args.concurrency)
+    load = Load(args.whep, args.token, args.count, args.concurrency, args.decoders)
     async with httpx.AsyncClient(timeout=20) as client:
         try:
             emit(await load.connect(client, args.connect_timeout))
@@ -248,8 +285,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--whep", required=True, help="WHEP endpoint URL")
     parser.add_argument("--token", required=True, help="bearer token")
-    parser.add_argument("--count", type=int, required=True, help="viewers (the first decodes)")
+    parser.add_argument("--count", type=int, required=True, help="viewers (see --decoders)")
     parser.add_argument("--concurrency", type=int, default=4, help="offers in flight at once")
+    parser.add_argument(
+        "--decoders", type=int, default=1, help="how many of them (the first ones) decode"
+    )
     parser.add_argument("--connect-timeout", type=float, default=60.0)
     parser.add_argument(
         "--max-seconds", type=float, default=600.0, help="exit no matter what after this long"

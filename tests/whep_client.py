@@ -11,10 +11,18 @@ from dataclasses import dataclass, field
 import av
 import httpx
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+import numpy.typing as npt
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from capture import read_timestamp
+from capture.timecode import _estimate_square as estimate_square
 
 
 async def eventually(condition: Callable[[], bool], within: float, step: float = 0.05) -> bool:
@@ -46,19 +54,35 @@ class Viewer:
     video_lines: int = 2
     audio: bool = True
     decode_clock: bool = True
+    clock_every: int = 10
+    """Read the burned-in clock of every `clock_every`-th decoded video frame."""
+    clock_square: float | None = None
+    """Size of the clock's squares in px; None finds it from the picture (slower, ~8 ms)."""
+    cache_clock_square: bool = False
+    """With `clock_square` None: find the size once per picture width, not on every read."""
+    _squares: dict[int, float] = field(default_factory=dict)
     pc: RTCPeerConnection = field(init=False)
     location: str | None = None
     response: httpx.Response | None = None
     stats: dict[str, TrackStats] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _transceivers: list[tuple[str, RTCRtpTransceiver]] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
+    posted_at: float | None = None
+    """`time.monotonic()` when the WHEP POST was sent, and when its answer came back."""
+    answered_at: float | None = None
 
-    async def connect(self, client: httpx.AsyncClient | None = None) -> httpx.Response:
+    async def offer(self) -> None:
+        """Create the peer connection and its local offer (`connect()` does it when not yet
+        done; calling it first lets a caller time the POST alone)."""
+        if self._transceivers:
+            return
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         names = ["camera", "board"][: self.video_lines]
         transceivers = [(n, self.pc.addTransceiver("video", direction="recvonly")) for n in names]
         if self.audio:
             transceivers.append(("audio", self.pc.addTransceiver("audio", direction="recvonly")))
+        self._transceivers = transceivers
         for name, transceiver in transceivers:
             if name != "audio":
                 capabilities = RTCRtpReceiver.getCapabilities("video")
@@ -71,8 +95,17 @@ class Viewer:
                 transceiver.setCodecPreferences(h264)
             self.stats[name] = TrackStats()
         await self.pc.setLocalDescription(await self.pc.createOffer())
+
+    def receiver(self, name: str) -> RTCRtpReceiver:
+        """The receiver of track `name` ("camera", "board" or "audio"), after `offer()`."""
+        return next(t.receiver for n, t in self._transceivers if n == name)
+
+    async def connect(self, client: httpx.AsyncClient | None = None) -> httpx.Response:
+        await self.offer()
+        transceivers = self._transceivers
         own = client or httpx.AsyncClient(timeout=20)
         try:
+            self.posted_at = time.monotonic()
             self.response = await own.post(
                 self.whep_url,
                 content=self.pc.localDescription.sdp,
@@ -81,6 +114,7 @@ class Viewer:
                     "Authorization": f"Bearer {self.token}",
                 },
             )
+            self.answered_at = time.monotonic()
         finally:
             if client is None:
                 await own.aclose()
@@ -105,10 +139,23 @@ class Viewer:
                     continue
                 assert isinstance(frame, av.VideoFrame)
                 stats.width, stats.height = frame.width, frame.height
-                if self.decode_clock and stats.frames % 10 == 1:
-                    clock = read_timestamp(np.asarray(frame.to_ndarray(format="gray"), np.uint8))
+                if self.decode_clock and stats.frames % self.clock_every == 1 % self.clock_every:
+                    luma = np.asarray(frame.to_ndarray(format="gray"), np.uint8)
+                    clock = self._read_clock(luma, now)
                     stats.clock_ms.append(clock)
                     stats.latencies_ms.append(now * 1000 - clock)
+
+    def _read_clock(self, luma: npt.NDArray[np.uint8], now: float) -> int:
+        if self.clock_square is not None or not self.cache_clock_square:
+            return read_timestamp(luma, self.clock_square)
+        width = luma.shape[1]
+        square = self._squares.get(width)
+        if square is not None:
+            clock = read_timestamp(luma, square)
+            if abs(clock / 1000 - now) < 10:
+                return clock
+        self._squares[width] = estimate_square(luma)  # new size, or a misread: look again
+        return read_timestamp(luma, self._squares[width])
 
     async def close(self, client: httpx.AsyncClient | None = None) -> None:
         if self.location:
