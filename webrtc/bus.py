@@ -64,10 +64,6 @@ class Subscription:
         self._queue.append(packet)
         self._ready.set()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def pop(self) -> Packet | None:
         """The next packet if one is queued."""
         if not self._queue:

@@ -41,7 +41,6 @@ class Pacer:
         self.priorities: dict[int, int] = {}  # SSRC -> priority (0 first); others pass
         self.sent_bytes = 0
         self.sent_by_ssrc: Counter[int] = Counter()
-        self.waits = 0
 
     @property
     def rate(self) -> float:
@@ -56,10 +55,6 @@ class Pacer:
     def burst(self) -> float:
         """Bytes that may leave back to back: 10 ms at the rate, at least two packets."""
         return max(self._rate / 8 * 0.010, 2600.0)
-
-    @property
-    def queued(self) -> int:
-        return len(self._waiting)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._drain(), name="pacer")
@@ -86,7 +81,6 @@ class Pacer:
             return
         future = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (priority, next(self._order), size, future))
-        self.waits += 1
         self._wake.set()
         await future
 
