@@ -18,6 +18,7 @@ from aiortc.mediastreams import convert_timebase
 from capture import Packet
 
 if TYPE_CHECKING:
+    from .resync import SequenceShift
     from .track import PacketTrack
 
 VIDEO_CLOCK_BASE = Fraction(1, 90000)
@@ -68,6 +69,8 @@ class SenderCodec:
         self._track = track
         self.remb: int | None = None
         self.remb_at: float | None = None
+        self.shift: SequenceShift | None = None  # set for video: resync at keyframes
+        self._switches_seen = 0
 
     @property
     def target_bitrate(self) -> int | None:
@@ -79,8 +82,12 @@ class SenderCodec:
         self.remb_at = time.monotonic()
 
     def pack(self, packet: Packet) -> tuple[list[bytes], int]:
-        bus = self._track.last_bus
+        track = self._track
+        bus = track.last_bus
         assert bus is not None, "pack() before the track returned a packet"
+        if self.shift is not None and packet.is_keyframe:
+            self.shift.at_keyframe(switched=track.switches != self._switches_seen)
+            self._switches_seen = track.switches
         return bus.packer.pack(packet)
 
     def encode(self, frame: object, force_keyframe: bool = False) -> tuple[list[bytes], int]:
