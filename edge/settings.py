@@ -167,7 +167,7 @@ def _camera_renditions() -> list[VideoRendition]:
             {"name": "high", "width": 1280, "height": 720, "fps": 30, "bitrate_kbps": 1200}
         ),
         VideoRendition.model_validate(
-            {"name": "low", "width": 640, "height": 360, "fps": 15, "bitrate_kbps": 250}
+            {"name": "low", "width": 640, "height": 360, "fps": 15, "bitrate_kbps": 200}
         ),
     ]
 

@@ -57,9 +57,11 @@ def replay(
     levels = []
     now = start
     while now < start + seconds:
-        now += 0.5
         level = controller.level if controller.level >= 0 else len(COSTS) - 1
-        levels.append((now, controller.update(link.report(now, COSTS[level]), COSTS)))
+        paced = controller.pacing_rate(now)
+        sent = COSTS[level] if paced is None else min(COSTS[level], paced)
+        now += 0.5
+        levels.append((now, controller.update(link.report(now, sent), COSTS)))
     return levels
 
 

@@ -18,7 +18,7 @@ from capture import MediaKind, Packet
 
 from .packer import SharedPacker
 
-RATE_WINDOW = 10.0  # seconds; long enough to hold a board still (one each 10 s)
+RATE_WINDOW = 25.0  # seconds; long enough to hold two board stills (one each 10 s)
 RTP_PAYLOAD = 1200  # bytes of media per RTP packet, about (aiortc packs up to 1300)
 RTP_OVERHEAD = 70  # bytes per RTP packet: RTP + extensions + SRTP tag + UDP + IPv4 + link
 
@@ -117,7 +117,6 @@ class PacketBus:
         self.keyframes = 0
         self.keyframe_requests = 0
         self.last_packet_at: float | None = None
-        self.first_packet_at: float | None = None
 
     @property
     def subscribers(self) -> int:
@@ -148,22 +147,22 @@ class PacketBus:
 
     def wire_bitrate(self) -> float:
         """Bits/s this rendition costs a viewer on the wire (RTP, SRTP, UDP, IP headers
-        included) over the last `RATE_WINDOW` seconds; the nominal bitrate until the
-        bus has been running that long."""
+        included) over the last `RATE_WINDOW` seconds, measured from the first packet in
+        it to the last (so a still every 10 s counts as one per 10 s, whatever the
+        window's phase); the nominal bitrate until that spans a second."""
         now = self._loop.time()
         while self._recent and now - self._recent[0][0] > RATE_WINDOW:
             self._recent.popleft()
-        if self.first_packet_at is None or now - self.first_packet_at < RATE_WINDOW:
+        if len(self._recent) < 2 or self._recent[-1][0] - self._recent[0][0] < 1.0:
             return float(self.nominal_bitrate)
-        return sum(size for _, size in self._recent) * 8 / RATE_WINDOW
+        span = self._recent[-1][0] - self._recent[0][0]
+        return (sum(size for _, size in self._recent) - self._recent[0][1]) * 8 / span
 
     def publish(self, packet: Packet) -> None:
         now = self._loop.time()
         self.packets += 1
         self.bytes += packet.size
         self.last_packet_at = now
-        if self.first_packet_at is None:
-            self.first_packet_at = now
         rtp_packets = -(-packet.size // RTP_PAYLOAD)
         self._recent.append((now, packet.size + rtp_packets * RTP_OVERHEAD))
         if packet.is_keyframe:

@@ -71,11 +71,20 @@ class LinkReport:
     interval: float  # seconds covered by `sent_bits`
     loss: float | None = None  # fraction lost in fresh receiver reports, None if none came
     rtt: float | None = None  # seconds, smoothed, None if unknown
+    delivered: float | None = None  # bits/s that got through in those reports, if known
 
 
 @dataclass
 class RateController:
-    """Estimates a viewer's link rate and picks a level of `costs` (bits/s per level).
+    """Estimates a viewer's link rate, picks a level of `costs` (bits/s per level) and
+    the rate its video is paced at.
+
+    Down: on heavy loss or a growing delay the estimate falls to what got through (at
+    least to 30 % of what was sent, and once per `settle`: reports lag behind what is
+    sent now). Up: after
+    a hold without congestion, one level at a time, and that level's rate is ramped in
+    by the pacer from what was sent before, so the probe overshoots the link only a
+    little; any loss during its probation takes the level back and doubles the hold.
 
     Times come from the reports (an injectable clock), so tests replay minutes in
     microseconds.
@@ -84,20 +93,27 @@ class RateController:
     start_estimate: float
     floor: float = 64_000.0
     ceiling: float = 20_000_000.0
-    headroom: float = 0.92  # a level must fit in this share of the estimate
+    headroom: float = 0.92  # a level to step up to must fit in this share of the estimate
     heavy_loss: float = 0.10
     light_loss: float = 0.02
     rtt_margin: float = 0.2  # seconds over the lowest RTT seen that mean a queue builds
     growth_per_second: float = 0.25
+    settle: float = 1.0  # seconds after a decrease before the next one
     hold_base: float = 4.0
-    hold_max: float = 16.0
+    hold_max: float = 8.0
     probation: float = 5.0  # a step up that fails within this long doubles the hold
+    ramp_per_second: float = 0.15  # of the rate before a step up, added while on probation
+    probe_loss: float = 0.05  # loss that fails a step up on probation
     estimate: float = field(init=False)
     level: int = field(init=False, default=-1)
     hold: float = field(init=False)
     congested_at: float = field(init=False, default=-math.inf)
+    decreased_at: float = field(init=False, default=-math.inf)
     stepped_up_at: float = field(init=False, default=-math.inf)
     changed_at: float = field(init=False, default=-math.inf)
+    sending: float = field(init=False, default=0.0)  # bits/s sent, smoothed
+    sending_before_step: float = field(init=False, default=0.0)
+    proven: float = field(init=False, default=math.inf)  # bits/s the link carried; pace at it
     min_rtt: float = field(init=False, default=math.inf)
     last_loss: float = field(init=False, default=0.0)
     poor: bool = field(init=False, default=False)
@@ -123,18 +139,37 @@ class RateController:
                 return True, delivered_share * 0.9
         return False, delivered_share
 
+    def on_probation(self, now: float) -> bool:
+        return now - self.stepped_up_at < self.probation
+
     def update(self, report: LinkReport, costs: Sequence[float], cap: int | None = None) -> int:
         """Feed one report; returns the level to use now (an index into `costs`)."""
         now = report.now
         sent_rate = report.sent_bits / report.interval if report.interval > 0 else 0.0
+        if report.interval > 0:
+            self.sending += (sent_rate - self.sending) * min(1.0, report.interval)
         congested, delivered_share = self._congested(report)
-        if congested:
-            # down to what got through, but at most halved per report: reports lag
-            # behind what is sent now
-            delivered = sent_rate * delivered_share
-            self.estimate = min(self.estimate, max(delivered, self.estimate * 0.5))
-            if now - self.stepped_up_at < self.probation:
-                self.hold = min(self.hold * 2, self.hold_max)  # the step up did not hold
+        probing = self.on_probation(now)
+        failed_probe = probing and report.loss is not None and report.loss >= self.probe_loss
+        if failed_probe:
+            # back to the level that held, and wait longer before the next probe
+            self.reason = f"probe failed: loss {report.loss:.0%}"
+            self.level = max(self.level - 1, 0)
+            self.changed_at = now
+            self.estimate = min(self.estimate, costs[self.level] / self.headroom * 1.001)
+            self.hold = min(self.hold * 2, self.hold_max)
+            self.stepped_up_at = -math.inf
+            self.congested_at = self.decreased_at = now
+        elif congested:
+            if now - self.decreased_at >= self.settle:
+                if report.delivered is not None:  # measured: what the link carried
+                    loss = report.loss or 0.0
+                    self.estimate = min(self.estimate, report.delivered * (1 - loss / 2))
+                else:
+                    delivered = sent_rate * delivered_share
+                    self.estimate = min(self.estimate, max(delivered, sent_rate * 0.3))
+                self.proven = min(self.proven, self.estimate)
+                self.decreased_at = now
             self.congested_at = now
         elif (report.loss is None or report.loss < self.light_loss) and (
             now - self.congested_at >= self.hold
@@ -142,11 +177,20 @@ class RateController:
             self.estimate *= (1 + self.growth_per_second) ** report.interval
             if now - self.congested_at > 3 * self.hold_max:
                 self.hold = self.hold_base  # long clean: be quick again next time
+        if (
+            not probing
+            and self.stepped_up_at > -math.inf
+            and now - self.stepped_up_at < self.probation + 1.0
+        ):
+            self.proven = max(self.proven, self.sending)  # the step up held
         self.estimate = min(max(self.estimate, self.floor), self.ceiling)
         self.poor = now - self.congested_at < 10.0 or self.last_loss >= self.light_loss
 
         fitting = [i for i, cost in enumerate(costs) if cost <= self.estimate * self.headroom]
         wanted = max(fitting, default=0)
+        keep = 0 <= self.level < len(costs) and self.level <= (self.level if cap is None else cap)
+        if keep and wanted < self.level and costs[self.level] <= self.estimate:
+            wanted = self.level  # headroom is for going up; a level that fits stays
         if cap is not None:
             wanted = min(wanted, cap)
         if self.level < 0 or wanted < self.level:
@@ -156,9 +200,25 @@ class RateController:
             and now - self.congested_at >= self.hold
             and now - self.changed_at >= self.probation
         ):
+            self.sending_before_step = self.sending
             self._set(self.level + 1, now)  # one step at a time, each on probation
             self.stepped_up_at = now
         return self.level
+
+    def pacing_rate(self, now: float) -> float | None:
+        """Bits/s the viewer's video may leave at; None: unpaced. A link is paced once it
+        showed congestion (a LAN takes a keyframe at once, so a joiner sees it at once):
+        at what it proved to carry, and while a step up is on probation, ramped up from
+        the rate before it towards the estimate. A keyframe that leaves faster than the
+        link carries is lost in its queue, and estimates grow without proof."""
+        if self.congested_at == -math.inf:
+            return None
+        rate = self.proven
+        if self.on_probation(now):
+            elapsed = now - self.stepped_up_at
+            ramp = self.sending_before_step * (1 + self.ramp_per_second * elapsed)
+            rate = max(rate, min(ramp, self.estimate))
+        return max(min(rate, self.estimate), self.floor)
 
     def _set(self, level: int, now: float) -> None:
         self.level = level

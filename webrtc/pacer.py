@@ -5,7 +5,8 @@ leaves as one burst that a thin link's queue drops. The pacer sits in the viewer
 DTLS transport (aiortc 1.16 private `RTCDtlsTransport._send_rtp`, guarded by
 `tests/test_pacer.py`) and lets video out at `rate` bits/s, first line first (the
 camera before the board still). Audio, RTCP and retransmissions never wait: they pass
-at once and only count against the budget.
+at once and only count against the budget; retransmissions are dropped instead while
+the budget is overdrawn.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aiortc.rtp import is_rtcp
 Clock = Callable[[], float]
 
 WIRE_OVERHEAD = 52  # bytes a packet gains below RTP: SRTP tag, UDP, IPv4, Ethernet
+OVERDRAFT = 0.05  # seconds of the rate that unpaced packets may run ahead of it
 
 
 class Pacer:
@@ -39,6 +41,8 @@ class Pacer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.priorities: dict[int, int] = {}  # SSRC -> priority (0 first); others pass
+        self.retransmission_ssrcs: set[int] = set()  # pass, or are dropped when overdrawn
+        self.dropped_retransmissions = 0
         self.sent_bytes = 0
         self.sent_by_ssrc: Counter[int] = Counter()
 
@@ -89,6 +93,12 @@ class Pacer:
         self._refill()
         self._tokens -= size
 
+    def overdrawn(self) -> bool:
+        """More than `OVERDRAFT` seconds of the rate already left ahead of it: a
+        retransmission now would only add to the loss it repairs."""
+        self._refill()
+        return self._tokens < -self._rate / 8 * OVERDRAFT
+
     async def _drain(self) -> None:
         while True:
             if not self._waiting:
@@ -115,6 +125,9 @@ class Pacer:
             if len(data) >= 12 and not is_rtcp(data):
                 ssrc = int.from_bytes(data[8:12], "big")
                 priority = self.priorities.get(ssrc)
+                if ssrc in self.retransmission_ssrcs and self.overdrawn():
+                    self.dropped_retransmissions += 1
+                    return
                 if priority is None:
                     self.debit(size)
                 else:

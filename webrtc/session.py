@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from .bus import PacketBus
 from .choice import Level, LinkReport, RateController, VideoLine, build_ladder
 from .pacer import Clock, Pacer
 from .packer import SenderCodec
+from .resync import Resequencer, SequenceShift
 from .sdp import OfferError, SdpFragment, parse_offer
 from .track import PacketTrack
 
@@ -45,9 +46,8 @@ class VideoOutput:
 
 
 ADAPT_INTERVAL = 0.5  # seconds between rendition choices
-PACING_FACTOR = 1.0  # video leaves at most at the link estimate
-PACING_FACTOR_POOR = 0.9
 UNPACED = 1e9  # bits/s
+DELIVERED_AGE = 3.0  # seconds a stream's last delivered rate counts
 
 
 def _codecs(kind: str) -> list[RTCRtpCodecCapability]:
@@ -91,10 +91,13 @@ class ViewerSession:
         self.ladder: list[Level] = []
         self.controller: RateController | None = None
         self.pacer = Pacer(rate=UNPACED, clock=clock)
+        self.resequencer = Resequencer(clock)
         self.remote_ufrag: str | None = None
         self.info: dict[str, Any] = {}
-        # SSRC -> (time of the last receiver report, bytes sent on the stream by then)
-        self._reports: dict[int, tuple[datetime, int]] = {}
+        self._watched: list[tuple[RTCRtpSender, SequenceShift]] = []  # video, then audio
+        self._sent_at_report: dict[int, int] = {}  # SSRC -> bytes sent by the last report
+        self._rtt_at: dict[int, datetime] = {}  # SSRC -> time of the last report's RTT
+        self._delivered: collections.deque[tuple[float, float]] = collections.deque()
         self._last_tick = clock()
         self._last_sent = 0
         self._closed = asyncio.Event()
@@ -169,8 +172,18 @@ class ViewerSession:
         # which must never wait (or every report and NACK behind it waits too).
         for priority, output in enumerate(self.outputs):
             self.pacer.priorities[output.sender._ssrc] = priority
-        for transceiver in self.pc.getTransceivers():
-            self.pacer.wrap(transceiver.sender.transport)
+            self.pacer.retransmission_ssrcs.add(output.sender._rtx_ssrc)
+        for output in self.outputs:
+            shift = self.resequencer.watch(output.sender, output.track.request_keyframe)
+            output.codec.shift = shift
+            self._watched.append((output.sender, shift))
+        if self.audio is not None:
+            sender = self.audio[0]
+            self._watched.append((sender, self.resequencer.watch(sender, renumber=False)))
+        transports = {id(t.sender.transport): t.sender.transport for t in self.pc.getTransceivers()}
+        for transport in transports.values():  # one with BUNDLE
+            self.pacer.wrap(transport)
+            self.resequencer.wrap(transport)  # outside the pacer: numbers, then pacing
         self.pacer.rate = self._pacing_rate()
 
     @property
@@ -204,29 +217,41 @@ class ViewerSession:
             now = self._clock()
             self._apply(self.controller.update(LinkReport(now, 0, 0.0), self.costs(), self.cap))
 
-    async def _receiver_reports(self) -> tuple[float | None, float | None]:
+    async def _receiver_reports(self) -> tuple[float | None, float | None, float | None]:
         """(loss in the receiver reports that came since the last call, weighted by what
-        each stream sent; the worst round-trip time in them)."""
+        each stream sent; the bits/s that got through in them; the worst round-trip
+        time in them)."""
         weighted = weight = 0.0
         rtts: list[float] = []
-        senders = [o.sender for o in self.outputs] + ([self.audio[0]] if self.audio else [])
-        for sender in senders:
-            sent = self.pacer.sent_by_ssrc[sender._ssrc]
-            for stats in (await sender.getStats()).values():
-                if stats.type != "remote-inbound-rtp":
-                    continue
-                # (stats.ssrc is the reporter's SSRC, the same for all of a peer's streams)
-                seen = self._reports.get(sender._ssrc)
-                if seen is not None and seen[0] == stats.timestamp:
-                    continue  # no new report about this stream
-                self._reports[sender._ssrc] = (stats.timestamp, sent)
-                share = sent - (seen[1] if seen else 0)
-                weighted += stats.fractionLost / 256 * share
+        for sender, shift in self._watched:
+            lost, expected = shift.take_loss()
+            if expected > 0:
+                sent = self.pacer.sent_by_ssrc[sender._ssrc]
+                share = sent - self._sent_at_report.get(sender._ssrc, 0)
+                self._sent_at_report[sender._ssrc] = sent
+                weighted += lost / expected * share
                 weight += share
-                if stats.roundTripTime is not None:
+            for stats in (await sender.getStats()).values():
+                # (stats.ssrc is the reporter's SSRC, the same for all of a peer's streams)
+                if stats.type != "remote-inbound-rtp" or stats.roundTripTime is None:
+                    continue
+                if self._rtt_at.get(sender._ssrc) != stats.timestamp:  # a fresh report
+                    self._rtt_at[sender._ssrc] = stats.timestamp
                     rtts.append(stats.roundTripTime)
         loss = weighted / weight if weight > 0 else None
-        return loss, max(rtts, default=None)
+        # each stream's receiver reports on its own timer: add up the latest of each
+        now = self._clock()
+        # each stream's receiver reports on its own timer: add up the latest of each, and
+        # take the best sum of the last seconds (a quiet moment delivers little because
+        # little was sent, not because the link carries little)
+        now = self._clock()
+        fresh = [s.delivered for _, s in self._watched if now - s.delivered_at <= DELIVERED_AGE]
+        if fresh:
+            self._delivered.append((now, sum(d for d in fresh if d is not None)))
+        while self._delivered and now - self._delivered[0][0] > DELIVERED_AGE:
+            self._delivered.popleft()
+        delivered = max((d for _, d in self._delivered), default=None)
+        return loss, delivered if loss is not None else None, max(rtts, default=None)
 
     async def adapt(self) -> None:
         """Read the viewer's reports and switch renditions to what its link carries."""
@@ -234,21 +259,17 @@ class ViewerSession:
             return
         now = self._clock()
         interval = now - self._last_tick
-        loss, rtt = await self._receiver_reports()
+        loss, delivered, rtt = await self._receiver_reports()
         sent = self.pacer.sent_bytes - self._last_sent
         self._last_tick, self._last_sent = now, self.pacer.sent_bytes
-        report = LinkReport(now, sent * 8, interval, loss, rtt)
+        report = LinkReport(now, sent * 8, interval, loss, rtt, delivered)
         self._apply(self.controller.update(report, self.costs(), self.cap))
         self.pacer.rate = self._pacing_rate()
 
     def _pacing_rate(self) -> float:
-        """Unpaced until the link first shows congestion (a LAN or a good line takes a
-        keyframe at once, so a joiner sees it at once); then at the link estimate, and
-        below it while the link is poor, so its queue drains."""
         controller = self.controller
-        if controller is None or controller.congested_at == -math.inf:
-            return UNPACED
-        return controller.estimate * (PACING_FACTOR_POOR if controller.poor else PACING_FACTOR)
+        rate = controller.pacing_rate(self._clock()) if controller is not None else None
+        return UNPACED if rate is None else rate
 
     def describe(self) -> dict[str, Any]:
         """What the viewer gets now, for the page and for health."""
@@ -264,12 +285,15 @@ class ViewerSession:
             "save_data": self.save_data,
             "poor": controller.poor if controller else False,
             "estimate_kbps": round(controller.estimate / 1000) if controller else None,
+            "costs_kbps": [round(cost / 1000) for cost in self.costs()],
             "loss": round(controller.last_loss, 3) if controller else None,
             "reason": controller.reason if controller else "",
             "remb_kbps": [
                 None if o.codec.remb is None else round(o.codec.remb / 1000) for o in self.outputs
             ],
             "sent_bytes": self.pacer.sent_bytes,
+            "resyncs": [o.codec.shift.resyncs if o.codec.shift else 0 for o in self.outputs],
+            "nacked": [o.codec.shift.nacked if o.codec.shift else 0 for o in self.outputs],
         }
 
     async def add_candidates(self, fragment: SdpFragment) -> None:
