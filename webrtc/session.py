@@ -173,7 +173,6 @@ class ViewerSession:
         for priority, output in enumerate(self.outputs):
             self.pacer.priorities[output.sender._ssrc] = priority
             self.pacer.retransmission_ssrcs.add(output.sender._rtx_ssrc)
-        for output in self.outputs:
             shift = self.resequencer.watch(output.sender, output.track.request_keyframe)
             output.codec.shift = shift
             self._watched.append((output.sender, shift))
@@ -239,8 +238,6 @@ class ViewerSession:
                     self._rtt_at[sender._ssrc] = stats.timestamp
                     rtts.append(stats.roundTripTime)
         loss = weighted / weight if weight > 0 else None
-        # each stream's receiver reports on its own timer: add up the latest of each
-        now = self._clock()
         # each stream's receiver reports on its own timer: add up the latest of each, and
         # take the best sum of the last seconds (a quiet moment delivers little because
         # little was sent, not because the link carries little)
