@@ -10,6 +10,7 @@ import time
 from aiortc import RTCDtlsTransport, RTCRtpSender
 
 from webrtc.pacer import WIRE_OVERHEAD, Pacer
+from webrtc.resync import Resequencer
 
 
 def rtp(ssrc: int, size: int) -> bytes:
@@ -57,3 +58,16 @@ async def test_video_is_paced_by_priority_and_audio_passes() -> None:
     assert order.index(1) < len(order) - 5, "the camera waits behind the whole board still"
     assert pacer.sent_by_ssrc[1] == 5 * (1000 + WIRE_OVERHEAD)
     assert pacer.sent_bytes == 15_200 + 16 * WIRE_OVERHEAD
+
+
+async def test_layers_on_the_transport_are_put_on_once_each() -> None:
+    """Pacer and resequencer both hook the transport; a session with three m-lines on
+    one BUNDLE transport wraps it three times, layers alternating."""
+    wire = Wire()
+    pacer, resequencer = Pacer(rate=1e9), Resequencer()
+    for _ in range(3):
+        pacer.wrap(wire)  # type: ignore[arg-type]
+        resequencer.wrap(wire)  # type: ignore[arg-type]
+    await wire._send_rtp(rtp(3, 200))
+    assert len(wire.sent) == 1
+    assert pacer.sent_bytes == 200 + WIRE_OVERHEAD, "the packet went through the pacer once"

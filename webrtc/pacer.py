@@ -22,6 +22,7 @@ from aiortc import RTCDtlsTransport
 from aiortc.rtp import is_rtcp
 
 Clock = Callable[[], float]
+SendRtp = Callable[[bytes], Awaitable[None]]
 
 WIRE_OVERHEAD = 52  # bytes a packet gains below RTP: SRTP tag, UDP, IPv4, Ethernet
 OVERDRAFT = 0.05  # seconds of the rate that unpaced packets may run ahead of it
@@ -116,25 +117,41 @@ class Pacer:
 
     def wrap(self, transport: RTCDtlsTransport) -> None:
         """Route `transport`'s outgoing RTP through this pacer (idempotent)."""
-        send: Callable[[bytes], Awaitable[None]] = transport._send_rtp
-        if getattr(send, "pacer", None) is self:
+        interpose(transport, self, self._send)
+
+    async def _send(self, data: bytes, send: SendRtp) -> None:
+        size = len(data) + WIRE_OVERHEAD
+        if len(data) >= 12 and not is_rtcp(data):
+            ssrc = int.from_bytes(data[8:12], "big")
+            priority = self.priorities.get(ssrc)
+            if ssrc in self.retransmission_ssrcs and self.overdrawn():
+                self.dropped_retransmissions += 1
+                return
+            if priority is None:
+                self.debit(size)
+            else:
+                await self.acquire(size, priority)
+            self.sent_by_ssrc[ssrc] += size
+        self.sent_bytes += size
+        await send(data)
+
+
+def interpose(
+    transport: RTCDtlsTransport, owner: object, hook: Callable[[bytes, SendRtp], Awaitable[None]]
+) -> None:
+    """Route `transport`'s outgoing RTP (aiortc 1.16 private `_send_rtp`) through
+    `hook(data, send)`, `send` being what was there before; once per `owner`, however
+    many other layers were put on top since."""
+    send: SendRtp = transport._send_rtp
+    layer: object = send
+    while layer is not None:
+        if getattr(layer, "owner", None) is owner:
             return
+        layer = getattr(layer, "inner", None)
 
-        async def paced(data: bytes) -> None:
-            size = len(data) + WIRE_OVERHEAD
-            if len(data) >= 12 and not is_rtcp(data):
-                ssrc = int.from_bytes(data[8:12], "big")
-                priority = self.priorities.get(ssrc)
-                if ssrc in self.retransmission_ssrcs and self.overdrawn():
-                    self.dropped_retransmissions += 1
-                    return
-                if priority is None:
-                    self.debit(size)
-                else:
-                    await self.acquire(size, priority)
-                self.sent_by_ssrc[ssrc] += size
-            self.sent_bytes += size
-            await send(data)
+    async def layered(data: bytes) -> None:
+        await hook(data, send)
 
-        paced.pacer = self  # type: ignore[attr-defined]
-        transport._send_rtp = paced  # type: ignore[method-assign]
+    layered.owner = owner  # type: ignore[attr-defined]
+    layered.inner = send  # type: ignore[attr-defined]
+    transport._send_rtp = layered  # type: ignore[method-assign]

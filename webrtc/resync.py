@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiortc import RTCDtlsTransport, RTCRtpSender
 from aiortc.rtp import (
@@ -32,7 +32,7 @@ from aiortc.rtp import (
     is_rtcp,
 )
 
-from .pacer import WIRE_OVERHEAD
+from .pacer import WIRE_OVERHEAD, SendRtp, interpose
 
 RESYNC_GAP = 512  # aiortc's video jitter buffer holds 512 packets; Chrome clears >1000
 RECENT_NACKS = 1024  # sequence numbers remembered, so a repeated NACK is not new loss
@@ -237,26 +237,21 @@ class Resequencer:
 
     def wrap(self, transport: RTCDtlsTransport) -> None:
         """Shift the numbers of `transport`'s outgoing RTP (idempotent)."""
-        send: Callable[[bytes], Awaitable[None]] = transport._send_rtp
-        if getattr(send, "resequencer", None) is self:
-            return
+        interpose(transport, self, self._send)
 
-        async def shifted(data: bytes) -> None:
-            if len(data) >= 12 and not is_rtcp(data):
-                ssrc = int.from_bytes(data[8:12], "big")
-                shift = self.shifts.get(ssrc)
-                if shift is not None:
-                    rewritten = self._rewrite(shift, data)
-                    if rewritten is None:
-                        return
-                    data = rewritten
-                counted = self.counted.get(ssrc)
-                if counted is not None:
-                    counted.sent(int.from_bytes(data[2:4], "big"), len(data) + WIRE_OVERHEAD)
-            await send(data)
-
-        shifted.resequencer = self  # type: ignore[attr-defined]
-        transport._send_rtp = shifted  # type: ignore[method-assign]
+    async def _send(self, data: bytes, send: SendRtp) -> None:
+        if len(data) >= 12 and not is_rtcp(data):
+            ssrc = int.from_bytes(data[8:12], "big")
+            shift = self.shifts.get(ssrc)
+            if shift is not None:
+                rewritten = self._rewrite(shift, data)
+                if rewritten is None:
+                    return
+                data = rewritten
+            counted = self.counted.get(ssrc)
+            if counted is not None:
+                counted.sent(int.from_bytes(data[2:4], "big"), len(data) + WIRE_OVERHEAD)
+        await send(data)
 
     @staticmethod
     def _rewrite(shift: SequenceShift, data: bytes) -> bytes | None:

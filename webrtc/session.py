@@ -179,10 +179,9 @@ class ViewerSession:
         if self.audio is not None:
             sender = self.audio[0]
             self._watched.append((sender, self.resequencer.watch(sender, renumber=False)))
-        transports = {id(t.sender.transport): t.sender.transport for t in self.pc.getTransceivers()}
-        for transport in transports.values():  # one with BUNDLE
-            self.pacer.wrap(transport)
-            self.resequencer.wrap(transport)  # outside the pacer: numbers, then pacing
+        for transceiver in self.pc.getTransceivers():  # one transport with BUNDLE
+            self.pacer.wrap(transceiver.sender.transport)
+            self.resequencer.wrap(transceiver.sender.transport)  # numbers, then pacing
         self.pacer.rate = self._pacing_rate()
 
     @property
