@@ -175,14 +175,12 @@ class SequenceShift:
                 if age >= RTP_HISTORY_SIZE:
                     self.unrecoverable += 1
             last, times = resent
-            if times >= RETRANSMIT_TIMES and now - last >= RETRANSMIT_SPACING:
+            if now - last < RETRANSMIT_SPACING:
+                continue
+            if times >= RETRANSMIT_TIMES:
                 self.unrecoverable += 1  # resent and lost again: wait for a keyframe
                 self._resent[sequence] = (now, times + 1)
-            if (
-                age < RTP_HISTORY_SIZE
-                and times < RETRANSMIT_TIMES
-                and now - last >= RETRANSMIT_SPACING
-            ):
+            elif age < RTP_HISTORY_SIZE:
                 self._resent[sequence] = (now, times + 1)
                 self.retransmissions += 1
                 wanted.append(sequence)
