@@ -79,12 +79,13 @@ class RateController:
     """Estimates a viewer's link rate, picks a level of `costs` (bits/s per level) and
     the rate its video is paced at.
 
-    Down: on heavy loss or a growing delay the estimate falls to what got through (at
-    least to 30 % of what was sent, and once per `settle`: reports lag behind what is
-    sent now). Up: after
-    a hold without congestion, one level at a time, and that level's rate is ramped in
-    by the pacer from what was sent before, so the probe overshoots the link only a
-    little; any loss during its probation takes the level back and doubles the hold.
+    Down: on heavy loss or a growing delay the estimate falls to what the receiver
+    reports say got through, less half the loss (without that measure: to what was sent
+    less the loss, at least 30 % of it), once per `settle` as reports lag behind what is
+    sent now. Up: after a hold without congestion, one level at a time; the level's rate
+    is ramped in by the pacer from what was sent before, so the probe overshoots the
+    link only a little, and `probe_loss` on probation takes the level back and doubles
+    the hold.
 
     Times come from the reports (an injectable clock), so tests replay minutes in
     microseconds.
@@ -188,7 +189,7 @@ class RateController:
 
         fitting = [i for i, cost in enumerate(costs) if cost <= self.estimate * self.headroom]
         wanted = max(fitting, default=0)
-        keep = 0 <= self.level < len(costs) and self.level <= (self.level if cap is None else cap)
+        keep = 0 <= self.level < len(costs) and (cap is None or self.level <= cap)
         if keep and wanted < self.level and costs[self.level] <= self.estimate:
             wanted = self.level  # headroom is for going up; a level that fits stays
         if cap is not None:

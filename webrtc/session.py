@@ -168,8 +168,8 @@ class ViewerSession:
         self._apply(self.controller.update(LinkReport(self._clock(), 0, 0.0), costs, self.cap))
 
     def _pace(self) -> None:
-        # Retransmissions pass unpaced: aiortc sends them from its RTCP receive path,
-        # which must never wait (or every report and NACK behind it waits too).
+        # Retransmissions never wait (they are dropped while the pacer is overdrawn):
+        # aiortc sends them from its RTCP receive path, which must never wait.
         for priority, output in enumerate(self.outputs):
             self.pacer.priorities[output.sender._ssrc] = priority
             self.pacer.retransmission_ssrcs.add(output.sender._rtx_ssrc)
