@@ -130,6 +130,7 @@ class Room:
                 request_keyframe=encoder.request_keyframe,
                 queue_size=30 if kind == "video" else 25,
                 nominal_bitrate=encoder.bitrate,
+                self_contained=isinstance(encoder, VideoEncoder) and encoder.stills,
             )
         self.pipelines.append(
             SourcePipeline(

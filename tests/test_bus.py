@@ -99,3 +99,55 @@ async def test_track_switches_renditions_on_a_keyframe_of_the_target() -> None:
     assert (await asyncio.wait_for(waiting, 1)).n == 4  # type: ignore[attr-defined]
     track.stop()
     assert high.subscribers == 0
+
+
+async def test_stills_are_not_repaired_once_they_play() -> None:
+    requests: list[str] = []
+    stills, video = (
+        PacketBus(
+            f"room/board/{name}",
+            "video",
+            loop=asyncio.get_running_loop(),
+            request_keyframe=functools.partial(requests.append, name),
+            self_contained=name == "stills",
+        )
+        for name in ("stills", "high")
+    )
+    for bus in (stills, video):
+        track = PacketTrack("video", bus)
+        assert requests.pop() == bus.rendition  # a subscriber asks for its first keyframe
+        track.request_keyframe()  # a PLI before that keyframe came: passed on
+        assert requests.pop() == bus.rendition
+        track._last_request = -1e9  # past the rate limit
+        bus.publish(FakePacket(1, keyframe=True))  # type: ignore[arg-type]
+        assert (await track.recv()).n == 1  # type: ignore[attr-defined]
+        track.request_keyframe()  # a PLI for a lost packet
+        assert requests == ([] if bus is stills else ["high"])
+        requests.clear()
+        track.stop()
+
+
+class ManualClock:
+    """Stands in for the event loop's clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_wire_bitrate_counts_a_whole_window() -> None:
+    clock = ManualClock()
+    stills = PacketBus("board/stills", "video", loop=clock, nominal_bitrate=50_000)  # type: ignore[arg-type]
+    assert stills.wire_bitrate() == 50_000  # nothing seen yet: the nominal rate
+    still = FakePacket(0, keyframe=True)
+    still.size = 50_000
+    for at in (0.0, 10.0, 11.0, 20.0, 30.0, 40.0):  # one each 10 s, and one for a joiner
+        clock.now = at
+        stills.publish(still)  # type: ignore[arg-type]
+        if at == 11.0:  # young: the nominal rate stands in for the 14 s not seen yet
+            assert 70_000 < stills.wire_bitrate() < 80_000
+    clock.now = 41.0  # the window holds the stills of 20, 30 and 40 s
+    per_still = (50_000 + 42 * 70) * 8
+    assert stills.wire_bitrate() == 3 * per_still / 25

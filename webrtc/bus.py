@@ -18,7 +18,7 @@ from capture import MediaKind, Packet
 
 from .packer import SharedPacker
 
-RATE_WINDOW = 25.0  # seconds; long enough to hold two board stills (one each 10 s)
+RATE_WINDOW = 25.0  # seconds; holds two or three board stills (one each 10 s)
 RTP_PAYLOAD = 1200  # bytes of media per RTP packet, about (aiortc packs up to 1300)
 RTP_OVERHEAD = 70  # bytes per RTP packet: RTP + extensions + SRTP tag + UDP + IPv4 + link
 
@@ -57,7 +57,8 @@ class Subscription:
                 self._queue.clear()
                 self.resyncs += 1
                 self.waiting_for_keyframe = True
-                self._bus.request_keyframe()
+                if not self._bus.self_contained:
+                    self._bus.request_keyframe()
                 return
             self._queue.popleft()
             self.dropped += 1
@@ -102,12 +103,17 @@ class PacketBus:
         request_keyframe: Callable[[], None] = lambda: None,
         queue_size: int = 30,
         nominal_bitrate: int = 0,
+        self_contained: bool = False,
     ) -> None:
         self.name = name
+        # every frame decodes on its own (stills): a lost one needs no repair, so only
+        # new subscribers ask for a keyframe, never a viewer's loss
+        self.self_contained = self_contained
         self.kind = kind
         self.queue_size = queue_size
         self.nominal_bitrate = nominal_bitrate
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
+        self._first_packet_at: float | None = None
         self._loop = loop
         self._request_keyframe = request_keyframe
         self._subscribers: list[Subscription] = []
@@ -147,22 +153,25 @@ class PacketBus:
 
     def wire_bitrate(self) -> float:
         """Bits/s this rendition costs a viewer on the wire (RTP, SRTP, UDP, IP headers
-        included) over the last `RATE_WINDOW` seconds, measured from the first packet in
-        it to the last (so a still every 10 s counts as one per 10 s, whatever the
-        window's phase); the nominal bitrate until that spans a second."""
+        included) over the last `RATE_WINDOW` seconds; while the rendition is younger
+        than that, the nominal bitrate stands in for the time before its first packet.
+        A whole window, not first to last packet: two stills a second apart (one brought
+        forward for a joiner) are not a still per second."""
         now = self._loop.time()
         while self._recent and now - self._recent[0][0] > RATE_WINDOW:
             self._recent.popleft()
-        if len(self._recent) < 2 or self._recent[-1][0] - self._recent[0][0] < 1.0:
-            return float(self.nominal_bitrate)
-        span = self._recent[-1][0] - self._recent[0][0]
-        return (sum(size for _, size in self._recent) - self._recent[0][1]) * 8 / span
+        bits = sum(size for _, size in self._recent) * 8
+        before = 0.0 if self._first_packet_at is None else now - self._first_packet_at
+        unseen = max(RATE_WINDOW - before, 0.0)
+        return (bits + self.nominal_bitrate * unseen) / RATE_WINDOW
 
     def publish(self, packet: Packet) -> None:
         now = self._loop.time()
         self.packets += 1
         self.bytes += packet.size
         self.last_packet_at = now
+        if self._first_packet_at is None:
+            self._first_packet_at = now
         rtp_packets = -(-packet.size // RTP_PAYLOAD)
         self._recent.append((now, packet.size + rtp_packets * RTP_OVERHEAD))
         if packet.is_keyframe:

@@ -61,8 +61,12 @@ class PacketTrack(MediaStreamTrack):
     def request_keyframe(self) -> None:
         """A viewer's PLI/FIR: ask the rendition it is about to see for an IDR, at most
         once per `KEYFRAME_REQUEST_INTERVAL`: a lossy link sends PLI after PLI, and every
-        IDR costs all viewers of the rendition and that link most of all."""
+        IDR costs all viewers of the rendition and that link most of all. A rendition
+        that already plays and whose frames decode on their own (stills) needs none."""
         now = time.monotonic()
+        playing = self.current if self.pending is None else None
+        if playing is not None and playing.bus.self_contained and not playing.waiting_for_keyframe:
+            return
         if self.target is not None and now - self._last_request >= KEYFRAME_REQUEST_INTERVAL:
             self._last_request = now
             self.target.request_keyframe()
