@@ -100,3 +100,21 @@ def test_cap_holds_the_save_data_level() -> None:
         for i in range(30)
     ]
     assert climbed[-1] == 3
+
+
+def test_camera_pauses_only_when_its_lowest_rendition_stays_congested() -> None:
+    controller = RateController(start_estimate=COSTS[-1] * 1.3)
+    link = ModelLink(capacity=3_000_000)
+    replay(controller, link, 0, 5)
+
+    link.capacity = 60_000  # a first report this bad must not pause the camera at once
+    dip = replay(controller, link, 5, 1)
+    assert [level for _, level in dip][-1] == 1, dip
+    link.capacity = 450_000
+    recovered = replay(controller, link, 6, 10)
+    assert min(level for _, level in recovered) == 1, recovered
+
+    link.capacity = 200_000  # camera low itself does not fit: after a while, stills only
+    starved = replay(controller, link, 16, 10)
+    paused_at = next(t for t, level in starved if level == 0)
+    assert 3.0 <= paused_at - 16 <= 6.0, starved

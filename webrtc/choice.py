@@ -82,7 +82,8 @@ class RateController:
     Down: on heavy loss or a growing delay the estimate falls to what the receiver
     reports say got through, less half the loss (without that measure: to what was sent
     less the loss, at least 30 % of it), once per `settle` as reports lag behind what is
-    sent now. Up: after a hold without congestion, one level at a time; the level's rate
+    sent now; a sudden heavy loss goes straight to level 1, and level 0 is reached only
+    when level 1 stays congested for `last_resort_after`. Up: after a hold without congestion, one level at a time; the level's rate
     is ramped in by the pacer from what was sent before, so the probe overshoots the
     link only a little, and `probe_loss` on probation takes the level back and doubles
     the hold.
@@ -105,6 +106,7 @@ class RateController:
     probation: float = 5.0  # a step up that fails within this long doubles the hold
     ramp_per_second: float = 0.15  # of the rate before a step up, added while on probation
     probe_loss: float = 0.05  # loss that fails a step up on probation
+    last_resort_after: float = 3.0  # seconds congested on level 1 before level 0 is used
     estimate: float = field(init=False)
     level: int = field(init=False, default=-1)
     hold: float = field(init=False)
@@ -115,6 +117,7 @@ class RateController:
     sending: float = field(init=False, default=0.0)  # bits/s sent, smoothed
     sending_before_step: float = field(init=False, default=0.0)
     proven: float = field(init=False, default=math.inf)  # bits/s the link carried; pace at it
+    congested_since: float | None = field(init=False, default=None)  # None: last report clean
     min_rtt: float = field(init=False, default=math.inf)
     last_loss: float = field(init=False, default=0.0)
     poor: bool = field(init=False, default=False)
@@ -152,6 +155,11 @@ class RateController:
         congested, delivered_share = self._congested(report)
         probing = self.on_probation(now)
         failed_probe = probing and report.loss is not None and report.loss >= self.probe_loss
+        if congested or failed_probe:
+            if self.congested_since is None:
+                self.congested_since = now
+        elif report.loss is not None:
+            self.congested_since = None
         if failed_probe:
             # back to the level that held, and wait longer before the next probe
             self.reason = f"probe failed: loss {report.loss:.0%}"
@@ -169,6 +177,12 @@ class RateController:
                 else:
                     delivered = sent_rate * delivered_share
                     self.estimate = min(self.estimate, max(delivered, sent_rate * 0.3))
+                if self.congested_since == now and self.last_loss >= self.heavy_loss:
+                    # a link that suddenly loses this much thinned by more than the first
+                    # reports tell (they mix in what went before): to the lowest level
+                    # with moving pictures at once, then probe up from there
+                    lowest = costs[min(1, len(costs) - 1)]
+                    self.estimate = min(self.estimate, lowest / self.headroom * 1.001)
                 self.proven = min(self.proven, self.estimate)
                 self.decreased_at = now
             self.congested_at = now
@@ -194,6 +208,8 @@ class RateController:
             wanted = self.level  # headroom is for going up; a level that fits stays
         if cap is not None:
             wanted = min(wanted, cap)
+        if wanted == 0 and self.level > 0 and len(costs) > 1 and (cap is None or cap > 0):
+            wanted = self._last_resort(now, costs)
         if self.level < 0 or wanted < self.level:
             self._set(wanted, now)
         elif (
@@ -220,6 +236,18 @@ class RateController:
             ramp = self.sending_before_step * (1 + self.ramp_per_second * elapsed)
             rate = max(rate, min(ramp, self.estimate))
         return max(min(rate, self.estimate), self.floor)
+
+    def _last_resort(self, now: float, costs: Sequence[float]) -> int:
+        """Level 0 (the camera paused) only when level 1 stayed congested for a while:
+        the first reports after a link thins mix in what was sent before, and a short
+        dip must not cost the pupils the teacher's picture for a hold and a probe."""
+        began = math.inf if self.congested_since is None else self.congested_since
+        since = max(self.changed_at, began)
+        if self.level == 1 and now - since >= self.last_resort_after:
+            return 0
+        self.estimate = max(self.estimate, costs[1])
+        self.proven = max(min(self.proven, self.estimate), costs[1])
+        return 1
 
     def _set(self, level: int, now: float) -> None:
         self.level = level
