@@ -70,6 +70,7 @@ class SequenceShift:
         self._gaps: collections.deque[int] = collections.deque(maxlen=64)  # wire starts
         self._last_report: tuple[int, int] | None = None
         self._sent_bytes = 0
+        self.sent_packets = 0
         self._sent_log: dict[int, tuple[float, int]] = {}  # wire seq -> (time, bytes so far)
         self._sent_order: collections.deque[int] = collections.deque(maxlen=SENT_LOG)
         self.expected = 0  # packets the receiver reports expected since `take_loss()`
@@ -104,6 +105,7 @@ class SequenceShift:
     def sent(self, wire: int, size: int) -> None:
         """A packet of `size` bytes on the wire went out with number `wire`."""
         self._sent_bytes += size
+        self.sent_packets += 1
         if len(self._sent_order) == self._sent_order.maxlen:
             self._sent_log.pop(self._sent_order[0], None)
         self._sent_order.append(wire)

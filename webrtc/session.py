@@ -98,6 +98,7 @@ class ViewerSession:
         self._sent_at_report: dict[int, int] = {}  # SSRC -> bytes sent by the last report
         self._rtt_at: dict[int, datetime] = {}  # SSRC -> time of the last report's RTT
         self._delivered: collections.deque[tuple[float, float]] = collections.deque()
+        self._nacks_seen = (0, 0)  # video packets named lost, and sent, at the last tick
         self._last_tick = clock()
         self._last_sent = 0
         self._closed = asyncio.Event()
@@ -249,6 +250,19 @@ class ViewerSession:
         delivered = max((d for _, d in self._delivered), default=None)
         return loss, delivered if loss is not None else None, max(rtts, default=None)
 
+    def _nack_loss(self) -> float | None:
+        """The share of video packets sent since the last tick that the viewer named
+        lost. NACKs come about a round trip after a loss, receiver reports a second or
+        more later and mixed with what went before: the first sign of a link thinning."""
+        shifts = [shift for sender, shift in self._watched if sender.kind == "video"]
+        nacked = sum(shift.nacked for shift in shifts)
+        sent = sum(shift.sent_packets for shift in shifts)
+        last_nacked, last_sent = self._nacks_seen
+        self._nacks_seen = (nacked, sent)
+        if sent <= last_sent:
+            return None
+        return min((nacked - last_nacked) / (sent - last_sent), 1.0)
+
     async def adapt(self) -> None:
         """Read the viewer's reports and switch renditions to what its link carries."""
         if self.controller is None or self.pc.connectionState != "connected":
@@ -256,6 +270,9 @@ class ViewerSession:
         now = self._clock()
         interval = now - self._last_tick
         loss, delivered, rtt = await self._receiver_reports()
+        nack_loss = self._nack_loss()
+        if nack_loss is not None:
+            loss = nack_loss if loss is None else max(loss, nack_loss)
         sent = self.pacer.sent_bytes - self._last_sent
         self._last_tick, self._last_sent = now, self.pacer.sent_bytes
         report = LinkReport(now, sent * 8, interval, loss, rtt, delivered)
