@@ -70,13 +70,6 @@ def camera_width(width: int) -> Callable[[Line], bool]:
     return lambda line: bool(line["camera"]["width"] == width)
 
 
-@pytest.mark.xfail(
-    reason="known gap (issue 3 stays open): the thin viewer now keeps 11-15 fps of camera "
-    "low with audio gaps under 100 ms and climbs back within 2-21 s, but its first camera-low "
-    "frame comes 2-13 s after the limit (the target is 5 s): the rate estimate sometimes "
-    "falls below camera low and pauses the camera; see artifacts/weak-link.json",
-    strict=False,
-)
 def test_thin_link_gets_low_renditions_and_climbs_back(tmp_path: Path) -> None:
     with (
         star(2) as (hub, (thin, wide)),
