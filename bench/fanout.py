@@ -18,24 +18,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
-import shutil
-import signal
-import socket
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.service import (
+    BenchError,
+    Server,
+    ViewersProcess,
+    logs_dir,
+    new_parser,
+    parse_args,
+)
 
-BENCH = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 TRACKS = ("camera", "board", "audio")
@@ -81,188 +82,8 @@ class CpuMark:
         )
 
 
-# ------------------------------------------------------------ processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def stop_process(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:
-    """SIGINT (uvicorn shuts down cleanly), then SIGKILL the process group."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGINT)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), grace)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(process.wait(), 5)
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-class BenchError(RuntimeError):
-    pass
-
-
 class BudgetError(BenchError):
     pass
-
-
-@dataclass
-class Server:
-    kind: str  # "edge" | "naive"
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    process: asyncio.subprocess.Process | None = None
-
-    @property
-    def log(self) -> Path:
-        return self.workdir / f"{self.kind}-server.log"
-
-    @property
-    def whep(self) -> str:
-        return f"http://127.0.0.1:{self.port}/whep/demo"
-
-    def command(self) -> list[str]:
-        if self.kind == "edge":
-            edge = shutil.which("classroom-edge")
-            head = [edge] if edge else [sys.executable, "-m", "edge"]
-            return [
-                *head,
-                "run",
-                "--demo",
-                "--data-dir",
-                str(self.workdir / "data"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ]
-        return [
-            sys.executable,
-            str(BENCH / "naive_server.py"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
-
-    async def start(self, limit: float = 40.0) -> None:
-        with self.log.open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *self.command(),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + limit
-        async with httpx.AsyncClient(timeout=2) as client:
-            while time.monotonic() < deadline:
-                if self.process.returncode is not None:
-                    raise BenchError(f"{self.kind} server exited:\n{tail(self.log)}")
-                with contextlib.suppress(httpx.HTTPError):
-                    response = await client.get(f"http://127.0.0.1:{self.port}/healthz")
-                    if response.status_code in (200, 503):
-                        return
-                await asyncio.sleep(0.2)
-        raise BenchError(f"{self.kind} server not up within {limit:.0f} s:\n{tail(self.log)}")
-
-    async def token(self) -> str:
-        if self.kind != "edge":
-            return "naive-server-takes-any-token"
-        command = self.command()
-        links = [*command[: command.index("run")], "links", "demo", "--demo"]
-        links += ["--data-dir", str(self.workdir / "data"), "--json"]
-        process = await asyncio.create_subprocess_exec(
-            *links, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), 30)
-        except TimeoutError:
-            process.kill()
-            raise BenchError("classroom-edge links did not answer within 30 s") from None
-        if process.returncode != 0:
-            raise BenchError(f"classroom-edge links failed: {err.decode(errors='replace')}")
-        token: str = json.loads(out)[0]["token"]
-        return token
-
-    async def stop(self) -> None:
-        if self.process is not None:
-            await stop_process(self.process)
-
-
-@dataclass
-class ViewerProcess:
-    server: Server
-    count: int
-    process: asyncio.subprocess.Process | None = None
-
-    @property
-    def log(self) -> Path:
-        return self.server.workdir / f"viewers-{self.server.kind}-{self.count}.log"
-
-    async def start(self, token: str, connect_timeout: float) -> dict[str, Any]:
-        with self.log.open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(BENCH / "viewers.py"),
-                "--whep",
-                self.server.whep,
-                "--token",
-                token,
-                "--count",
-                str(self.count),
-                "--connect-timeout",
-                str(connect_timeout),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                start_new_session=True,
-            )
-        return await self._read("ready", connect_timeout + 30)
-
-    async def _read(self, event: str, limit: float) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdout is not None
-        deadline = time.monotonic() + limit
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = await asyncio.wait_for(self.process.stdout.readline(), left)
-            except TimeoutError:
-                break
-            if not line:
-                raise BenchError(f"viewer process ended:\n{tail(self.log)}")
-            with contextlib.suppress(json.JSONDecodeError):
-                message: dict[str, Any] = json.loads(line)
-                if message.get("event") == event:
-                    return message
-        raise BenchError(f"viewer process: no {event!r} within {limit:.0f} s:\n{tail(self.log)}")
-
-    async def command(self, text: str, reply: str, limit: float = 15.0) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(f"{text}\n".encode())
-        await self.process.stdin.drain()
-        return await self._read(reply, limit)
-
-    async def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.returncode is None:
-            with contextlib.suppress(BenchError, ConnectionError, TimeoutError):
-                await self.command("quit", "bye", 20)
-                await asyncio.wait_for(self.process.wait(), 10)
-        await stop_process(self.process, grace=5)
 
 
 # ------------------------------------------------------------ one measurement
@@ -354,7 +175,7 @@ def fill_row(
 async def measure(kind: str, count: int, args: argparse.Namespace, workdir: Path) -> Row:
     row = Row(kind, count)
     server = Server(kind, workdir)
-    viewers = ViewerProcess(server, count)
+    viewers = ViewersProcess(server.whep, count, workdir / f"viewers-{kind}-{count}.log")
     try:
         await server.start()
         token = await server.token()
@@ -366,12 +187,12 @@ async def measure(kind: str, count: int, args: argparse.Namespace, workdir: Path
             row.errors.append("no viewer received media")
             return row
         await asyncio.sleep(args.warmup)
-        assert server.process is not None and viewers.process is not None
-        snap0 = await viewers.command("snap", "snap")
-        first = CpuMark.take(server.process.pid, viewers.process.pid)
+        assert server.process is not None
+        snap0 = await viewers.snap()
+        first = CpuMark.take(server.process.pid, viewers.pid)
         await asyncio.sleep(args.seconds)
-        last = CpuMark.take(server.process.pid, viewers.process.pid)
-        snap1 = await viewers.command("snap", "snap")
+        last = CpuMark.take(server.process.pid, viewers.pid)
+        snap1 = await viewers.snap()
         fill_row(row, first, last, snap0, snap1)
     except (BenchError, OSError, ValueError, LookupError) as exc:
         row.errors.append(f"{type(exc).__name__}: {exc}")
@@ -511,9 +332,8 @@ def median_row(runs: Sequence[Row]) -> Row:
 async def run(args: argparse.Namespace) -> int:
     kinds = ["edge", "naive"] if args.only is None else [args.only]
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
     runs: dict[tuple[str, int], list[Row]] = {}
-    try:
+    with logs_dir("fanout-bench-", args.keep_logs, sys.stderr) as workdir:
         for repeat in range(args.repeat):  # repeats outermost: drift hits every row alike
             for kind in kinds:
                 for count in args.counts:
@@ -541,11 +361,6 @@ async def run(args: argparse.Namespace) -> int:
                         flush=True,
                     )
         rows = [median_row(runs[(kind, count)]) for kind in kinds for count in args.counts]
-    finally:
-        if args.keep_logs:
-            print(f"logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(
         f"\nFan-out CPU, {CORES} cores, {args.seconds:g} s window after {args.warmup:g} s"
         f" warm-up, fresh server per row, {args.repeat} run(s) per row (median shown,"
@@ -568,11 +383,10 @@ def counts(text: str) -> list[int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = new_parser(__doc__)
     parser.add_argument("--counts", type=counts, default=[1, 2, 4, 8, 16], help="e.g. 1,4,16")
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement window")
     parser.add_argument("--warmup", type=float, default=4.0, help="after all viewers connect")
-    parser.add_argument("--settle", type=float, default=2.0, help="server alone before viewers")
     parser.add_argument("--only", choices=("edge", "naive"), default=None)
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs per row; the median CPU is shown"
@@ -581,8 +395,7 @@ def main() -> int:
     parser.add_argument(
         "--budget", type=float, default=900.0, help="seconds; rows not started by then are skipped"
     )
-    parser.add_argument("--keep-logs", action="store_true", help="keep server and viewer logs")
-    args = parser.parse_args()
+    args = parse_args(parser, keep_logs="keep server and viewer logs")
     if args.repeat < 1 or args.seconds <= 0:
         parser.error("--repeat must be at least 1 and --seconds positive")
     args.row_timeout = 40 + args.settle + args.connect_timeout + 30 + args.warmup + args.seconds

@@ -42,10 +42,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import viewers as receivers
-from bench.latency import CpuWindow, ReceiverProcess, fmt, plausible, quantile, spread, verdict
-from tests.conftest import Service, run_service
+from bench.latency import CpuWindow, fmt, plausible, quantile, spread, verdict
+from bench.service import ViewersProcess, loopback_service, new_parser, parse_args, run_bench
+from tests.conftest import Service
 from tests.whep_client import Viewer, eventually
-from webrtc import gather_only
 
 TARGETS = {"join_median": 150.0, "storm": 3.0}
 
@@ -148,7 +148,7 @@ def watcher_totals(snap: dict[str, Any] | None) -> tuple[list[int], list[int]]:
 
 
 async def late_joins(
-    args: argparse.Namespace, service: Service, token: str, background: ReceiverProcess | None
+    args: argparse.Namespace, service: Service, token: str, background: ViewersProcess | None
 ) -> None:
     print(
         f"\n(a) late join: {args.joins} joins one after another, {args.watchers} viewers"
@@ -291,7 +291,7 @@ def show_profile(path: Path, seconds: float, top: int = 15) -> None:
 
 
 async def join_storm(
-    args: argparse.Namespace, service: Service, token: str, background: ReceiverProcess | None
+    args: argparse.Namespace, service: Service, token: str, background: ViewersProcess | None
 ) -> None:
     print(
         f"\n(b) join storm: {args.storm} non-decoding viewers POST at start times spread"
@@ -405,38 +405,33 @@ def max_answers_in_flight(timelines: list[Timeline]) -> int:
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> None:
-    gather_only(["127.0.0.1"])
-    try:
-        with run_service(workdir, ["--demo"]) as service:
-            token = service.token()
-            await asyncio.sleep(args.settle)
-            background = None
-            try:
-                if args.watchers:
-                    background = ReceiverProcess(
-                        service.whep(), token, args.watchers, workdir / "watchers.log"
-                    )
-                    ready = await background.start()
-                    print(
-                        f"{ready.get('flowing', 0)}/{args.watchers} watchers receiving"
-                        f" {ready.get('errors') or ''}",
-                        flush=True,
-                    )
-                if args.joins:
-                    await asyncio.sleep(1.5)  # the watchers' own IDR is not the joiner's
-                    await late_joins(args, service, token, background)
-                if args.storm:
-                    await asyncio.sleep(2)  # the last joiner's session is gone
-                    await join_storm(args, service, token, background)
-            finally:
-                if background is not None:
-                    await background.stop()
-    finally:
-        gather_only(None)
+    with loopback_service(workdir) as service:
+        token = service.token()
+        await asyncio.sleep(args.settle)
+        background = None
+        try:
+            if args.watchers:
+                log = workdir / "watchers.log"
+                background = ViewersProcess(service.whep(), args.watchers, log, decoders=0)
+                ready = await background.start(token)
+                print(
+                    f"{ready.get('flowing', 0)}/{args.watchers} watchers receiving"
+                    f" {ready.get('errors') or ''}",
+                    flush=True,
+                )
+            if args.joins:
+                await asyncio.sleep(1.5)  # the watchers' own IDR is not the joiner's
+                await late_joins(args, service, token, background)
+            if args.storm:
+                await asyncio.sleep(2)  # the last joiner's session is gone
+                await join_storm(args, service, token, background)
+        finally:
+            if background is not None:
+                await background.stop()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = new_parser(__doc__)
     parser.add_argument("--joins", type=int, default=20, help="sequential late joins (0: none)")
     parser.add_argument("--watchers", type=int, default=2, help="viewers watching throughout")
     parser.add_argument("--storm", type=int, default=40, help="viewers in the storm (0: none)")
@@ -444,29 +439,16 @@ def main() -> int:
     parser.add_argument(
         "--storm-limit", type=float, default=20.0, help="give up on keyframes after this long"
     )
-    parser.add_argument("--settle", type=float, default=2.0, help="server alone before viewers")
     parser.add_argument("--seed", type=int, default=1, help="for the gaps between late joins")
     parser.add_argument("--profile", action="store_true", help="py-spy the server in the storm")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the service log")
-    args = parser.parse_args()
+    args = parse_args(parser, keep_logs="keep the service log")
     if args.joins < 0 or args.storm < 0 or args.watchers < 0 or args.storm_window <= 0:
         parser.error("counts must not be negative, --storm-window positive")
-    started = time.monotonic()
-    print(
+    header = (
         f"Join times on loopback ({os.cpu_count()} cores); targets: late join median ≤"
-        f" {TARGETS['join_median']:g} ms, storm ≤ {TARGETS['storm']:g} s",
-        flush=True,
+        f" {TARGETS['join_median']:g} ms, storm ≤ {TARGETS['storm']:g} s"
     )
-    workdir = Path(tempfile.mkdtemp(prefix="join-bench-"))
-    try:
-        asyncio.run(run(args, workdir))
-    finally:
-        if args.keep_logs:
-            print(f"logs kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\n({time.monotonic() - started:.0f} s in all)", flush=True)
-    return 0
+    return run_bench(header, "join-bench-", args, lambda workdir: asyncio.run(run(args, workdir)))
 
 
 if __name__ == "__main__":

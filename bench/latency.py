@@ -33,10 +33,8 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,10 +46,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import viewers as receivers
 from bench.fanout import CORES, host_busy_idle, process_cpu_seconds
+from bench.service import ViewersProcess, loopback_service, new_parser, parse_args, run_bench
 from tests.conftest import Service, run_service
 from tests.netns import available, two_hosts
 from tests.whep_client import Viewer, eventually
-from webrtc import gather_only
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"aiortc_median": 60.0, "aiortc_p95": 120.0, "chromium_median": 150.0}
@@ -145,78 +143,6 @@ def _cpu(pid: int) -> float:
 # ------------------------------------------------------------ non-decoding viewers
 
 
-class ReceiverProcess:
-    """bench/viewers.py in a process of its own: `count` viewers, none decoding."""
-
-    def __init__(self, whep: str, token: str, count: int, log: Path) -> None:
-        self.whep, self.token, self.count, self.log = whep, token, count, log
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    async def start(self, limit: float = 60.0) -> dict[str, Any]:
-        with self.log.open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(ROOT / "bench" / "viewers.py"),
-                "--whep",
-                self.whep,
-                "--token",
-                self.token,
-                "--count",
-                str(self.count),
-                "--decoders",
-                "0",
-                "--connect-timeout",
-                str(limit),
-                "--max-seconds",
-                "600",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-            )
-        return await self._read("ready", limit + 30)
-
-    async def _read(self, event: str, limit: float) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdout is not None
-        deadline = time.monotonic() + limit
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = await asyncio.wait_for(self.process.stdout.readline(), left)
-            except TimeoutError:
-                break
-            if not line:
-                raise RuntimeError(f"viewer process ended: {self.log.read_text()[-2000:]}")
-            with contextlib.suppress(json.JSONDecodeError):
-                message: dict[str, Any] = json.loads(line)
-                if message.get("event") == event:
-                    return message
-        raise RuntimeError(f"viewer process: no {event!r} within {limit:.0f} s")
-
-    async def snap(self) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(b"snap\n")
-        await self.process.stdin.drain()
-        return await self._read("snap", 15)
-
-    async def stop(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        assert self.process.stdin is not None
-        with contextlib.suppress(RuntimeError, ConnectionError, TimeoutError):
-            self.process.stdin.write(b"quit\n")
-            await self.process.stdin.drain()
-            await self._read("bye", 20)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.process.wait(), 10)
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-
-
 def camera_frames(before: dict[str, Any], after: dict[str, Any]) -> list[int]:
     """Camera frames each viewer of a bench/viewers.py process reassembled between snaps."""
     counts = []
@@ -268,15 +194,14 @@ async def aiortc_latency(args: argparse.Namespace, service: Service, workdir: Pa
     )
     token = service.token()
     await asyncio.sleep(args.settle)  # encoders steady before anyone joins
-    background: ReceiverProcess | None = None
+    background: ViewersProcess | None = None
     watchers: list[Viewer] = []
     async with httpx.AsyncClient(timeout=20) as client:
         try:
             if others:
-                background = ReceiverProcess(
-                    service.whep(), token, others, workdir / "receivers.log"
-                )
-                ready = await background.start()
+                log = workdir / "receivers.log"
+                background = ViewersProcess(service.whep(), others, log, decoders=0)
+                ready = await background.start(token)
                 if ready.get("errors"):
                     print(f"  receivers: errors {ready['errors']}", flush=True)
                 print(
@@ -377,18 +302,6 @@ async def aiortc_latency(args: argparse.Namespace, service: Service, workdir: Pa
 
 # ------------------------------------------------------------ (b) Chromium
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 # Runs in the page. Draws each new camera frame into a canvas, finds the clock's square
 # size (the first white square is bit 40, 7 squares in, until 2039), reads the 48 bits
 # and compares them with Date.now(). (The frame callback's `receiveTime` and
@@ -488,38 +401,27 @@ async () => {
 
 def chromium_probe(url: str, result_path: str, seconds: float) -> None:
     """Runs in the viewer's namespace: open the page, measure, write JSON."""
-    from playwright.sync_api import sync_playwright
+    from tests.browser_probe import chromium  # Playwright: only in this process
 
     result: dict[str, Any] = {"url": url}
     console: list[str] = []
-    with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            args=FLAGS,
-            headless=True,
-            viewport={"width": 1280, "height": 800},
-            locale="vi-VN",
+    with chromium(viewport={"width": 1280, "height": 800}, locale="vi-VN") as context:
+        page = context.new_page()
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+        started = time.monotonic()
+        page.goto(url, wait_until="domcontentloaded", timeout=15000)
+        page.wait_for_function(
+            "() => { const v = document.getElementById('camera');"
+            " return v && v.videoWidth > 0 && v.currentTime > 0; }",
+            timeout=30000,
         )
-        try:
-            page = context.new_page()
-            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-            started = time.monotonic()
-            page.goto(url, wait_until="domcontentloaded", timeout=15000)
-            page.wait_for_function(
-                "() => { const v = document.getElementById('camera');"
-                " return v && v.videoWidth > 0 && v.currentTime > 0; }",
-                timeout=30000,
-            )
-            result["playing_after"] = round(time.monotonic() - started, 2)
-            page.wait_for_timeout(2000)  # let the jitter buffer settle
-            before = page.evaluate(CAMERA_STATS_JS)
-            result["measure"] = page.evaluate(MEASURE_JS, seconds * 1000)
-            after = page.evaluate(CAMERA_STATS_JS)
-            result["stats_before"], result["stats_after"] = before, after
-        finally:
-            context.close()
+        result["playing_after"] = round(time.monotonic() - started, 2)
+        page.wait_for_timeout(2000)  # let the jitter buffer settle
+        before = page.evaluate(CAMERA_STATS_JS)
+        result["measure"] = page.evaluate(MEASURE_JS, seconds * 1000)
+        after = page.evaluate(CAMERA_STATS_JS)
+        result["stats_before"], result["stats_after"] = before, after
     result["console"] = console[-20:]
     Path(result_path).write_text(json.dumps(result, indent=1), encoding="utf-8")
 
@@ -534,6 +436,8 @@ def _rate(after: dict[str, Any], before: dict[str, Any], num: str, den: str) -> 
 
 
 def chromium_latency(args: argparse.Namespace, workdir: Path) -> None:
+    from tests.browser_probe import CHROMIUM  # Playwright: only for this part
+
     print("\n(b) Debian Chromium in a network namespace of its own (veth to the service's)")
     if not Path(CHROMIUM).exists():
         print("  skipped: /usr/bin/chromium is missing")
@@ -603,58 +507,45 @@ def chromium_latency(args: argparse.Namespace, workdir: Path) -> None:
 
 
 async def run_aiortc(args: argparse.Namespace, workdir: Path) -> None:
-    gather_only(["127.0.0.1"])
-    try:
-        with run_service(workdir, ["--demo"]) as service:
-            await aiortc_latency(args, service, workdir)
-    finally:
-        gather_only(None)
+    with loopback_service(workdir) as service:
+        await aiortc_latency(args, service, workdir)
 
 
 def main() -> int:
     if len(sys.argv) == 5 and sys.argv[1] == "--chromium-probe":
         chromium_probe(sys.argv[2], sys.argv[3], float(sys.argv[4]))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = new_parser(__doc__)
     parser.add_argument("--viewers", type=int, default=16, help="aiortc viewers in all")
     parser.add_argument(
         "--decoders", type=int, default=4, help="how many of them decode and read the clock"
     )
     parser.add_argument("--seconds", type=float, default=15.0, help="aiortc measurement window")
     parser.add_argument("--warmup", type=float, default=3.0, help="after everyone plays")
-    parser.add_argument("--settle", type=float, default=2.0, help="server alone before viewers")
     parser.add_argument("--browser-seconds", type=float, default=15.0, help="Chromium window")
     parser.add_argument("--skip-aiortc", action="store_true", help="only the Chromium part")
     parser.add_argument(
         "--skip-browser", action="store_true", help="only the aiortc part (no netns needed)"
     )
-    parser.add_argument("--keep-logs", action="store_true", help="keep the service logs")
-    args = parser.parse_args()
+    args = parse_args(parser, keep_logs="keep the service logs")
     if args.viewers < 1 or args.decoders < 1 or args.seconds <= 0:
         parser.error("--viewers and --decoders must be at least 1, --seconds positive")
-    started = time.monotonic()
-    print(
+    header = (
         f"Camera glass-to-glass latency from the burned-in capture clock ({CORES} cores);"
         f" targets: aiortc median ≤ {TARGETS['aiortc_median']:g} ms,"
         f" p95 ≤ {TARGETS['aiortc_p95']:g} ms; Chromium median ≤"
-        f" {TARGETS['chromium_median']:g} ms",
-        flush=True,
+        f" {TARGETS['chromium_median']:g} ms"
     )
-    workdir = Path(tempfile.mkdtemp(prefix="latency-bench-"))
-    try:
+
+    def both(workdir: Path) -> None:
         if not args.skip_aiortc:
             (workdir / "aiortc").mkdir()
             asyncio.run(run_aiortc(args, workdir / "aiortc"))
         if not args.skip_browser:
             (workdir / "chromium").mkdir()
             chromium_latency(args, workdir / "chromium")
-    finally:
-        if args.keep_logs:
-            print(f"logs kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\n({time.monotonic() - started:.0f} s in all)", flush=True)
-    return 0
+
+    return run_bench(header, "latency-bench-", args, both)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,18 @@ reloaded page remembers the choice and asks for it in its WHEP POST.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -35,6 +37,22 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@contextlib.contextmanager
+def chromium(**options: Any) -> Iterator[BrowserContext]:
+    """Debian Chromium (Playwright), headless, on a fresh profile removed afterwards;
+    `options` (viewport, locale, ...) go to `launch_persistent_context`. Also used by
+    bench/latency.py."""
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=FLAGS, headless=True, **options
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
 
 STATS = """
 async () => {
@@ -196,51 +214,43 @@ def main(
 ) -> None:
     result: dict[str, object] = {"url": url}
     console: list[str] = []
-    with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            args=FLAGS,
-            headless=True,
-            viewport={"width": 390, "height": 844},
-            device_scale_factor=2,
-            is_mobile=True,
-            has_touch=True,
-            locale="vi-VN",
+    with chromium(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        locale="vi-VN",
+    ) as context:
+        page = context.new_page()
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+        started = time.monotonic()
+        page.goto(url, wait_until="domcontentloaded", timeout=15000)
+        stats: dict[str, object] = {}
+
+        def playing() -> bool:
+            nonlocal stats
+            stats = page.evaluate(STATS)
+            if "first_picture_after" not in result and played(stats, 0):
+                result["first_picture_after"] = round(time.monotonic() - started, 2)
+            return played(stats, 30)
+
+        waited = wait_until(page, playing, seconds)
+        if waited is not None:
+            result["played_after"] = round(time.monotonic() - started, 2)
+        result["stats"] = stats
+        page.wait_for_timeout(500)
+        wait_until(  # the page's first poll of its session and first data count
+            page, lambda: all(page.evaluate(CAMERA)[k] for k in ("rendition", "dataUsed")), 5
         )
-        try:
-            page = context.new_page()
-            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-            started = time.monotonic()
-            page.goto(url, wait_until="domcontentloaded", timeout=15000)
-            stats: dict[str, object] = {}
-
-            def playing() -> bool:
-                nonlocal stats
-                stats = page.evaluate(STATS)
-                if "first_picture_after" not in result and played(stats, 0):
-                    result["first_picture_after"] = round(time.monotonic() - started, 2)
-                return played(stats, 30)
-
-            waited = wait_until(page, playing, seconds)
-            if waited is not None:
-                result["played_after"] = round(time.monotonic() - started, 2)
-            result["stats"] = stats
-            page.wait_for_timeout(500)
-            wait_until(  # the page's first poll of its session and first data count
-                page, lambda: all(page.evaluate(CAMERA)[k] for k in ("rendition", "dataUsed")), 5
-            )
-            page.screenshot(path=screenshot_path)
-            result["title"] = page.title()
-            result["text"] = page.inner_text("body")
-            result["ui"] = page.evaluate(CAMERA)
-            if drop_device and waited is not None:
-                drop_and_heal(page, drop_device, result)
-            if waited is not None:
-                save_data(page, result, screenshot_path)
-        finally:
-            context.close()
+        page.screenshot(path=screenshot_path)
+        result["title"] = page.title()
+        result["text"] = page.inner_text("body")
+        result["ui"] = page.evaluate(CAMERA)
+        if drop_device and waited is not None:
+            drop_and_heal(page, drop_device, result)
+        if waited is not None:
+            save_data(page, result, screenshot_path)
     result["console"] = console
     with open(result_path, "w", encoding="utf-8") as out:
         json.dump(result, out, ensure_ascii=False, indent=1)

@@ -1,0 +1,286 @@
+"""What the benches share: the server and the viewers in processes of their own, the
+command line options every bench has and the folder its logs go to.
+
+- `Server`: `classroom-edge run --demo` (or bench/naive_server.py) on loopback, a fresh
+  process each time (bench/fanout.py, one per row); `loopback_service`: the demo service
+  of tests/conftest.py on loopback with this process's aiortc viewers offering only
+  127.0.0.1 (bench/latency.py, bench/join.py).
+- `ViewersProcess`: bench/viewers.py in a process of its own, driven over stdin/stdout.
+- `new_parser` / `parse_args` / `run_bench`: `--settle` and `--keep-logs`, and the work folder
+  that is removed afterwards unless `--keep-logs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import httpx
+
+if TYPE_CHECKING:
+    from tests.conftest import Service
+
+BENCH = Path(__file__).resolve().parent
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+async def stop_process(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:
+    """SIGINT (uvicorn shuts down cleanly), then SIGKILL the process group."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(process.wait(), 5)
+
+
+# ------------------------------------------------------------ the server
+
+
+@dataclass
+class Server:
+    """A server in a process (and session) of its own, on a free loopback port."""
+
+    kind: str  # "edge" | "naive"
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.kind}-server.log"
+
+    @property
+    def whep(self) -> str:
+        return f"http://127.0.0.1:{self.port}/whep/demo"
+
+    def command(self) -> list[str]:
+        if self.kind == "edge":
+            edge = shutil.which("classroom-edge")
+            head = [edge] if edge else [sys.executable, "-m", "edge"]
+            return [
+                *head,
+                "run",
+                "--demo",
+                "--data-dir",
+                str(self.workdir / "data"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ]
+        return [
+            sys.executable,
+            str(BENCH / "naive_server.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+
+    async def start(self, limit: float = 40.0) -> None:
+        with self.log.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.command(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + limit
+        async with httpx.AsyncClient(timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self.process.returncode is not None:
+                    raise BenchError(f"{self.kind} server exited:\n{tail(self.log)}")
+                with contextlib.suppress(httpx.HTTPError):
+                    response = await client.get(f"http://127.0.0.1:{self.port}/healthz")
+                    if response.status_code in (200, 503):
+                        return
+                await asyncio.sleep(0.2)
+        raise BenchError(f"{self.kind} server not up within {limit:.0f} s:\n{tail(self.log)}")
+
+    async def token(self) -> str:
+        if self.kind != "edge":
+            return "naive-server-takes-any-token"
+        command = self.command()
+        links = [*command[: command.index("run")], "links", "demo", "--demo"]
+        links += ["--data-dir", str(self.workdir / "data"), "--json"]
+        process = await asyncio.create_subprocess_exec(
+            *links, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), 30)
+        except TimeoutError:
+            process.kill()
+            raise BenchError("classroom-edge links did not answer within 30 s") from None
+        if process.returncode != 0:
+            raise BenchError(f"classroom-edge links failed: {err.decode(errors='replace')}")
+        token: str = json.loads(out)[0]["token"]
+        return token
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            await stop_process(self.process)
+
+
+@contextlib.contextmanager
+def loopback_service(workdir: Path) -> Iterator[Service]:
+    """The demo service on loopback (tests/conftest.py's `run_service`), while this
+    process's aiortc viewers offer only 127.0.0.1 as the service does."""
+    from tests.conftest import run_service  # pytest and aiortc: not for bench/fanout.py
+    from webrtc import gather_only
+
+    gather_only(["127.0.0.1"])
+    try:
+        with run_service(workdir, ["--demo"]) as service:
+            yield service
+    finally:
+        gather_only(None)
+
+
+# ------------------------------------------------------------ the viewers
+
+
+class ViewersProcess:
+    """bench/viewers.py in a process (and session) of its own: `count` viewers of
+    `whep`, the first `decoders` of which decode (0: none; the others only receive)."""
+
+    def __init__(self, whep: str, count: int, log: Path, decoders: int = 1) -> None:
+        self.whep, self.count, self.log, self.decoders = whep, count, log, decoders
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def start(self, token: str, connect_timeout: float = 60.0) -> dict[str, Any]:
+        """Start them; the `ready` event (once all have connected or timed out)."""
+        with self.log.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(BENCH / "viewers.py"),
+                "--whep",
+                self.whep,
+                "--token",
+                token,
+                "--count",
+                str(self.count),
+                "--decoders",
+                str(self.decoders),
+                "--connect-timeout",
+                str(connect_timeout),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
+        return await self._read("ready", connect_timeout + 30)
+
+    async def _read(self, event: str, limit: float) -> dict[str, Any]:
+        assert self.process is not None and self.process.stdout is not None
+        deadline = time.monotonic() + limit
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = await asyncio.wait_for(self.process.stdout.readline(), left)
+            except TimeoutError:
+                break
+            if not line:
+                raise BenchError(f"viewer process ended:\n{tail(self.log)}")
+            with contextlib.suppress(json.JSONDecodeError):
+                message: dict[str, Any] = json.loads(line)
+                if message.get("event") == event:
+                    return message
+        raise BenchError(f"viewer process: no {event!r} within {limit:.0f} s:\n{tail(self.log)}")
+
+    async def command(self, text: str, reply: str, limit: float = 15.0) -> dict[str, Any]:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(f"{text}\n".encode())
+        await self.process.stdin.drain()
+        return await self._read(reply, limit)
+
+    async def snap(self) -> dict[str, Any]:
+        """Every viewer's cumulative counters (bench/viewers.py's `snap` event)."""
+        return await self.command("snap", "snap")
+
+    async def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.returncode is None:
+            with contextlib.suppress(BenchError, ConnectionError, TimeoutError):
+                await self.command("quit", "bye", 20)
+                await asyncio.wait_for(self.process.wait(), 10)
+        await stop_process(self.process, grace=5)
+
+
+# ------------------------------------------------------------ command line, work folder
+
+
+def new_parser(doc: str) -> argparse.ArgumentParser:
+    """A bench's parser, described by the first line of its docstring."""
+    return argparse.ArgumentParser(description=doc.splitlines()[0])
+
+
+def parse_args(parser: argparse.ArgumentParser, keep_logs: str) -> argparse.Namespace:
+    """The bench's own options plus `--settle` and `--keep-logs` (`keep_logs`: its help)."""
+    parser.add_argument("--settle", type=float, default=2.0, help="server alone before viewers")
+    parser.add_argument("--keep-logs", action="store_true", help=keep_logs)
+    return parser.parse_args()
+
+
+@contextlib.contextmanager
+def logs_dir(prefix: str, keep: bool, out: TextIO | None = None) -> Iterator[Path]:
+    """A fresh folder for logs; removed afterwards, or kept (and said so on `out`)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"logs kept in {path}", file=out or sys.stdout)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def run_bench(
+    header: str, prefix: str, args: argparse.Namespace, body: Callable[[Path], None]
+) -> int:
+    """Print `header`, run `body(workdir)`, then say how long the whole bench took."""
+    started = time.monotonic()
+    print(header, flush=True)
+    with logs_dir(prefix, args.keep_logs) as path:
+        body(path)
+    print(f"\n({time.monotonic() - started:.0f} s in all)", flush=True)
+    return 0
