@@ -83,10 +83,10 @@ class RateController:
     reports say got through, less half the loss (without that measure: to what was sent
     less the loss, at least 30 % of it), once per `settle` as reports lag behind what is
     sent now; a sudden heavy loss goes straight to level 1, and level 0 is reached only
-    when level 1 stays congested for `last_resort_after`. Up: after a hold without congestion, one level at a time; the level's rate
-    is ramped in by the pacer from what was sent before, so the probe overshoots the
-    link only a little, and `probe_loss` on probation takes the level back and doubles
-    the hold.
+    when level 1 stays congested for `last_resort_after`. Up: after a hold without
+    congestion, one level at a time; the level's rate is ramped in by the pacer from
+    what was sent before, so the probe overshoots the link only a little, and
+    `probe_loss` on probation takes the level back and doubles the hold.
 
     Times come from the reports (an injectable clock), so tests replay minutes in
     microseconds.
