@@ -38,6 +38,12 @@ def secret_path(config: Config) -> Path:
     return config.site.data_dir / "secret"
 
 
+def staff_key(config: Config) -> str:
+    """The key staff send (`Authorization: Bearer KEY`) to control lessons from afar;
+    made on first use, readable only by whoever can read the data dir."""
+    return load_or_create_secret(config.site.data_dir / "staff-key").hex()
+
+
 def signer_for(config: Config) -> TokenSigner:
     return TokenSigner(load_or_create_secret(secret_path(config)))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
 
 from capture import (
     AlsaMicrophone,
@@ -22,6 +21,7 @@ from capture import (
 )
 from webrtc import Feeds, PacketBus, VideoLine
 
+from .lessons import Lesson
 from .settings import (
     AlsaSource,
     BoardSource,
@@ -72,8 +72,10 @@ class Room:
     def __init__(self, name: str, settings: RoomSettings, loop: asyncio.AbstractEventLoop) -> None:
         self.name = name
         self.settings = settings
-        self.live = settings.always_live
-        self.next_start: datetime | None = None
+        self.live = False  # viewers may join: the scheduler says a lesson is live
+        self.lesson: Lesson | None = None
+        self.capturing = False
+        self.warmed_at = 0.0
         self.buses: dict[str, PacketBus] = {}
         self.pipelines: list[SourcePipeline] = []
         origin = time.monotonic()
@@ -143,12 +145,23 @@ class Room:
     def feeds(self) -> Feeds:
         return Feeds(video=self._video_feeds, audio=self._audio_feed)
 
-    async def start(self) -> None:
-        for pipeline in self.pipelines:
-            pipeline.start()
+    async def warm(self) -> None:
+        """Open the devices and start the encoders (a lesson is about to begin)."""
+        if not self.capturing:
+            self.capturing = True
+            self.warmed_at = asyncio.get_running_loop().time()
+            for pipeline in self.pipelines:
+                pipeline.start()
+
+    async def cool(self) -> None:
+        """Release the devices (no lesson for a while)."""
+        if self.capturing:
+            self.capturing = False
+            await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.pipelines))
 
     async def stop(self) -> None:
-        await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.pipelines))
+        self.live = False
+        await self.cool()
 
     def health(self, now: float) -> dict[str, object]:
         sources = {
@@ -167,7 +180,8 @@ class Room:
         for name, bus in self.buses.items():
             age = None if bus.last_packet_at is None else round(now - bus.last_packet_at, 2)
             # stalled: no packet for 5 s, or for two and a half frames of a slow rendition
-            stalled = stalled or age is None or age > max(5.0, 2.5 / fps[name])
+            late = age is None or age > max(5.0, 2.5 / fps[name])
+            stalled = stalled or (self.capturing and now - self.warmed_at > 10 and late)
             buses[name] = {
                 "packets": bus.packets,
                 "viewers": bus.subscribers,
@@ -175,6 +189,8 @@ class Room:
             }
         return {
             "live": self.live,
+            "capturing": self.capturing,
+            "lesson": self.lesson.id if self.lesson is not None else None,
             "class": self.settings.class_name,
             "sources": sources,
             "renditions": buses,

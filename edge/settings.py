@@ -6,6 +6,7 @@ Errors read `FILE:LINE: key.path: what is wrong (what is expected)`.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tomllib
@@ -14,8 +15,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from .timetable import (
+    DEFAULT_EXCLUDED,
+    BellSchedule,
+    Period,
+    SchoolCalendar,
+    TimetableError,
+    check_overlaps,
+    make_period,
+    number_by_start,
+    read_csv,
+    read_ics,
+)
 from .tomlpos import key_lines, line_of
 
 DEFAULT_CONFIG = Path("/etc/classroom-edge/edge.toml")
@@ -70,6 +92,126 @@ class WebRtcSettings(Model):
     max_viewers: int = Field(200, ge=1, le=2000, description="Viewer sessions per mini-PC")
 
 
+ClockTime = Annotated[
+    dt.time | str,
+    Field(description="A time of day, 07:00 or TOML's 07:00:00"),
+]
+
+
+def _time_of_day(value: dt.time | str) -> dt.time:
+    if isinstance(value, dt.time):
+        return value
+    match = re.fullmatch(r"\s*(\d{1,2})[:hH](\d{2})?\s*", value)
+    if match is None or int(match.group(1)) > 23 or int(match.group(2) or 0) > 59:
+        raise ValueError(f"not a time of day: {value!r} (expected HH:MM, e.g. 07:00)")
+    return dt.time(int(match.group(1)), int(match.group(2) or 0))
+
+
+class BellSettings(Model):
+    period_minutes: int = Field(45, ge=10, le=120, description="Length of one period (tiết)")
+    morning: list[ClockTime] = Field(
+        ["07:00", "07:50", "08:45", "09:40", "10:30"],
+        max_length=8,
+        description="Bell time of each morning period, tiết 1 first",
+    )
+    afternoon: list[ClockTime] = Field(
+        ["13:30", "14:20", "15:15", "16:05"],
+        max_length=8,
+        description="Bell time of each afternoon period, tiết 1 first",
+    )
+
+    @field_validator("morning", "afternoon")
+    @classmethod
+    def _ascending(cls, values: list[dt.time | str]) -> list[dt.time | str]:
+        times = [_time_of_day(v) for v in values]
+        if times != sorted(set(times)):
+            raise ValueError('bell times must rise (expected e.g. ["07:00", "07:50"])')
+        return times  # type: ignore[return-value]
+
+    def schedule(self) -> BellSchedule:
+        return BellSchedule(
+            morning=tuple(_time_of_day(t) for t in self.morning),
+            afternoon=tuple(_time_of_day(t) for t in self.afternoon),
+            period_minutes=self.period_minutes,
+        )
+
+
+DateSpan = Annotated[
+    dt.date | str,
+    Field(description='A date (2026-11-20) or an inclusive range "2027-02-14..2027-02-22"'),
+]
+
+
+def _date_span(value: dt.date | str) -> tuple[dt.date, dt.date]:
+    if isinstance(value, dt.date):
+        return value, value
+    first, dots, last = value.partition("..")
+    try:
+        start = dt.date.fromisoformat(first.strip())
+        end = dt.date.fromisoformat(last.strip()) if dots else start
+    except ValueError:
+        raise ValueError(
+            f'not a date or range: {value!r} (expected 2026-11-20 or "2027-02-14..2027-02-22")'
+        ) from None
+    if end < start:
+        raise ValueError(f"range ends before it starts: {value!r} (expected FIRST..LAST)")
+    return start, end
+
+
+class TermSettings(Model):
+    name: str = Field("", max_length=64, description="e.g. Học kỳ I")
+    start: dt.date = Field(..., description="First school day of the term")
+    end: dt.date = Field(..., description="Last school day of the term")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TermSettings:
+        if self.end < self.start:
+            raise ValueError(f"term {self.name or self.start} ends before it starts")
+        return self
+
+
+class CalendarSettings(Model):
+    terms: list[TermSettings] = Field(
+        [], description="School terms; outside them no lesson streams (none: always in term)"
+    )
+    holidays: list[DateSpan] = Field([], description="Days off: dates or FIRST..LAST ranges")
+
+    @field_validator("holidays")
+    @classmethod
+    def _spans(cls, values: list[dt.date | str]) -> list[dt.date | str]:
+        for value in values:
+            _date_span(value)
+        return values
+
+    def calendar(self) -> SchoolCalendar:
+        return SchoolCalendar(
+            terms=tuple((t.start, t.end) for t in self.terms),
+            holidays=tuple(_date_span(h) for h in self.holidays),
+        )
+
+
+class ScheduleSettings(Model):
+    lead_minutes: float = Field(
+        2, ge=0, le=30, description="Minutes before the bell to open devices and start encoders"
+    )
+    grace_minutes: float = Field(
+        2, ge=0, le=30, description="Minutes a lesson stays live after its end"
+    )
+    rollover_minutes: float = Field(
+        10,
+        ge=0,
+        le=60,
+        description="A break this short between two lessons keeps viewers connected across it",
+    )
+    max_period_minutes: int = Field(
+        45, ge=10, le=240, description="A timetable period longer than this is an error"
+    )
+    excluded_subjects: list[str] = Field(
+        list(DEFAULT_EXCLUDED),
+        description="Subjects never streamed (matched without case or diacritics); PE by default",
+    )
+
+
 class SiteSettings(Model):
     school: str = Field(..., min_length=1, description="School name, shown to pupils")
     timezone: str = Field("Asia/Ho_Chi_Minh", description="IANA time zone of the school")
@@ -80,6 +222,9 @@ class SiteSettings(Model):
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
     webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)  # type: ignore[arg-type]
     links: LinkSettings = Field(default_factory=LinkSettings)  # type: ignore[arg-type]
+    bells: BellSettings = Field(default_factory=BellSettings)  # type: ignore[arg-type]
+    calendar: CalendarSettings = Field(default_factory=CalendarSettings)  # type: ignore[arg-type]
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)  # type: ignore[arg-type]
 
     @field_validator("timezone")
     @classmethod
@@ -156,6 +301,7 @@ class AlsaSource(Model):
 
 
 SOURCE_KINDS = {"test", "v4l2", "x11grab", "alsa"}
+UNION_TAGS = SOURCE_KINDS | {"path", "inline"}  # tags pydantic puts into error paths
 CameraSource = Annotated[TestVideoSource | V4L2Source, Field(discriminator="kind")]
 BoardSource = Annotated[TestVideoSource | V4L2Source | ScreenSource, Field(discriminator="kind")]
 MicSource = Annotated[TestAudioSource | AlsaSource, Field(discriminator="kind")]
@@ -194,6 +340,29 @@ class AudioSettings(Model):
     bitrate_kbps: int = Field(32, ge=8, le=256, description="Opus bitrate, kb/s")
 
 
+class InlinePeriod(Model):
+    day: int | str = Field(..., description="Thứ: 2..7 or Thứ Hai..Thứ Bảy (Monday..Saturday)")
+    session: str | None = Field(None, description="Buổi: sáng | chiều (with `period`)")
+    period: int | None = Field(None, ge=1, le=10, description="Tiết within the session")
+    start: ClockTime | None = Field(None)
+    end: ClockTime | None = Field(None)
+    subject: str = Field(..., min_length=1, max_length=64, description="Môn")
+    teacher: str = Field("", max_length=64, description="Giáo viên")
+    class_name: str | None = Field(
+        None, alias="class", description="Lớp; default: the room's class"
+    )
+
+
+class InlineTimetable(Model):
+    period: list[InlinePeriod] = Field(
+        ..., max_length=80, description="[[timetable.period]] tables, one per weekly period"
+    )
+
+
+def _timetable_kind(value: Any) -> str:
+    return "path" if isinstance(value, str) else "inline"
+
+
 class RoomSettings(Model):
     class_name: str = Field(
         ..., alias="class", pattern=r"^[\w.-]{1,16}$", description="The class taught here, e.g. 6A1"
@@ -218,6 +387,27 @@ class RoomSettings(Model):
         description="Encodings of the board, each encoded once",
     )
     audio: AudioSettings = Field(default_factory=AudioSettings)  # type: ignore[arg-type]
+    timetable: (
+        Annotated[
+            Annotated[str, Tag("path")] | Annotated[InlineTimetable, Tag("inline")],
+            Discriminator(_timetable_kind),
+        ]
+        | None
+    ) = Field(
+        None,
+        description="A .csv or .ics file (relative to the room file), or inline "
+        "[[timetable.period]] tables",
+    )
+    excluded_subjects: list[str] | None = Field(
+        None, description="Subjects never streamed here; default: the site's [schedule] list"
+    )
+
+    @field_validator("timetable")
+    @classmethod
+    def _timetable_file(cls, value: str | InlineTimetable | None) -> str | InlineTimetable | None:
+        if isinstance(value, str) and not value.lower().endswith((".csv", ".ics")):
+            raise ValueError(f"not a timetable file: {value!r} (expected a .csv or .ics path)")
+        return value
 
     @model_validator(mode="after")
     def _verify_sources(self) -> RoomSettings:
@@ -243,6 +433,15 @@ class Config:
     demo: bool = False
     roster_path: Path | None = None
     room_files: dict[str, Path] = field(default_factory=dict)
+    timetables: dict[str, list[Period]] = field(default_factory=dict)  # each room's class only
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.site.timezone)
+
+    def excluded_subjects(self, room: str) -> list[str]:
+        own = self.rooms[room].excluded_subjects
+        return own if own is not None else self.site.schedule.excluded_subjects
 
 
 class ConfigError(Exception):
@@ -280,7 +479,7 @@ def _problems(file: Path, text: str, error: ValidationError) -> list[str]:
     problems = []
     for item in error.errors():
         # pydantic puts the tag of a discriminated union (`kind`) into the path: drop it
-        loc = [p for p in item["loc"] if not (isinstance(p, str) and p in SOURCE_KINDS)]
+        loc = [p for p in item["loc"] if not (isinstance(p, str) and p in UNION_TAGS)]
         dotted = ".".join(str(p) for p in loc) or "(file)"
         problem, expected = _expected(dict(item))
         problems.append(f"{file}:{line_of(lines, loc)}: {dotted}: {problem} (expected {expected})")
@@ -330,6 +529,7 @@ def _load(file: Path, *, demo: bool) -> Config:
         problems += _problems(file, text, exc)
     rooms: dict[str, RoomSettings] = {}
     room_files: dict[str, Path] = {}
+    room_texts: dict[str, str] = {}
     room_dir = file.parent / "rooms"
     for room_file in sorted(room_dir.glob("*.toml")) if room_dir.is_dir() else []:
         name = room_file.stem
@@ -343,6 +543,7 @@ def _load(file: Path, *, demo: bool) -> Config:
             room_text, room_data = _read_toml(room_file)
             rooms[name] = RoomSettings.model_validate(room_data)
             room_files[name] = room_file
+            room_texts[name] = room_text
         except ConfigError as exc:
             problems += exc.problems
         except ValidationError as exc:
@@ -358,6 +559,14 @@ def _load(file: Path, *, demo: bool) -> Config:
                 f"{file}:{line_of(lines, ('roster',))}: roster: no such file "
                 f"{roster_path} (expected a CSV of pupils)"
             )
+    timetables: dict[str, list[Period]] = {}
+    for name, room in rooms.items():
+        if site is None:
+            break
+        try:
+            timetables[name] = _room_timetable(room, room_files[name], room_texts[name], site)
+        except ConfigError as exc:
+            problems += exc.problems
     if problems or site is None:
         raise ConfigError(problems)
     return Config(
@@ -367,4 +576,76 @@ def _load(file: Path, *, demo: bool) -> Config:
         demo=demo,
         roster_path=roster_path,
         room_files=room_files,
+        timetables=timetables,
     )
+
+
+def _room_timetable(
+    room: RoomSettings, room_file: Path, room_text: str, site: SiteSettings
+) -> list[Period]:
+    """The periods of the room's class from its timetable (a file or inline tables)."""
+    if room.timetable is None:
+        return []
+    bells = site.bells.schedule()
+    longest = site.schedule.max_period_minutes
+    lines = key_lines(room_text)
+    where = f"{room_file}:{line_of(lines, ('timetable',))}: timetable"
+    if isinstance(room.timetable, str):
+        path = Path(room.timetable)
+        path = Path(os.path.normpath(room_file.parent / path))  # absolute stays absolute
+        if not path.is_file():
+            raise ConfigError([f"{where}: no such file {path} (expected a .csv or .ics file)"])
+        try:
+            if path.suffix.lower() == ".csv":
+                periods = read_csv(path, bells=bells, max_minutes=longest)
+            else:
+                periods = read_ics(
+                    path,
+                    timezone=zoneinfo.ZoneInfo(site.timezone),
+                    bells=bells,
+                    max_minutes=longest,
+                    class_name=room.class_name,
+                )
+        except TimetableError as exc:
+            raise ConfigError(exc.problems) from None
+        source = str(path)
+    else:
+        periods, problems = [], []
+        keys: dict[str, str] = {}  # "FILE:LINE" of a period -> its key path
+        for index, entry in enumerate(room.timetable.period):
+            line = line_of(lines, ("timetable", "period", index))
+            keys[f"{room_file}:{line}"] = f"timetable.period.{index}"
+            try:
+                periods.append(
+                    make_period(
+                        weekday=entry.day,
+                        class_name=entry.class_name or room.class_name,
+                        subject=entry.subject,
+                        teacher=entry.teacher,
+                        source=f"{room_file}:{line}",
+                        bells=bells,
+                        max_minutes=longest,
+                        session=entry.session,
+                        number=entry.period,
+                        start=entry.start,
+                        end=entry.end,
+                    )
+                )
+            except ValueError as exc:
+                problems.append(f"{room_file}:{line}: timetable.period.{index}: {exc}")
+        periods = number_by_start(periods)
+        for overlap in check_overlaps(periods):
+            where, _, rest = overlap.partition(": ")
+            problems.append(f"{where}: {keys.get(where, 'timetable')}: {rest}")
+        if problems:
+            raise ConfigError(problems)
+        source = "the inline timetable"
+    own = [p for p in periods if p.class_name == room.class_name]
+    if not own and not room.always_live:
+        raise ConfigError(
+            [
+                f"{where}: no periods of class {room.class_name} in {source} "
+                f"(expected rows with Lớp = {room.class_name})"
+            ]
+        )
+    return own

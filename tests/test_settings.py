@@ -99,3 +99,50 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 def test_missing_roster_file(tmp_path: Path) -> None:
     found = problems(tmp_path, GOOD_SITE + 'roster = "pupils.csv"\n', GOOD_ROOM)
     assert re.search(r"edge.toml:2: roster: no such file", found[0])
+
+
+TIMETABLE_ROOM = 'class = "6A1"\n[mic]\nkind = "test"\n'
+
+
+def test_inline_timetable_problems_name_the_period(tmp_path: Path) -> None:
+    room = (
+        TIMETABLE_ROOM
+        + '[[timetable.period]]\nday = "Thứ Hai"\nsession = "sáng"\nperiod = 1\nsubject = "Toán"\n'
+        + '[[timetable.period]]\nday = "Chủ nhật"\nstart = "07:50"\nend = "08:35"\n'
+        + 'subject = "Văn"\n'
+        + '[[timetable.period]]\nday = 2\nstart = "07:30"\nend = "08:10"\nsubject = "Tin học"\n'
+    )
+    found = problems(tmp_path, 'school = "X"\n', room)
+    room_file = tmp_path / "rooms" / "r1.toml"
+    assert found[0].startswith(f"{room_file}:9: timetable.period.1: no lessons on Sunday")
+    assert any(line.startswith(f"{room_file}:14: ") and "overlap" in line for line in found)
+
+
+def test_timetable_file_problems_are_reported_by_check_config(tmp_path: Path) -> None:
+    fixture = ROOT / "tests" / "fixtures" / "timetable" / "bad-time.csv"
+    (tmp_path / "tkb.csv").write_bytes(fixture.read_bytes())
+    config = write_site(tmp_path, {"r1": 'timetable = "../tkb.csv"\n' + TIMETABLE_ROOM})
+    with pytest.raises(ConfigError) as raised:
+        load(config)
+    result = cli("check-config", "--config", str(config), check=False)
+    assert result.returncode == 1 and result.stderr.splitlines() == raised.value.problems
+    lines = [line.split(": ", 1)[0] for line in raised.value.problems]
+    assert f"{tmp_path / 'tkb.csv'}:3" in lines and f"{tmp_path / 'tkb.csv'}:5" in lines
+
+    missing = write_site(tmp_path, {"r1": 'timetable = "none.ics"\n' + TIMETABLE_ROOM})
+    with pytest.raises(ConfigError) as raised:
+        load(missing)
+    assert raised.value.problems[0].startswith(
+        f"{tmp_path / 'rooms' / 'r1.toml'}:1: timetable: no such file"
+    )
+
+
+def test_bells_and_holidays_are_checked(tmp_path: Path) -> None:
+    site = (
+        'school = "X"\n[bells]\nmorning = ["07:00", "7:61"]\n'
+        '[calendar]\nholidays = ["2026-11-31"]\n'
+    )
+    found = problems(tmp_path, site, TIMETABLE_ROOM)
+    edge_toml = tmp_path / "edge.toml"
+    assert found[0].startswith(f"{edge_toml}:3: bells.morning: not a time of day: '7:61'")
+    assert found[1].startswith(f"{edge_toml}:5: calendar.holidays: not a date or range")

@@ -1,0 +1,248 @@
+"""Lessons and their lifecycle, persisted in SQLite:
+idle → warming → live → closing → recorded (→ archived, by the archive queue).
+
+The scheduler is the only writer; everyone else reads. Every change of state is one
+transaction, so a crash at any moment leaves each lesson in a state it really reached.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+State = Literal["idle", "warming", "live", "closing", "recorded", "archived"]
+Kind = Literal["timetable", "adhoc", "always"]
+OPEN_STATES: tuple[State, ...] = ("warming", "live", "closing")
+NEXT_STATES: dict[State, tuple[State, ...]] = {
+    "idle": ("warming", "closing"),
+    "warming": ("live", "closing"),
+    "live": ("closing",),
+    "closing": ("recorded",),
+    "recorded": ("archived",),
+    "archived": (),
+}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS lessons (
+    id TEXT PRIMARY KEY,
+    room TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    class TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    teacher TEXT NOT NULL,
+    period INTEGER,
+    session TEXT,
+    start TEXT NOT NULL,
+    end TEXT,
+    ends_at TEXT,
+    state TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lessons_room_start ON lessons (room, start);
+CREATE TABLE IF NOT EXISTS lesson_events (
+    lesson_id TEXT NOT NULL REFERENCES lessons (id),
+    at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS lesson_events_lesson ON lesson_events (lesson_id);
+"""
+
+
+class TransitionError(ValueError):
+    """A lesson asked to move to a state it cannot reach from where it is."""
+
+
+@dataclass(frozen=True)
+class Lesson:
+    id: str
+    room: str
+    kind: Kind
+    class_name: str
+    subject: str
+    teacher: str
+    period: int | None
+    session: str | None
+    start: dt.datetime
+    end: dt.datetime | None  # as planned; None: open-ended (an always-live room)
+    ends_at: dt.datetime | None  # as it stands: extended, or ended early
+    state: State = "idle"
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def as_json(self, zone: dt.tzinfo) -> dict[str, object]:
+        def iso(moment: dt.datetime | None) -> str | None:
+            return moment.astimezone(zone).isoformat() if moment is not None else None
+
+        return {
+            "id": self.id,
+            "room": self.room,
+            "kind": self.kind,
+            "class": self.class_name,
+            "subject": self.subject,
+            "teacher": self.teacher,
+            "period": self.period,
+            "session": self.session,
+            "start": iso(self.start),
+            "end": iso(self.ends_at or self.end),
+            "planned_end": iso(self.end),
+            "state": self.state,
+        }
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    """UTC, so that text order is time order in SQL."""
+    return moment.astimezone(dt.UTC).isoformat() if moment is not None else None
+
+
+def _parse(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
+
+
+class LessonStore:
+    """`lessons.db` in the data dir; one connection, used from the event loop."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @staticmethod
+    def _lesson(row: sqlite3.Row) -> Lesson:
+        start = _parse(row["start"])
+        assert start is not None
+        return Lesson(
+            id=row["id"],
+            room=row["room"],
+            kind=row["kind"],
+            class_name=row["class"],
+            subject=row["subject"],
+            teacher=row["teacher"],
+            period=row["period"],
+            session=row["session"],
+            start=start,
+            end=_parse(row["end"]),
+            ends_at=_parse(row["ends_at"]),
+            state=row["state"],
+        )
+
+    def get(self, lesson_id: str) -> Lesson | None:
+        row = self._db.execute("SELECT * FROM lessons WHERE id = ?", (lesson_id,)).fetchone()
+        return self._lesson(row) if row is not None else None
+
+    def add(self, lesson: Lesson, at: dt.datetime) -> Lesson:
+        """Insert `lesson` unless one with its id exists; returns the stored one."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO lessons (id, room, kind, class, subject, teacher, period,"
+                " session, start, end, ends_at, state, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    lesson.id,
+                    lesson.room,
+                    lesson.kind,
+                    lesson.class_name,
+                    lesson.subject,
+                    lesson.teacher,
+                    lesson.period,
+                    lesson.session,
+                    _iso(lesson.start),
+                    _iso(lesson.end),
+                    _iso(lesson.ends_at),
+                    lesson.state,
+                    _iso(at),
+                ),
+            )
+        stored = self.get(lesson.id)
+        assert stored is not None
+        return stored
+
+    def move(self, lesson: Lesson, state: State, at: dt.datetime, note: str = "") -> Lesson:
+        """Move `lesson` to `state` and log the event; refuses impossible moves."""
+        current = self.get(lesson.id)
+        if current is None:
+            raise TransitionError(f"no lesson {lesson.id}")
+        if state not in NEXT_STATES[current.state]:
+            raise TransitionError(f"lesson {lesson.id}: {current.state} cannot become {state}")
+        with self._transaction():
+            self._db.execute(
+                "UPDATE lessons SET state = ?, updated_at = ? WHERE id = ?",
+                (state, _iso(at), lesson.id),
+            )
+            self._log(lesson.id, at, state, note)
+        return replace(current, state=state)
+
+    def note(self, lesson: Lesson, at: dt.datetime, note: str) -> None:
+        """Log an event that does not change the state (resumed after a restart)."""
+        with self._transaction():
+            self._log(lesson.id, at, lesson.state, note)
+
+    def set_end(self, lesson: Lesson, ends_at: dt.datetime, at: dt.datetime, note: str) -> Lesson:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE lessons SET ends_at = ?, updated_at = ? WHERE id = ?",
+                (_iso(ends_at), _iso(at), lesson.id),
+            )
+            self._log(lesson.id, at, lesson.state, note)
+        return replace(lesson, ends_at=ends_at)
+
+    def _log(self, lesson_id: str, at: dt.datetime, state: State, note: str) -> None:
+        self._db.execute(
+            "INSERT INTO lesson_events (lesson_id, at, state, note) VALUES (?, ?, ?, ?)",
+            (lesson_id, _iso(at), state, note),
+        )
+
+    def open_lessons(self, room: str | None = None) -> list[Lesson]:
+        marks = ",".join("?" * len(OPEN_STATES))
+        query = f"SELECT * FROM lessons WHERE state IN ({marks})"
+        arguments: list[str] = list(OPEN_STATES)
+        if room is not None:
+            query += " AND room = ?"
+            arguments.append(room)
+        rows = self._db.execute(query + " ORDER BY start", arguments).fetchall()
+        return [self._lesson(row) for row in rows]
+
+    def lessons(
+        self, room: str, since: dt.datetime, until: dt.datetime | None = None
+    ) -> list[Lesson]:
+        """The room's lessons starting at or after `since` (and before `until`)."""
+        query = "SELECT * FROM lessons WHERE room = ? AND start >= ?"
+        arguments = [room, _iso(since)]
+        if until is not None:
+            query += " AND start < ?"
+            arguments.append(_iso(until))
+        rows = self._db.execute(query + " ORDER BY start", arguments).fetchall()
+        return [self._lesson(row) for row in rows]
+
+    def events(self, lesson_id: str) -> list[tuple[dt.datetime, State, str]]:
+        rows = self._db.execute(
+            "SELECT at, state, note FROM lesson_events WHERE lesson_id = ? ORDER BY rowid",
+            (lesson_id,),
+        ).fetchall()
+        return [(_parse(r["at"]), r["state"], r["note"]) for r in rows]  # type: ignore[misc]
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
