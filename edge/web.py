@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import hmac
 import html
 import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
@@ -16,6 +19,8 @@ from fastapi.staticfiles import StaticFiles
 
 from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
 
+from .lessons import Lesson
+from .scheduler import LessonConflict
 from .service import EdgeService
 from .tokens import Grant, TokenError
 
@@ -130,13 +135,21 @@ def create_app(service: EdgeService) -> FastAPI:
                 413, "Offer too large", f"an SDP offer is at most {MAX_OFFER_BYTES} bytes", headers
             )
         if not runtime.live:
-            next_start = runtime.next_start.isoformat() if runtime.next_start else None
+            outlook = lesson_outlook(room)
+            nxt = outlook["next"]
+            wait = 15
+            if isinstance(nxt, dict) and isinstance(nxt.get("start"), str):
+                until = dt.datetime.fromisoformat(nxt["start"]) - service.clock.now()
+                wait = max(1, min(15, math.ceil(until.total_seconds())))
             return problem(
                 409,
                 "No lesson live",
                 "no lesson is live in this room now",
-                {**headers, "Retry-After": "15"},
-                next_start=next_start,
+                {**headers, "Retry-After": str(wait)},
+                next_start=nxt["start"] if isinstance(nxt, dict) else None,
+                next_lesson=nxt,
+                ended_lesson=outlook["ended"],
+                now=outlook["now"],
             )
         try:
             offer = body.decode("utf-8")
@@ -170,6 +183,119 @@ def create_app(service: EdgeService) -> FastAPI:
             for value in server.link_header():
                 response.headers.append("Link", value)
         return response
+
+    def lesson_outlook(room: str, staff: bool = False) -> dict[str, object]:
+        """What a pupil's page shows around the lesson: live, next, ended (today); staff
+        also see ids and states."""
+        scheduler = service.scheduler
+        zone = service.config.zone
+        if scheduler is None:
+            return {"live": None, "next": None, "ended": None, "now": None}
+        now = service.clock.now()
+        found = scheduler.outlook(room, now)
+        return {
+            "now": now.astimezone(zone).isoformat(),
+            **{
+                key: (lesson.as_json(zone) if staff and lesson else _for_pupils(lesson, zone))
+                for key, lesson in found.items()
+            },
+        }
+
+    @app.get("/api/rooms/{room}/now")
+    async def room_now(room: str, request: Request) -> Response:
+        """The lesson live now, the next one and the one that ended, for the pupil's
+        waiting room (a join token) or staff."""
+        headers = cors_headers(request, "GET, OPTIONS")
+        if room not in service.rooms:
+            return problem(404, "Unknown room", f"there is no room {room!r} here", headers)
+        if authorize(request, room) is None and not is_staff(request):
+            return problem(401, "Unauthorized", "a join link or staff access is needed", headers)
+        return JSONResponse(lesson_outlook(room), headers={**headers, "Cache-Control": "no-store"})
+
+    def is_staff(request: Request) -> bool:
+        """The mini-PC itself (the smart board's console) or the staff key."""
+        client = request.client.host if request.client is not None else ""
+        if client in ("127.0.0.1", "::1") and "x-forwarded-for" not in request.headers:
+            return True
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            key.strip().encode(), service.staff_key.encode()
+        )
+
+    async def lesson_command(room: str, request: Request, command: str) -> Response:
+        if room not in service.rooms or service.scheduler is None:
+            return problem(404, "Unknown room", f"there is no room {room!r} here")
+        if not is_staff(request):
+            return problem(
+                403, "Staff only", "lessons are started and ended from the room or by staff"
+            )
+        # JSON only: a page elsewhere that the board's browser opens cannot send it without a
+        # CORS preflight, which these routes never grant (no cross-site lesson commands)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return problem(415, "Unsupported Media Type", "send application/json")
+        try:
+            wishes = json.loads(await request.body() or b"{}")
+        except ValueError:
+            wishes = None
+        if not isinstance(wishes, dict):
+            return problem(400, "Malformed request", "send a JSON object")
+        minutes = wishes.get("minutes", 45 if command == "start" else 5)
+        if command != "end" and (
+            isinstance(minutes, bool)
+            or not isinstance(minutes, int | float)
+            or not 1 <= minutes <= 240
+        ):
+            return problem(400, "Malformed request", "minutes: a number from 1 to 240")
+        text = {k: wishes.get(k, "") for k in ("subject", "teacher")}
+        if not all(isinstance(v, str) and len(v) <= 64 for v in text.values()):
+            return problem(400, "Malformed request", "subject, teacher: text up to 64 characters")
+        scheduler = service.scheduler
+        try:
+            if command == "start":
+                lesson = await scheduler.start_adhoc(room, float(minutes), **text)
+            elif command == "end":
+                lesson = await scheduler.end_now(room)
+            else:
+                lesson = await scheduler.extend(room, float(minutes))
+        except LessonConflict as exc:
+            return problem(409, "Conflict", str(exc))
+        status = 201 if command == "start" else 200
+        return JSONResponse(lesson.as_json(service.config.zone), status_code=status)
+
+    @app.get("/api/rooms/{room}/lesson")
+    async def lesson_state(room: str, request: Request) -> Response:
+        if room not in service.rooms:
+            return problem(404, "Unknown room", f"there is no room {room!r} here")
+        if not is_staff(request):
+            return problem(403, "Staff only", "from the room's own screen or with the staff key")
+        return JSONResponse(lesson_outlook(room, staff=True), headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/rooms/{room}/lesson")
+    async def lesson_start(room: str, request: Request) -> Response:
+        """Start an extra lesson now: `{"minutes": 45, "subject": "", "teacher": ""}`."""
+        return await lesson_command(room, request, "start")
+
+    @app.post("/api/rooms/{room}/lesson/end")
+    async def lesson_end(room: str, request: Request) -> Response:
+        return await lesson_command(room, request, "end")
+
+    @app.post("/api/rooms/{room}/lesson/extend")
+    async def lesson_extend(room: str, request: Request) -> Response:
+        """`{"minutes": 10}`: up to the next period's bell."""
+        return await lesson_command(room, request, "extend")
+
+    @app.get("/control/{room}", response_class=HTMLResponse)
+    async def control_page(room: str, request: Request) -> Response:
+        if room not in service.rooms:
+            return HTMLResponse("unknown room", status_code=404)
+        if not is_staff(request):
+            return HTMLResponse("staff only", status_code=403)
+        text = (STATIC / "control.html").read_text(encoding="utf-8")
+        payload = json.dumps({"room": room, "school": service.config.site.school})
+        return HTMLResponse(
+            text.replace("{{CONFIG}}", payload), headers={"Cache-Control": "no-store"}
+        )
 
     def find_session(room: str, session_id: str) -> ViewerSession | None:
         session = service.sessions.sessions.get(session_id)
@@ -277,6 +403,14 @@ def create_app(service: EdgeService) -> FastAPI:
         return JSONResponse(health, status_code=200 if health["status"] == "ok" else 503)
 
     return app
+
+
+def _for_pupils(lesson: Lesson | None, zone: dt.tzinfo) -> dict[str, object] | None:
+    if lesson is None:
+        return None
+    full = lesson.as_json(zone)
+    keys = ("class", "subject", "teacher", "period", "session", "start", "end")
+    return {key: full[key] for key in keys}
 
 
 def _link_error_page() -> str:

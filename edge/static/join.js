@@ -18,6 +18,8 @@
       retryHelp: 'Chưa vào được lớp học. Trang sẽ tự thử lại.',
       offlineHelp: 'Điện thoại đang mất mạng. Em hãy kiểm tra Wi-Fi hoặc 4G.',
       nextAt: 'Tiết học tiếp theo bắt đầu lúc {time}.',
+      period: 'Tiết {n}', startsIn: 'Bắt đầu sau {left}', startingNow: 'Sắp vào lớp…',
+      lessonEnded: 'Tiết {subject} đã kết thúc lúc {time}.',
       autoJoin: 'Trang sẽ tự vào lớp khi đến giờ, em không cần tải lại trang.',
       thanks: 'Cảm ơn em đã tham gia buổi học.',
       badLinkHelp: 'Đường link không còn hiệu lực. Em hãy xin thầy cô đường link mới.',
@@ -47,6 +49,8 @@
       retryHelp: 'Could not join yet. The page will try again by itself.',
       offlineHelp: 'Your phone is offline. Please check Wi-Fi or mobile data.',
       nextAt: 'The next lesson starts at {time}.',
+      period: 'Period {n}', startsIn: 'Starts in {left}', startingNow: 'Joining…',
+      lessonEnded: 'The {subject} lesson ended at {time}.',
       autoJoin: 'The page will join by itself when it starts; no need to reload.',
       thanks: 'Thank you for joining the lesson.',
       badLinkHelp: 'This link is no longer valid. Please ask your teacher for a new one.',
@@ -72,7 +76,8 @@
   var els = {};
   ['stage', 'board', 'camera', 'sound', 'overlay', 'overlay-title', 'overlay-detail', 'retry', 'unmute',
     'state-text', 'quality', 'quality-word', 'notice', 'fullscreen', 'class-name', 'school', 'pupil',
-    'data-panel', 'save-data', 'usage', 'rendition', 'rendition-word', 'stills-note', 'data-used']
+    'data-panel', 'save-data', 'usage', 'rendition', 'rendition-word', 'stills-note', 'data-used',
+    'lesson-info', 'countdown']
     .forEach(function (id) { els[id] = $(id); });
 
   var config = readConfig();
@@ -89,6 +94,8 @@
   var busy = 0;           // gen of the attempt still negotiating, 0 if none: never two set-ups at once
   var terminal = false;   // no automatic retries (bad link, unknown room, other 4xx)
   var everLive = false, attempts = 0, retryTimer = 0;
+  var clockOffset = 0;    // the school's clock minus this phone's (phones are often wrong)
+  var countdownTimer = 0, startsAt = NaN;
   var wakeLock = null, wantAwake = false;
 
   function t(key, vars) {
@@ -143,6 +150,7 @@
     els['overlay-detail'].textContent = (detail || '').trim();
     els.overlay.hidden = name === 'live';
     els.retry.hidden = true;
+    if (name !== 'waiting') showCountdown(NaN, null);
     if (name !== 'live') { classroom.quality = classroom.session = null; weakTicks = 0; heavyLoss = false; }
     els.quality.hidden = !classroom.quality;
     els['data-panel'].hidden = name === 'error';
@@ -176,18 +184,59 @@
       offset = (o[0] === '-' ? -1 : 1) * (parseInt(o.slice(1, 3), 10) * 60 + parseInt(o.slice(3), 10));
     }
     var day = Date.UTC(+m[1], +m[2] - 1, +m[3]);
-    var wall = new Date(Date.now() + offset * 60000);  // school wall clock, read with UTC getters
+    var wall = new Date(schoolNow() + offset * 60000);  // school wall clock, read with UTC getters
     var diff = Math.round((day - Date.UTC(wall.getUTCFullYear(), wall.getUTCMonth(), wall.getUTCDate())) / 864e5);
     var when = diff === 0 || diff === 1 ? ' ' + t(diff ? 'tomorrow' : 'today')
       : ', ' + S.weekdays[new Date(day).getUTCDay()] + ' ' + (+m[3]) + '/' + (+m[2]);
     return (m[4] + ':' + m[5] + when).replace(/ /g, '\u00a0');     // keep the time on one line
   }
 
-  function showWaiting(nextStart) {
-    var time = formatStart(nextStart);
-    var next = time ? t('nextAt', { time: time }) : '';
-    if (everLive) setState('ended', null, t('thanks') + ' ' + next);
-    else setState('waiting', null, next + ' ' + t('autoJoin'));
+  // "Tiết 3 · Toán · Cô Lan"
+  function describeLesson(lesson) {
+    if (!lesson) return '';
+    return [lesson.period ? t('period', { n: lesson.period }) : '', lesson.subject, lesson.teacher]
+      .filter(Boolean).join(' · ');
+  }
+
+  function schoolNow() { return Date.now() + clockOffset; }
+
+  // A 409 problem: {next_start, next_lesson, ended_lesson, now}.
+  function showWaiting(problem) {
+    var p = problem || {};
+    var parsedNow = Date.parse(p.now || '');
+    if (!isNaN(parsedNow)) clockOffset = parsedNow - Date.now();
+    var next = p.next_lesson, ended = p.ended_lesson;
+    var time = formatStart(p.next_start);
+    var nextText = time ? t('nextAt', { time: time }) : '';
+    if (everLive || (ended && !next)) {
+      var endedText = ended && ended.subject
+        ? t('lessonEnded', { subject: ended.subject, time: formatStart(ended.end).split('\u00a0')[0] }) : '';
+      setState('ended', null, [endedText, t('thanks'), nextText].filter(Boolean).join(' '));
+      showCountdown(NaN, everLive ? null : next);
+      return;
+    }
+    setState('waiting', null, [nextText, t('autoJoin')].filter(Boolean).join(' '));
+    showCountdown(Date.parse(p.next_start || ''), next);
+  }
+
+  // Before the bell: what comes, and a countdown that ends in joining by itself.
+  function showCountdown(at, lesson) {
+    clearInterval(countdownTimer);
+    countdownTimer = 0;
+    startsAt = at;
+    els['lesson-info'].textContent = describeLesson(lesson);
+    els['lesson-info'].hidden = !lesson;
+    els.countdown.hidden = isNaN(at);
+    if (isNaN(at)) return;
+    var tick = function () {
+      var left = Math.round((startsAt - schoolNow()) / 1000);
+      if (left <= 0) { els.countdown.textContent = t('startingNow'); return; }
+      var h = Math.floor(left / 3600), m = Math.floor(left / 60) % 60, s = left % 60;
+      var pad = function (n) { return (n < 10 ? '0' : '') + n; };
+      els.countdown.textContent = t('startsIn', { left: (h ? h + ':' + pad(m) : m) + ':' + pad(s) });
+    };
+    tick();
+    countdownTimer = setInterval(tick, 1000);
   }
 
   function showReconnecting() {
@@ -355,10 +404,12 @@
     var wait = r.retryAfter > 0 ? Math.min(Math.max(r.retryAfter, 5), 60) * 1000 : 0;
     if (st === 401 || st === 403) return fail(t('error'), t('badLinkHelp'), false);
     if (st === 404) return fail(t('error'), t('noRoomHelp'), false);
-    if (st === 409) {           // no lesson live: poll every 15 s
+    if (st === 409) {           // no lesson live: ask again at the bell, and at least every 15 s
       attempts = 0;
-      showWaiting(r.problem && r.problem.next_start);
-      return retryLater(wait || 15000);
+      showWaiting(r.problem);
+      var untilBell = startsAt - schoolNow() + 500;
+      var poll = r.retryAfter > 0 ? Math.min(r.retryAfter, 60) * 1000 : 15000;
+      return retryLater(Math.max(1000, isNaN(untilBell) ? poll : Math.min(poll, untilBell)));
     }
     if (st === 0 || st === 408 || st === 429 || st >= 500) {
       showReconnecting();
