@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import logging
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from .settings import Config, ConfigError, load
 
 EXIT_CONFIG = 1
+WEEKDAYS = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ nhật")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +36,7 @@ def _load(args: argparse.Namespace) -> Config:
 def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .clock import SystemClock
     from .links import room_links
     from .service import EdgeService
     from .web import create_app
@@ -41,7 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     host = args.host or config.site.http.host
     port = args.port or config.site.http.port
-    service = EdgeService(config, host=host, port=port)
+    clock = SystemClock(args.clock)
+    service = EdgeService(config, host=host, port=port, clock=clock)
     app = create_app(service)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -95,6 +99,72 @@ def cmd_links(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_timetable(args: argparse.Namespace) -> int:
+    from .timetable import plan_day
+
+    config = _load(args)
+    if args.room not in config.rooms:
+        print(
+            f"classroom-edge: no room {args.room!r} (rooms: {', '.join(sorted(config.rooms))})",
+            file=sys.stderr,
+        )
+        return 2
+    room = config.rooms[args.room]
+    day = args.date or dt.datetime.now(config.zone).date()
+    planned = plan_day(
+        config.timetables.get(args.room, []),
+        day,
+        class_name=room.class_name,
+        timezone=config.zone,
+        calendar=config.site.calendar.calendar(),
+        excluded=config.excluded_subjects(args.room),
+    )
+    if args.json:
+        print(json.dumps([p.as_json() for p in planned], ensure_ascii=False, indent=2))
+        return 0
+    weekday = WEEKDAYS[day.isoweekday() - 1]
+    print(f"{args.room} (lớp {room.class_name}), {weekday} {day:%d/%m/%Y}:")
+    if room.always_live:
+        print("  phát liên tục (always_live)")
+    if not planned:
+        closed = config.site.calendar.calendar().closed_reason(day)
+        print(f"  không có tiết nào{f' ({closed})' if closed else ''}")
+    for p in planned:
+        state = "phát trực tuyến" if p.streams else f"không phát: {p.reason}"
+        print(
+            f"  {p.start:%H:%M}–{p.end:%H:%M}  tiết {p.period.number} "
+            f"{'sáng' if p.period.session == 'morning' else 'chiều'}  "
+            f"{p.period.subject} ({p.period.teacher or '—'})  {state}"
+        )
+    return 0
+
+
+def cmd_staff_key(args: argparse.Namespace) -> int:
+    from .links import staff_key
+
+    print(staff_key(_load(args)))
+    return 0
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (expected YYYY-MM-DD)") from None
+
+
+def _moment(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"not a moment: {text!r} (expected e.g. 2026-11-25T07:58:00+07:00)"
+        )
+    return moment
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     from .devices import list_devices
 
@@ -119,6 +189,12 @@ def parser() -> argparse.ArgumentParser:
         "--host", default=None, help="bind address; loopback = 127.0.0.1 candidates only"
     )
     run.add_argument("--port", type=int, default=None, help="TCP port")
+    run.add_argument(
+        "--clock",
+        type=_moment,
+        default=None,
+        help="run the timetable clock from this moment (ISO 8601 with offset; drills, tests)",
+    )
     run.set_defaults(func=cmd_run)
     check = commands.add_parser("check-config", help="validate the config and room files")
     _common(check)
@@ -128,6 +204,15 @@ def parser() -> argparse.ArgumentParser:
     links.add_argument("room")
     links.add_argument("--json", action="store_true")
     links.set_defaults(func=cmd_links)
+    timetable = commands.add_parser("timetable", help="a room's periods of one day")
+    _common(timetable)
+    timetable.add_argument("room")
+    timetable.add_argument("--date", type=_date, default=None, help="YYYY-MM-DD (default today)")
+    timetable.add_argument("--json", action="store_true")
+    timetable.set_defaults(func=cmd_timetable)
+    staff = commands.add_parser("staff-key", help="the key for lesson control from afar")
+    _common(staff)
+    staff.set_defaults(func=cmd_staff_key)
     devices = commands.add_parser("devices", help="cameras, capture cards, microphones, displays")
     _common(devices)
     devices.add_argument("--json", action="store_true")
