@@ -8,6 +8,7 @@ measured over a window. Prints a markdown table and the per-viewer cost.
 
     python bench/fanout.py                      # both servers, N = 1 2 4 8 16
     python bench/fanout.py --only edge --counts 1,16 --seconds 20
+    python bench/fanout.py --only edge --counts 16 --save-data-share 0.5   # spread
 
 A fresh server per N keeps the rows independent (nothing left over from the sessions
 of an earlier row, encoder state and thread pools start alike); a server starts in
@@ -41,6 +42,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 TRACKS = ("camera", "board", "audio")
 SOURCE_FPS = {"camera": 30.0, "board": 5.0, "audio": 50.0}  # audio: 20 ms Opus frames
+SAVE_DATA_CAMERA_FPS = 15.0  # camera low, what a save-data viewer gets
 SATURATED_HOST_BUSY = 90.0  # % of all cores
 SATURATED_FPS_SHARE = 0.9  # camera fps below this share of the source's = not keeping up
 
@@ -93,6 +95,7 @@ class BudgetError(BenchError):
 class Row:
     server: str
     viewers: int
+    save_data: int = 0  # of them, on the cheapest renditions (camera low, board stills)
     flowing: int = 0
     cpu: float = float("nan")  # server, % of one core
     viewer_cpu: float = float("nan")  # the viewer process, % of one core
@@ -110,11 +113,16 @@ class Row:
     cpu_runs: list[float] = field(default_factory=list)  # server CPU of each repeat
 
     @property
+    def camera_fps(self) -> float:
+        """The camera fps a viewer should get, on average over the renditions they watch."""
+        saving = self.save_data * SAVE_DATA_CAMERA_FPS
+        return (saving + (self.viewers - self.save_data) * SOURCE_FPS["camera"]) / self.viewers
+
+    @property
     def saturated(self) -> bool:
         camera = self.fps_mean.get("camera", 0.0)
         return (
-            self.host_busy >= SATURATED_HOST_BUSY
-            or camera < SATURATED_FPS_SHARE * SOURCE_FPS["camera"]
+            self.host_busy >= SATURATED_HOST_BUSY or camera < SATURATED_FPS_SHARE * self.camera_fps
         )
 
     @property
@@ -126,7 +134,7 @@ class Row:
     def undelivered(self) -> float:
         """Share of the camera frames the viewers did not get, in %."""
         camera = self.fps_mean.get("camera", 0.0)
-        return max(0.0, 100.0 * (1 - camera / SOURCE_FPS["camera"]))
+        return max(0.0, 100.0 * (1 - camera / self.camera_fps))
 
 
 def fill_row(
@@ -173,9 +181,11 @@ def fill_row(
 
 
 async def measure(kind: str, count: int, args: argparse.Namespace, workdir: Path) -> Row:
-    row = Row(kind, count)
+    save_data = round(count * args.save_data_share) if kind == "edge" else 0
+    row = Row(kind, count, save_data)
     server = Server(kind, workdir)
-    viewers = ViewersProcess(server.whep, count, workdir / f"viewers-{kind}-{count}.log")
+    log = workdir / f"viewers-{kind}-{count}.log"
+    viewers = ViewersProcess(server.whep, count, log, save_data=save_data)
     try:
         await server.start()
         token = await server.token()
@@ -240,7 +250,8 @@ def table(rows: Sequence[Row]) -> str:
         elif r.saturated:
             notes.append(f"SATURATED: {fmt(r.undelivered, 0)} % of camera frames not delivered")
         lines.append(
-            f"| {r.server} | {r.viewers} | {r.flowing} | {cpu}"
+            f"| {r.server} | {r.viewers}{f' ({r.save_data} low)' if r.save_data else ''}"
+            f" | {r.flowing} | {cpu}"
             f" | {kbps} ({fmt(r.kbps_min, 0)}) | {fps} | {decoded} | {latency}"
             f" | {feedback} | {fmt(r.viewer_cpu)} | {fmt(r.other_cpu, 0)} | {fmt(r.host_busy, 0)}"
             f" | {' '.join(notes)} |"
@@ -391,13 +402,19 @@ def main() -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs per row; the median CPU is shown"
     )
+    parser.add_argument(
+        "--save-data-share",
+        type=float,
+        default=0.0,
+        help="share of the edge viewers that ask for save data (camera low + board stills)",
+    )
     parser.add_argument("--connect-timeout", type=float, default=60.0)
     parser.add_argument(
         "--budget", type=float, default=900.0, help="seconds; rows not started by then are skipped"
     )
     args = parse_args(parser, keep_logs="keep server and viewer logs")
-    if args.repeat < 1 or args.seconds <= 0:
-        parser.error("--repeat must be at least 1 and --seconds positive")
+    if args.repeat < 1 or args.seconds <= 0 or not 0 <= args.save_data_share <= 1:
+        parser.error("--repeat ≥ 1, --seconds > 0 and --save-data-share from 0 to 1, please")
     args.row_timeout = 40 + args.settle + args.connect_timeout + 30 + args.warmup + args.seconds
     args.row_timeout += 60  # teardown
     return asyncio.run(run(args))

@@ -178,8 +178,11 @@ class ViewersProcess:
     """bench/viewers.py in a process (and session) of its own: `count` viewers of
     `whep`, the first `decoders` of which decode (0: none; the others only receive)."""
 
-    def __init__(self, whep: str, count: int, log: Path, decoders: int = 1) -> None:
+    def __init__(
+        self, whep: str, count: int, log: Path, decoders: int = 1, save_data: int = 0
+    ) -> None:
         self.whep, self.count, self.log, self.decoders = whep, count, log, decoders
+        self.save_data = save_data  # the last `save_data` viewers get the cheapest renditions
         self.process: asyncio.subprocess.Process | None = None
 
     @property
@@ -201,6 +204,8 @@ class ViewersProcess:
                 str(self.count),
                 "--decoders",
                 str(self.decoders),
+                "--save-data",
+                str(self.save_data),
                 "--connect-timeout",
                 str(connect_timeout),
                 stdin=asyncio.subprocess.PIPE,

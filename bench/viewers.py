@@ -165,9 +165,19 @@ install()
 
 class Load:
     def __init__(
-        self, whep: str, token: str, count: int, concurrency: int, decoders: int = 1
+        self,
+        whep: str,
+        token: str,
+        count: int,
+        concurrency: int,
+        decoders: int = 1,
+        save_data: int = 0,
     ) -> None:
-        self.viewers = [Viewer(whep, token) for _ in range(count)]
+        # the last `save_data` viewers ask for the cheapest renditions (camera low, stills)
+        saving = f"{whep}?save_data=1"
+        self.viewers = [
+            Viewer(saving if index >= count - save_data else whep, token) for index in range(count)
+        ]
         self.decoders = decoders  # the first `decoders` viewers decode
         self.errors: list[str] = []
         self._concurrency = asyncio.Semaphore(concurrency)
@@ -263,7 +273,7 @@ def emit(message: dict[str, Any]) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     gather_only(["127.0.0.1"])
-    load = Load(args.whep, args.token, args.count, args.concurrency, args.decoders)
+    load = Load(args.whep, args.token, args.count, args.concurrency, args.decoders, args.save_data)
     async with httpx.AsyncClient(timeout=20) as client:
         try:
             emit(await load.connect(client, args.connect_timeout))
@@ -289,6 +299,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="offers in flight at once")
     parser.add_argument(
         "--decoders", type=int, default=1, help="how many of them (the first ones) decode"
+    )
+    parser.add_argument(
+        "--save-data", type=int, default=0, help="how many of them (the last ones) save data"
     )
     parser.add_argument("--connect-timeout", type=float, default=60.0)
     parser.add_argument(
