@@ -46,8 +46,19 @@ def yuv420_frame(planes: npt.NDArray[np.uint8]) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(planes, format="yuv420p")
 
 
+FLASH_SQUARE = 32  # px: the top-right square that flashes white once a second
+
+
+def flashes(moment: float, fps: float) -> bool:
+    """Whether the frame captured at `moment` (monotonic) is the one nearest a whole
+    second: the picture's flash, which lines up with `TestTone`'s beep."""
+    return abs(moment - round(moment)) < 0.5 / fps
+
+
 class TestCamera(Source):
-    """A moving test scene (1280×720@30 by default) with the burned-in clock."""
+    """A moving test scene (1280×720@30 by default) with the burned-in clock; the frame
+    nearest each whole second of the monotonic clock shows a white square in its top
+    right corner (black otherwise), the moment `TestTone` starts a beep."""
 
     kind = "video"
     __test__ = False  # not a pytest class
@@ -104,6 +115,8 @@ class TestCamera(Source):
             planes[v0 : v0 + half // 2, bx // 2 : bx // 2 + half] = 200
             bar = int((t * 120) % w) // 2 * 2
             planes[h // 6 : h - h // 6, bar : bar + 8] = 235
+            flash = 235 if flashes(tick, self.fps) else 16
+            planes[:FLASH_SQUARE, w - 2 * FLASH_SQUARE : w - FLASH_SQUARE] = flash
             burn_timestamp(planes[:h], int(self._wall_clock() * 1000))
             self._emit(yuv420_frame(planes), tick)
 
@@ -203,7 +216,9 @@ class TestBoard(Source):
 
 
 class TestTone(Source):
-    """A quiet tone with a short beep every second (48 kHz mono, 20 ms frames)."""
+    """A quiet tone with a 150 ms beep starting at each whole second of the monotonic
+    clock (48 kHz mono, 20 ms frames). Like a microphone it never loses samples: when
+    its thread is late it catches up, each frame stamped with its own due time."""
 
     kind = "audio"
     __test__ = False
@@ -223,17 +238,29 @@ class TestTone(Source):
         self.tone_hz, self.beep_hz = tone_hz, beep_hz
 
     def _run(self) -> None:
-        pacer = Pacer(self.sample_rate / self.samples, self._stopping)
         self.state = "running"
-        offset = 0
+        start = time.monotonic()
+        offset = 0  # samples emitted
         n = np.arange(self.samples, dtype=np.float64)
-        while (tick := pacer.wait()) is not None:
+        while True:
+            due = start + offset / self.sample_rate
+            late = time.monotonic() - due
+            if late < 0:
+                if self._stopping.wait(-late):
+                    return
+                continue
+            if self._stopping.is_set():
+                return
+            if late > 1.0:  # asleep for over a second (a suspended machine): start afresh
+                start, offset = time.monotonic(), 0
+                continue
             t = (offset + n) / self.sample_rate
+            moment = start + t  # each sample's capture time, on the monotonic clock
             signal = 0.08 * np.sin(2 * math.pi * self.tone_hz * t)
-            beeping = (t % 1.0) < 0.15
+            beeping = (moment % 1.0) < 0.15
             signal = signal + np.where(beeping, 0.25 * np.sin(2 * math.pi * self.beep_hz * t), 0.0)
             pcm = (signal * 32767).astype(np.int16).reshape(1, -1)
             frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
             frame.sample_rate = self.sample_rate
             offset += self.samples
-            self._emit(frame, tick)
+            self._emit(frame, due)

@@ -128,10 +128,13 @@ class PacketBus:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
-    def subscribe(self, ready: asyncio.Event | None = None) -> Subscription:
-        """A new subscriber (`ready` is set whenever it gets a packet); video ones get
-        a fresh IDR requested for them."""
-        subscription = Subscription(self, self.queue_size, ready)
+    def subscribe(
+        self, ready: asyncio.Event | None = None, queue_size: int | None = None
+    ) -> Subscription:
+        """A new subscriber (`ready` is set whenever it gets a packet; its queue holds
+        `queue_size` packets, the bus's own size by default); video ones get a fresh IDR
+        requested for them."""
+        subscription = Subscription(self, queue_size or self.queue_size, ready)
         self._subscribers.append(subscription)
         self.request_keyframe()
         return subscription
