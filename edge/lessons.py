@@ -1,8 +1,9 @@
 """Lessons and their lifecycle, persisted in SQLite:
 idle → warming → live → closing → recorded (→ archived, by the archive queue).
 
-The scheduler is the only writer; everyone else reads. Every change of state is one
-transaction, so a crash at any moment leaves each lesson in a state it really reached.
+The scheduler moves lessons up to `recorded`, the archive queue from there to
+`archived`; everyone else reads. Every change of state is one transaction, so a crash at
+any moment leaves each lesson in a state it really reached.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class LessonStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=10)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -212,6 +213,12 @@ class LessonStore:
             query += " AND room = ?"
             arguments.append(room)
         rows = self._db.execute(query + " ORDER BY start", arguments).fetchall()
+        return [self._lesson(row) for row in rows]
+
+    def in_state(self, state: State) -> list[Lesson]:
+        rows = self._db.execute(
+            "SELECT * FROM lessons WHERE state = ? ORDER BY start", (state,)
+        ).fetchall()
         return [self._lesson(row) for row in rows]
 
     def lessons(

@@ -78,7 +78,7 @@ class Room:
         self.warmed_at = 0.0
         self.buses: dict[str, PacketBus] = {}
         self.pipelines: list[SourcePipeline] = []
-        origin = time.monotonic()
+        origin = self.origin = time.monotonic()  # the buses' time zero
         video = (
             ("camera", settings.camera, settings.camera_renditions),
             ("board", settings.board, settings.board_renditions),

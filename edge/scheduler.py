@@ -26,6 +26,7 @@ from .timetable import Period, SchoolCalendar, plan_day
 logger = logging.getLogger(__name__)
 
 LONGEST_WAIT = dt.timedelta(hours=1)  # re-plan at least this often (timetable edits, midnight)
+ALWAYS_SUBJECT = "Phát liên tục"
 
 
 class LessonConflict(RuntimeError):
@@ -65,6 +66,7 @@ class Rules:
     lead: dt.timedelta = dt.timedelta(minutes=2)
     grace: dt.timedelta = dt.timedelta(minutes=2)
     rollover: dt.timedelta = dt.timedelta(minutes=10)
+    always_span: dt.timedelta = dt.timedelta(hours=1)  # one lesson of an always-live room
 
 
 @dataclass(frozen=True)
@@ -158,25 +160,15 @@ class Scheduler:
         today = now.astimezone(self.zone).date()
         lessons: dict[str, Lesson] = {}
         if plan.always_live:
+            # an open-ended stream, recorded as back-to-back lessons of `always_span` each:
+            # each closes as the next goes live (viewers stay), so each can be archived
             current = [x for x in self.store.open_lessons(room) if x.kind == "always"]
-            lesson = (
-                current[0]
-                if current
-                else Lesson(
-                    id=lesson_id(room, now, self.zone, seconds=True),
-                    room=room,
-                    kind="always",
-                    class_name=plan.class_name,
-                    subject="",
-                    teacher="",
-                    period=None,
-                    session=None,
-                    start=now,
-                    end=None,
-                    ends_at=None,
-                )
-            )
+            lesson = current[0] if current else self._always(plan, now)
             lessons[lesson.id] = lesson
+            end = lesson.ends_at or lesson.end
+            if end is not None:
+                following = self._always(plan, end)
+                lessons[following.id] = self.store.get(following.id) or following
         for day in (today, today + dt.timedelta(days=1)):
             for planned in plan_day(
                 plan.periods,
@@ -209,6 +201,21 @@ class Scheduler:
                 lessons[stored.id] = stored
         ordered = sorted(lessons.values(), key=lambda x: (x.start, x.id))
         return [self._slot(lesson, ordered[i + 1 :]) for i, lesson in enumerate(ordered)]
+
+    def _always(self, plan: RoomPlan, start: dt.datetime) -> Lesson:
+        return Lesson(
+            id=lesson_id(plan.name, start, self.zone, seconds=True),
+            room=plan.name,
+            kind="always",
+            class_name=plan.class_name,
+            subject=ALWAYS_SUBJECT,
+            teacher="",
+            period=None,
+            session=None,
+            start=start,
+            end=start + self.rules.always_span,
+            ends_at=None,
+        )
 
     def _slot(self, lesson: Lesson, later: Sequence[Lesson]) -> Slot:
         warm_at = lesson.start if lesson.kind == "adhoc" else lesson.start - self.rules.lead
@@ -302,9 +309,7 @@ class Scheduler:
             lesson = self.store.move(lesson, "closing", now, note)
         if self._live.get(lesson.room) == lesson.id:
             del self._live[lesson.room]
-        await driver.close(lesson, keep_viewers=keep_viewers)
-        # nothing to finish yet: the recorder (its own issue) will hold `closing` until
-        # its files are complete
+        await driver.close(lesson, keep_viewers=keep_viewers)  # the recording is complete
         self.store.move(lesson, "recorded", now)
 
     # ------------------------------------------------------------ teachers
@@ -371,7 +376,7 @@ class Scheduler:
             lesson = self.current(room, now)
             if lesson is None:
                 raise LessonConflict("Không có tiết học nào đang phát trong phòng này.")
-            if lesson.end is None:
+            if lesson.end is None or lesson.kind == "always":
                 raise LessonConflict(
                     "Phòng này phát liên tục (always_live): không có giờ kết thúc."
                 )
@@ -385,7 +390,7 @@ class Scheduler:
         async with self._lock:
             now = self.clock.now()
             lesson = self.current(room, now)
-            if lesson is None or lesson.end is None:
+            if lesson is None or lesson.end is None or lesson.kind == "always":
                 raise LessonConflict("Không có tiết học nào đang phát để kéo dài.")
             end = (lesson.ends_at or lesson.end) + dt.timedelta(minutes=minutes)
             later = [s.lesson for s in self.slots(room, now) if s.lesson.start > lesson.start]

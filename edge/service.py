@@ -8,16 +8,22 @@ import gc
 import logging
 import threading
 import time
+from pathlib import Path
 
 from webrtc import IceServer, SessionManager, gather_only, is_loopback
 
+from .archive import Archiver, ArchiveStore, DiskGuard, Manners
 from .clock import Clock, SystemClock
+from .compose import Composer
 from .lessons import Lesson, LessonStore
+from .library import DirectoryTarget, RcloneTarget, Target
 from .links import public_url, pupils, signer_for, staff_key
+from .recorder import Recorder, Tracks
+from .recordings import RecordingStore
 from .room import Room
 from .roster import Pupil
 from .scheduler import RoomPlan, Rules, Scheduler
-from .settings import Config
+from .settings import Config, LibrarySettings, RoomSettings
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +52,10 @@ class EdgeService:
         self.rooms: dict[str, Room] = {}
         self.store: LessonStore | None = None
         self.scheduler: Scheduler | None = None
+        self.recordings = RecordingStore(config.site.data_dir / "recordings", config.zone)
+        self.recorders: dict[str, Recorder] = {}
+        self.jobs: ArchiveStore | None = None
+        self.archiver: Archiver | None = None
         self.pupils: dict[str, Pupil] = {p.id: p for p in pupils(config)}
         self.started_at = time.monotonic()
 
@@ -61,6 +71,23 @@ class EdgeService:
         await self.sessions.start()
         config, schedule = self.config, self.config.site.schedule
         self.store = LessonStore(config.site.data_dir / "lessons.db")
+        if config.site.recordings.enabled:
+            self.recorders = {
+                name: Recorder(
+                    name,
+                    room.buses,
+                    recorded_tracks(config.rooms[name]),
+                    self.recordings,
+                    origin=room.origin,
+                    clock=self.clock,
+                    school=config.site.school,
+                )
+                for name, room in self.rooms.items()
+                if config.rooms[name].record
+            }
+        self.jobs = ArchiveStore(config.site.data_dir / "lessons.db")
+        self.archiver = self._archiver(self.store, self.jobs)
+        await self.archiver.start()
         self.scheduler = Scheduler(
             self.store,
             [
@@ -81,17 +108,52 @@ class EdgeService:
                 lead=dt.timedelta(minutes=schedule.lead_minutes),
                 grace=dt.timedelta(minutes=schedule.grace_minutes),
                 rollover=dt.timedelta(minutes=schedule.rollover_minutes),
+                always_span=dt.timedelta(minutes=schedule.always_live_lesson_minutes),
             ),
         )
         await self.scheduler.start()
 
+    def _archiver(self, lessons: LessonStore, jobs: ArchiveStore) -> Archiver:
+        site = self.config.site
+        guard = DiskGuard(
+            self.recordings,
+            jobs,
+            retention=dt.timedelta(days=site.recordings.retention_days),
+            min_free_bytes=site.recordings.min_free_mb * 1_000_000,
+        )
+        library = site.library
+        return Archiver(
+            lessons,
+            jobs,
+            self.recordings,
+            library_target(library, site.data_dir),
+            Manners(
+                rate_bytes=library.rate_limit_kbps * 1000 // 8,
+                window=library.daily_window(),
+                pause_while_live=library.pause_while_live,
+                retry_base=library.retry_base_seconds,
+                retry_max=library.retry_max_seconds,
+            ),
+            guard,
+            clock=self.clock,
+            zone=self.config.zone,
+            live=lambda: any(room.live for room in self.rooms.values()),
+            composer=Composer(nice=site.recordings.compose_nice)
+            if site.recordings.compose
+            else None,
+        )
+
     async def stop(self) -> None:
         if self.scheduler is not None:
             await self.scheduler.stop()
+        await asyncio.gather(*(recorder.stop() for recorder in self.recorders.values()))
+        if self.archiver is not None:
+            await self.archiver.stop()
         await self.sessions.stop()
         await asyncio.gather(*(room.stop() for room in self.rooms.values()))
-        if self.store is not None:
-            self.store.close()
+        for store in (self.store, self.jobs):
+            if store is not None:
+                store.close()
         gather_only(None)
 
     async def close_viewers(self, room: str) -> int:
@@ -114,13 +176,31 @@ class EdgeService:
     def health(self) -> dict[str, object]:
         now = asyncio.get_running_loop().time()
         rooms = {name: room.health(now) for name, room in self.rooms.items()}
+        for name, recorder in self.recorders.items():
+            rooms[name]["recorder"] = recorder.health()
         warming = time.monotonic() - self.started_at < 10
         healthy = warming or not any(r["stalled"] for r in rooms.values())
         return {
             "status": "ok" if healthy else "degraded",
             "viewers": len(self.sessions.sessions),
             "rooms": rooms,
+            "archive": self.archiver.health() if self.archiver is not None else None,
+            "warnings": self.warnings(),
         }
+
+    def warnings(self) -> list[str]:
+        """What staff must see (the console, /healthz): streaming goes on regardless."""
+        found = []
+        if self.archiver is not None and self.archiver.guard.low:
+            free = self.archiver.guard.free / 1e6
+            found.append(
+                f"Ổ đĩa sắp đầy: còn {free:.0f} MB, không còn bài đã lưu trữ nào để xoá. "
+                "Bài học vẫn phát trực tiếp; hãy báo Tổ CNTT."
+            )
+        for name, recorder in self.recorders.items():
+            if recorder.health()["error"]:
+                found.append(f"Phòng {name}: không ghi hình được ({recorder.health()['error']}).")
+        return found
 
 
 class _Driver:
@@ -137,10 +217,18 @@ class _Driver:
         self.room.lesson = lesson
         self.room.live = True
         logger.info("room %s: lesson %s live (%s)", self.room.name, lesson.id, lesson.subject)
+        recorder = self.service.recorders.get(self.room.name)
+        if recorder is not None:
+            await recorder.begin(lesson)
 
     async def close(self, lesson: Lesson, *, keep_viewers: bool) -> None:
         if self.room.lesson is not None and self.room.lesson.id == lesson.id:
             self.room.lesson = None
+        recorder = self.service.recorders.get(self.room.name)
+        if recorder is not None:
+            await recorder.finish(lesson)  # lesson.json complete before `recorded`
+        if self.service.archiver is not None:
+            self.service.archiver.wake()
         if keep_viewers:
             logger.info("room %s: lesson %s closed, viewers stay", self.room.name, lesson.id)
             return
@@ -150,3 +238,29 @@ class _Driver:
 
     async def cool(self) -> None:
         await self.room.cool()
+
+
+def recorded_tracks(room: RoomSettings) -> Tracks:
+    """What a room's recording holds: the camera's top rendition with the microphone
+    (presenter.mp4), the board's first rendition that is not stills (presentation.mp4)."""
+    camera = room.camera_renditions[0] if room.camera is not None else None
+    boards = [r for r in room.board_renditions if not r.stills] or room.board_renditions
+    board = boards[0] if room.board is not None else None
+    return Tracks(
+        camera=f"camera/{camera.name}" if camera else None,
+        camera_size=(camera.width, camera.height) if camera else (0, 0),
+        board=f"board/{board.name}" if board else None,
+        board_size=(board.width, board.height) if board else (0, 0),
+        mic="mic" if room.mic is not None else None,
+    )
+
+
+def library_target(library: LibrarySettings, data_dir: Path) -> Target | None:
+    """The configured library, or None (lessons then wait in the recordings folder)."""
+    if library.kind == "rclone" and library.remote:
+        return RcloneTarget(
+            library.remote, binary=library.rclone_binary, config=library.rclone_config
+        )
+    if library.path is not None:
+        return DirectoryTarget(data_dir / library.path)  # an absolute path stays absolute
+    return None

@@ -203,6 +203,13 @@ class ScheduleSettings(Model):
         le=60,
         description="A break this short between two lessons keeps viewers connected across it",
     )
+    always_live_lesson_minutes: int = Field(
+        60,
+        ge=5,
+        le=1440,
+        description="An always-live room's stream is recorded as lessons this long, back to "
+        "back (each then archived on its own)",
+    )
     max_period_minutes: int = Field(
         45, ge=10, le=240, description="A timetable period longer than this is an error"
     )
@@ -210,6 +217,86 @@ class ScheduleSettings(Model):
         list(DEFAULT_EXCLUDED),
         description="Subjects never streamed (matched without case or diacritics); PE by default",
     )
+
+
+class RecordingSettings(Model):
+    enabled: bool = Field(True, description="Record every lesson (rooms may opt out: record)")
+    retention_days: float = Field(
+        30, ge=0, le=3650, description="Days local copies are kept after they are archived"
+    )
+    min_free_mb: int = Field(
+        2048,
+        ge=0,
+        le=10_000_000,
+        description="Below this much free disk, archived lessons are deleted, oldest first",
+    )
+    compose: bool = Field(
+        True, description="Make lesson.mp4 (board large, camera inset) after each lesson"
+    )
+    compose_nice: int = Field(19, ge=0, le=19, description="CPU niceness of the composing")
+
+
+TIME_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+class LibrarySettings(Model):
+    kind: Literal["directory", "rclone"] = Field(
+        "directory", description="directory: a local or mounted NAS/SMB path; rclone: a remote"
+    )
+    path: Path | None = Field(
+        None,
+        description="Directory target: the library's root (relative: to the data dir); "
+        "none: lessons stay in the recordings folder",
+    )
+    remote: str | None = Field(
+        None,
+        pattern=r"^[\w.-]+:\S*$",
+        description="rclone target: REMOTE:PATH as named in the rclone config",
+    )
+    rclone_config: Path | None = Field(
+        None, description="rclone.conf to use (default: rclone's own lookup)"
+    )
+    rclone_binary: str = Field("rclone", min_length=1, description="The rclone command")
+    rate_limit_kbps: int = Field(
+        0, ge=0, le=10_000_000, description="Upload cap, kb/s (0: none); keeps the uplink free"
+    )
+    window: str | None = Field(
+        None, description='Upload only in this daily window, e.g. "17:00-06:30" (none: any time)'
+    )
+    pause_while_live: bool = Field(
+        True, description="Hold uploads while a lesson is live in any room of this mini-PC"
+    )
+    retry_base_seconds: float = Field(
+        30, ge=0.1, le=3600, description="First wait after a failed upload; doubles each time"
+    )
+    retry_max_seconds: float = Field(
+        3600, ge=1, le=86400, description="Longest wait between upload attempts"
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        found = TIME_WINDOW.match(value)
+        if found is None or int(found.group(1)) > 23 or int(found.group(3)) > 23:
+            raise ValueError(f'not a time window: {value!r} (expected e.g. "17:00-06:30")')
+        if int(found.group(2)) > 59 or int(found.group(4)) > 59:
+            raise ValueError(f'not a time window: {value!r} (expected e.g. "17:00-06:30")')
+        return value
+
+    @model_validator(mode="after")
+    def _target(self) -> LibrarySettings:
+        if self.kind == "rclone" and self.remote is None:
+            raise ValueError('kind = "rclone" needs remote (expected e.g. remote = "nas:hoc-lieu")')
+        return self
+
+    def daily_window(self) -> tuple[dt.time, dt.time] | None:
+        found = TIME_WINDOW.match(self.window or "")
+        if found is None:
+            return None
+        a, b, c, d = (int(g) for g in found.groups())
+        return dt.time(a, b), dt.time(c, d)
 
 
 class SiteSettings(Model):
@@ -225,6 +312,8 @@ class SiteSettings(Model):
     bells: BellSettings = Field(default_factory=BellSettings)  # type: ignore[arg-type]
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)  # type: ignore[arg-type]
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)  # type: ignore[arg-type]
+    recordings: RecordingSettings = Field(default_factory=RecordingSettings)  # type: ignore[arg-type]
+    library: LibrarySettings = Field(default_factory=LibrarySettings)  # type: ignore[arg-type]
 
     @field_validator("timezone")
     @classmethod
@@ -401,6 +490,7 @@ class RoomSettings(Model):
     excluded_subjects: list[str] | None = Field(
         None, description="Subjects never streamed here; default: the site's [schedule] list"
     )
+    record: bool = Field(True, description="Record this room's lessons (with [recordings])")
 
     @field_validator("timetable")
     @classmethod

@@ -202,3 +202,39 @@ async def test_teachers_start_extend_and_end_lessons(tmp_path: Path) -> None:
         assert capped.ends_at == at("15:15")
     finally:
         await scheduler.stop()
+
+
+async def test_an_always_live_room_streams_on_as_hourly_lessons(tmp_path: Path) -> None:
+    clock = ManualClock(at("09:00"))
+    driver = RecordingDriver(clock)
+    scheduler = Scheduler(
+        LessonStore(tmp_path / "lessons.db"),
+        [RoomPlan("hall", "6A1", [], DEFAULT_EXCLUDED, always_live=True)],
+        {"hall": driver},
+        clock=clock,
+        zone=ZONE,
+        calendar=SchoolCalendar(),
+        rules=Rules(always_span=dt.timedelta(hours=1)),
+    )
+    await scheduler.start()
+    try:
+        await clock.advance_to(at("11:30"))
+        with pytest.raises(LessonConflict):
+            await scheduler.end_now("hall")
+    finally:
+        await scheduler.stop()
+    assert driver.actions == [
+        ("09:00", "warm", ""),
+        ("09:00", "live", "Phát liên tục"),
+        ("10:00", "close, viewers stay", "Phát liên tục"),  # the stream never stops
+        ("10:00", "live", "Phát liên tục"),
+        ("11:00", "close, viewers stay", "Phát liên tục"),
+        ("11:00", "live", "Phát liên tục"),
+    ]
+    lessons = scheduler.store.lessons("hall", at("00:00"))
+    assert [x.id for x in lessons] == [
+        "hall-20261125-090000",
+        "hall-20261125-100000",
+        "hall-20261125-110000",
+    ]
+    assert [x.state for x in lessons] == ["recorded", "recorded", "live"]
