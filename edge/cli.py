@@ -178,6 +178,17 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_archive(args: argparse.Namespace) -> int:
+    from . import archive_cli
+
+    config = _load(args)
+    if args.action == "status":
+        return archive_cli.status(config, args.json)
+    if args.action == "retry":
+        return archive_cli.retry(config, args.lessons)
+    return archive_cli.verify(config, args.lessons)
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(
         prog="classroom-edge", description="Live lessons for absent pupils"
@@ -217,6 +228,12 @@ def parser() -> argparse.ArgumentParser:
     _common(devices)
     devices.add_argument("--json", action="store_true")
     devices.set_defaults(func=cmd_devices)
+    archive = commands.add_parser("archive", help="the archive queue: status, retry, verify")
+    _common(archive)
+    archive.add_argument("action", choices=("status", "retry", "verify"))
+    archive.add_argument("lessons", nargs="*", help="lesson ids (default: all)")
+    archive.add_argument("--json", action="store_true", help="status as JSON")
+    archive.set_defaults(func=cmd_archive)
     return main
 
 

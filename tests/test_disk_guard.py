@@ -1,0 +1,94 @@
+"""The disk guard on a real, small file system (a 64 MB tmpfs the test mounts): archived
+lessons go oldest first, lessons not yet archived are never touched, and a disk that
+stays short is said loudly."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.archive import ArchiveStore, DiskGuard
+from edge.lessons import LessonStore
+from edge.recordings import RecordingStore
+from tests.test_archive import ZONE, recorded_lesson
+
+MB = 1_000_000
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (the CI runs as root)")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)])
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_archived_lessons_go_oldest_first_and_unarchived_ones_stay(
+    small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lessons = LessonStore(small_disk / "lessons.db")
+    jobs = ArchiveStore(small_disk / "lessons.db")
+    recordings = RecordingStore(small_disk / "recordings", ZONE)
+    # five lessons of 8 MB (two files of 4 MB): the first and the last are not archived
+    records = [recorded_lesson(lessons, recordings, n, size=4 * MB) for n in range(5)]
+    now = dt.datetime(2026, 11, 26, 9, 0, tzinfo=ZONE)
+    # archived newest first: what counts is when the lessons were, not the queue's order
+    for order, record in enumerate(reversed(records[1:4])):
+        jobs.add(record.lesson, "queued", now + dt.timedelta(seconds=order))
+        jobs.update(record.lesson, now, state="done", archived_at=now)
+    jobs.add(records[4].lesson, "queued", now)  # waiting for the library
+    free = recordings.free_bytes()
+    assert 15 * MB < free < 30 * MB, free  # 64 MB less 40 MB of lessons (and the database)
+
+    guard = DiskGuard(
+        recordings, jobs, retention=dt.timedelta(days=30), min_free_bytes=free + 12 * MB
+    )
+    deleted = guard.check(now, loop_time=0.0)
+    assert deleted == [records[1].lesson, records[2].lesson]  # the two oldest archived
+    assert not guard.low and guard.free >= free + 12 * MB
+    for record in records:
+        kept = recordings.has_media(record.lesson)
+        assert kept == (record not in records[1:3]), record.lesson
+        assert recordings.read(record.lesson) is not None  # lesson.json stays, as the record
+    job = jobs.get(records[1].lesson)
+    assert job is not None and job.evicted_at == now
+
+    # the threshold out of reach: the last archived one goes, the unarchived stay; loudly
+    guard.min_free_bytes = 63 * MB
+    with caplog.at_level(logging.ERROR, logger="edge.archive"):
+        assert guard.check(now, loop_time=1.0) == [records[3].lesson]
+    assert guard.low
+    assert recordings.has_media(records[0].lesson) and recordings.has_media(records[4].lesson)
+    assert any("DISK LOW" in r.getMessage() for r in caplog.records), caplog.records
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="edge.archive"):
+        guard.check(now, loop_time=2.0)  # said once, then again only every few minutes
+    assert not [r for r in caplog.records if "DISK LOW" in r.getMessage()]
+
+
+def test_local_copies_go_after_their_retention(tmp_path: Path) -> None:
+    lessons = LessonStore(tmp_path / "lessons.db")
+    jobs = ArchiveStore(tmp_path / "lessons.db")
+    recordings = RecordingStore(tmp_path / "recordings", ZONE)
+    old, recent = (recorded_lesson(lessons, recordings, n, size=1000) for n in range(2))
+    now = dt.datetime(2026, 12, 30, 9, 0, tzinfo=ZONE)
+    for record, days in ((old, 31), (recent, 29)):
+        archived = now - dt.timedelta(days=days)
+        jobs.add(record.lesson, "queued", archived)
+        jobs.update(record.lesson, archived, state="done", archived_at=archived)
+    guard = DiskGuard(recordings, jobs, retention=dt.timedelta(days=30), min_free_bytes=0)
+    assert guard.check(now, 0.0) == [old.lesson]
+    assert not recordings.has_media(old.lesson) and recordings.has_media(recent.lesson)
