@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hmac
 import html
 import json
 import logging
 import math
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -19,6 +18,8 @@ from fastapi.staticfiles import StaticFiles
 
 from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
 
+from . import access, rewatch
+from .access import problem
 from .lessons import Lesson
 from .scheduler import LessonConflict
 from .service import EdgeService
@@ -33,16 +34,6 @@ JSON = "application/json"
 ACCEPT_PATCH = f"{SDPFRAG}, {JSON}"
 SESSION_METHODS = "GET, PATCH, DELETE, OPTIONS"
 VIDEO_LINES = ("camera", "board")  # the order of `Room.feeds().video`
-
-
-def problem(
-    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
-) -> JSONResponse:
-    """An RFC 9457 problem body."""
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(
-        body, status_code=status, headers=headers, media_type="application/problem+json"
-    )
 
 
 def _content_type(request: Request) -> str:
@@ -73,6 +64,7 @@ def create_app(service: EdgeService) -> FastAPI:
 
     app = FastAPI(title="classroom-edge", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.include_router(rewatch.router(service))
     cors = service.config.site.http.cors_origins
 
     def cors_headers(request: Request, methods: str) -> dict[str, str]:
@@ -213,14 +205,7 @@ def create_app(service: EdgeService) -> FastAPI:
         return JSONResponse(lesson_outlook(room), headers={**headers, "Cache-Control": "no-store"})
 
     def is_staff(request: Request) -> bool:
-        """The mini-PC itself (the smart board's console) or the staff key."""
-        client = request.client.host if request.client is not None else ""
-        if client in ("127.0.0.1", "::1") and "x-forwarded-for" not in request.headers:
-            return True
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            key.strip().encode(), service.staff_key.encode()
-        )
+        return access.is_staff(request, service.staff_key)
 
     async def lesson_command(room: str, request: Request, command: str) -> Response:
         if room not in service.rooms or service.scheduler is None:
@@ -387,6 +372,9 @@ def create_app(service: EdgeService) -> FastAPI:
             "pupil": {"id": pupil.id, "name": pupil.name} if pupil else None,
             "lang": "vi",
             "ice_servers": [s.as_json() for s in service.advertised_ice_servers],
+            "recordings": f"/recordings/{quote(grant.class_name)}?t={quote(token)}"
+            if service.recorders
+            else None,
         }
         text = (STATIC / "join.html").read_text(encoding="utf-8")
         payload = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")

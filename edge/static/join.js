@@ -21,6 +21,7 @@
       period: 'Tiết {n}', startsIn: 'Bắt đầu sau {left}', startingNow: 'Sắp vào lớp…',
       lessonEnded: 'Tiết {subject} đã kết thúc lúc {time}.',
       autoJoin: 'Trang sẽ tự vào lớp khi đến giờ, em không cần tải lại trang.',
+      rewatch: 'Xem lại bài giảng đã ghi',
       thanks: 'Cảm ơn em đã tham gia buổi học.',
       badLinkHelp: 'Đường link không còn hiệu lực. Em hãy xin thầy cô đường link mới.',
       noRoomHelp: 'Không tìm thấy lớp học này. Em hãy hỏi lại thầy cô đường link của lớp.',
@@ -52,6 +53,7 @@
       period: 'Period {n}', startsIn: 'Starts in {left}', startingNow: 'Joining…',
       lessonEnded: 'The {subject} lesson ended at {time}.',
       autoJoin: 'The page will join by itself when it starts; no need to reload.',
+      rewatch: 'Watch recorded lessons',
       thanks: 'Thank you for joining the lesson.',
       badLinkHelp: 'This link is no longer valid. Please ask your teacher for a new one.',
       noRoomHelp: 'This class was not found. Please ask your teacher for the class link again.',
@@ -77,10 +79,11 @@
   ['stage', 'board', 'camera', 'sound', 'overlay', 'overlay-title', 'overlay-detail', 'retry', 'unmute',
     'state-text', 'quality', 'quality-word', 'notice', 'fullscreen', 'class-name', 'school', 'pupil',
     'data-panel', 'save-data', 'usage', 'rendition', 'rendition-word', 'stills-note', 'data-used',
-    'lesson-info', 'countdown']
+    'lesson-info', 'countdown', 'rewatch']
     .forEach(function (id) { els[id] = $(id); });
 
   var config = readConfig();
+  if (config.recordings && els.rewatch) { els.rewatch.href = config.recordings; els.rewatch.hidden = false; }
   var lang = pickLang(config);
   var S = STRINGS[lang];
   var SAVE_KEY = 'classroom-edge.saveData';

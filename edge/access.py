@@ -1,0 +1,33 @@
+"""Who may do what over HTTP: problem bodies, bearer tokens, staff."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """An RFC 9457 problem body."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(
+        body, status_code=status, headers=headers, media_type="application/problem+json"
+    )
+
+
+def bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def is_staff(request: Request, staff_key: str) -> bool:
+    """The mini-PC itself (the smart board's console) or the staff key."""
+    client = request.client.host if request.client is not None else ""
+    if client in ("127.0.0.1", "::1") and "x-forwarded-for" not in request.headers:
+        return True
+    key = bearer(request)
+    return key is not None and hmac.compare_digest(key.encode(), staff_key.encode())
