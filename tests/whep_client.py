@@ -35,6 +35,16 @@ async def eventually(condition: Callable[[], bool], within: float, step: float =
     return True
 
 
+def eventually_sync(condition: Callable[[], bool], within: float, step: float = 0.2) -> bool:
+    """`eventually` for tests that are not coroutines."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
 @dataclass
 class TrackStats:
     frames: int = 0
