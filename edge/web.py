@@ -21,6 +21,7 @@ from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
 from . import access, rewatch
 from .access import problem
 from .lessons import Lesson
+from .metrics import CONTENT_TYPE, exposition
 from .scheduler import LessonConflict
 from .service import EdgeService
 from .tokens import Grant, TokenError
@@ -254,7 +255,11 @@ def create_app(service: EdgeService) -> FastAPI:
             return problem(404, "Unknown room", f"there is no room {room!r} here")
         if not is_staff(request):
             return problem(403, "Staff only", "from the room's own screen or with the staff key")
-        return JSONResponse(lesson_outlook(room, staff=True), headers={"Cache-Control": "no-store"})
+        state = lesson_outlook(room, staff=True)
+        recorder = service.recorders.get(room)
+        state["recording"] = recorder.recording if recorder is not None else None
+        state["warnings"] = service.warnings()
+        return JSONResponse(state, headers={"Cache-Control": "no-store"})
 
     @app.post("/api/rooms/{room}/lesson")
     async def lesson_start(room: str, request: Request) -> Response:
@@ -382,6 +387,10 @@ def create_app(service: EdgeService) -> FastAPI:
             text.replace("{{CONFIG}}", payload),
             headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
         )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(exposition(service), media_type=CONTENT_TYPE)
 
     @app.get("/healthz")
     async def healthz(detail: bool = False) -> JSONResponse:

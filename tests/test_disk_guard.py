@@ -92,3 +92,27 @@ def test_local_copies_go_after_their_retention(tmp_path: Path) -> None:
     guard = DiskGuard(recordings, jobs, retention=dt.timedelta(days=30), min_free_bytes=0)
     assert guard.check(now, 0.0) == [old.lesson]
     assert not recordings.has_media(old.lesson) and recordings.has_media(recent.lesson)
+
+
+def test_a_short_disk_is_said_on_the_console_and_in_metrics_and_lessons_go_on(
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    from tests.conftest import run_service, write_site
+
+    site = 'school = "Trường Thử"\n[recordings]\nmin_free_mb = 10000000\n'  # 10 TB
+    room = 'class = "6A1"\n[camera]\nkind = "test"\n[mic]\nkind = "test"\n'
+    config = write_site(tmp_path, {"r1": room}, site)
+    with run_service(tmp_path, ["--config", str(config)]) as service:
+        api = f"{service.base}/api/rooms/r1/lesson"
+        started = httpx.post(api, json={"minutes": 5}, timeout=10)
+        assert started.status_code == 201, started.text
+        state = httpx.get(api, timeout=10).json()
+        assert state["live"] is not None and state["recording"] == started.json()["id"]
+        assert any(w.startswith("Ổ đĩa sắp đầy") for w in state["warnings"]), state
+        metrics = httpx.get(f"{service.base}/metrics", timeout=10).text
+        assert "classroom_edge_disk_low 1.0" in metrics
+        health = service.health()
+        assert health["status"] == "ok" and health["warnings"], health  # streaming goes on
+    assert "DISK LOW" in service.log.read_text()

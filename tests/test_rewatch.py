@@ -212,3 +212,26 @@ def test_the_page_plays_board_and_camera_side_by_side_in_chromium(
         assert abs(sample["board"] - (sample["camera"] - BOARD_LATER)) < 0.5, sample
         assert not sample["paused"], sample
     assert abs(seeked[1] - (seeked[0] - BOARD_LATER)) < 0.5, seeked
+
+
+def test_metrics_parse_and_tell_the_archive_and_the_disk(
+    rewatch: tuple[Service, dict[str, str]],
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    service, _ = rewatch
+    text = httpx.get(f"{service.base}/metrics", timeout=10).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in (
+        "classroom_edge_lesson_live",
+        "classroom_edge_archive_queue_depth",
+        "classroom_edge_disk_free_bytes",
+        "classroom_edge_disk_low",
+    ):
+        assert name in families, sorted(families)
+    assert families["classroom_edge_disk_free_bytes"].samples[0].value > 1e6
+    assert families["classroom_edge_disk_low"].samples[0].value == 0
+    live = {s.labels["room"]: s.value for s in families["classroom_edge_lesson_live"].samples}
+    assert live == {"r1": 0.0}
+    state = httpx.get(f"{service.base}/api/rooms/r1/lesson", timeout=10).json()
+    assert state["warnings"] == [] and state["recording"] is None, state
