@@ -32,7 +32,7 @@ from capture.mux import file_sha256
 
 from .clock import Clock
 from .compose import ComposeError, Composer
-from .lessons import LessonStore, TransitionError
+from .lessons import LessonStore, TransitionError, connect
 from .library import Target, UploadError, lesson_folder
 from .recordings import RECORD, MediaFile, RecordingStore
 
@@ -105,12 +105,7 @@ class ArchiveStore:
     """`archive_jobs` in lessons.db; the CLI opens it too (`archive status|retry`)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=10)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = connect(path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()

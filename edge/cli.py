@@ -79,15 +79,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _known_room(config: Config, room: str) -> bool:
+    if room in config.rooms:
+        return True
+    rooms = ", ".join(sorted(config.rooms))
+    print(f"classroom-edge: no room {room!r} (rooms: {rooms})", file=sys.stderr)
+    return False
+
+
 def cmd_links(args: argparse.Namespace) -> int:
     from .links import public_url, room_links, signer_for
 
     config = _load(args)
-    if args.room not in config.rooms:
-        print(
-            f"classroom-edge: no room {args.room!r} (rooms: {', '.join(sorted(config.rooms))})",
-            file=sys.stderr,
-        )
+    if not _known_room(config, args.room):
         return 2
     links = room_links(config, signer_for(config), args.room, public_url(config))
     if args.json:
@@ -103,11 +107,7 @@ def cmd_timetable(args: argparse.Namespace) -> int:
     from .timetable import plan_day
 
     config = _load(args)
-    if args.room not in config.rooms:
-        print(
-            f"classroom-edge: no room {args.room!r} (rooms: {', '.join(sorted(config.rooms))})",
-            file=sys.stderr,
-        )
+    if not _known_room(config, args.room):
         return 2
     room = config.rooms[args.room]
     day = args.date or dt.datetime.now(config.zone).date()

@@ -9,13 +9,13 @@ camera aligned by their offsets in `lesson.json`), then the parts are joined.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 from pathlib import Path
 
 from capture.mux import file_sha256, probe
 
+from .commands import last_line, run_command
 from .recordings import COMPOSED, PRESENTATION, PRESENTER, LessonRecord, MediaFile, Part
 
 logger = logging.getLogger(__name__)
@@ -75,23 +75,9 @@ class Composer:
         prefix = ["nice", "-n", str(self.nice)] if self.nice and shutil.which("nice") else []
         if shutil.which("ionice"):
             prefix += ["ionice", "-c", "3"]  # idle I/O: never in a live lesson's way
-        process = await asyncio.create_subprocess_exec(
-            *prefix,
-            *command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            _, err = await asyncio.wait_for(process.communicate(), LIMIT_SECONDS)
-        except (TimeoutError, asyncio.CancelledError):
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            raise
-        if process.returncode != 0:
-            lines = err.decode(errors="replace").strip().splitlines()
-            raise ComposeError(lines[-1] if lines else f"ffmpeg exit {process.returncode}")
+        code, _, err = await run_command([*prefix, *command], LIMIT_SECONDS)
+        if code != 0:
+            raise ComposeError(last_line(err, f"ffmpeg exit {code}"))
 
     async def compose(self, folder: Path, record: LessonRecord) -> MediaFile:
         """Make `lesson.mp4` in `folder`; raises `ComposeError`."""

@@ -53,6 +53,18 @@ CREATE INDEX IF NOT EXISTS lesson_events_lesson ON lesson_events (lesson_id);
 """
 
 
+def connect(path: Path, schema: str) -> sqlite3.Connection:
+    """lessons.db: WAL (the CLI reads and writes beside the service), every commit synced,
+    transactions made explicit, `schema` applied."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, timeout=10)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(schema)
+    return db
+
+
 class TransitionError(ValueError):
     """A lesson asked to move to a state it cannot reach from where it is."""
 
@@ -109,13 +121,8 @@ class LessonStore:
     """`lessons.db` in the data dir; one connection, used from the event loop."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=10)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = connect(path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from .commands import last_line, run_command
 from .recordings import LessonRecord
 
 logger = logging.getLogger(__name__)
@@ -250,25 +251,14 @@ class RcloneTarget:
 
     async def _run(self, *args: str, limit: float = 300) -> str:
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self._command(*args),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                stdin=asyncio.subprocess.DEVNULL,
-            )
+            code, out, err = await run_command(self._command(*args), limit)
         except FileNotFoundError:
             raise UploadError(f"{self.binary}: not installed (apt-get install rclone)") from None
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), limit)
-        except (TimeoutError, asyncio.CancelledError):
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            raise
-        if process.returncode != 0:
-            lines = err.decode(errors="replace").strip().splitlines()
-            raise UploadError(f"rclone {args[0]}: {lines[-1] if lines else process.returncode}")
-        return out.decode(errors="replace")
+        except TimeoutError:
+            raise UploadError(f"rclone {args[0]}: no answer within {limit:.0f} s") from None
+        if code != 0:
+            raise UploadError(f"rclone {args[0]}: {last_line(err, f'exit {code}')}")
+        return out
 
     async def upload(
         self,

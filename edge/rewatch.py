@@ -10,24 +10,22 @@ token in each request. Recordings are never public: no valid link, no list, no f
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import time
 from collections.abc import Callable
-from importlib import resources
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from .access import bearer, is_staff, problem
+from .pages import page
 from .recordings import LessonRecord, MediaFile
 from .tokens import Grant, TokenError
 
 if TYPE_CHECKING:
     from .service import EdgeService
 
-STATIC = resources.files("edge") / "static"
 URL_SECONDS = 6 * 3600  # a media URL works this long
 LISTED_DAYS = 60  # lessons listed, the newest first
 LESSON_DAY = re.compile(r"-(\d{8})-\d{4,6}$")
@@ -95,12 +93,9 @@ def router(service: EdgeService) -> APIRouter:
             return HTMLResponse(_page_error(401), status_code=401)
         if grant is not None and grant.class_name != class_name:
             return HTMLResponse(_page_error(403), status_code=403)
-        config = {"class": class_name, "token": t, "school": service.config.site.school}
-        text = (STATIC / "recordings.html").read_text(encoding="utf-8")
-        payload = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
-        return HTMLResponse(
-            text.replace("{{CONFIG}}", payload),
-            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        return page(
+            "recordings.html",
+            {"class": class_name, "token": t, "school": service.config.site.school},
         )
 
     @routes.get("/media/{lesson_id}/{name}")

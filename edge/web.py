@@ -9,7 +9,6 @@ import json
 import logging
 import math
 from collections.abc import AsyncIterator
-from importlib import resources
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
@@ -22,13 +21,13 @@ from . import access, rewatch
 from .access import problem
 from .lessons import Lesson
 from .metrics import CONTENT_TYPE, exposition
+from .pages import STATIC, page
 from .scheduler import LessonConflict
 from .service import EdgeService
 from .tokens import Grant, TokenError
 
 logger = logging.getLogger(__name__)
 
-STATIC = resources.files("edge") / "static"
 SDP = "application/sdp"
 SDPFRAG = "application/trickle-ice-sdpfrag"
 JSON = "application/json"
@@ -281,11 +280,7 @@ def create_app(service: EdgeService) -> FastAPI:
             return HTMLResponse("unknown room", status_code=404)
         if not is_staff(request):
             return HTMLResponse("staff only", status_code=403)
-        text = (STATIC / "control.html").read_text(encoding="utf-8")
-        payload = json.dumps({"room": room, "school": service.config.site.school})
-        return HTMLResponse(
-            text.replace("{{CONFIG}}", payload), headers={"Cache-Control": "no-store"}
-        )
+        return page("control.html", {"room": room, "school": service.config.site.school})
 
     def find_session(room: str, session_id: str) -> ViewerSession | None:
         session = service.sessions.sessions.get(session_id)
@@ -381,12 +376,7 @@ def create_app(service: EdgeService) -> FastAPI:
             if service.recorders
             else None,
         }
-        text = (STATIC / "join.html").read_text(encoding="utf-8")
-        payload = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
-        return HTMLResponse(
-            text.replace("{{CONFIG}}", payload),
-            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-        )
+        return page("join.html", config)
 
     @app.get("/metrics")
     async def metrics() -> Response:
