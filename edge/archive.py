@@ -31,14 +31,14 @@ from typing import Literal
 from capture.mux import file_sha256
 
 from .clock import Clock
-from .compose import ComposeError, Composer
+from .compose import Composer
 from .lessons import LessonStore, TransitionError, connect
 from .library import Target, UploadError, lesson_folder
 from .recordings import RECORD, MediaFile, RecordingStore
 
 logger = logging.getLogger(__name__)
 
-JobState = Literal["composing", "queued", "uploading", "done"]
+JobState = Literal["composing", "queued", "uploading", "done", "empty"]
 POLL_SECONDS = 5.0  # the queue looks again this often (CLI retries, the window, lessons)
 GUARD_SECONDS = 30.0
 PROGRESS_SECONDS = 1.0  # progress reaches the database this often
@@ -175,6 +175,14 @@ class ArchiveStore:
             f"UPDATE archive_jobs SET {names}, updated_at = ? WHERE lesson_id = ?",
             (*values, _iso(now), lesson_id),
         )
+
+    def unqueued(self) -> list[str]:
+        """Lessons the scheduler has recorded that have no job yet."""
+        rows = self._db.execute(
+            "SELECT l.id FROM lessons l LEFT JOIN archive_jobs j ON j.lesson_id = l.id"
+            " WHERE l.state = 'recorded' AND j.lesson_id IS NULL ORDER BY l.start"
+        ).fetchall()
+        return [row[0] for row in rows]
 
     def retry(self, now: dt.datetime, lesson_ids: list[str] | None = None) -> int:
         """Make waiting jobs due now (all, or those named); the number changed."""
@@ -340,14 +348,14 @@ class Archiver:
     def _enqueue(self) -> None:
         """A job for every recorded lesson that has files and no job yet."""
         now = self.clock.now()
-        for lesson in self.lessons.in_state("recorded"):
-            if self.jobs.get(lesson.id) is not None:
-                continue
-            record = self.recordings.read(lesson.id)
+        for lesson_id in self.jobs.unqueued():
+            record = self.recordings.read(lesson_id)
             if record is None or not any(f.size for f in record.media()):
-                continue  # nothing recorded (recording off, or closed before any picture)
-            self.jobs.add(lesson.id, "composing" if self.composer else "queued", now)
-            logger.info("lesson %s queued for the library", lesson.id)
+                # nothing recorded (recording off, or closed before the first picture)
+                self.jobs.add(lesson_id, "empty", now)
+                continue
+            self.jobs.add(lesson_id, "composing" if self.composer else "queued", now)
+            logger.info("lesson %s queued for the library", lesson_id)
 
     async def _nap(self, seconds: float) -> None:
         """Wait `seconds` of real time, or until woken. Due times are read on the clock;
@@ -508,22 +516,33 @@ class Archiver:
 
     async def _composing(self) -> None:
         while True:
-            waiting = self.jobs.jobs("composing")
-            if not waiting:
+            try:
+                await self._compose_next()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one bad lesson stop the composing
+                logger.exception("composing")
                 await self._nap(POLL_SECONDS)
-                continue
-            job = waiting[0]
-            record = self.recordings.read(job.lesson_id)
-            if record is not None and self.composer is not None:
-                folder = self.recordings.folder(job.lesson_id)
-                try:
-                    record.composed = await self.composer.compose(folder, record)
-                    self.recordings.write(record)
-                    logger.info("lesson %s: lesson.mp4 composed", job.lesson_id)
-                except (ComposeError, OSError, ValueError) as exc:
-                    logger.warning("lesson %s: no lesson.mp4: %s", job.lesson_id, exc)
-            self.jobs.update(job.lesson_id, self.clock.now(), state="queued")
-            self.wake()
+
+    async def _compose_next(self) -> None:
+        waiting = self.jobs.jobs("composing")
+        if not waiting:
+            await self._nap(POLL_SECONDS)
+            return
+        job = waiting[0]
+        record = self.recordings.read(job.lesson_id)
+        if record is not None and self.composer is not None:
+            folder = self.recordings.folder(job.lesson_id)
+            try:
+                record.composed = await self.composer.compose(folder, record)
+                self.recordings.write(record)
+                logger.info("lesson %s: lesson.mp4 composed", job.lesson_id)
+            except asyncio.CancelledError:
+                raise  # shutdown: composed again at the next start
+            except Exception as exc:  # no composed copy; the sources still go
+                logger.warning("lesson %s: no lesson.mp4: %s", job.lesson_id, exc)
+        self.jobs.update(job.lesson_id, self.clock.now(), state="queued")
+        self.wake()
 
     async def _guarding(self) -> None:
         loop = asyncio.get_running_loop()

@@ -42,8 +42,12 @@ def status(config: Config, as_json: bool) -> int:
         print(json.dumps([j.as_json(config.zone) for j in found], ensure_ascii=False, indent=2))
         return 0
     print(f"library: {target.describe() if target else 'none configured ([library] in edge.toml)'}")
+    empty = [j for j in found if j.state == "empty"]
+    found = [j for j in found if j.state != "empty"]
     waiting = [j for j in found if j.state != "done"]
     print(f"{len(found)} lesson(s): {len(found) - len(waiting)} archived, {len(waiting)} waiting")
+    if empty:
+        print(f"({len(empty)} more closed with nothing recorded)")
     for job in found:
         line = f"  {job.lesson_id:<28} {job.state:<10} {_progress(job):<22}"
         if job.state == "queued" and job.attempts:

@@ -222,12 +222,6 @@ class LessonStore:
         rows = self._db.execute(query + " ORDER BY start", arguments).fetchall()
         return [self._lesson(row) for row in rows]
 
-    def in_state(self, state: State) -> list[Lesson]:
-        rows = self._db.execute(
-            "SELECT * FROM lessons WHERE state = ? ORDER BY start", (state,)
-        ).fetchall()
-        return [self._lesson(row) for row in rows]
-
     def lessons(
         self, room: str, since: dt.datetime, until: dt.datetime | None = None
     ) -> list[Lesson]:

@@ -127,20 +127,30 @@ class _PartWriter:
     def _write(self, bus: str, packet: Packet) -> None:
         kind = self._kind_of(bus)
         try:
-            opened = self.files.get(kind) or self._open(kind, bus, packet)
+            opened = self.files.get(kind)
             if opened is None:
+                opened = self._open(kind, bus, packet)
+                if opened is None:
+                    return
+                self._write_one(opened, bus, packet)
+                if kind == PRESENTER and self.tracks.mic:  # the sound that waited for it
+                    for waiting in self._early.pop(self.tracks.mic, ()):
+                        self._write_one(opened, self.tracks.mic, waiting)
                 return
-            if opened.writer.write(bus, packet):
-                self.bytes += packet.size
+            self._write_one(opened, bus, packet)
         except (OSError, ValueError, RuntimeError) as exc:  # av.FFmpegError is an OSError
             self.error = f"{type(exc).__name__}: {exc}"
             self.failed_at = time.monotonic()
             logger.error("recording %s part %d failed: %s", self.folder.name, self.part, exc)
             self._close_all()
 
+    def _write_one(self, opened: _OpenFile, bus: str, packet: Packet) -> None:
+        if opened.writer.write(bus, packet):
+            self.bytes += packet.size
+
     def _open(self, kind: str, bus: str, packet: Packet) -> _OpenFile | None:
         """Open the file at its first picture (or first sound, for a room without a
-        camera); sound that came before the picture waits for it."""
+        camera); sound that comes before the picture is kept for it."""
         buses = self.tracks.files()[kind]
         video = buses[0] if buses[0] != self.tracks.mic else None
         if video is not None and (bus != video or not packet.is_keyframe):
@@ -153,32 +163,23 @@ class _PartWriter:
         specs: list[TrackSpec] = []
         for name in buses:
             if name == self.tracks.mic:
+                head = opus_head(self.tracks.channels)
                 specs.append(
-                    TrackSpec(
-                        name,
-                        "audio",
-                        channels=self.tracks.channels,
-                        extradata=opus_head(self.tracks.channels),
-                    )
+                    TrackSpec(name, "audio", channels=self.tracks.channels, extradata=head)
                 )
                 continue
             extradata = h264_parameter_sets(bytes(packet))
             if extradata is None:
                 return None  # an IDR without SPS/PPS: wait for the next
-            width, height = (
-                self.tracks.camera_size if name == self.tracks.camera else self.tracks.board_size
-            )
+            camera = name == self.tracks.camera
+            width, height = self.tracks.camera_size if camera else self.tracks.board_size
             specs.append(TrackSpec(name, "video", width, height, extradata=extradata))
         zero = Fraction(packet.pts or 0) * (packet.time_base or Fraction(1))
         name = part_file(kind, self.part)
         writer = Mp4Writer(self.folder / name, specs, zero=zero, metadata=self.metadata)
         opened = self.files[kind] = _OpenFile(kind, writer, float(zero) - self.zero)
         self.on_open(MediaFile(name=name, kind=kind, tracks=buses, offset=round(opened.offset, 3)))
-        writer.write(bus, packet)
-        for waiting in self._early.pop(self.tracks.mic or "", ()):
-            if kind == PRESENTER:
-                writer.write(self.tracks.mic or "", waiting)
-        return None  # this packet is written
+        return opened
 
     def _close_all(self) -> None:
         for opened in list(self.files.values()):
