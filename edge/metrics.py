@@ -26,7 +26,9 @@ class ServiceCollector(Collector):
         assert isinstance(rooms, dict)
         live = GaugeMetricFamily("classroom_edge_lesson_live", "A lesson is live", labels=["room"])
         viewers = GaugeMetricFamily(
-            "classroom_edge_viewers", "Viewers per rendition", labels=["room", "rendition"]
+            "classroom_edge_rendition_subscribers",
+            "Subscribers per rendition: viewers, and the recorder on the recorded ones",
+            labels=["room", "rendition"],
         )
         recording = GaugeMetricFamily(
             "classroom_edge_recording", "A lesson is being recorded", labels=["room"]
