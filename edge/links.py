@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import ifaddr
 
-from .roster import Pupil, load_roster
+from .roster import Pupil, RosterStore, read_roster
 from .settings import Config
 from .tokens import Grant, TokenSigner, load_or_create_secret
 
@@ -68,20 +69,34 @@ def public_url(config: Config, host: str | None = None, port: int | None = None)
     return f"http://{host}:{port or config.site.http.port}"
 
 
-def pupils(config: Config) -> list[Pupil]:
-    return load_roster(config.roster_path) if config.roster_path else []
+def open_roster(config: Config) -> RosterStore:
+    """The roster in the data dir; an empty one is first filled from the config's
+    `roster` CSV (the demo's pupils, or a school's first list)."""
+    store = RosterStore(config.site.data_dir / "lessons.db")
+    if store.is_empty() and config.roster_path is not None:
+        classes = {room.class_name for room in config.rooms.values()}
+        store.import_pupils(read_roster(config.roster_path, classes), dt.datetime.now(dt.UTC))
+    return store
 
 
 def room_links(
-    config: Config, signer: TokenSigner, room: str, base_url: str, now: float | None = None
+    config: Config,
+    signer: TokenSigner,
+    roster: RosterStore,
+    room: str,
+    base_url: str,
+    now: float | None = None,
 ) -> list[Link]:
+    """The class link, then one link per pupil of the room's class (class-list order)."""
     settings = config.rooms[room]
     expires = int((time.time() if now is None else now) + config.site.links.valid_days * 86400)
     whep = f"{base_url}/whep/{room}"
     class_name = settings.class_name
 
     def link(pupil: Pupil | None) -> Link:
-        token = signer.issue(Grant(room, class_name, pupil.id if pupil else None, expires))
+        generation = pupil.generation if pupil else roster.class_generation(class_name)
+        grant = Grant(room, class_name, pupil.id if pupil else None, expires, generation)
+        token = signer.issue(grant)
         return Link(
             "student" if pupil else "class",
             room,
@@ -93,4 +108,4 @@ def room_links(
             token,
         )
 
-    return [link(None)] + [link(p) for p in pupils(config) if p.class_name == class_name]
+    return [link(None)] + [link(p) for p in roster.pupils(class_name)]

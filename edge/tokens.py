@@ -27,6 +27,8 @@ class Grant:
     pupil_id: str | None
     expires: int
     """Unix time after which the token is refused."""
+    generation: int = 0
+    """The pupil's (or the class link's) generation when issued; revoking raises it."""
 
     @property
     def kind(self) -> str:
@@ -58,9 +60,11 @@ class TokenSigner:
         return hmac.compare_digest(signature.encode(), self.sign(text).encode())
 
     def issue(self, grant: Grant) -> str:
-        body = {"r": grant.room, "c": grant.class_name, "e": grant.expires}
+        body: dict[str, object] = {"r": grant.room, "c": grant.class_name, "e": grant.expires}
         if grant.pupil_id:
             body["p"] = grant.pupil_id
+        if grant.generation:
+            body["g"] = grant.generation
         payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
@@ -74,7 +78,9 @@ class TokenSigner:
             raise TokenError("bad signature")
         try:
             body = json.loads(payload)
-            grant = Grant(str(body["r"]), str(body["c"]), body.get("p"), int(body["e"]))
+            grant = Grant(
+                str(body["r"]), str(body["c"]), body.get("p"), int(body["e"]), int(body.get("g", 0))
+            )
         except (ValueError, KeyError, TypeError):
             raise TokenError("malformed payload") from None
         if (time.time() if now is None else now) >= grant.expires:
