@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from .staff import COOKIE, valid_cookie
+
 
 def problem(
     status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
@@ -24,10 +26,16 @@ def bearer(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else ""
+
+
 def is_staff(request: Request, staff_key: str) -> bool:
-    """The mini-PC itself (the smart board's console) or the staff key."""
-    client = request.client.host if request.client is not None else ""
-    if client in ("127.0.0.1", "::1") and "x-forwarded-for" not in request.headers:
+    """The mini-PC itself (the smart board's console), the staff key, or a staff login."""
+    if client_address(request) in ("127.0.0.1", "::1") and "x-forwarded-for" not in request.headers:
+        return True
+    cookie = request.cookies.get(COOKIE)
+    if cookie is not None and valid_cookie(staff_key, cookie):
         return True
     key = bearer(request)
     return key is not None and hmac.compare_digest(key.encode(), staff_key.encode())

@@ -1,0 +1,178 @@
+"""The principal's page (`/reports`, staff login): the day's attendance per class and
+period, every pupil's detail, the week; downloads as CSV and XLSX. And the staff login
+itself (`/login`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from .access import client_address, is_staff, problem
+from .reports import (
+    DayReport,
+    Rules,
+    day_report,
+    render_csv,
+    render_html,
+    render_xlsx,
+    week_summary,
+)
+from .staff import COOKIE, SESSION_SECONDS, check_password, session_cookie
+
+if TYPE_CHECKING:
+    from .service import EdgeService
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def reports_for(
+    service: EdgeService, day: dt.date, room: str | None
+) -> tuple[DayReport, list[DayReport]]:
+    """The day's report and the reports of its school week (Monday to Saturday)."""
+    assert service.store is not None
+    site = service.config.site
+    rooms = [room] if room else sorted(service.config.rooms)
+    rules = Rules(site.attendance.present_share, site.attendance.late_minutes)
+
+    def one(on: dt.date) -> DayReport:
+        assert service.store is not None
+        return day_report(
+            site.school,
+            on,
+            rooms,
+            lessons=service.store,
+            roster=service.roster,
+            attendance=service.attendance,
+            zone=service.config.zone,
+            rules=rules,
+            now=service.clock.now(),
+        )
+
+    monday = day - dt.timedelta(days=day.weekday())
+    week = [one(monday + dt.timedelta(days=n)) for n in range(6)]
+    return one(day), week
+
+
+def router(service: EdgeService) -> APIRouter:
+    routes = APIRouter()
+
+    def today() -> dt.date:
+        return service.clock.now().astimezone(service.config.zone).date()
+
+    @routes.get("/reports")
+    async def reports_page(request: Request, date: str = "", room: str = "") -> Response:
+        if not is_staff(request, service.staff_key):
+            return RedirectResponse("/login?next=/reports", status_code=303)
+        try:
+            day = dt.date.fromisoformat(date) if date else today()
+        except ValueError:
+            return problem(400, "Malformed request", "date: YYYY-MM-DD")
+        if room and room not in service.config.rooms:
+            return problem(404, "Unknown room", f"there is no room {room!r} here")
+        report, week = reports_for(service, day, room or None)
+        zone = service.config.zone
+        body = render_html(report, week_summary(week), zone)
+        query = f"date={day.isoformat()}" + (f"&room={quote(room)}" if room else "")
+        rooms = "".join(
+            f'<option value="{html.escape(r)}"{" selected" if r == room else ""}>{html.escape(r)}'
+            "</option>"
+            for r in sorted(service.config.rooms)
+        )
+        tools = (
+            '<form method="get" style="margin:1em 0" class="no-print">'
+            f'Ngày <input type="date" name="date" value="{day.isoformat()}"> '
+            f'Phòng <select name="room"><option value="">tất cả</option>{rooms}</select> '
+            "<button>Xem</button> "
+            f'<a href="/reports/export?{query}&format=xlsx">Tải Excel (.xlsx)</a> · '
+            f'<a href="/reports/export?{query}&format=csv">Tải CSV</a> · '
+            '<a href="javascript:print()">In</a></form>'
+            "<style>@media print { .no-print { display: none; } }</style>"
+        )
+        return HTMLResponse(
+            body.replace("<body>", "<body>" + tools, 1), headers={"Cache-Control": "no-store"}
+        )
+
+    @routes.get("/reports/export")
+    async def reports_export(
+        request: Request, date: str = "", room: str = "", format: str = "csv"
+    ) -> Response:
+        if not is_staff(request, service.staff_key):
+            return problem(403, "Staff only", "log in at /login")
+        try:
+            day = dt.date.fromisoformat(date) if date else today()
+        except ValueError:
+            return problem(400, "Malformed request", "date: YYYY-MM-DD")
+        report, week = reports_for(service, day, room or None)
+        zone = service.config.zone
+        name = f"diem-danh-{day.isoformat()}{'-' + room if room else ''}"
+        if format == "xlsx":
+            return Response(
+                render_xlsx(report, week_summary(week), zone),
+                media_type=XLSX,
+                headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
+            )
+        if format == "csv":
+            return Response(
+                render_csv(report, zone),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+            )
+        return problem(400, "Malformed request", "format: csv or xlsx")
+
+    @routes.get("/login")
+    async def login_page(next: str = "/reports", failed: int = 0) -> Response:
+        target = next if next.startswith("/") and not next.startswith("//") else "/reports"
+        message = '<p style="color:#b00">Sai mật khẩu.</p>' if failed else ""
+        return HTMLResponse(
+            '<!doctype html><html lang="vi"><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            "<title>Đăng nhập · classroom-edge</title>"
+            '<body style="font-family:sans-serif;max-width:24em;margin:3em auto">'
+            f"<h1>Đăng nhập</h1><p>{html.escape(service.config.site.school)}</p>{message}"
+            '<form method="post" action="/login">'
+            f'<input type="hidden" name="next" value="{html.escape(target)}">'
+            '<label>Mật khẩu cán bộ <input type="password" name="password" autofocus required>'
+            "</label> <button>Vào</button></form></body></html>",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @routes.post("/login")
+    async def login(request: Request) -> Response:
+        address = client_address(request)
+        wait = service.throttle.wait(address)
+        if wait is not None:
+            return problem(
+                429, "Too many attempts", "wait a few minutes", {"Retry-After": str(int(wait))}
+            )
+        form = parse_qs((await request.body())[:4096].decode(errors="replace"))
+        password = form.get("password", [""])[0]
+        target = form.get("next", ["/reports"])[0]
+        if not target.startswith("/") or target.startswith("//"):
+            target = "/reports"
+        if not check_password(service.config.site.data_dir, password):
+            service.throttle.refused(address)
+            return RedirectResponse(f"/login?failed=1&next={quote(target)}", status_code=303)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            COOKIE,
+            session_cookie(service.staff_key),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+        return response
+
+    @routes.post("/logout")
+    async def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    return routes

@@ -1,0 +1,391 @@
+"""The daily attendance report (báo cáo điểm danh) homeroom teachers owe the principal's
+board: per class and period the online count against those studying from home and the
+class size, and every pupil of the roster with their status; a weekly summary.
+
+CSV (UTF-8 with BOM, so Excel shows the diacritics), XLSX (openpyxl) and printable HTML,
+all with Vietnamese headers.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .attendance import AttendanceStore, Presence
+from .lessons import Lesson, LessonStore
+from .roster import Pupil, RosterStore
+
+STATUS = {"present": "Có mặt", "late": "Muộn", "left_early": "Về sớm", "absent": "Vắng"}
+HELD = ("live", "closing", "recorded", "archived")
+WEEKDAYS = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ nhật")
+SUMMARY_HEADERS = [
+    "Lớp",
+    "Ngày",
+    "Tiết",
+    "Môn",
+    "Giáo viên",
+    "Bắt đầu",
+    "Kết thúc",
+    "Sĩ số",
+    "Học ở nhà",
+    "Trực tuyến",
+    "Tỉ lệ (%)",
+    "Không rõ tên",
+]
+DETAIL_HEADERS = [
+    "Lớp",
+    "Ngày",
+    "Tiết",
+    "Môn",
+    "Mã định danh",
+    "Họ và tên",
+    "Học ở nhà",
+    "Trạng thái",
+    "Vào lớp lúc",
+    "Số phút",
+    "Ghi chú",
+]
+WEEK_HEADERS = [
+    "Lớp",
+    "Ngày",
+    "Số tiết",
+    "Học ở nhà",
+    "Trực tuyến (trung bình mỗi tiết)",
+    "Tỉ lệ (%)",
+]
+UNVERIFIED = "chưa xác thực (link chung của lớp)"
+
+
+@dataclass(frozen=True)
+class Rules:
+    present_share: float = 0.5  # of the period, to count as present
+    late_minutes: float = 10.0  # a first join later than this after the bell is late
+
+
+@dataclass(frozen=True)
+class PupilRow:
+    pupil: Pupil
+    at_home: bool | None  # None: nobody marked who studies from home that day
+    status: str
+    first_join: dt.datetime | None
+    minutes: float
+    verified: bool | None  # None: never joined
+
+    @property
+    def note(self) -> str:
+        return UNVERIFIED if self.verified is False else ""
+
+
+@dataclass(frozen=True)
+class PeriodRow:
+    lesson: Lesson
+    end: dt.datetime
+    class_size: int
+    expected: int | None
+    online: int
+    unnamed: int  # viewers of the class link who picked no name
+    pupils: list[PupilRow]
+
+    @property
+    def percent(self) -> float | None:
+        return round(100 * self.online / self.expected, 1) if self.expected else None
+
+
+def _union_seconds(spans: list[tuple[dt.datetime, dt.datetime]]) -> float:
+    """Seconds covered by any of `spans` (a pupil on two devices counts once)."""
+    total = 0.0
+    covered: dt.datetime | None = None
+    for start, end in sorted(spans):
+        if covered is not None:
+            start = max(start, covered)
+        if end > start:
+            total += (end - start).total_seconds()
+        covered = end if covered is None else max(covered, end)
+    return total
+
+
+def period_attendance(
+    lesson: Lesson,
+    pupils: Sequence[Pupil],
+    sessions: Sequence[Presence],
+    at_home: set[str] | None,
+    rules: Rules,
+    now: dt.datetime,
+) -> PeriodRow:
+    """Who watched `lesson`, from the sessions that overlap it."""
+    end = min(lesson.ends_at or lesson.end or now, now)
+    length = max((end - lesson.start).total_seconds(), 1.0)
+    spans: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
+    verified: dict[str, bool] = {}
+    unnamed: set[str] = set()
+    for session in sessions:
+        start = max(session.joined_at, lesson.start)
+        stop = min(session.left_at or now, end)
+        if stop <= start:
+            continue
+        if session.pupil_id is None:
+            unnamed.add(session.session_id)
+            continue
+        spans.setdefault(session.pupil_id, []).append((start, stop))
+        verified[session.pupil_id] = verified.get(session.pupil_id, False) or session.verified
+    rows = []
+    for pupil in pupils:
+        own = spans.get(pupil.id, [])
+        home = None if at_home is None else pupil.id in at_home
+        if not own:
+            rows.append(PupilRow(pupil, home, "absent", None, 0.0, None))
+            continue
+        first = min(start for start, _ in own)
+        seconds = _union_seconds(own)
+        if (first - lesson.start).total_seconds() > rules.late_minutes * 60:
+            status = "late"
+        elif seconds < rules.present_share * length:
+            status = "left_early"
+        else:
+            status = "present"
+        rows.append(PupilRow(pupil, home, status, first, seconds / 60, verified[pupil.id]))
+    online = sum(1 for row in rows if row.status != "absent")
+    expected = None if at_home is None else len(at_home & {p.id for p in pupils})
+    return PeriodRow(lesson, end, len(pupils), expected, online, len(unnamed), rows)
+
+
+@dataclass(frozen=True)
+class DayReport:
+    school: str
+    day: dt.date
+    periods: list[PeriodRow]
+
+
+def day_report(
+    school: str,
+    day: dt.date,
+    rooms: Sequence[str],
+    *,
+    lessons: LessonStore,
+    roster: RosterStore,
+    attendance: AttendanceStore,
+    zone: dt.tzinfo,
+    rules: Rules,
+    now: dt.datetime,
+) -> DayReport:
+    since = dt.datetime.combine(day, dt.time(), zone)
+    until = since + dt.timedelta(days=1)
+    periods = []
+    for room in rooms:
+        for lesson in lessons.lessons(room, since, until):
+            if lesson.state not in HELD or lesson.start > now:
+                continue
+            sessions = attendance.presence(lesson.class_name, lesson.start, until)
+            home = attendance.at_home(day, lesson.class_name)
+            pupils = roster.pupils(lesson.class_name)
+            periods.append(period_attendance(lesson, pupils, sessions, home, rules, now))
+    periods.sort(key=lambda p: (p.lesson.class_name, p.lesson.start))
+    return DayReport(school, day, periods)
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def _hhmm(moment: dt.datetime | None, zone: dt.tzinfo) -> str:
+    return moment.astimezone(zone).strftime("%H:%M") if moment is not None else ""
+
+
+def _period_label(lesson: Lesson) -> str:
+    if lesson.period is None:
+        return "Thêm"
+    return f"{lesson.period} ({'chiều' if lesson.session == 'afternoon' else 'sáng'})"
+
+
+def _home(value: bool | None) -> str:
+    return "" if value is None else ("có" if value else "không")
+
+
+def summary_rows(report: DayReport, zone: dt.tzinfo) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for period in report.periods:
+        lesson = period.lesson
+        rows.append(
+            [
+                lesson.class_name,
+                report.day.strftime("%d/%m/%Y"),
+                _period_label(lesson),
+                lesson.subject,
+                lesson.teacher,
+                _hhmm(lesson.start, zone),
+                _hhmm(period.end, zone),
+                period.class_size,
+                "" if period.expected is None else period.expected,
+                period.online,
+                "" if period.percent is None else period.percent,
+                period.unnamed,
+            ]
+        )
+    return rows
+
+
+def detail_rows(report: DayReport, zone: dt.tzinfo) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for period in report.periods:
+        lesson = period.lesson
+        for row in period.pupils:
+            rows.append(
+                [
+                    lesson.class_name,
+                    report.day.strftime("%d/%m/%Y"),
+                    _period_label(lesson),
+                    lesson.subject,
+                    row.pupil.id,
+                    row.pupil.name,
+                    _home(row.at_home),
+                    STATUS[row.status],
+                    _hhmm(row.first_join, zone),
+                    round(row.minutes),
+                    row.note,
+                ]
+            )
+    return rows
+
+
+@dataclass(frozen=True)
+class WeekRow:
+    class_name: str
+    day: dt.date
+    periods: int
+    expected: int | None
+    online_mean: float
+    percent: float | None
+
+
+def week_summary(reports: Sequence[DayReport]) -> list[WeekRow]:
+    rows = []
+    for report in reports:
+        classes = sorted({p.lesson.class_name for p in report.periods})
+        for class_name in classes:
+            periods = [p for p in report.periods if p.lesson.class_name == class_name]
+            expected = periods[0].expected
+            mean = sum(p.online for p in periods) / len(periods)
+            percent = round(100 * mean / expected, 1) if expected else None
+            rows.append(
+                WeekRow(class_name, report.day, len(periods), expected, round(mean, 1), percent)
+            )
+    return rows
+
+
+def _week_cells(week: Sequence[WeekRow]) -> list[list[object]]:
+    return [
+        [
+            w.class_name,
+            f"{WEEKDAYS[w.day.weekday()]} {w.day:%d/%m}",
+            w.periods,
+            "" if w.expected is None else w.expected,
+            w.online_mean,
+            "" if w.percent is None else w.percent,
+        ]
+        for w in week
+    ]
+
+
+def render_csv(report: DayReport, zone: dt.tzinfo) -> bytes:
+    """Two tables in one file: the summary, a blank line, the per-pupil detail."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(
+        [
+            f"Báo cáo điểm danh học trực tuyến · {report.school} · "
+            f"{WEEKDAYS[report.day.weekday()]} {report.day:%d/%m/%Y}"
+        ]
+    )
+    writer.writerow(SUMMARY_HEADERS)
+    writer.writerows(summary_rows(report, zone))
+    writer.writerow([])
+    writer.writerow(DETAIL_HEADERS)
+    writer.writerows(detail_rows(report, zone))
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def render_week_csv(week: Sequence[WeekRow]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(WEEK_HEADERS)
+    writer.writerows(_week_cells(week))
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def render_xlsx(report: DayReport, week: Sequence[WeekRow], zone: dt.tzinfo) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    book = Workbook()
+    bold, fill = Font(bold=True), PatternFill("solid", fgColor="DDEBF7")
+    sheets = (
+        ("Tổng hợp", SUMMARY_HEADERS, summary_rows(report, zone)),
+        ("Chi tiết", DETAIL_HEADERS, detail_rows(report, zone)),
+        ("Tuần", WEEK_HEADERS, _week_cells(week)),
+    )
+    for index, (title, headers, rows) in enumerate(sheets):
+        sheet = book.active if index == 0 else book.create_sheet()
+        assert sheet is not None
+        sheet.title = title
+        sheet.append(headers)
+        for cell in sheet[1]:
+            cell.font, cell.fill = bold, fill
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
+        for row in rows:
+            sheet.append(row)
+        sheet.freeze_panes = "A2"
+        for column, header in enumerate(headers, start=1):
+            values = [str(header)] + [str(r[column - 1]) for r in rows]
+            width = min(max(len(v) for v in values) + 2, 40)
+            sheet.column_dimensions[get_column_letter(column)].width = width
+    book.properties.title = f"Điểm danh {report.day:%d/%m/%Y}"
+    book.properties.creator = report.school
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], marks: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return f'<table class="{marks}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+HTML_STYLE = """
+@page { size: A4 landscape; margin: 10mm; }
+body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10pt; color: #111; }
+h1 { font-size: 14pt; } h2 { font-size: 12pt; margin-top: 6mm; }
+table { border-collapse: collapse; width: 100%; margin-bottom: 4mm; }
+th, td { border: 1px solid #999; padding: 2px 5px; text-align: left; }
+th { background: #ddebf7; } tr { break-inside: avoid; }
+.empty { color: #666; }
+"""
+
+
+def render_html(report: DayReport, week: Sequence[WeekRow], zone: dt.tzinfo) -> str:
+    title = (
+        f"Báo cáo điểm danh học trực tuyến · {WEEKDAYS[report.day.weekday()]} {report.day:%d/%m/%Y}"
+    )
+    parts = [
+        f'<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{HTML_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>{html.escape(report.school)}</p>"
+    ]
+    if not report.periods:
+        parts.append('<p class="empty">Không có tiết học trực tuyến nào trong ngày.</p>')
+    else:
+        parts.append("<h2>Tổng hợp theo tiết</h2>")
+        parts.append(_table(SUMMARY_HEADERS, summary_rows(report, zone)))
+        parts.append("<h2>Chi tiết từng học sinh</h2>")
+        parts.append(_table(DETAIL_HEADERS, detail_rows(report, zone)))
+    if week:
+        parts.append("<h2>Tổng hợp tuần</h2>")
+        parts.append(_table(WEEK_HEADERS, _week_cells(week)))
+    parts.append("</body></html>")
+    return "".join(parts)

@@ -1,0 +1,185 @@
+"""Attendance from a scripted school morning, replayed on a manual clock with the real
+service and real aiortc viewers joining and leaving at the scripted moments; the
+report (`classroom-edge report`) is exactly what the homeroom teacher expects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import io
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import uvicorn
+
+from edge.clock import ManualClock
+from edge.service import EdgeService
+from edge.settings import load
+from edge.tokens import Grant
+from edge.web import create_app
+from tests.conftest import cli, free_port, write_site
+from tests.whep_client import Viewer, eventually
+
+ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+WEDNESDAY = dt.date(2026, 11, 25)
+ROSTER = """Mã định danh,Họ và tên,Lớp
+0101000001,Nguyễn Văn An,6A1
+0101000002,Trần Thị Bình,6A1
+0101000003,Lê Hoàng Châu,6A1
+0101000004,Phạm Minh Đức,6A1
+"""
+SITE = """school = "Trường Thử"
+roster = "roster.csv"
+[schedule]
+lead_minutes = 1
+grace_minutes = 0
+rollover_minutes = 5
+"""
+ROOM = """class = "6A1"
+record = false
+[camera]
+kind = "test"
+width = 320
+height = 180
+fps = 10
+[mic]
+kind = "test"
+[[camera_renditions]]
+width = 320
+height = 180
+fps = 10
+bitrate_kbps = 200
+[[timetable.period]]
+day = "Thứ Tư"
+session = "sáng"
+period = 1
+subject = "Toán"
+teacher = "Nguyễn Thị Lan"
+[[timetable.period]]
+day = "Thứ Tư"
+session = "sáng"
+period = 2
+subject = "Ngữ văn"
+teacher = "Trần Văn Minh"
+"""
+EXPECTED = """\ufeffBáo cáo điểm danh học trực tuyến · Trường Thử · Thứ Tư 25/11/2026\r
+Lớp,Ngày,Tiết,Môn,Giáo viên,Bắt đầu,Kết thúc,Sĩ số,Học ở nhà,Trực tuyến,Tỉ lệ (%),Không rõ tên\r
+6A1,25/11/2026,1 (sáng),Toán,Nguyễn Thị Lan,07:00,07:45,4,3,3,100.0,0\r
+6A1,25/11/2026,2 (sáng),Ngữ văn,Trần Văn Minh,07:50,08:35,4,3,2,66.7,0\r
+\r
+Lớp,Ngày,Tiết,Môn,Mã định danh,Họ và tên,Học ở nhà,Trạng thái,Vào lớp lúc,Số phút,Ghi chú\r
+6A1,25/11/2026,1 (sáng),Toán,0101000001,Nguyễn Văn An,có,Có mặt,07:00,45,\r
+6A1,25/11/2026,1 (sáng),Toán,0101000002,Trần Thị Bình,có,Muộn,07:15,25,\r
+6A1,25/11/2026,1 (sáng),Toán,0101000003,Lê Hoàng Châu,có,Về sớm,07:02,10,\
+chưa xác thực (link chung của lớp)\r
+6A1,25/11/2026,1 (sáng),Toán,0101000004,Phạm Minh Đức,không,Vắng,,0,\r
+6A1,25/11/2026,2 (sáng),Ngữ văn,0101000001,Nguyễn Văn An,có,Có mặt,07:50,45,\r
+6A1,25/11/2026,2 (sáng),Ngữ văn,0101000002,Trần Thị Bình,có,Có mặt,07:52,43,\r
+6A1,25/11/2026,2 (sáng),Ngữ văn,0101000003,Lê Hoàng Châu,có,Vắng,,0,\r
+6A1,25/11/2026,2 (sáng),Ngữ văn,0101000004,Phạm Minh Đức,không,Vắng,,0,\r
+"""
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.combine(WEDNESDAY, dt.time.fromisoformat(text), ZONE)
+
+
+@contextlib.asynccontextmanager
+async def serving(config: Path, data: Path, clock: ManualClock) -> AsyncIterator[EdgeService]:
+    port = free_port()
+    service = EdgeService(load(config, data_dir=data), host="127.0.0.1", port=port, clock=clock)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        assert await eventually(lambda: server.started or task.done(), 30)
+        service.base = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+        yield service
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_a_scripted_morning_gives_exactly_the_expected_report(tmp_path: Path) -> None:
+    (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
+    config = write_site(tmp_path, {"r1": ROOM}, SITE)
+    data = tmp_path / "data"
+    clock = ManualClock(at("06:58"))
+    async with serving(config, data, clock) as service:
+        base: str = service.base  # type: ignore[attr-defined]
+        whep = f"{base}/whep/r1"
+        later = int(time.time()) + 3600
+        an, binh = (
+            service.signer.issue(Grant("r1", "6A1", f"010100000{n}", later)) for n in (1, 2)
+        )
+        class_link = service.signer.issue(Grant("r1", "6A1", None, later))
+        chau = next(p for p in service.roster.pupils("6A1") if p.name == "Lê Hoàng Châu")
+        viewers: dict[str, Viewer] = {}
+
+        async def join(name: str, token: str, picked: str | None = None) -> None:
+            url = whep + (f"?as={service.pick_key(chau)}" if picked else "")
+            viewer = viewers[name] = Viewer(url, token, video_lines=1, decode_clock=False)
+            assert (await viewer.connect()).status_code == 201
+            assert await eventually(lambda: viewer.pc.connectionState == "connected", 20)
+            sessions = service.sessions.sessions.values()
+            assert await eventually(lambda: all(s.connected_at for s in sessions), 10)
+
+        async def leave(name: str) -> None:
+            await viewers.pop(name).close()
+
+        async with httpx.AsyncClient() as client:  # the homeroom teacher, on the board
+            marked = await client.post(
+                f"{base}/api/classes/6A1/at-home",
+                json={"date": "2026-11-25", "pupils": ["0101000001", "0101000002", "0101000003"]},
+            )
+            assert marked.status_code == 200, marked.text
+        await clock.advance_to(at("07:00"))
+        await join("an", an)  # on time, stays all morning (across the rollover)
+        await clock.advance_to(at("07:02"))
+        await join("chau", class_link, picked="Lê Hoàng Châu")  # the class link: unverified
+        await clock.advance_to(at("07:05"))
+        await join("chau-phone", class_link, picked="Lê Hoàng Châu")  # a second device
+        await clock.advance_to(at("07:10"))
+        await leave("chau")
+        await clock.advance_to(at("07:12"))
+        await leave("chau-phone")  # 07:02–07:12 on either device: 10 minutes, counted once
+        await clock.advance_to(at("07:15"))
+        await join("binh", binh)  # 15 minutes late
+        await clock.advance_to(at("07:40"))
+        await leave("binh")
+        await clock.advance_to(at("07:52"))
+        await join("binh-again", binh)  # back for period 2
+        await clock.advance_to(at("08:36"))  # period 2 over: everyone is let go
+        assert await eventually(lambda: not service.sessions.sessions, 10)
+        for viewer in viewers.values():
+            await viewer.close()
+
+    def report(*args: str) -> str:
+        return cli("report", "--date", "2026-11-25", *args, "--config", str(config),
+                   "--data-dir", str(data)).stdout  # fmt: skip
+
+    csv_file, xlsx = tmp_path / "report.csv", tmp_path / "report.xlsx"
+    report("--room", "r1", "--output", str(csv_file))
+    got = csv_file.read_bytes()  # UTF-8 with BOM, CRLF: what Excel opens cleanly
+    assert got == EXPECTED.encode("utf-8"), "\n" + got.decode("utf-8")
+    report("--format", "xlsx", "--output", str(xlsx))
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(xlsx.read_bytes()))
+    assert book.sheetnames == ["Tổng hợp", "Chi tiết", "Tuần"]
+    summary, detail, week = book["Tổng hợp"], book["Chi tiết"], book["Tuần"]
+    assert [c.value for c in summary[1]][:3] == ["Lớp", "Ngày", "Tiết"]
+    assert [c.value for c in summary[2]][7:11] == [4, 3, 3, 100.0]
+    assert [c.value for c in summary[3]][7:11] == [4, 3, 2, 66.7]
+    assert [c.value for c in detail[3]][5:10] == ["Trần Thị Bình", "có", "Muộn", "07:15", 25]
+    assert detail.max_row == 9
+    assert [c.value for c in week[2]] == ["6A1", "Thứ Tư 25/11", 2, 3, 2.5, 83.3]
+    html = report("--format", "html")
+    assert "Tổng hợp tuần" in html and "Lê Hoàng Châu" in html and "<table" in html
