@@ -3,8 +3,9 @@
 from .device import AlsaMicrophone, ScreenGrab, V4L2Camera
 from .encoder import AudioEncoder, Encoder, Packet, VideoEncoder
 from .pipeline import PacketSink, SourcePipeline
+from .playback import Speaker
 from .source import Frame, MediaKind, Source, SourceError
-from .synthetic import TestBoard, TestCamera, TestTone
+from .synthetic import TestBoard, TestCamera, TestTone, slate
 from .timecode import burn_timestamp, read_timestamp
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Source",
     "SourceError",
     "SourcePipeline",
+    "Speaker",
     "TestBoard",
     "TestCamera",
     "TestTone",
@@ -26,4 +28,5 @@ __all__ = [
     "VideoEncoder",
     "burn_timestamp",
     "read_timestamp",
+    "slate",
 ]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import av
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -159,12 +161,28 @@ class VideoEncoder:
 
 
 class AudioEncoder:
-    """Opus, 48 kHz, mono by default, 20 ms packets, in-band FEC."""
+    """Opus, 48 kHz, mono by default, 20 ms packets, in-band FEC.
+
+    `gain` (if given) scales each frame first: a ducked copy of the microphone. `active`
+    False makes the pipeline skip it (it costs nothing while nobody needs it). `loud_at`
+    is the capture time of the last frame above -50 dBFS (the console warns of a
+    microphone that has gone silent).
+    """
 
     def __init__(
-        self, name: str, *, bitrate: int = 32000, channels: int = 1, origin: float
+        self,
+        name: str,
+        *,
+        bitrate: int = 32000,
+        channels: int = 1,
+        origin: float,
+        gain: Callable[[], float] | None = None,
+        active: bool = True,
     ) -> None:
         self.name = name
+        self.gain = gain
+        self.active = active
+        self.loud_at: float | None = None
         self.bitrate = bitrate
         self.channels = channels
         self._origin = origin
@@ -180,10 +198,27 @@ class AudioEncoder:
         self.last_encode_seconds = 0.0
 
     def wants(self, captured_at: float) -> bool:
-        return True
+        return self.active
 
     def request_keyframe(self) -> None:
         """Audio has no keyframes; present so all encoders share one interface."""
+
+    def _measure_and_scale(self, frame: av.AudioFrame, captured_at: float) -> av.AudioFrame:
+        samples = frame.to_ndarray()
+        scale = 32768.0 if samples.dtype == np.int16 else 1.0
+        if float(np.sqrt(np.mean((samples / scale) ** 2))) > 0.003:  # -50 dBFS
+            self.loud_at = captured_at
+        if self.gain is None:
+            return frame
+        gain = self.gain()
+        if gain >= 0.999:
+            return frame
+        quieter: Any = (samples * gain).astype(samples.dtype)
+        scaled = av.AudioFrame.from_ndarray(
+            quieter, format=frame.format.name, layout=frame.layout.name
+        )
+        scaled.sample_rate = frame.sample_rate
+        return scaled
 
     def _open(self) -> av.AudioCodecContext:
         codec = av.CodecContext.create("libopus", "w")
@@ -199,6 +234,7 @@ class AudioEncoder:
         if self._codec is None:
             self._codec = self._open()
         started = time.perf_counter()
+        frame = self._measure_and_scale(frame, captured_at)
         expected = round((captured_at - self._origin) * AUDIO_RATE)
         if self._next_pts is None or expected - self._next_pts > AUDIO_RATE // 5:
             self._next_pts = expected  # start, or a gap > 200 ms: it stays a gap

@@ -25,6 +25,7 @@ class SourcePipeline:
         self.encoders = {encoder.name: encoder for encoder in encoders}
         self._on_packet = on_packet
         self.encode_errors = 0
+        self.cover: av.VideoFrame | None = None  # sent instead of the picture (privacy)
 
     def start(self) -> None:
         self.source.start(self._on_frame)
@@ -38,6 +39,9 @@ class SourcePipeline:
         self.encoders[rendition].request_keyframe()
 
     def _on_frame(self, frame: Frame, captured_at: float) -> None:
+        cover = self.cover
+        if cover is not None and isinstance(frame, av.VideoFrame):
+            frame = cover  # same timing, another picture: the camera is paused
         for encoder in self.encoders.values():
             if not encoder.wants(captured_at):
                 continue

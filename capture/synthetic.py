@@ -264,3 +264,15 @@ class TestTone(Source):
             frame.sample_rate = self.sample_rate
             offset += self.samples
             self._emit(frame, due)
+
+
+def slate(width: int, height: int, title: str, detail: str = "") -> av.VideoFrame:
+    """A still picture with a message (the camera paused for privacy, or reconnecting)."""
+    image = Image.new("RGB", (width, height), (18, 48, 95))
+    draw = ImageDraw.Draw(image)
+    big, small = font(max(height // 12, 12)), font(max(height // 24, 10))
+    for text, face, y in ((title, big, height * 0.4), (detail, small, height * 0.55)):
+        if text:
+            box = draw.textbbox((0, 0), text, font=face)
+            draw.text(((width - (box[2] - box[0])) / 2, y), text, fill=(255, 255, 255), font=face)
+    return yuv420_frame(rgb_to_yuv420(np.asarray(image)))

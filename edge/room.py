@@ -13,11 +13,13 @@ from capture import (
     ScreenGrab,
     Source,
     SourcePipeline,
+    Speaker,
     TestBoard,
     TestCamera,
     TestTone,
     V4L2Camera,
     VideoEncoder,
+    slate,
 )
 from webrtc import Feeds, PacketBus, VideoLine
 
@@ -35,6 +37,10 @@ from .settings import (
 )
 
 logger = logging.getLogger(__name__)
+
+DUCKED_GAIN = 0.15  # about -16 dB: the microphone a talking pupil hears while heard
+CAMERA_PAUSED = "Camera tạm tắt"
+CAMERA_PAUSED_DETAIL = "Thầy cô đã tạm tắt camera lớp học. Tiếng vẫn nghe bình thường."
 
 
 def video_source(name: str, config: CameraSource | BoardSource, top: VideoRendition) -> Source:
@@ -76,6 +82,7 @@ class Room:
         self.lesson: Lesson | None = None
         self.capturing = False
         self.warmed_at = 0.0
+        self.warmed_origin = time.monotonic()
         self.buses: dict[str, PacketBus] = {}
         self.pipelines: list[SourcePipeline] = []
         origin = self.origin = time.monotonic()  # the buses' time zero
@@ -112,10 +119,26 @@ class Room:
                 )
             )
         self._audio_feed: PacketBus | None = None
+        self.speaker = Speaker(settings.speaker.device) if settings.speaker is not None else None
+        self.mic_encoder: AudioEncoder | None = None
+        self.ducking_encoder: AudioEncoder | None = None
         if settings.mic is not None:
-            encoder = AudioEncoder("mic", bitrate=settings.audio.bitrate_kbps * 1000, origin=origin)
-            self._add(audio_source(settings.mic), [encoder], loop, "audio")
+            bitrate = settings.audio.bitrate_kbps * 1000
+            self.mic_encoder = AudioEncoder("mic", bitrate=bitrate, origin=origin)
+            audio_encoders = [self.mic_encoder]
+            if self.speaker is not None:  # what a pupil who talks hears back
+                speaker = self.speaker
+                self.ducking_encoder = AudioEncoder(
+                    "mic/ducked",
+                    bitrate=bitrate,
+                    origin=origin,
+                    gain=lambda: DUCKED_GAIN if speaker.level > 0 else 1.0,
+                    active=False,
+                )
+                audio_encoders.append(self.ducking_encoder)
+            self._add(audio_source(settings.mic), audio_encoders, loop, "audio")
             self._audio_feed = self.buses["mic"]
+        self.camera_paused = False
 
     def _add(
         self,
@@ -150,14 +173,39 @@ class Room:
         if not self.capturing:
             self.capturing = True
             self.warmed_at = asyncio.get_running_loop().time()
+            self.warmed_origin = time.monotonic()
             for pipeline in self.pipelines:
                 pipeline.start()
+            if self.speaker is not None:
+                self.speaker.start()
 
     async def cool(self) -> None:
         """Release the devices (no lesson for a while)."""
         if self.capturing:
             self.capturing = False
             await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.pipelines))
+            if self.speaker is not None:
+                await asyncio.to_thread(self.speaker.stop)
+
+    def pause_camera(self, paused: bool) -> None:
+        """Privacy: a slate goes out (and is recorded) instead of the camera's picture."""
+        self.camera_paused = paused
+        top = self.settings.camera_renditions[0]
+        for pipeline in self.pipelines:
+            if pipeline.source.name == "camera":
+                pipeline.cover = (
+                    slate(top.width, top.height, CAMERA_PAUSED, CAMERA_PAUSED_DETAIL)
+                    if paused
+                    else None
+                )
+
+    def mic_silent_seconds(self) -> float | None:
+        """Seconds since the classroom microphone last heard something, while live."""
+        encoder = self.mic_encoder
+        if not self.live or encoder is None or not self.capturing:
+            return None
+        since = encoder.loud_at if encoder.loud_at is not None else self.warmed_origin
+        return max(time.monotonic() - since, 0.0)
 
     async def stop(self) -> None:
         self.live = False
@@ -174,13 +222,15 @@ class Room:
         }
         buses = {}
         stalled = False
-        fps = {
-            name: getattr(e, "fps", 50.0) for p in self.pipelines for name, e in p.encoders.items()
-        }
+        encoders = {name: e for p in self.pipelines for name, e in p.encoders.items()}
         for name, bus in self.buses.items():
+            encoder = encoders[name]
             age = None if bus.last_packet_at is None else round(now - bus.last_packet_at, 2)
             # stalled: no packet for 5 s, or for two and a half frames of a slow rendition
-            late = age is None or age > max(5.0, 2.5 / fps[name])
+            # (an audio encoder at rest, the ducked microphone, sends none on purpose)
+            fps = encoder.fps if isinstance(encoder, VideoEncoder) else 50.0
+            resting = isinstance(encoder, AudioEncoder) and not encoder.active
+            late = not resting and (age is None or age > max(5.0, 2.5 / fps))
             stalled = stalled or (self.capturing and now - self.warmed_at > 10 and late)
             buses[name] = {
                 "packets": bus.packets,
@@ -190,6 +240,8 @@ class Room:
         return {
             "live": self.live,
             "capturing": self.capturing,
+            "camera_paused": self.camera_paused,
+            "mic_silent_seconds": self.mic_silent_seconds(),
             "lesson": self.lesson.id if self.lesson is not None else None,
             "class": self.settings.class_name,
             "sources": sources,

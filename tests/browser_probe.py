@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,17 @@ FLAGS = [
 
 
 @contextlib.contextmanager
-def chromium(**options: Any) -> Iterator[BrowserContext]:
+def chromium(extra_args: Sequence[str] = (), **options: Any) -> Iterator[BrowserContext]:
     """Debian Chromium (Playwright), headless, on a fresh profile removed afterwards;
-    `options` (viewport, locale, ...) go to `launch_persistent_context`. Also used by
-    bench/latency.py."""
+    `extra_args` go after our flags, `options` (viewport, locale, ...) to
+    `launch_persistent_context`. Also used by bench/latency.py."""
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=FLAGS, headless=True, **options
+            profile,
+            executable_path=CHROMIUM,
+            args=[*FLAGS, *extra_args],
+            headless=True,
+            **options,
         )
         try:
             yield context

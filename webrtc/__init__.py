@@ -1,6 +1,7 @@
 """WebRTC: the packet bus, viewer sessions (aiortc) and WHEP. Knows nothing of school life."""
 
 from .bus import PacketBus, Subscription
+from .channel import ClassChannel, Message
 from .choice import VideoLine
 from .ice import IceServer, gather_only, is_loopback, rtc_configuration
 from .sdp import MAX_OFFER_BYTES, OfferError
@@ -9,8 +10,10 @@ from .whep import SessionManager
 
 __all__ = [
     "MAX_OFFER_BYTES",
+    "ClassChannel",
     "Feeds",
     "IceServer",
+    "Message",
     "OfferError",
     "PacketBus",
     "SessionManager",

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from . import packer
 from .bus import PacketBus
+from .channel import ClassChannel
 from .choice import Level, LinkReport, RateController, VideoLine, build_ladder
 from .pacer import Clock, Pacer
 from .packer import SenderCodec
@@ -88,6 +89,8 @@ class ViewerSession:
         self.connected_at: float | None = None
         self.outputs: list[VideoOutput] = []
         self.audio: tuple[RTCRtpSender, PacketTrack] | None = None
+        self.incoming_audio: MediaStreamTrack | None = None  # a viewer allowed to talk back
+        self.channel: ClassChannel | None = None
         self.ladder: list[Level] = []
         self.controller: RateController | None = None
         self.pacer = Pacer(rate=UNPACED, clock=clock)
@@ -119,6 +122,7 @@ class ViewerSession:
         description = parse_offer(offer_sdp)
         video_lines = list(self.feeds.video)
         audio_feed = self.feeds.audio
+        talk_transceiver: Any = None
         for media in description.media:
             if media.kind not in ("audio", "video"):
                 continue
@@ -128,9 +132,13 @@ class ViewerSession:
                 line = video_lines.pop(0) if video_lines else None
             else:
                 bus, audio_feed = audio_feed, None
-            transceiver = self.pc.addTransceiver(
-                media.kind, direction="sendonly" if line or bus else "inactive"
-            )
+            talks = media.kind == "audio" and media.direction in ("sendrecv", "sendonly")
+            direction = "sendonly" if line or bus else "inactive"
+            if talks:  # the page can send its microphone here when the teacher allows
+                direction = "sendrecv" if bus else "recvonly"
+            transceiver = self.pc.addTransceiver(media.kind, direction=direction)
+            if talks:
+                talk_transceiver = transceiver
             transceiver.setCodecPreferences(_codecs(media.kind))
             if line is not None:
                 track = PacketTrack("video")
@@ -156,6 +164,8 @@ class ViewerSession:
                 f"cannot negotiate the offer ({exc}); video must allow H.264 "
                 "(constrained baseline, packetization-mode=1) and audio Opus",
             ) from exc
+        if talk_transceiver is not None:
+            self.incoming_audio = talk_transceiver.receiver.track
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self._pace()
@@ -208,6 +218,11 @@ class ViewerSession:
     def _apply(self, level: int) -> None:
         for output, bus in zip(self.outputs, self.ladder[level], strict=True):
             output.track.switch(bus)
+
+    def set_audio(self, bus: PacketBus | None) -> None:
+        """Send this viewer another audio bus (a ducked microphone while they talk)."""
+        if self.audio is not None and bus is not None:
+            self.audio[1].switch(bus)
 
     def set_save_data(self, save_data: bool) -> None:
         """The page's "save data" switch; takes effect at once."""
@@ -327,6 +342,8 @@ class ViewerSession:
             return
         self._closing = True
         try:
+            if self.channel is not None:
+                self.channel.close()
             for track in self.tracks:
                 track.stop()
             await self.pacer.stop()

@@ -8,10 +8,13 @@ import logging
 import secrets
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiortc import RTCPeerConnection
 
+from .channel import LABEL as CHANNEL_LABEL
+from .channel import ClassChannel, Message
 from .ice import IceServer, rtc_configuration
 from .sdp import OfferError, parse_sdpfrag
 from .session import ADAPT_INTERVAL, Feeds, ViewerSession
@@ -32,7 +35,13 @@ class SessionManager:
         *,
         connect_timeout: float = 30.0,
         max_sessions: int = 200,
+        on_connected: Callable[[ViewerSession], None] | None = None,
+        on_closed: Callable[[ViewerSession], None] | None = None,
+        on_message: Callable[[ViewerSession, Message], None] | None = None,
     ) -> None:
+        self.on_message = on_message  # a message on a viewer's class data channel
+        self.on_connected = on_connected  # a session's media began to flow
+        self.on_closed = on_closed  # a session that had connected has ended
         self.ice_servers = list(ice_servers)
         self.connect_timeout = connect_timeout
         self.max_sessions = max_sessions
@@ -67,10 +76,19 @@ class SessionManager:
         session.info.update(info)
         self.sessions[session_id] = session
 
+        @pc.on("datachannel")
+        def _on_channel(channel: Any) -> None:
+            if channel.label == CHANNEL_LABEL and session.channel is None:
+                session.channel = ClassChannel(
+                    channel, lambda message: self._message(session, message)
+                )
+
         @pc.on("connectionstatechange")
         def _on_state() -> None:
             if pc.connectionState == "connected" and session.connected_at is None:
                 session.connected_at = time.monotonic()
+                if self.on_connected is not None:
+                    self.on_connected(session)
             if pc.connectionState in ("failed", "closed"):
                 self._wake.set()
 
@@ -80,6 +98,10 @@ class SessionManager:
             await self._close(session)
             raise
         return session, answer
+
+    def _message(self, session: ViewerSession, message: Message) -> None:
+        if self.on_message is not None and session.id in self.sessions:
+            self.on_message(session, message)
 
     async def trickle(self, session_id: str, body: str) -> None:
         session = self.sessions.get(session_id)
@@ -98,6 +120,8 @@ class SessionManager:
         if self.sessions.pop(session.id, None) is None:
             return
         await session.close()
+        if session.connected_at is not None and self.on_closed is not None:
+            self.on_closed(session)
 
     def _is_dead(self, session: ViewerSession, now: float) -> bool:
         if session.state in ("failed", "closed"):

@@ -1,5 +1,6 @@
 /* classroom-edge: the pupil's live-lesson page, a WHEP viewer. Plain ES2018, no dependencies.
- * Offer transceivers, in order: camera video, board video, classroom audio (all recvonly).
+ * Offer transceivers, in order: camera video, board video (recvonly), classroom audio (sendrecv:
+ * the pupil's microphone when the teacher allows, see talk.js), and the "classroom" data channel.
  * Test hook: window.classroom = {pc, state, config, quality, location, saveData, session, bytesReceived}:
  * quality is the page's own grade of the link ('good' | 'fair' | 'poor', from getStats), session the
  * latest GET of the WHEP session resource (renditions the server chose, its link estimate),
@@ -22,6 +23,8 @@
       lessonEnded: 'Tiết {subject} đã kết thúc lúc {time}.',
       autoJoin: 'Trang sẽ tự vào lớp khi đến giờ, em không cần tải lại trang.',
       rewatch: 'Xem lại bài giảng đã ghi',
+      pickTitle: 'Em là ai? Chọn tên của em', iAm: 'Em là {name}', change: 'đổi',
+      removed: 'Em đã được mời ra khỏi tiết học', removedHelp: 'Thầy cô đã mời em ra khỏi tiết học này. Em hãy chờ tiết sau.',
       thanks: 'Cảm ơn em đã tham gia buổi học.',
       badLinkHelp: 'Đường link không còn hiệu lực. Em hãy xin thầy cô đường link mới.',
       noRoomHelp: 'Không tìm thấy lớp học này. Em hãy hỏi lại thầy cô đường link của lớp.',
@@ -54,6 +57,8 @@
       lessonEnded: 'The {subject} lesson ended at {time}.',
       autoJoin: 'The page will join by itself when it starts; no need to reload.',
       rewatch: 'Watch recorded lessons',
+      pickTitle: 'Who are you? Pick your name', iAm: 'You are {name}', change: 'change',
+      removed: 'You were removed from the lesson', removedHelp: 'The teacher removed you from this lesson. Please wait for the next one.',
       thanks: 'Thank you for joining the lesson.',
       badLinkHelp: 'This link is no longer valid. Please ask your teacher for a new one.',
       noRoomHelp: 'This class was not found. Please ask your teacher for the class link again.',
@@ -98,6 +103,7 @@
   var terminal = false;   // no automatic retries (bad link, unknown room, other 4xx)
   var everLive = false, attempts = 0, retryTimer = 0;
   var clockOffset = 0;    // the school's clock minus this phone's (phones are often wrong)
+  var me = null;          // on a class link: {key, name} the pupil picked
   var countdownTimer = 0, startsAt = NaN;
   var wakeLock = null, wantAwake = false;
 
@@ -137,8 +143,16 @@
     els['class-name'].textContent = cls ? t('classLabel', { 'class': cls }) : t('pageTitle');
     els.school.textContent = (config && config.school) || '';
     var name = config && config.pupil && config.pupil.name;
-    els.pupil.hidden = !name;
+    els.pupil.hidden = !name && !me;
     if (name) els.pupil.textContent = t('hello', { name: name });
+    else if (me) {
+      els.pupil.textContent = t('iAm', { name: me.name });
+      var change = document.createElement('button');
+      change.type = 'button';
+      change.textContent = t('change');
+      change.onclick = function () { me = null; remember(null); teardown(current); showPicker(); };
+      els.pupil.appendChild(change);
+    }
     els.board.setAttribute('aria-label', t('board'));
     els.camera.setAttribute('aria-label', t('camera'));
     updateFullscreenLabel();
@@ -277,7 +291,10 @@
     };
     s.camera = pc.addTransceiver('video', { direction: 'recvonly' });
     s.board = pc.addTransceiver('video', { direction: 'recvonly' });
-    s.audio = pc.addTransceiver('audio', { direction: 'recvonly' });
+    // sendrecv: the microphone goes out here (replaceTrack) only when the teacher allows
+    s.audio = pc.addTransceiver('audio', { direction: 'sendrecv' });
+    s.channel = pc.createDataChannel('classroom');
+    if (window.classroomTalk) window.classroomTalk.attach(s);
     preferH264(s.camera);
     preferH264(s.board);
     pc.ontrack = function (ev) { if (s === current) onTrack(s, ev); };
@@ -354,6 +371,7 @@
     s.sent = true;
     var whep = new URL(config.whep, location.href);
     if (classroom.saveData) whep.searchParams.set('save_data', '1');
+    if (me) whep.searchParams.set('as', me.key);
     whep = whep.href;
     var ctrl = window.AbortController ? new AbortController() : null;
     var timer = setTimeout(function () { if (ctrl) ctrl.abort(); }, 15000);
@@ -405,6 +423,9 @@
     }
     teardown(s);
     var wait = r.retryAfter > 0 ? Math.min(Math.max(r.retryAfter, 5), 60) * 1000 : 0;
+    if (st === 403 && r.problem && r.problem.title === 'Removed from the lesson') {
+      return fail(t('removed'), t('removedHelp'), false);
+    }
     if (st === 401 || st === 403) return fail(t('error'), t('badLinkHelp'), false);
     if (st === 404) return fail(t('error'), t('noRoomHelp'), false);
     if (st === 409) {           // no lesson live: ask again at the bell, and at least every 15 s
@@ -454,6 +475,7 @@
     s.bytes = 0;
     clearTimeout(s.discTimer);
     clearTimeout(s.connectTimer);
+    if (window.classroomTalk) window.classroomTalk.detach(s);
     s.pc.ontrack = s.pc.onicecandidate = s.pc.onconnectionstatechange = s.pc.oniceconnectionstatechange = null;
     if (s.dtls) s.dtls.onstatechange = null;
     try { s.pc.close(); } catch (e) { /* already closed */ }
@@ -747,13 +769,55 @@
     setInterval(function () { sampleStats().catch(function () {}); }, 2000);
   }
 
+  // A class link: the pupil picks their name once (remembered on this phone); their
+  // attendance then counts, marked as not verified.
+  function pickKey() { return 'classroom-edge-me-' + (config ? config['class'] : ''); }
+
+  function remember(choice) {
+    try {
+      if (choice) window.localStorage.setItem(pickKey(), choice.key); else window.localStorage.removeItem(pickKey());
+    } catch (e) { /* not remembered */ }
+  }
+
+  function rememberedChoice() {
+    var list = (config && config.classmates) || [];
+    var key = null;
+    try { key = window.localStorage.getItem(pickKey()); } catch (e) { /* storage disabled */ }
+    return list.filter(function (c) { return c.key === key; })[0] || null;
+  }
+
+  function showPicker() {
+    var box = $('picker'), list = $('picker-list');
+    $('picker-title').textContent = t('pickTitle');
+    list.textContent = '';
+    (config.classmates || []).forEach(function (c) {
+      var b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'btn';
+      b.textContent = c.name;
+      b.onclick = function () {
+        me = c;
+        remember(c);
+        box.hidden = true;
+        renderHeader();
+        connect();
+      };
+      list.appendChild(b);
+    });
+    box.hidden = false;
+    renderHeader();
+    setState('connecting', t('pickTitle'), '');
+  }
+
   function start() {
+    me = rememberedChoice();
     renderHeader();
     bindEvents();
     if (!config) return fail(t('badPage'), t('badPageHelp'), false);
     if (!window.RTCPeerConnection || !window.fetch || !('addTransceiver' in RTCPeerConnection.prototype)) {
       return fail(t('unsupported'), t('unsupportedHelp'), false);
     }
+    if (!config.pupil && !me && config.classmates && config.classmates.length) return showPicker();
     connect();
   }
 

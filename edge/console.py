@@ -1,0 +1,202 @@
+"""The teacher's console on the smart board, `/console/{room}` (the mini-PC itself, or
+staff): LIVE/REC, pupils online, raised hands in order, messages, who may speak, the
+camera's privacy pause, the lesson's end; who studies from home today.
+
+`GET /api/rooms/{room}/console/events` streams the console's state (Server-Sent Events)
+the moment it changes; `POST /api/rooms/{room}/console` takes the teacher's buttons.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from .access import is_staff, problem
+from .pages import page
+from .scheduler import LessonConflict
+
+if TYPE_CHECKING:
+    from .service import EdgeService
+
+PUSH_SECONDS = 1.0  # changes outside the classroom (the lesson, the mic) reach it this fast
+KEEPALIVE_SECONDS = 15.0
+ACTIONS = (
+    "allow_speak",
+    "mute",
+    "lower_hand",
+    "remove",
+    "pause_camera",
+    "resume_camera",
+    "extend",
+    "end",
+)
+
+
+def router(service: EdgeService) -> APIRouter:
+    routes = APIRouter()
+
+    def refused(room: str, request: Request) -> Response | None:
+        if room not in service.rooms:
+            return problem(404, "Unknown room", f"there is no room {room!r} here")
+        if not is_staff(request, service.staff_key):
+            return problem(403, "Staff only", "from the room's own screen or with a staff login")
+        return None
+
+    def state(room: str) -> dict[str, object]:
+        runtime = service.rooms[room]
+        classroom = service.classrooms[room]
+        scheduler = service.scheduler
+        zone = service.config.zone
+        lesson = scheduler.current(room) if scheduler is not None else None
+        upcoming = scheduler.outlook(room)["next"] if scheduler is not None else None
+        recorder = service.recorders.get(room)
+        today = service.clock.now().astimezone(zone).date()
+        class_name = runtime.settings.class_name
+        home = service.attendance.at_home(today, class_name)
+        return {
+            "room": room,
+            "class": class_name,
+            "live": runtime.live,
+            "lesson": lesson.as_json(zone) if lesson is not None else None,
+            "next": upcoming.as_json(zone) if upcoming is not None else None,
+            "recording": recorder.recording if recorder is not None else None,
+            "now": service.clock.now().astimezone(zone).isoformat(),
+            "warnings": service.warnings(),
+            "pupils": [{"id": p.id, "name": p.name} for p in service.roster.pupils(class_name)],
+            "at_home": sorted(home) if home is not None else None,
+            **classroom.state(),
+        }
+
+    @routes.get("/console/{room}")
+    async def console_page(room: str, request: Request) -> Response:
+        refusal = refused(room, request)
+        if refusal is not None:
+            return refusal
+        return page("console.html", {"room": room, "school": service.config.site.school})
+
+    @routes.get("/api/rooms/{room}/console")
+    async def console_state(room: str, request: Request) -> Response:
+        return refused(room, request) or JSONResponse(
+            state(room), headers={"Cache-Control": "no-store"}
+        )
+
+    @routes.get("/api/rooms/{room}/console/events")
+    async def console_events(room: str, request: Request) -> Response:
+        refusal = refused(room, request)
+        if refusal is not None:
+            return refusal
+        classroom = service.classrooms[room]
+
+        async def stream() -> AsyncIterator[str]:
+            seen, sent, quiet = -1, "", 0.0
+            while not await request.is_disconnected():
+                version = await classroom.wait_for_change(seen, PUSH_SECONDS)
+                text = json.dumps(state(room), ensure_ascii=False)
+                if version != seen or text != sent:
+                    seen, sent, quiet = version, text, 0.0
+                    yield f"data: {text}\n\n"
+                else:
+                    quiet += PUSH_SECONDS
+                    if quiet >= KEEPALIVE_SECONDS:
+                        quiet = 0.0
+                        yield ": still here\n\n"
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @routes.post("/api/rooms/{room}/console")
+    async def console_action(room: str, request: Request) -> Response:
+        refusal = refused(room, request)
+        if refusal is not None:
+            return refusal
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return problem(415, "Unsupported Media Type", "send application/json")
+        try:
+            wish = json.loads(await request.body() or b"{}")
+        except ValueError:
+            wish = None
+        if not isinstance(wish, dict) or wish.get("action") not in ACTIONS:
+            return problem(400, "Malformed request", f"action: one of {', '.join(ACTIONS)}")
+        classroom = service.classrooms[room]
+        action, key = wish["action"], str(wish.get("key", ""))
+        done = True
+        if action == "allow_speak":
+            done = classroom.allow_speak(key)
+        elif action == "mute":
+            done = classroom.mute(key)
+        elif action == "lower_hand":
+            done = classroom.lower_hand(key)
+        elif action == "remove":
+            done = await classroom.remove(key)
+        elif action in ("pause_camera", "resume_camera"):
+            classroom.pause_camera(action == "pause_camera")
+        elif service.scheduler is not None:
+            minutes = wish.get("minutes", 5)
+            if action == "extend" and (not isinstance(minutes, int) or not 1 <= minutes <= 60):
+                return problem(400, "Malformed request", "minutes: a whole number from 1 to 60")
+            try:
+                if action == "extend":
+                    await service.scheduler.extend(room, float(minutes))
+                else:
+                    await service.scheduler.end_now(room)
+            except LessonConflict as exc:
+                return problem(409, "Conflict", str(exc))
+        if not done:
+            return problem(409, "Conflict", "Học sinh này không còn trong lớp trực tuyến.")
+        return JSONResponse(state(room))
+
+    @routes.get("/api/classes/{class_name}/at-home")
+    async def at_home_get(class_name: str, request: Request, date: str = "") -> Response:
+        if not is_staff(request, service.staff_key):
+            return problem(403, "Staff only", "homeroom and subject teachers, from the board")
+        day = _day(date) or service.clock.now().astimezone(service.config.zone).date()
+        home = service.attendance.at_home(day, class_name)
+        body = {"date": day.isoformat(), "class": class_name}
+        return JSONResponse({**body, "pupils": sorted(home) if home is not None else None})
+
+    @routes.post("/api/classes/{class_name}/at-home")
+    async def at_home_set(class_name: str, request: Request) -> Response:
+        """`{"date": "YYYY-MM-DD", "pupils": [IDs]}`: who studies from home that day."""
+        if not is_staff(request, service.staff_key):
+            return problem(403, "Staff only", "homeroom and subject teachers, from the board")
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return problem(415, "Unsupported Media Type", "send application/json")
+        try:
+            wish = json.loads(await request.body() or b"{}")
+        except ValueError:
+            wish = None
+        pupils = wish.get("pupils") if isinstance(wish, dict) else None
+        if not isinstance(pupils, list) or not all(isinstance(p, str) for p in pupils):
+            return problem(400, "Malformed request", 'send {"date": "YYYY-MM-DD", "pupils": [IDs]}')
+        day = (
+            _day(str(wish.get("date", "")))
+            or service.clock.now().astimezone(service.config.zone).date()
+        )
+        known = {p.id for p in service.roster.pupils(class_name)}
+        unknown = sorted(set(pupils) - known)
+        if unknown:
+            return problem(400, "Unknown pupils", f"not on the roster of {class_name}: {unknown}")
+        service.attendance.set_at_home(day, class_name, pupils, "console", service.clock.now())
+        for name, runtime in service.rooms.items():
+            if runtime.settings.class_name == class_name:
+                service.classrooms[name].changed()
+        return JSONResponse(
+            {"date": day.isoformat(), "class": class_name, "pupils": sorted(pupils)}
+        )
+
+    return routes
+
+
+def _day(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text) if text else None
+    except ValueError:
+        return None

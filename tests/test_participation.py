@@ -1,0 +1,159 @@
+"""Taking part, in Debian Chromium: a pupil and the teacher's console (tests/talk_probe.py).
+
+The service runs in a network namespace of the test's own with a real ALSA playback
+device for the classroom speakers: an ALSA `file` PCM (in the service's own ~/.asoundrc)
+that writes what it plays to a file, the lowest layer there is without a sound card.
+The browser, in another namespace, holds two pages: the pupil's and the console (staff
+login cookie). The pupil's hand and message reach the console within 1 s; allowed to
+speak, the pupil's (fake, 440 Hz) microphone comes out of the classroom speakers, and
+the pupil hears the ducked classroom microphone meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge.links import staff_key
+from edge.settings import load
+from edge.staff import session_cookie
+from tests.conftest import ARTIFACTS, ROOT, cli, run_service, write_site
+from tests.netns import available, two_hosts
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not available(), reason="needs root and `ip netns` (the CI runs as root)"),
+]
+
+TONE_HZ = 440
+ROOM = """class = "6A1"
+always_live = true
+[camera]
+kind = "test"
+width = 640
+height = 360
+[mic]
+kind = "test"
+[speaker]
+kind = "alsa"
+device = "classroom"
+[[camera_renditions]]
+width = 640
+height = 360
+fps = 15
+bitrate_kbps = 400
+"""
+ROSTER = "Mã định danh,Họ và tên,Lớp\n0101000001,Nguyễn Văn An,6A1\n"
+
+
+def write_tone(path: Path, seconds: float = 20.0) -> None:
+    samples = np.arange(int(48000 * seconds))
+    pcm = (0.3 * 32767 * np.sin(2 * np.pi * TONE_HZ * samples / 48000)).astype(np.int16)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(48000)
+        out.writeframes(pcm.tobytes())
+
+
+def dominant_hz(raw: bytes) -> tuple[float, float]:
+    """(the strongest frequency, RMS) of raw s16 mono 48 kHz sound."""
+    signal = np.frombuffer(raw, dtype=np.int16).astype(np.float64) / 32768.0
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+    frequencies = np.fft.rfftfreq(len(signal), 1 / 48000)
+    return float(frequencies[spectrum.argmax()]), float(np.sqrt(np.mean(signal**2)))
+
+
+def test_a_pupil_raises_a_hand_writes_and_is_heard_in_the_classroom(tmp_path: Path) -> None:
+    assert Path("/usr/bin/chromium").exists(), "Debian chromium missing (see README test command)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    home = tmp_path / "home"  # the service's HOME: ALSA reads ~/.asoundrc from it
+    home.mkdir()
+    speaker_out = tmp_path / "speaker.raw"
+    (home / ".asoundrc").write_text(
+        f'pcm.classroom {{ type file slave.pcm "null" file "{speaker_out}" format "raw" }}\n'
+    )
+    tone = tmp_path / "tone.wav"
+    write_tone(tone)
+    (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
+    config = write_site(tmp_path, {"r1": ROOM}, 'school = "Trường Thử"\nroster = "roster.csv"\n')
+    result_path, screenshot = tmp_path / "result.json", ARTIFACTS / "console-1280x800.png"
+    with (
+        two_hosts() as (server, viewer),
+        run_service(
+            tmp_path,
+            ["--config", str(config)],
+            server.address,
+            server.command(),
+            env={"HOME": str(home)},
+        ) as service,
+    ):
+        links = json.loads(
+            cli(
+                "links",
+                "r1",
+                "--config",
+                str(config),
+                "--data-dir",
+                str(service.data_dir),
+                "--json",
+            ).stdout
+        )
+        an = next(link for link in links if link["kind"] == "student")
+        cookie = session_cookie(staff_key(load(config, data_dir=service.data_dir)))
+        assert not speaker_out.exists()  # nobody has spoken yet
+        subprocess.run(
+            viewer.command(
+                sys.executable,
+                str(ROOT / "tests" / "talk_probe.py"),
+                service.base,
+                f"{service.base}/join/{an['token']}",
+                cookie,
+                str(tone),
+                str(result_path),
+                str(screenshot),
+            ),
+            check=True,
+            timeout=180,
+            cwd=ROOT,
+        )
+    result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+    (ARTIFACTS / "participation-result.json").write_text(
+        json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
+    print(
+        f"\nconsole saw the hand {result['hand_after']} s and the message "
+        f"{result['message_after']} s after the pupil's tap"
+    )
+    assert not result["console_errors"], result["console_errors"]
+    assert result["online"]["name"] == "Nguyễn Văn An" and result["online"]["verified"]
+    assert result["hand_after"] <= 1.0, result
+    assert result["message_after"] <= 1.0, result
+    assert "Nguyễn Văn An" in result["hand_shown"]
+    assert result["messages"][0]["text"] == "Thưa cô, em chưa hiểu bài 2 ạ."
+    assert "Thưa cô, em chưa hiểu bài 2 ạ." in result["message_shown"]
+    assert result["pupil_note"] == "Đã gửi tin nhắn cho thầy cô."
+    assert result["hand_lowered_after"] < 2 and result["allowed_after"] < 5
+    assert not result["pupil_speaking_at_end"]
+
+    # the classroom speakers played the pupil's microphone: the 440 Hz tone
+    raw = speaker_out.read_bytes()
+    played = len(raw) / 2 / 48000
+    assert played >= 3.0, f"{played:.1f} s played"
+    frequency, level = dominant_hz(raw[-2 * 48000 * 2 :])  # the last 2 s
+    # (the browser's voice processing, gain control and noise suppression, makes it quieter)
+    assert abs(frequency - TONE_HZ) < 5 and level > 0.005, (frequency, level)
+    print(f"speakers played {played:.1f} s, {frequency:.0f} Hz at RMS {level:.3f}")
+    # while the pupil talked, they got the ducked microphone, nobody else was sent it
+    ducked = result["during"]["rooms"]["r1"]["renditions"]["mic/ducked"]
+    assert ducked["packets"] > 100 and ducked["viewers"] == 1, ducked
+    after = result["after"]["rooms"]["r1"]["renditions"]["mic/ducked"]
+    assert after["viewers"] == 0, after
+    assert screenshot.stat().st_size > 10_000
