@@ -49,7 +49,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     app = create_app(service)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=3,  # the console's event streams never end by themselves
         )
     )
 
@@ -62,7 +68,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"classroom-edge: {config.site.school}: serving on {service.base_url}", flush=True
             )
             for room in config.rooms:
-                class_link = room_links(config, service.signer, room, service.base_url)[0]
+                class_link = room_links(
+                    config, service.signer, service.roster, room, service.base_url
+                )[0]
                 print(
                     f"  room {room} (class {class_link.class_name}): {class_link.url}", flush=True
                 )
@@ -88,18 +96,80 @@ def _known_room(config: Config, room: str) -> bool:
 
 
 def cmd_links(args: argparse.Namespace) -> int:
-    from .links import public_url, room_links, signer_for
+    from .links import open_roster, public_url, room_links, signer_for
 
     config = _load(args)
     if not _known_room(config, args.room):
         return 2
-    links = room_links(config, signer_for(config), args.room, public_url(config))
+    roster = open_roster(config)
+    try:
+        if args.revoke:
+            pupil = roster.revoke_pupil(args.revoke)
+            if pupil is None or pupil.class_name != config.rooms[args.room].class_name:
+                print(
+                    f"classroom-edge: no pupil {args.revoke} in this room's class", file=sys.stderr
+                )
+                return 2
+            print(f"the old link of {pupil.name} no longer works; the new one:", file=sys.stderr)
+        if args.revoke_class:
+            roster.revoke_class(config.rooms[args.room].class_name)
+            print("the old class link no longer works; the new one:", file=sys.stderr)
+        links = room_links(config, signer_for(config), roster, args.room, public_url(config))
+    finally:
+        roster.close()
+    if args.revoke or args.revoke_class:
+        links = [
+            x
+            for x in links
+            if x.student_id == args.revoke or (args.revoke_class and x.kind == "class")
+        ]
+    if args.sheet is not None:
+        from .sheet import render_sheet
+
+        class_name = config.rooms[args.room].class_name
+        args.sheet.write_text(render_sheet(config.site.school, class_name, links), encoding="utf-8")
+        print(f"{args.sheet}: {len(links)} links to print", file=sys.stderr)
+        return 0
     if args.json:
         print(json.dumps([link.as_json() for link in links], ensure_ascii=False, indent=2))
     else:
         for link in links:
             who = f"{link.name} ({link.student_id})" if link.name else f"cả lớp {link.class_name}"
             print(f"{who}\n  {link.url}")
+    return 0
+
+
+def cmd_roster(args: argparse.Namespace) -> int:
+    from .links import open_roster
+    from .roster import RosterError, read_roster
+
+    config = _load(args)
+    roster = open_roster(config)
+    try:
+        if args.action == "list":
+            for pupil in roster.pupils(args.class_name):
+                print(f"{pupil.class_name}\t{pupil.id}\t{pupil.name}")
+            return 0
+        if args.file is None:
+            print("classroom-edge: roster import needs a CSV file", file=sys.stderr)
+            return 2
+        classes = {room.class_name for room in config.rooms.values()}
+        try:
+            pupils = read_roster(args.file, classes)
+        except RosterError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            print(
+                f"{args.file}: nothing imported ({len(exc.problems)} problem(s))", file=sys.stderr
+            )
+            return 1
+        result = roster.import_pupils(pupils, dt.datetime.now(dt.UTC))
+    finally:
+        roster.close()
+    print(
+        f"{args.file}: {len(pupils)} pupils of {', '.join(result.classes)}: {result.added} new, "
+        f"{result.updated} changed, {result.left} left"
+    )
     return 0
 
 
@@ -178,6 +248,93 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_staff_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from .staff import set_password
+
+    config = _load(args)
+    if sys.stdin.isatty():
+        password = getpass.getpass("New staff password: ")
+        if getpass.getpass("Again: ") != password:
+            print("classroom-edge: the two do not match; nothing changed", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        set_password(config.site.data_dir, password)
+    except ValueError as exc:
+        print(f"classroom-edge: {exc}", file=sys.stderr)
+        return 1
+    print("staff password set: log in at /login (the principal's reports, the console)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .attendance import AttendanceStore
+    from .lessons import LessonStore
+    from .links import open_roster
+    from .reports import (
+        DayReport,
+        Rules,
+        day_report,
+        render_csv,
+        render_html,
+        render_week_csv,
+        render_xlsx,
+        week_summary,
+    )
+
+    config = _load(args)
+    if args.room is not None and not _known_room(config, args.room):
+        return 2
+    if args.format == "xlsx" and args.output is None and sys.stdout.isatty():
+        print(
+            "classroom-edge: an XLSX goes to a file: add --output FILE (or > FILE)", file=sys.stderr
+        )
+        return 2
+    data = config.site.data_dir / "lessons.db"
+    lessons, attendance, roster = LessonStore(data), AttendanceStore(data), open_roster(config)
+    site = config.site
+    rules = Rules(site.attendance.present_share, site.attendance.late_minutes)
+    rooms = [args.room] if args.room else sorted(config.rooms)
+    now = dt.datetime.now(dt.UTC)
+
+    def one(day: dt.date) -> DayReport:
+        return day_report(
+            site.school,
+            day,
+            rooms,
+            lessons=lessons,
+            roster=roster,
+            attendance=attendance,
+            zone=config.zone,
+            rules=rules,
+            now=now,
+        )
+
+    try:
+        report = one(args.date)
+        monday = args.date - dt.timedelta(days=args.date.weekday())
+        week = week_summary([one(monday + dt.timedelta(days=n)) for n in range(6)])
+    finally:
+        for store in (lessons, attendance, roster):
+            store.close()
+    if args.format == "csv":
+        body = render_week_csv(week) if args.week else render_csv(report, config.zone)
+    elif args.format == "xlsx":
+        body = render_xlsx(report, week, config.zone)
+    else:
+        body = render_html(report, week, config.zone).encode("utf-8")
+    if args.output is not None:
+        args.output.write_bytes(body)
+        print(f"{args.output}: {len(report.periods)} period(s)", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+    return 0
+
+
 def cmd_archive(args: argparse.Namespace) -> int:
     from . import archive_cli
 
@@ -214,7 +371,16 @@ def parser() -> argparse.ArgumentParser:
     _common(links)
     links.add_argument("room")
     links.add_argument("--json", action="store_true")
+    links.add_argument("--sheet", type=Path, default=None, help="write the printable sheet here")
+    links.add_argument("--revoke", metavar="PUPIL_ID", help="revoke a pupil's link, print the new")
+    links.add_argument("--revoke-class", action="store_true", help="revoke the class link")
     links.set_defaults(func=cmd_links)
+    roster = commands.add_parser("roster", help="pupils: import a class list, list them")
+    _common(roster)
+    roster.add_argument("action", choices=("import", "list"))
+    roster.add_argument("file", nargs="?", type=Path, help="CSV to import (Mã định danh, ...)")
+    roster.add_argument("--class", dest="class_name", default=None, help="list one class")
+    roster.set_defaults(func=cmd_roster)
     timetable = commands.add_parser("timetable", help="a room's periods of one day")
     _common(timetable)
     timetable.add_argument("room")
@@ -228,6 +394,17 @@ def parser() -> argparse.ArgumentParser:
     _common(devices)
     devices.add_argument("--json", action="store_true")
     devices.set_defaults(func=cmd_devices)
+    report = commands.add_parser("report", help="attendance of a day (CSV, XLSX, HTML)")
+    _common(report)
+    report.add_argument("--date", type=_date, required=True, help="YYYY-MM-DD")
+    report.add_argument("--room", default=None, help="one room (default: all)")
+    report.add_argument("--format", choices=("csv", "xlsx", "html"), default="csv")
+    report.add_argument("--week", action="store_true", help="CSV: the week's summary instead")
+    report.add_argument("--output", type=Path, default=None, help="write here (default: stdout)")
+    report.set_defaults(func=cmd_report)
+    password = commands.add_parser("staff-password", help="set the staff login's password")
+    _common(password)
+    password.set_defaults(func=cmd_staff_password)
     archive = commands.add_parser("archive", help="the archive queue: status, retry, verify")
     _common(archive)
     archive.add_argument("action", choices=("status", "retry", "verify"))

@@ -53,14 +53,16 @@ CREATE INDEX IF NOT EXISTS lesson_events_lesson ON lesson_events (lesson_id);
 """
 
 
-def connect(path: Path, schema: str) -> sqlite3.Connection:
-    """lessons.db: WAL (the CLI reads and writes beside the service), every commit synced,
-    transactions made explicit, `schema` applied."""
+def connect(path: Path, schema: str, *, synced: bool = True) -> sqlite3.Connection:
+    """lessons.db: WAL (the CLI reads and writes beside the service), transactions made
+    explicit, `schema` applied. `synced`: every commit reaches the disk before it returns;
+    else (attendance's frequent small writes) at WAL checkpoints: a power cut may cost
+    the last seconds, a crash of the process nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None, timeout=10)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
+    db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
     db.executescript(schema)
     return db
 

@@ -39,7 +39,7 @@ def router(service: EdgeService) -> APIRouter:
         if not token:
             return None
         try:
-            return service.signer.verify(token)
+            return service.gate.admit(token)
         except TokenError:
             return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import logging
@@ -10,22 +11,28 @@ import threading
 import time
 from pathlib import Path
 
-from webrtc import IceServer, SessionManager, gather_only, is_loopback
+from webrtc import IceServer, Message, SessionManager, ViewerSession, gather_only, is_loopback
 
 from .archive import Archiver, ArchiveStore, DiskGuard, Manners
+from .attendance import AttendanceStore
+from .classroom import Classroom
 from .clock import Clock, SystemClock
 from .compose import Composer
+from .gate import Gate
 from .lessons import Lesson, LessonStore
 from .library import DirectoryTarget, RcloneTarget, Target
-from .links import public_url, pupils, signer_for, staff_key
+from .links import open_roster, public_url, signer_for, staff_key
 from .recorder import Recorder, Tracks
 from .recordings import RecordingStore
 from .room import Room
 from .roster import Pupil
 from .scheduler import RoomPlan, Rules, Scheduler
 from .settings import Config, LibrarySettings, RoomSettings
+from .throttle import Throttle
 
 logger = logging.getLogger(__name__)
+
+HEARTBEAT = 30.0  # seconds between notes of who is still watching
 
 
 class EdgeService:
@@ -48,7 +55,13 @@ class EdgeService:
             [] if self.loopback else self.advertised_ice_servers,
             connect_timeout=config.site.webrtc.connect_timeout,
             max_sessions=config.site.webrtc.max_viewers,
+            on_connected=self._viewer_joined,
+            on_closed=self._viewer_left,
+            on_message=self._viewer_message,
         )
+        self.classrooms: dict[str, Classroom] = {}
+        self.attendance = AttendanceStore(config.site.data_dir / "lessons.db")
+        self._heartbeat: asyncio.Task[None] | None = None
         self.rooms: dict[str, Room] = {}
         self.store: LessonStore | None = None
         self.scheduler: Scheduler | None = None
@@ -56,7 +69,9 @@ class EdgeService:
         self.recorders: dict[str, Recorder] = {}
         self.jobs: ArchiveStore | None = None
         self.archiver: Archiver | None = None
-        self.pupils: dict[str, Pupil] = {p.id: p for p in pupils(config)}
+        self.throttle = Throttle()  # refused join and login attempts per address
+        self.roster = open_roster(config)
+        self.gate = Gate(self.signer, self.roster)
         self.started_at = time.monotonic()
 
     async def start(self) -> None:
@@ -68,7 +83,21 @@ class EdgeService:
         self.rooms = {
             name: Room(name, settings, loop) for name, settings in self.config.rooms.items()
         }
+        self.classrooms = {
+            name: Classroom(
+                room,
+                clock=self.clock,
+                zone=self.config.zone,
+                names=self._name_of,
+                close_session=self.sessions.delete,
+            )
+            for name, room in self.rooms.items()
+        }
+        closed = self.attendance.close_dangling()
+        if closed:
+            logger.info("%d viewer session(s) a crash left open end when last seen", closed)
         await self.sessions.start()
+        self._heartbeat = asyncio.create_task(self._beat(), name="attendance-heartbeat")
         config, schedule = self.config, self.config.site.schedule
         self.store = LessonStore(config.site.data_dir / "lessons.db")
         if config.site.recordings.enabled:
@@ -143,17 +172,75 @@ class EdgeService:
             else None,
         )
 
+    def pick_key(self, pupil: Pupil) -> str:
+        """How a class link's page names a pupil: stable, but not their ID (personal data)."""
+        return self.signer.sign(f"pick:{pupil.class_name}:{pupil.id}")[:12]
+
+    def classmate(self, class_name: str, key: str) -> Pupil | None:
+        return next((p for p in self.roster.pupils(class_name) if self.pick_key(p) == key), None)
+
+    def _viewer_joined(self, session: ViewerSession) -> None:
+        info = session.info
+        try:
+            self.attendance.joined(
+                session.id,
+                room=str(info.get("room", "")),
+                class_name=str(info.get("class_name", "")),
+                pupil_id=info.get("pupil_id"),
+                verified=bool(info.get("verified", False)),
+                at=self.clock.now(),
+                address=str(info.get("address", "")),
+                device=str(info.get("user_agent", "")),
+            )
+        except Exception:  # attendance must never break a viewer
+            logger.exception("noting the join of session %s", session.id)
+        classroom = self.classrooms.get(str(info.get("room", "")))
+        if classroom is not None:
+            classroom.joined(session)
+
+    def _viewer_left(self, session: ViewerSession) -> None:
+        try:
+            self.attendance.left(session.id, self.clock.now())
+        except Exception:
+            logger.exception("noting the leave of session %s", session.id)
+        classroom = self.classrooms.get(str(session.info.get("room", "")))
+        if classroom is not None:
+            classroom.left(session)
+
+    def _viewer_message(self, session: ViewerSession, message: Message) -> None:
+        classroom = self.classrooms.get(str(session.info.get("room", "")))
+        if classroom is not None:
+            classroom.message(session, message)
+
+    def _name_of(self, pupil_id: str | None) -> str:
+        pupil = self.roster.get(pupil_id) if pupil_id else None
+        return pupil.name if pupil is not None else "Học sinh chưa chọn tên"
+
+    async def _beat(self) -> None:
+        """Who is still watching, every `HEARTBEAT` seconds: a crash loses no more."""
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            watching = [s.id for s in self.sessions.sessions.values() if s.connected_at]
+            self.attendance.seen(watching, self.clock.now())
+
     async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
         if self.scheduler is not None:
             await self.scheduler.stop()
         await asyncio.gather(*(recorder.stop() for recorder in self.recorders.values()))
         if self.archiver is not None:
             await self.archiver.stop()
         await self.sessions.stop()
+        await asyncio.gather(*(c.stop() for c in self.classrooms.values()))
         await asyncio.gather(*(room.stop() for room in self.rooms.values()))
         for store in (self.store, self.jobs):
             if store is not None:
                 store.close()
+        self.roster.close()
+        self.attendance.close()
         gather_only(None)
 
     async def close_viewers(self, room: str) -> int:
@@ -216,6 +303,7 @@ class _Driver:
     async def go_live(self, lesson: Lesson) -> None:
         self.room.lesson = lesson
         self.room.live = True
+        self.service.classrooms[self.room.name].lesson_changed(lesson.id)
         logger.info("room %s: lesson %s live (%s)", self.room.name, lesson.id, lesson.subject)
         recorder = self.service.recorders.get(self.room.name)
         if recorder is not None:

@@ -299,6 +299,15 @@ class LibrarySettings(Model):
         return dt.time(a, b), dt.time(c, d)
 
 
+class AttendanceSettings(Model):
+    present_share: float = Field(
+        0.5, gt=0, le=1, description="Share of the period a pupil must watch to count present"
+    )
+    late_minutes: float = Field(
+        10, ge=0, le=45, description="A first join this many minutes after the bell is late"
+    )
+
+
 class SiteSettings(Model):
     school: str = Field(..., min_length=1, description="School name, shown to pupils")
     timezone: str = Field("Asia/Ho_Chi_Minh", description="IANA time zone of the school")
@@ -314,6 +323,7 @@ class SiteSettings(Model):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)  # type: ignore[arg-type]
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)  # type: ignore[arg-type]
     library: LibrarySettings = Field(default_factory=LibrarySettings)  # type: ignore[arg-type]
+    attendance: AttendanceSettings = Field(default_factory=AttendanceSettings)  # type: ignore[arg-type]
 
     @field_validator("timezone")
     @classmethod
@@ -387,6 +397,13 @@ class AlsaSource(Model):
         "default", min_length=1, description="ALSA name, e.g. plughw:CARD=USB,DEV=0"
     )
     channels: int = Field(1, ge=1, le=2, description="Channels captured (mono is sent)")
+
+
+class SpeakerSettings(Model):
+    kind: Literal["alsa"] = Field(description="ALSA playback: the classroom speakers")
+    device: str = Field(
+        "default", min_length=1, description="ALSA name, e.g. plughw:CARD=PCH,DEV=0"
+    )
 
 
 SOURCE_KINDS = {"test", "v4l2", "x11grab", "alsa"}
@@ -463,6 +480,9 @@ class RoomSettings(Model):
     camera: CameraSource | None = Field(None, description="The room camera ([camera] table)")
     board: BoardSource | None = Field(None, description="The smart board picture ([board] table)")
     mic: MicSource | None = Field(None, description="The classroom microphone ([mic] table)")
+    speaker: SpeakerSettings | None = Field(
+        None, description="The classroom speakers ([speaker]): a pupil allowed to speak"
+    )
     camera_renditions: list[VideoRendition] = Field(
         default_factory=_camera_renditions,
         min_length=1,

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
 
-from . import access, rewatch
+from . import access, console, principal, rewatch
 from .access import problem
 from .lessons import Lesson
 from .metrics import CONTENT_TYPE, exposition
@@ -65,6 +65,8 @@ def create_app(service: EdgeService) -> FastAPI:
     app = FastAPI(title="classroom-edge", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.include_router(rewatch.router(service))
+    app.include_router(console.router(service))
+    app.include_router(principal.router(service))
     cors = service.config.site.http.cors_origins
 
     def cors_headers(request: Request, methods: str) -> dict[str, str]:
@@ -84,15 +86,28 @@ def create_app(service: EdgeService) -> FastAPI:
         return headers
 
     def authorize(request: Request, room: str) -> Grant | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        token = access.bearer(request)
+        if token is None:
             return None
         try:
-            grant = service.signer.verify(token.strip())
+            grant = service.gate.admit(token)
         except TokenError as exc:
             logger.info("refused token for %s: %s", room, exc)
+            service.throttle.refused(access.client_address(request))
             return None
         return grant if grant.room == room else None
+
+    def throttled(request: Request, headers: dict[str, str]) -> Response | None:
+        """Too many refused links from this address lately: it waits."""
+        wait = service.throttle.wait(access.client_address(request))
+        if wait is None:
+            return None
+        return problem(
+            429,
+            "Too many attempts",
+            "too many invalid links from this address",
+            {**headers, "Retry-After": str(int(wait))},
+        )
 
     @app.options("/whep/{room}")
     async def whep_options(room: str, request: Request) -> Response:
@@ -106,6 +121,8 @@ def create_app(service: EdgeService) -> FastAPI:
         runtime = service.rooms.get(room)
         if runtime is None:
             return problem(404, "Unknown room", f"there is no room {room!r} here", headers)
+        if (waiting := throttled(request, headers)) is not None:
+            return waiting
         grant = authorize(request, room)
         if grant is None:
             return problem(
@@ -147,6 +164,14 @@ def create_app(service: EdgeService) -> FastAPI:
             offer = body.decode("utf-8")
         except UnicodeDecodeError:
             return problem(400, "Malformed SDP", "the offer is not UTF-8 text", headers)
+        pupil_id, verified = grant.pupil_id, grant.pupil_id is not None
+        if pupil_id is None and request.query_params.get("as"):  # picked on the class link
+            picked = service.classmate(grant.class_name, request.query_params["as"])
+            pupil_id = picked.id if picked is not None else None
+        if service.classrooms[room].refuses(pupil_id):
+            return problem(
+                403, "Removed from the lesson", "Thầy cô đã mời em ra khỏi tiết học này.", headers
+            )
         try:
             session, answer = await service.sessions.create(
                 runtime.feeds(),
@@ -154,7 +179,9 @@ def create_app(service: EdgeService) -> FastAPI:
                 save_data=request.query_params.get("save_data", "") in ("1", "true"),
                 room=room,
                 class_name=grant.class_name,
-                pupil_id=grant.pupil_id,
+                pupil_id=pupil_id,
+                verified=verified,
+                address=request.client.host if request.client else "",
                 user_agent=request.headers.get("user-agent", ""),
             )
         except OfferError as exc:
@@ -354,15 +381,26 @@ def create_app(service: EdgeService) -> FastAPI:
         return Response(status_code=200, headers=headers)
 
     @app.get("/join/{token}", response_class=HTMLResponse)
-    async def join_page(token: str) -> HTMLResponse:
+    async def join_page(token: str, request: Request) -> Response:
+        if (waiting := throttled(request, {})) is not None:
+            return waiting
         try:
-            grant = service.signer.verify(token)
+            grant = service.gate.admit(token)
         except TokenError:
+            service.throttle.refused(access.client_address(request))
             return HTMLResponse(_link_error_page(), status_code=401)
         room = service.rooms.get(grant.room)
         if room is None:
             return HTMLResponse(_link_error_page(), status_code=404)
-        pupil = service.pupils.get(grant.pupil_id) if grant.pupil_id else None
+        pupil = service.gate.pupil(grant)
+        classmates = (
+            [
+                {"key": service.pick_key(p), "name": p.name}
+                for p in service.roster.pupils(grant.class_name)
+            ]
+            if pupil is None
+            else []
+        )
         config = {
             "whep": f"{service.base_url}/whep/{grant.room}",
             "token": token,
@@ -370,6 +408,7 @@ def create_app(service: EdgeService) -> FastAPI:
             "class": grant.class_name,
             "school": service.config.site.school,
             "pupil": {"id": pupil.id, "name": pupil.name} if pupil else None,
+            "classmates": classmates,  # a class link: the pupil picks their name
             "lang": "vi",
             "ice_servers": [s.as_json() for s in service.advertised_ice_servers],
             "recordings": f"/recordings/{quote(grant.class_name)}?t={quote(token)}"

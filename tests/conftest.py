@@ -66,9 +66,14 @@ class Service:
 
 @contextlib.contextmanager
 def run_service(
-    tmp: Path, config_args: list[str], host: str = "127.0.0.1", wrap: Sequence[str] = ()
+    tmp: Path,
+    config_args: list[str],
+    host: str = "127.0.0.1",
+    wrap: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> Iterator[Service]:
-    """The service on `host`; `wrap` prefixes the command (e.g. `ip netns exec NS`)."""
+    """The service on `host`; `wrap` prefixes the command (e.g. `ip netns exec NS`),
+    `env` adds to its environment."""
     port = free_port()
     data_dir = tmp / "data"
     log = tmp / "service.log"
@@ -91,7 +96,7 @@ def run_service(
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     service = Service(process, f"http://{host}:{port}", data_dir, config_args, log)
     try:

@@ -113,7 +113,11 @@ def recorded(data_dir: Path, class_name: str, hour: int) -> LessonRecord:
 @pytest.fixture(scope="module")
 def rewatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, dict[str, str]]]:
     tmp = tmp_path_factory.mktemp("rewatch")
-    config = write_site(tmp, {"r1": 'class = "6A1"\n[mic]\nkind = "test"\n'})
+    (tmp / "roster.csv").write_text(
+        "Mã định danh,Họ và tên,Lớp\n079215000123,Trần Thị Bình,6A1\n", encoding="utf-8"
+    )
+    site = 'school = "Trường Thử"\nroster = "roster.csv"\n'
+    config = write_site(tmp, {"r1": 'class = "6A1"\n[mic]\nkind = "test"\n'}, site)
     data = tmp / "data"
     recorded(data, "6A1", 7)
     recorded(data, "6A2", 8)  # another class's lesson: never listed for 6A1
