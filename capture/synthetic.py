@@ -231,11 +231,13 @@ class TestTone(Source):
         frame_ms: int = 20,
         tone_hz: float = 330.0,
         beep_hz: float = 880.0,
+        volume: float = 1.0,
     ) -> None:
         super().__init__(name)
         self.sample_rate = sample_rate
         self.samples = sample_rate * frame_ms // 1000
         self.tone_hz, self.beep_hz = tone_hz, beep_hz
+        self.volume = volume
 
     def _run(self) -> None:
         self.state = "running"
@@ -259,7 +261,7 @@ class TestTone(Source):
             signal = 0.08 * np.sin(2 * math.pi * self.tone_hz * t)
             beeping = (moment % 1.0) < 0.15
             signal = signal + np.where(beeping, 0.25 * np.sin(2 * math.pi * self.beep_hz * t), 0.0)
-            pcm = (signal * 32767).astype(np.int16).reshape(1, -1)
+            pcm = (signal * self.volume * 32767).astype(np.int16).reshape(1, -1)
             frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
             frame.sample_rate = self.sample_rate
             offset += self.samples

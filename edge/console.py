@@ -129,6 +129,12 @@ def router(service: EdgeService) -> APIRouter:
         action, key = wish["action"], str(wish.get("key", ""))
         done = True
         if action == "allow_speak":
+            if service.rooms[room].speaker is None:
+                return problem(
+                    409,
+                    "No speakers",
+                    "Phòng này chưa cấu hình loa ([speaker]): học sinh chưa nói được.",
+                )
             done = classroom.allow_speak(key)
         elif action == "mute":
             done = classroom.mute(key)

@@ -69,7 +69,7 @@ def video_source(name: str, config: CameraSource | BoardSource, top: VideoRendit
 def audio_source(config: MicSource) -> Source:
     if isinstance(config, AlsaSource):
         return AlsaMicrophone("mic", config.device, channels=config.channels)
-    return TestTone("mic")
+    return TestTone("mic", volume=config.volume)
 
 
 class Room:

@@ -389,6 +389,9 @@ class ScreenSource(Model):
 
 class TestAudioSource(Model):
     kind: Literal["test"] = Field(description="A synthetic tone with beeps")
+    volume: float = Field(
+        1.0, ge=0, le=1, description="Loudness of the tone; 0 is a silent microphone (a drill)"
+    )
 
 
 class AlsaSource(Model):
