@@ -14,11 +14,13 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from .access import is_staff, problem
+from .links import room_links
 from .pages import page
 from .scheduler import LessonConflict
+from .sheet import render_sheet
 
 if TYPE_CHECKING:
     from .service import EdgeService
@@ -78,6 +80,19 @@ def router(service: EdgeService) -> APIRouter:
         if refusal is not None:
             return refusal
         return page("console.html", {"room": room, "school": service.config.site.school})
+
+    @routes.get("/sheet/{room}")
+    async def link_sheet(room: str, request: Request) -> Response:
+        """The class's links with QR codes, to print for parents."""
+        refusal = refused(room, request)
+        if refusal is not None:
+            return refusal
+        links = room_links(service.config, service.signer, service.roster, room, service.base_url)
+        class_name = service.config.rooms[room].class_name
+        return HTMLResponse(
+            render_sheet(service.config.site.school, class_name, links),
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
 
     @routes.get("/api/rooms/{room}/console")
     async def console_state(room: str, request: Request) -> Response:

@@ -162,8 +162,16 @@ async def test_a_scripted_morning_gives_exactly_the_expected_report(tmp_path: Pa
             await viewer.close()
 
     def report(*args: str) -> str:
-        return cli("report", "--date", "2026-11-25", *args, "--config", str(config),
-                   "--data-dir", str(data)).stdout  # fmt: skip
+        return cli(
+            "report",
+            "--date",
+            "2026-11-25",
+            *args,
+            "--config",
+            str(config),
+            "--data-dir",
+            str(data),
+        ).stdout
 
     csv_file, xlsx = tmp_path / "report.csv", tmp_path / "report.xlsx"
     report("--room", "r1", "--output", str(csv_file))
@@ -183,3 +191,62 @@ async def test_a_scripted_morning_gives_exactly_the_expected_report(tmp_path: Pa
     assert [c.value for c in week[2]] == ["6A1", "Thứ Tư 25/11", 2, 3, 2.5, 83.3]
     html = report("--format", "html")
     assert "Tổng hợp tuần" in html and "Lê Hoàng Châu" in html and "<table" in html
+
+
+def test_the_principal_logs_in_and_downloads_the_day(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from openpyxl import load_workbook
+
+    from tests.conftest import run_service
+
+    (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
+    config = write_site(tmp_path, {"r1": ROOM}, SITE)
+    data = tmp_path / "data"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge",
+            "staff-password",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(data),
+        ],
+        input="mật-khẩu-BGH-2026\n",
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    away = {"X-Forwarded-For": "192.0.2.40"}  # the principal's office, not the board
+    with (
+        run_service(tmp_path, ["--config", str(config)]) as service,
+        httpx.Client(base_url=service.base, headers=away, timeout=10) as browser,
+    ):
+        assert browser.get("/reports").headers["location"] == "/login?next=/reports"
+        assert browser.get("/console/r1").status_code == 403
+        wrong = browser.post(
+            "/login",
+            content="password=sai&next=/reports",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert wrong.status_code == 303 and "failed=1" in wrong.headers["location"]
+        right = browser.post(
+            "/login",
+            content="password=m%E1%BA%ADt-kh%E1%BA%A9u-BGH-2026&next=/reports",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert right.status_code == 303 and right.headers["location"] == "/reports"
+        cookie = right.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+        page = browser.get("/reports", params={"date": "2026-11-25"})
+        assert page.status_code == 200 and "Báo cáo điểm danh" in page.text
+        xlsx = browser.get("/reports/export", params={"date": "2026-11-25", "format": "xlsx"})
+        assert xlsx.status_code == 200
+        book = load_workbook(io.BytesIO(xlsx.content))
+        assert book.sheetnames == ["Tổng hợp", "Chi tiết", "Tuần"]
+        sheet = browser.get("/sheet/r1")
+        assert sheet.status_code == 200 and sheet.text.count("<svg") == 5  # class + 4
+        assert browser.get("/console/r1").status_code == 200
