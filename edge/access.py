@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Any
 
 from fastapi import Request
@@ -39,3 +40,21 @@ def is_staff(request: Request, staff_key: str) -> bool:
         return True
     key = bearer(request)
     return key is not None and hmac.compare_digest(key.encode(), staff_key.encode())
+
+
+async def json_object(request: Request, limit: int = 16_384) -> dict[str, Any] | JSONResponse:
+    """A staff command's JSON object body, or the problem to answer. JSON only: a page
+    elsewhere that the board's browser opens cannot send it without a CORS preflight,
+    which these routes never grant (no cross-site commands)."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        return problem(415, "Unsupported Media Type", "send application/json")
+    body = await request.body()
+    if len(body) > limit:
+        return problem(413, "Too large", f"at most {limit} bytes")
+    try:
+        wish = json.loads(body or b"{}")
+    except ValueError:
+        wish = None
+    if not isinstance(wish, dict):
+        return problem(400, "Malformed request", "send a JSON object")
+    return wish

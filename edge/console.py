@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from .access import is_staff, problem
+from .access import is_staff, json_object, problem
 from .links import room_links
 from .pages import page
 from .scheduler import LessonConflict
@@ -132,13 +132,10 @@ def router(service: EdgeService) -> APIRouter:
         refusal = refused(room, request)
         if refusal is not None:
             return refusal
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return problem(415, "Unsupported Media Type", "send application/json")
-        try:
-            wish = json.loads(await request.body() or b"{}")
-        except ValueError:
-            wish = None
-        if not isinstance(wish, dict) or wish.get("action") not in ACTIONS:
+        wish = await json_object(request)
+        if not isinstance(wish, dict):
+            return wish
+        if wish.get("action") not in ACTIONS:
             return problem(400, "Malformed request", f"action: one of {', '.join(ACTIONS)}")
         classroom = service.classrooms[room]
         action, key = wish["action"], str(wish.get("key", ""))
@@ -188,13 +185,10 @@ def router(service: EdgeService) -> APIRouter:
         """`{"date": "YYYY-MM-DD", "pupils": [IDs]}`: who studies from home that day."""
         if not is_staff(request, service.staff_key):
             return problem(403, "Staff only", "homeroom and subject teachers, from the board")
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return problem(415, "Unsupported Media Type", "send application/json")
-        try:
-            wish = json.loads(await request.body() or b"{}")
-        except ValueError:
-            wish = None
-        pupils = wish.get("pupils") if isinstance(wish, dict) else None
+        wish = await json_object(request)
+        if not isinstance(wish, dict):
+            return wish
+        pupils = wish.get("pupils")
         if not isinstance(pupils, list) or not all(isinstance(p, str) for p in pupils):
             return problem(400, "Malformed request", 'send {"date": "YYYY-MM-DD", "pupils": [IDs]}')
         day = (

@@ -241,17 +241,9 @@ def create_app(service: EdgeService) -> FastAPI:
             return problem(
                 403, "Staff only", "lessons are started and ended from the room or by staff"
             )
-        # JSON only: a page elsewhere that the board's browser opens cannot send it without a
-        # CORS preflight, which these routes never grant (no cross-site lesson commands)
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            return problem(415, "Unsupported Media Type", "send application/json")
-        try:
-            wishes = json.loads(await request.body() or b"{}")
-        except ValueError:
-            wishes = None
+        wishes = await access.json_object(request)
         if not isinstance(wishes, dict):
-            return problem(400, "Malformed request", "send a JSON object")
+            return wishes
         minutes = wishes.get("minutes", 45 if command == "start" else 5)
         if command != "end" and (
             isinstance(minutes, bool)
