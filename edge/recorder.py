@@ -53,6 +53,7 @@ QUEUE_PACKETS = 3000  # packets waiting for the disk: ~40 s of a lesson
 SUBSCRIPTION_PACKETS = 600  # on each bus: the event loop may lag, the recording must not
 EARLY_AUDIO_SECONDS = 3.0  # sound kept while the first picture is awaited
 RETRY_SECONDS = 15.0  # after a failed part, the next one is tried this much later
+DISK_CHECK_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,9 @@ class Recorder:
         origin: float,
         clock: Clock,
         school: str,
+        stop_below_bytes: int = 0,
     ) -> None:
+        self.stop_below_bytes = stop_below_bytes  # free disk under which recording pauses
         self.room = room
         self.buses = buses
         self.tracks = tracks
@@ -300,7 +303,10 @@ class Recorder:
         self.store.write(active.record)  # the file's offset survives a crash
 
     async def _forward(self, active: _ActivePart) -> None:
-        """Hand the buses' packets to the writer thread; retry after a failure."""
+        """Hand the buses' packets to the writer thread; retry after a failure; pause
+        while the disk is nearly full (streaming goes on; a full disk would also stop
+        the lessons' database)."""
+        checked = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(active.ready.wait(), 1.0)
@@ -308,9 +314,23 @@ class Recorder:
             for name, subscription in active.subscriptions.items():
                 while (packet := subscription.pop()) is not None:
                     self._hand_over(active, name, packet)
+            now = time.monotonic()
+            room_left = True
+            if self.stop_below_bytes and now - checked >= DISK_CHECK_SECONDS:
+                checked = now
+                free = self.store.free_bytes()
+                room_left = free >= self.stop_below_bytes
+                if not room_left and active.writer.error is None:  # stop writing, close later
+                    active.writer.error = f"the disk is nearly full ({free / 1e6:.0f} MB free)"
+                    active.writer.failed_at = now
+                    logger.error("room %s: recording paused: %s", self.room, active.writer.error)
             failed_at = active.writer.failed_at
-            if failed_at is not None and time.monotonic() - failed_at > RETRY_SECONDS:
+            retry = failed_at is not None and now - failed_at > RETRY_SECONDS and room_left
+            if retry and self._room_on_disk():
                 self._rotate(active)
+
+    def _room_on_disk(self) -> bool:
+        return not self.stop_below_bytes or self.store.free_bytes() >= self.stop_below_bytes
 
     def _hand_over(self, active: _ActivePart, name: str, packet: Packet) -> None:
         if name in active.resync:

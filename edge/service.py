@@ -110,6 +110,7 @@ class EdgeService:
                     origin=room.origin,
                     clock=self.clock,
                     school=config.site.school,
+                    stop_below_bytes=config.site.recordings.stop_below_mb * 1_000_000,
                 )
                 for name, room in self.rooms.items()
                 if config.rooms[name].record

@@ -230,6 +230,13 @@ class RecordingSettings(Model):
         le=10_000_000,
         description="Below this much free disk, archived lessons are deleted, oldest first",
     )
+    stop_below_mb: int = Field(
+        500,
+        ge=0,
+        le=1_000_000,
+        description="Below this much free disk recording pauses (streaming goes on), so the "
+        "disk never fills up",
+    )
     compose: bool = Field(
         True, description="Make lesson.mp4 (board large, camera inset) after each lesson"
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,3 +117,51 @@ def test_a_short_disk_is_said_on_the_console_and_in_metrics_and_lessons_go_on(
         health = service.health()
         assert health["status"] == "ok" and health["warnings"], health  # streaming goes on
     assert "DISK LOW" in service.log.read_text()
+
+
+def test_recording_pauses_before_the_disk_is_full_and_resumes(tmp_path: Path) -> None:
+    import json
+    import time
+
+    import httpx
+
+    from tests.conftest import run_service, write_site
+    from tests.whep_client import eventually_sync
+
+    data = tmp_path / "data"
+    data.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (the CI runs as root)")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(data)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        site = 'school = "Trường Thử"\n[recordings]\nstop_below_mb = 30\nmin_free_mb = 30\n'
+        room = 'class = "6A1"\nalways_live = true\n[camera]\nkind = "test"\n[mic]\nkind = "test"\n'
+        config = write_site(tmp_path, {"r1": room}, site)
+        filler = data / "filler"
+        with run_service(tmp_path, ["--config", str(config)]) as service:
+            free = shutil.disk_usage(data).free
+            filler.write_bytes(b"\0" * (free - 32 * MB))  # 2 MB left above the floor
+            api = f"{service.base}/healthz"
+
+            def recorder() -> dict[str, object]:
+                rooms = httpx.get(api, timeout=10).json()["rooms"]
+                state: dict[str, object] = rooms["r1"]["recorder"]
+                return state
+
+            assert eventually_sync(lambda: bool(recorder()["error"]), 40), recorder()
+            paused = shutil.disk_usage(data).free
+            assert paused > 25 * MB, paused  # stopped near the floor, never at a full disk
+            assert "nearly full" in str(recorder()["error"])
+            assert httpx.get(api, timeout=10).json()["rooms"]["r1"]["live"]  # streams on
+            time.sleep(3)
+            assert shutil.disk_usage(data).free >= paused - 1 * MB  # nothing more written
+            filler.unlink()  # space again: a new part begins
+            assert eventually_sync(lambda: recorder()["part"] == 2 and not recorder()["error"], 40)
+        record = json.loads(next((data / "recordings").glob("*/lesson.json")).read_text())
+        assert (
+            record["parts"][0]["ended"] == "failed" and "nearly full" in record["parts"][0]["error"]
+        )
+        assert record["parts"][0]["files"][0]["size"] > 100_000
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=False)
