@@ -109,7 +109,10 @@ def test_a_lesson_records_both_files_in_sync_and_reaches_the_library(tmp_path: P
     # the camera's flash and the tone's beep start together at each whole second
     flashes, beeps = flash_times(folder / "presenter.mp4"), beep_onsets(folder / "presenter.mp4")
     assert len(flashes) >= 55 and len(beeps) >= 55, (len(flashes), len(beeps))
-    gaps = [min(abs(f - b) for b in beeps) for f in flashes]
+    # a file may begin in the middle of a beep (no onset to see): the edges are left out
+    inside = [f for f in flashes if beeps[0] - 0.5 < f < beeps[-1] + 0.5]
+    assert len(inside) >= len(flashes) - 2, (flashes[:3], beeps[:3])
+    gaps = [min(abs(f - b) for b in beeps) for f in inside]
     assert max(gaps) <= 0.040, sorted(gaps)[-5:]
     print(
         f"\nA/V: {len(gaps)} flashes, beep within {max(gaps) * 1000:.1f} ms (median "
