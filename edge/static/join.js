@@ -24,6 +24,7 @@
       autoJoin: 'Trang sẽ tự vào lớp khi đến giờ, em không cần tải lại trang.',
       rewatch: 'Xem lại bài giảng đã ghi',
       pickTitle: 'Em là ai? Chọn tên của em', iAm: 'Em là {name}', change: 'đổi',
+      pickHelp: 'Chạm vào tên của em ở dưới để vào lớp. Điện thoại sẽ nhớ tên này.',
       removed: 'Em đã được mời ra khỏi tiết học', removedHelp: 'Thầy cô đã mời em ra khỏi tiết học này. Em hãy chờ tiết sau.',
       thanks: 'Cảm ơn em đã tham gia buổi học.',
       badLinkHelp: 'Đường link không còn hiệu lực. Em hãy xin thầy cô đường link mới.',
@@ -58,6 +59,7 @@
       autoJoin: 'The page will join by itself when it starts; no need to reload.',
       rewatch: 'Watch recorded lessons',
       pickTitle: 'Who are you? Pick your name', iAm: 'You are {name}', change: 'change',
+      pickHelp: 'Tap your name below to join. This phone will remember it.',
       removed: 'You were removed from the lesson', removedHelp: 'The teacher removed you from this lesson. Please wait for the next one.',
       thanks: 'Thank you for joining the lesson.',
       badLinkHelp: 'This link is no longer valid. Please ask your teacher for a new one.',
@@ -159,7 +161,7 @@
     renderSaveData();
   }
 
-  // name: connecting | live | reconnecting | waiting | ended | error
+  // name: picking | connecting | live | reconnecting | waiting | ended | error
   function setState(name, title, detail) {
     classroom.state = name;
     document.body.setAttribute('data-state', name);
@@ -788,7 +790,7 @@
 
   function showPicker() {
     var box = $('picker'), list = $('picker-list');
-    $('picker-title').textContent = t('pickTitle');
+    $('picker-title').hidden = true;     // the overlay says it already
     list.textContent = '';
     (config.classmates || []).forEach(function (c) {
       var b = document.createElement('button');
@@ -806,7 +808,7 @@
     });
     box.hidden = false;
     renderHeader();
-    setState('connecting', t('pickTitle'), '');
+    setState('picking', t('pickTitle'), t('pickHelp'));
   }
 
   function start() {
