@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -8,14 +9,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from webrtc import gather_only
+
+if TYPE_CHECKING:
+    from edge.clock import Clock
+    from edge.service import EdgeService
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -118,6 +124,35 @@ def run_service(
         if os.environ.get("CI"):
             ARTIFACTS.mkdir(exist_ok=True)
             shutil.copy(log, ARTIFACTS / f"service-{port}.log")
+
+
+@contextlib.asynccontextmanager
+async def serve_in_process(
+    config: Path, data_dir: Path, clock: Clock
+) -> AsyncIterator[tuple[EdgeService, str]]:
+    """The service in this test's own event loop, on loopback, driven by `clock` (a
+    manual one replays a school day): the service and its base URL."""
+    import uvicorn
+
+    from edge.service import EdgeService
+    from edge.settings import load
+    from edge.web import create_app
+    from tests.whep_client import eventually
+
+    port = free_port()
+    service = EdgeService(load(config, data_dir=data_dir), host="127.0.0.1", port=port, clock=clock)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        assert await eventually(lambda: server.started or task.done(), 30)
+        yield service, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 @pytest.fixture(scope="module")

@@ -4,24 +4,17 @@ report (`classroom-edge report`) is exactly what the homeroom teacher expects.""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import io
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
-import uvicorn
 
 from edge.clock import ManualClock
-from edge.service import EdgeService
-from edge.settings import load
 from edge.tokens import Grant
-from edge.web import create_app
-from tests.conftest import cli, free_port, write_site
+from tests.conftest import cli, serve_in_process, write_site
 from tests.whep_client import Viewer, eventually
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -88,32 +81,12 @@ def at(text: str) -> dt.datetime:
     return dt.datetime.combine(WEDNESDAY, dt.time.fromisoformat(text), ZONE)
 
 
-@contextlib.asynccontextmanager
-async def serving(config: Path, data: Path, clock: ManualClock) -> AsyncIterator[EdgeService]:
-    port = free_port()
-    service = EdgeService(load(config, data_dir=data), host="127.0.0.1", port=port, clock=clock)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(service), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        assert await eventually(lambda: server.started or task.done(), 30)
-        service.base = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-        yield service
-    finally:
-        server.should_exit = True
-        await task
-
-
 async def test_a_scripted_morning_gives_exactly_the_expected_report(tmp_path: Path) -> None:
     (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
     config = write_site(tmp_path, {"r1": ROOM}, SITE)
     data = tmp_path / "data"
     clock = ManualClock(at("06:58"))
-    async with serving(config, data, clock) as service:
-        base: str = service.base  # type: ignore[attr-defined]
+    async with serve_in_process(config, data, clock) as (service, base):
         whep = f"{base}/whep/r1"
         later = int(time.time()) + 3600
         an, binh = (

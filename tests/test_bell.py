@@ -5,24 +5,21 @@ controls; the waiting room's 409."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import signal
 import time
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
-import uvicorn
 
 from edge.clock import ManualClock
 from edge.links import signer_for
 from edge.service import EdgeService
 from edge.settings import load
 from edge.tokens import Grant
-from edge.web import create_app
-from tests.conftest import free_port, run_service, write_site
+from tests.conftest import run_service, serve_in_process, write_site
 from tests.whep_client import Viewer, eventually
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -65,23 +62,10 @@ def at(text: str) -> dt.datetime:
     return dt.datetime.combine(WEDNESDAY, dt.time.fromisoformat(text), ZONE)
 
 
-@contextlib.asynccontextmanager
-async def serving(tmp_path: Path, clock: ManualClock) -> AsyncIterator[tuple[EdgeService, str]]:
-    config = load(write_site(tmp_path, {"r1": ROOM}, SITE), data_dir=tmp_path / "data")
-    port = free_port()
-    service = EdgeService(config, host="127.0.0.1", port=port, clock=clock)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(service), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        assert await eventually(lambda: server.started or task.done(), 30)
-        yield service, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+def serving(
+    tmp_path: Path, clock: ManualClock
+) -> AbstractAsyncContextManager[tuple[EdgeService, str]]:
+    return serve_in_process(write_site(tmp_path, {"r1": ROOM}, SITE), tmp_path / "data", clock)
 
 
 def token(service: EdgeService) -> str:
