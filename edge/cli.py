@@ -275,14 +275,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .lessons import LessonStore
     from .links import open_roster
     from .reports import (
-        DayReport,
         Rules,
-        day_report,
+        day_and_week,
         render_csv,
         render_html,
         render_week_csv,
         render_xlsx,
-        week_summary,
     )
 
     config = _load(args)
@@ -296,27 +294,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     data = config.site.data_dir / "lessons.db"
     lessons, attendance, roster = LessonStore(data), AttendanceStore(data), open_roster(config)
     site = config.site
-    rules = Rules(site.attendance.present_share, site.attendance.late_minutes)
-    rooms = [args.room] if args.room else sorted(config.rooms)
-    now = dt.datetime.now(dt.UTC)
-
-    def one(day: dt.date) -> DayReport:
-        return day_report(
+    try:
+        report, week = day_and_week(
             site.school,
-            day,
-            rooms,
+            args.date,
+            [args.room] if args.room else sorted(config.rooms),
             lessons=lessons,
             roster=roster,
             attendance=attendance,
             zone=config.zone,
-            rules=rules,
-            now=now,
+            rules=Rules(site.attendance.present_share, site.attendance.late_minutes),
+            now=dt.datetime.now(dt.UTC),
         )
-
-    try:
-        report = one(args.date)
-        monday = args.date - dt.timedelta(days=args.date.weekday())
-        week = week_summary([one(monday + dt.timedelta(days=n)) for n in range(6)])
     finally:
         for store in (lessons, attendance, roster):
             store.close()

@@ -13,15 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from .access import client_address, is_staff, problem
-from .reports import (
-    DayReport,
-    Rules,
-    day_report,
-    render_csv,
-    render_html,
-    render_xlsx,
-    week_summary,
-)
+from .reports import DayReport, Rules, WeekRow, day_and_week, render_csv, render_html, render_xlsx
 from .staff import COOKIE, SESSION_SECONDS, check_password, session_cookie
 
 if TYPE_CHECKING:
@@ -32,30 +24,21 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 def reports_for(
     service: EdgeService, day: dt.date, room: str | None
-) -> tuple[DayReport, list[DayReport]]:
-    """The day's report and the reports of its school week (Monday to Saturday)."""
+) -> tuple[DayReport, list[WeekRow]]:
+    """The day's report and its school week's summary, from the running service."""
     assert service.store is not None
     site = service.config.site
-    rooms = [room] if room else sorted(service.config.rooms)
-    rules = Rules(site.attendance.present_share, site.attendance.late_minutes)
-
-    def one(on: dt.date) -> DayReport:
-        assert service.store is not None
-        return day_report(
-            site.school,
-            on,
-            rooms,
-            lessons=service.store,
-            roster=service.roster,
-            attendance=service.attendance,
-            zone=service.config.zone,
-            rules=rules,
-            now=service.clock.now(),
-        )
-
-    monday = day - dt.timedelta(days=day.weekday())
-    week = [one(monday + dt.timedelta(days=n)) for n in range(6)]
-    return one(day), week
+    return day_and_week(
+        site.school,
+        day,
+        [room] if room else sorted(service.config.rooms),
+        lessons=service.store,
+        roster=service.roster,
+        attendance=service.attendance,
+        zone=service.config.zone,
+        rules=Rules(site.attendance.present_share, site.attendance.late_minutes),
+        now=service.clock.now(),
+    )
 
 
 def router(service: EdgeService) -> APIRouter:
@@ -76,7 +59,7 @@ def router(service: EdgeService) -> APIRouter:
             return problem(404, "Unknown room", f"there is no room {room!r} here")
         report, week = reports_for(service, day, room or None)
         zone = service.config.zone
-        body = render_html(report, week_summary(week), zone)
+        body = render_html(report, week, zone)
         query = f"date={day.isoformat()}" + (f"&room={quote(room)}" if room else "")
         rooms = "".join(
             f'<option value="{html.escape(r)}"{" selected" if r == room else ""}>{html.escape(r)}'
@@ -112,7 +95,7 @@ def router(service: EdgeService) -> APIRouter:
         name = f"diem-danh-{day.isoformat()}{'-' + room if room else ''}"
         if format == "xlsx":
             return Response(
-                render_xlsx(report, week_summary(week), zone),
+                render_xlsx(report, week, zone),
                 media_type=XLSX,
                 headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
             )

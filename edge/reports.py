@@ -187,6 +187,39 @@ def day_report(
     return DayReport(school, day, periods)
 
 
+def day_and_week(
+    school: str,
+    day: dt.date,
+    rooms: Sequence[str],
+    *,
+    lessons: LessonStore,
+    roster: RosterStore,
+    attendance: AttendanceStore,
+    zone: dt.tzinfo,
+    rules: Rules,
+    now: dt.datetime,
+) -> tuple[DayReport, list[WeekRow]]:
+    """The day's report and the summary of its school week (Monday to Saturday)."""
+
+    def one(on: dt.date) -> DayReport:
+        return day_report(
+            school,
+            on,
+            rooms,
+            lessons=lessons,
+            roster=roster,
+            attendance=attendance,
+            zone=zone,
+            rules=rules,
+            now=now,
+        )
+
+    monday = day - dt.timedelta(days=day.weekday())
+    week = [one(monday + dt.timedelta(days=n)) for n in range(6)]
+    report = week[day.weekday()] if day.weekday() < 6 else one(day)
+    return report, week_summary(week)
+
+
 # ------------------------------------------------------------------ rendering
 
 
