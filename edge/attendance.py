@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .lessons import connect
+from .lessons import connect, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS presence (
@@ -142,8 +142,7 @@ class AttendanceStore:
         self, day: dt.date, class_name: str, pupil_ids: Iterable[str], by: str, at: dt.datetime
     ) -> None:
         """Who of the class studies from home on `day` (replaces what was marked)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             self._db.execute(
                 "DELETE FROM at_home WHERE day = ? AND class = ?", (day.isoformat(), class_name)
             )
@@ -160,10 +159,6 @@ class AttendanceStore:
                 " VALUES (?, ?, ?, ?)",
                 (day.isoformat(), class_name, by, _iso(at)),
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def at_home(self, day: dt.date, class_name: str) -> set[str] | None:
         """The pupils marked as studying from home, or None if nobody marked the day."""

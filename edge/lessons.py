@@ -243,11 +243,13 @@ class LessonStore:
         ).fetchall()
         return [(_parse(r["at"]), r["state"], r["note"]) for r in rows]  # type: ignore[misc]
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _transaction(self) -> transaction:
+        return transaction(self._db)
 
 
-class _Transaction:
+class transaction:
+    """`with transaction(db):` one IMMEDIATE transaction, rolled back on any exception."""
+
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
@@ -256,3 +258,4 @@ class _Transaction:
 
     def __exit__(self, kind: object, *_: object) -> None:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .lessons import connect
+from .lessons import connect, transaction
 
 HEADERS = {
     "id": ("mã định danh", "ma dinh danh", "mã học sinh", "id", "student_id", "student id"),
@@ -160,8 +160,7 @@ class RosterStore:
         classes = tuple(sorted({p.class_name for p in pupils}))
         added = updated = 0
         stamp = now.astimezone(dt.UTC).isoformat()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             ids = {p.id for p in pupils}
             marks = ",".join("?" * len(classes))
             before = self._db.execute(
@@ -188,10 +187,6 @@ class RosterStore:
                 "UPDATE pupils SET active = 0, updated_at = ? WHERE id = ?",
                 [(stamp, pupil_id) for pupil_id in gone],
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return ImportResult(added, updated, len(gone), classes)
 
     def pupils(self, class_name: str | None = None) -> list[Pupil]:
