@@ -54,8 +54,8 @@ def router(service: EdgeService) -> APIRouter:
         classroom = service.classrooms[room]
         scheduler = service.scheduler
         zone = service.config.zone
-        lesson = scheduler.current(room) if scheduler is not None else None
-        upcoming = scheduler.outlook(room)["next"] if scheduler is not None else None
+        outlook = scheduler.outlook(room) if scheduler is not None else {}  # one plan a push
+        lesson, upcoming = outlook.get("live"), outlook.get("next")
         recorder = service.recorders.get(room)
         today = service.clock.now().astimezone(zone).date()
         class_name = runtime.settings.class_name

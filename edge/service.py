@@ -286,8 +286,8 @@ class EdgeService:
                 "Bài học vẫn phát trực tiếp; hãy báo Tổ CNTT."
             )
         for name, recorder in self.recorders.items():
-            if recorder.health()["error"]:
-                found.append(f"Phòng {name}: không ghi hình được ({recorder.health()['error']}).")
+            if error := recorder.health()["error"]:
+                found.append(f"Phòng {name}: không ghi hình được ({error}).")
         return found
 
 
