@@ -31,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from capture.mux import file_sha256
+
 from .commands import last_line, run_command
 from .recordings import LessonRecord
 
@@ -102,14 +104,6 @@ class Target(Protocol):
         ...
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class DirectoryTarget:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -152,7 +146,7 @@ class DirectoryTarget:
         cancel: threading.Event,
     ) -> None:
         try:
-            if target.is_file() and target.stat().st_size == size and _sha256_of(target) == sha256:
+            if target.is_file() and target.stat().st_size == size and file_sha256(target) == sha256:
                 progress(size)
                 return  # already there (an upload whose bookkeeping a restart cut short)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -179,7 +173,7 @@ class DirectoryTarget:
                 writer.flush()
                 os.fsync(writer.fileno())
             got = partial.stat().st_size
-            if got != size or _sha256_of(partial) != sha256:
+            if got != size or file_sha256(partial) != sha256:
                 partial.unlink(missing_ok=True)  # start afresh next time
                 raise UploadError(f"{target}: the copy does not match ({got} of {size} bytes)")
             partial.replace(target)
@@ -193,7 +187,7 @@ class DirectoryTarget:
                 return "missing"
             if path.stat().st_size != size:
                 return f"size {path.stat().st_size} (expected {size})"
-            return None if _sha256_of(path) == sha256 else "SHA-256 differs"
+            return None if file_sha256(path) == sha256 else "SHA-256 differs"
 
         try:
             return await asyncio.to_thread(check)
