@@ -7,13 +7,15 @@ Errors read `FILE:LINE: key.path: what is wrong (what is expected)`.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
 import re
 import tomllib
+import types
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -22,6 +24,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -371,17 +374,44 @@ class TestVideoSource(Model):
     fps: float | None = Field(None, gt=0, le=60, description="Frames per second")
 
 
+USB_IDENTITY = r"^usb:[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(:\S+)?$"
+STABLE_DEVICE = r"^(/dev/v4l/by-(id|path)/\S+|usb:[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(:\S+)?)$"
+
+
 class V4L2Source(Model):
     kind: Literal["v4l2"] = Field(description="A UVC camera or HDMI capture card")
     device: str = Field(
         ...,
-        pattern=r"^/dev/v4l/by-(id|path)/\S+$",
-        description="Stable device path under /dev/v4l/by-id (never /dev/videoN)",
+        pattern=STABLE_DEVICE,
+        description="A stable identity, usb:VID:PID[:SERIAL] or a /dev/v4l/by-id (or by-path) "
+        "path, as `classroom-edge devices` prints it (never /dev/videoN)",
     )
     input_format: Literal["mjpeg", "yuyv422", "h264"] = Field("mjpeg", description="Device format")
     width: int = Field(1280, ge=160, le=3840, multiple_of=2, description="Capture width")
     height: int = Field(720, ge=120, le=2160, multiple_of=2, description="Capture height")
     fps: float = Field(30, gt=0, le=60, description="Capture frame rate")
+    ptz: str | None = Field(
+        None,
+        pattern=USB_IDENTITY,
+        description="The USB camera whose pan/tilt/zoom/focus to drive (UVC), usb:VID:PID"
+        "[:SERIAL]; default: `device` when it is a usb: identity",
+    )
+
+    @property
+    def control(self) -> str | None:
+        """The USB identity to send UVC control requests to, if any."""
+        return self.ptz or (self.device if self.device.startswith("usb:") else None)
+
+
+class PresetSettings(Model):
+    """A saved camera position: [presets.NAME] (the admin page writes these)."""
+
+    pan: int | None = Field(None, ge=-648000, le=648000, description="Pan, arc seconds")
+    tilt: int | None = Field(None, ge=-648000, le=648000, description="Tilt, arc seconds")
+    zoom: int | None = Field(None, ge=0, le=65535, description="Zoom (objective focal length)")
+    focus: int | None = Field(None, ge=0, le=65535, description="Focus (absolute)")
+    auto_focus: bool | None = Field(None, description="Automatic focus on or off")
+    label: str = Field("", max_length=32, description="Button text; default from the name")
 
 
 class ScreenSource(Model):
@@ -521,6 +551,24 @@ class RoomSettings(Model):
         None, description="Subjects never streamed here; default: the site's [schedule] list"
     )
     record: bool = Field(True, description="Record this room's lessons (with [recordings])")
+    presets: dict[Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,24}$")], PresetSettings] = Field(
+        default_factory=dict,
+        max_length=12,
+        description="Camera positions by name ([presets.board], [presets.teacher], "
+        "[presets.class]), saved from the admin page",
+    )
+    start_preset: str | None = Field(
+        None, description="The preset the camera goes to when a lesson's devices open"
+    )
+
+    @field_validator("start_preset")
+    @classmethod
+    def _known_preset(cls, value: str | None, info: ValidationInfo) -> str | None:
+        presets = info.data.get("presets")
+        if value is not None and presets is not None and value not in presets:
+            known = ", ".join(presets) or "none saved yet"
+            raise ValueError(f"no preset {value!r} (expected one of: {known})")
+        return value
 
     @field_validator("timetable")
     @classmethod
@@ -594,16 +642,69 @@ def _expected(error: dict[str, Any]) -> tuple[str, str]:
     return message, "see the commented example in config/"
 
 
-def _problems(file: Path, text: str, error: ValidationError) -> list[str]:
+def _members(annotation: Any) -> list[Any]:
+    """The types an annotation admits: Annotated, unions and Optional unwrapped."""
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [m for arg in get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+def _keys(model: type[BaseModel]) -> dict[str, Any]:
+    return {(f.alias or name): f.annotation for name, f in model.model_fields.items()}
+
+
+def known_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The keys valid in the table at `loc`, a raw pydantic error path (tags included)."""
+    current: list[Any] = [model]
+    for part in loc:
+        following: list[Any] = []
+        for candidate in (m for c in current for m in _members(c)):
+            if isinstance(part, int) and get_origin(candidate) is list:
+                following += get_args(candidate)[:1]
+            elif isinstance(part, str) and get_origin(candidate) is dict:
+                following += get_args(candidate)[1:]
+            elif isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                fields = _keys(candidate)
+                if isinstance(part, str) and part in fields:
+                    following.append(fields[part])
+                elif isinstance(part, str) and part in UNION_TAGS:
+                    kind = candidate.model_fields.get("kind")
+                    if kind is None or part in get_args(kind.annotation):
+                        following.append(candidate)
+        current = following
+    found = [k for c in current for m in _members(c) if _is_model(m) for k in _keys(m)]
+    return list(dict.fromkeys(found))
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _did_you_mean(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[str, str] | None:
+    key = loc[-1]
+    known = known_keys(model, loc[:-1])
+    if not isinstance(key, str) or not known:
+        return None
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
+    return hint, "one of " + ", ".join(known)
+
+
+def _problems(file: Path, text: str, error: ValidationError, model: type[BaseModel]) -> list[str]:
     lines = key_lines(text)
-    problems = []
+    problems: list[tuple[int, str]] = []
     for item in error.errors():
         # pydantic puts the tag of a discriminated union (`kind`) into the path: drop it
         loc = [p for p in item["loc"] if not (isinstance(p, str) and p in UNION_TAGS)]
         dotted = ".".join(str(p) for p in loc) or "(file)"
         problem, expected = _expected(dict(item))
-        problems.append(f"{file}:{line_of(lines, loc)}: {dotted}: {problem} (expected {expected})")
-    return problems
+        if item["type"] == "extra_forbidden":
+            problem, expected = _did_you_mean(model, tuple(item["loc"])) or (problem, expected)
+        line = line_of(lines, loc)
+        problems.append((line, f"{file}:{line}: {dotted}: {problem} (expected {expected})"))
+    return [text for _, text in sorted(problems, key=lambda p: p[0])]
 
 
 def _read_toml(file: Path) -> tuple[str, dict[str, Any]]:
@@ -646,7 +747,7 @@ def _load(file: Path, *, demo: bool) -> Config:
     try:
         site = SiteSettings.model_validate(data)
     except ValidationError as exc:
-        problems += _problems(file, text, exc)
+        problems += _problems(file, text, exc, SiteSettings)
     rooms: dict[str, RoomSettings] = {}
     room_files: dict[str, Path] = {}
     room_texts: dict[str, str] = {}
@@ -667,7 +768,7 @@ def _load(file: Path, *, demo: bool) -> Config:
         except ConfigError as exc:
             problems += exc.problems
         except ValidationError as exc:
-            problems += _problems(room_file, room_text, exc)
+            problems += _problems(room_file, room_text, exc, RoomSettings)
     if not rooms and not problems:
         problems.append(f"{file}:1: (file): no room files in {room_dir} (expected rooms/NAME.toml)")
     roster_path = None

@@ -146,3 +146,50 @@ def test_bells_and_holidays_are_checked(tmp_path: Path) -> None:
     edge_toml = tmp_path / "edge.toml"
     assert found[0].startswith(f"{edge_toml}:3: bells.morning: not a time of day: '7:61'")
     assert found[1].startswith(f"{edge_toml}:5: calendar.holidays: not a date or range")
+
+
+def test_check_config_prints_the_expected_lines(tmp_path: Path) -> None:
+    """A site and two rooms with typos, a bad identity, a bad preset and broken TOML:
+    every problem at once, in file and line order, unknown keys with a did-you-mean."""
+    site = 'school = "T"\nshedule = 1\n\n[recordings]\nretention_dayz = 3\n'
+    room = (
+        'class = "6A1"\nstart_preset = "board"\n\n[camera]\nkind = "v4l2"\n'
+        'devise = "usb:046d:0853"\n\n[presets.board]\npan = 3600\nzom = 120\n'
+    )
+    config = write_site(tmp_path, {"p1": room, "p2": 'class = "6A2"\n[mic\nkind = "test"\n'}, site)
+    result = cli("check-config", "--config", str(config), check=False)
+    assert result.returncode == 1
+    edge, p1, p2 = config, tmp_path / "rooms" / "p1.toml", tmp_path / "rooms" / "p2.toml"
+    assert result.stderr.splitlines() == [
+        f"{edge}:2: shedule: unknown key; did you mean 'schedule'? (expected one of school, "
+        "timezone, data_dir, roster, http, webrtc, links, bells, calendar, schedule, "
+        "recordings, library, attendance)",
+        f"{edge}:5: recordings.retention_dayz: unknown key; did you mean 'retention_days'? "
+        "(expected one of enabled, retention_days, min_free_mb, stop_below_mb, compose, "
+        "compose_nice)",
+        f"{p1}:4: camera.device: missing (expected a value)",
+        f"{p1}:6: camera.devise: unknown key; did you mean 'device'? (expected one of kind, "
+        "device, input_format, width, height, fps, ptz)",
+        f"{p1}:10: presets.board.zom: unknown key; did you mean 'zoom'? (expected one of pan, "
+        "tilt, zoom, focus, auto_focus, label)",
+        f"{p2}:2: (toml): Expected ']' at the end of a table declaration (expected valid TOML)",
+    ]
+
+
+def test_presets_and_identities(tmp_path: Path) -> None:
+    room = (
+        'class = "6A1"\nstart_preset = "board"\n[camera]\nkind = "v4l2"\n'
+        'device = "usb:046d:0853:PTZ0001"\n[presets.board]\npan = 3600\nzoom = 120\n'
+        "[presets.class]\nauto_focus = true\n"
+    )
+    config = load(write_site(tmp_path, {"p1": room}))
+    settings = config.rooms["p1"]
+    assert settings.camera is not None and settings.camera.kind == "v4l2"
+    assert settings.camera.control == "usb:046d:0853:PTZ0001"
+    assert settings.presets["board"].pan == 3600 and settings.presets["board"].tilt is None
+    wrong = room.replace('start_preset = "board"', 'start_preset = "teacher"')
+    found = problems(tmp_path, GOOD_SITE, wrong)
+    assert found == [
+        f"{tmp_path / 'rooms' / 'r1.toml'}:2: start_preset: no preset 'teacher' "
+        "(expected one of: board, class)"
+    ]
