@@ -27,16 +27,18 @@ class Source(ABC):
     """A capture device or synthetic generator running in a thread of its own.
 
     `start(sink)` starts the thread; `stop()` ends it and releases the device.
-    A failing device is reopened with a growing pause; `state` and `error` tell why.
+    A failing device is reopened with a growing pause (at most `retry_max`, so a device
+    plugged back in is found within a second); `state` and `error` tell why.
     """
 
     kind: MediaKind
 
-    def __init__(self, name: str, *, retry_max: float = 5.0) -> None:
+    def __init__(self, name: str, *, retry_max: float = 1.0) -> None:
         self.name = name
         self.state: Literal["stopped", "opening", "running", "failed"] = "stopped"
         self.error: str | None = None
         self.frames = 0
+        self.failing_since: float | None = None  # monotonic time of the first failure in a row
         self._retry_max = retry_max
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -58,6 +60,7 @@ class Source(ABC):
             if thread.is_alive():
                 logger.warning("source %s did not stop within %.1f s", self.name, timeout)
         self.state = "stopped"
+        self.failing_since = None
 
     @property
     def stopping(self) -> bool:
@@ -65,6 +68,8 @@ class Source(ABC):
 
     def _emit(self, frame: Frame, captured_at: float) -> None:
         self.frames += 1
+        if self.failing_since is not None:  # back after a failure
+            self.failing_since, self.error = None, None
         assert self._sink is not None
         self._sink(frame, captured_at)
 
@@ -76,9 +81,13 @@ class Source(ABC):
                 self._run()
                 pause = 0.5
             except Exception as exc:  # a device error must never end the thread
-                self.state = "failed"
-                self.error = str(exc) or type(exc).__name__
-                logger.warning("source %s failed: %s; retrying in %.1f s", self.name, exc, pause)
+                error = str(exc) or type(exc).__name__
+                # said once per new error (an unplugged camera is retried every second)
+                log = logger.warning if error != self.error else logger.debug
+                self.state, self.error = "failed", error
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                log("source %s failed: %s; retrying in %.1f s", self.name, exc, pause)
                 self._stopping.wait(pause)
                 pause = min(pause * 2, self._retry_max)
 

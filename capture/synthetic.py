@@ -6,6 +6,7 @@ Video frames carry the capture wall-clock time burned in (see `timecode`).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache
@@ -16,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
-from .source import Pacer, Source
+from .source import Pacer, Source, SourceError
 from .timecode import burn_timestamp
 
 WallClock = Callable[[], float]
@@ -79,6 +80,7 @@ class TestCamera(Source):
         self.width, self.height, self.fps = width, height, fps
         self._wall_clock = wall_clock
         self._background = self._render_background(label)
+        self.unplugged = threading.Event()  # set: behaves as a camera pulled out (tests, drills)
 
     def _render_background(self, label: str) -> npt.NDArray[np.uint8]:
         w, h = self.width, self.height
@@ -100,9 +102,13 @@ class TestCamera(Source):
         pacer = Pacer(self.fps, self._stopping)
         w, h = self.width, self.height
         box = max(h // 8, 8) // 2 * 2
+        if self.unplugged.is_set():
+            raise SourceError(f"{self.name}: no such device (unplugged)")
         self.state = "running"
         start = time.monotonic()
         while (tick := pacer.wait()) is not None:
+            if self.unplugged.is_set():
+                raise SourceError(f"{self.name}: device disconnected")
             planes = self._background.copy()
             t = tick - start
             bx = int((w - box) * (0.5 + 0.5 * math.sin(t * 0.9))) // 2 * 2

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import time
 
+import av
+
 from capture import (
     AlsaMicrophone,
     AudioEncoder,
@@ -41,6 +43,10 @@ logger = logging.getLogger(__name__)
 DUCKED_GAIN = 0.15  # about -16 dB: the microphone a talking pupil hears while heard
 CAMERA_PAUSED = "Camera tạm tắt"
 CAMERA_PAUSED_DETAIL = "Thầy cô đã tạm tắt camera lớp học. Tiếng vẫn nghe bình thường."
+RECONNECTING = {
+    "camera": ("Camera đang kết nối lại", "Tiếng vẫn nghe bình thường. Hình sẽ trở lại ngay."),
+    "board": ("Hình bảng đang kết nối lại", "Tiếng vẫn nghe bình thường. Hình sẽ trở lại ngay."),
+}
 
 
 def video_source(name: str, config: CameraSource | BoardSource, top: VideoRendition) -> Source:
@@ -109,9 +115,12 @@ class Room:
                 )
                 for r in renditions
             ]
-            self._add(
-                video_source(source_name, source_config, renditions[0]), encoders, loop, "video"
-            )
+            top = renditions[0]
+            source = video_source(source_name, source_config, top)
+            title, detail = RECONNECTING[source_name]
+            missing = slate(top.width, top.height, title, detail)
+            fps = getattr(source_config, "fps", None) or top.fps
+            self._add(source, encoders, loop, "video", missing, missing_after=max(1.0, 3 / fps))
             self._video_feeds.append(
                 VideoLine(
                     [self.buses[encoder.name] for encoder in encoders],
@@ -146,6 +155,9 @@ class Room:
         encoders: list[VideoEncoder] | list[AudioEncoder],
         loop: asyncio.AbstractEventLoop,
         kind: MediaKind,
+        missing: av.VideoFrame | None = None,
+        *,
+        missing_after: float = 1.0,
     ) -> None:
         for encoder in encoders:
             self.buses[encoder.name] = PacketBus(
@@ -162,6 +174,8 @@ class Room:
                 source,
                 encoders,
                 lambda rendition, packet: self.buses[rendition].publish_threadsafe(packet),
+                missing=missing,
+                missing_after=missing_after,
             )
         )
 
@@ -199,6 +213,10 @@ class Room:
                     else None
                 )
 
+    def missing_devices(self) -> list[tuple[str, str | None]]:
+        """Video sources giving no picture now (their slate is out), with the reason."""
+        return [(p.source.name, p.source.error) for p in self.pipelines if p.showing_missing]
+
     def mic_silent_seconds(self) -> float | None:
         """Seconds since the classroom microphone last heard something, while live."""
         encoder = self.mic_encoder
@@ -217,6 +235,10 @@ class Room:
                 "state": p.source.state,
                 "error": p.source.error,
                 "frames": p.source.frames,
+                "missing": p.showing_missing,
+                "failing_seconds": None
+                if p.source.failing_since is None
+                else round(time.monotonic() - p.source.failing_since, 1),
             }
             for p in self.pipelines
         }
@@ -247,4 +269,5 @@ class Room:
             "sources": sources,
             "renditions": buses,
             "stalled": stalled,
+            "device_missing": self.capturing and any(p.showing_missing for p in self.pipelines),
         }

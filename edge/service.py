@@ -267,7 +267,8 @@ class EdgeService:
         for name, recorder in self.recorders.items():
             rooms[name]["recorder"] = recorder.health()
         warming = time.monotonic() - self.started_at < 10
-        healthy = warming or not any(r["stalled"] for r in rooms.values())
+        stalled = not warming and any(r["stalled"] for r in rooms.values())
+        healthy = not stalled and not any(r["device_missing"] for r in rooms.values())
         return {
             "status": "ok" if healthy else "degraded",
             "viewers": len(self.sessions.sessions),
@@ -285,6 +286,14 @@ class EdgeService:
                 f"Ổ đĩa sắp đầy: còn {free:.0f} MB, không còn bài đã lưu trữ nào để xoá. "
                 "Bài học vẫn phát trực tiếp; hãy báo Tổ CNTT."
             )
+        for name, room in self.rooms.items():
+            for source, error in room.missing_devices():
+                what = "Camera" if source == "camera" else "Hình bảng"
+                found.append(
+                    f"Phòng {name}: {what} không có tín hiệu ({error or 'không có hình'}). "
+                    "Học sinh thấy thông báo đang kết nối lại; tiếng vẫn phát. "
+                    "Kiểm tra dây cắm."
+                )
         for name, recorder in self.recorders.items():
             if error := recorder.health()["error"]:
                 found.append(f"Phòng {name}: không ghi hình được ({error}).")
