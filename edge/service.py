@@ -287,10 +287,10 @@ class EdgeService:
                 "Bài học vẫn phát trực tiếp; hãy báo Tổ CNTT."
             )
         for name, room in self.rooms.items():
-            for source, error in room.missing_devices():
+            for source, reason in room.missing_devices():
                 what = "Camera" if source == "camera" else "Hình bảng"
                 found.append(
-                    f"Phòng {name}: {what} không có tín hiệu ({error or 'không có hình'}). "
+                    f"Phòng {name}: {what} không có tín hiệu ({reason or 'không có hình'}). "
                     "Học sinh thấy thông báo đang kết nối lại; tiếng vẫn phát. "
                     "Kiểm tra dây cắm."
                 )
