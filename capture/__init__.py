@@ -7,15 +7,30 @@ from .playback import Speaker
 from .source import Frame, MediaKind, Source, SourceError
 from .synthetic import TestBoard, TestCamera, TestTone, slate
 from .timecode import burn_timestamp, read_timestamp
+from .uvc import (
+    CONTROL_NAMES,
+    ControlRange,
+    NoCameraControl,
+    Position,
+    UsbCamera,
+    UvcCamera,
+    UvcError,
+    find_usb_cameras,
+    parse_identity,
+)
 
 __all__ = [
+    "CONTROL_NAMES",
     "AlsaMicrophone",
     "AudioEncoder",
+    "ControlRange",
     "Encoder",
     "Frame",
     "MediaKind",
+    "NoCameraControl",
     "Packet",
     "PacketSink",
+    "Position",
     "ScreenGrab",
     "Source",
     "SourceError",
@@ -24,9 +39,14 @@ __all__ = [
     "TestBoard",
     "TestCamera",
     "TestTone",
+    "UsbCamera",
+    "UvcCamera",
+    "UvcError",
     "V4L2Camera",
     "VideoEncoder",
     "burn_timestamp",
+    "find_usb_cameras",
+    "parse_identity",
     "read_timestamp",
     "slate",
 ]
