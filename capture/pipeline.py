@@ -46,6 +46,7 @@ class SourcePipeline:
         self.missing_after = missing_after
         self.missing_fps = missing_fps
         self.showing_missing = False  # the slate is out: the device gives no picture
+        self.last_frame: Frame | None = None  # what went out last (a preview)
         self._last_frame_at = time.monotonic()
         self._encoding = threading.Lock()  # the source's thread and the filler's
         self._stopping = threading.Event()
@@ -101,6 +102,7 @@ class SourcePipeline:
         cover = self.cover
         if cover is not None and isinstance(frame, av.VideoFrame):
             frame = cover  # same timing, another picture: the camera is paused
+        self.last_frame = frame
         with self._encoding:
             for encoder in self.encoders.values():
                 if not encoder.wants(captured_at):

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from .staff import COOKIE, valid_cookie
+from .staff import COOKIE, csrf_token, valid_cookie
 
 
 def problem(
@@ -58,3 +58,20 @@ async def json_object(request: Request, limit: int = 16_384) -> dict[str, Any] |
     if not isinstance(wish, dict):
         return problem(400, "Malformed request", "send a JSON object")
     return wish
+
+
+def staff_csrf(request: Request, staff_key: str) -> str:
+    """The CSRF token this staff caller's page must send back (`X-CSRF-Token`)."""
+    return csrf_token(staff_key, request.cookies.get(COOKIE) or "local")
+
+
+def csrf_refusal(request: Request, staff_key: str) -> JSONResponse | None:
+    """None when a staff change request may go ahead: a staff-key caller (no ambient
+    credentials), or a page that sends back the token it was given; else the 403."""
+    key = bearer(request)
+    if key is not None and hmac.compare_digest(key.encode(), staff_key.encode()):
+        return None
+    sent = request.headers.get("x-csrf-token", "")
+    if sent and hmac.compare_digest(sent.encode(), staff_csrf(request, staff_key).encode()):
+        return None
+    return problem(403, "CSRF token missing or wrong", "reload the page and try again")

@@ -124,6 +124,11 @@ class Scheduler:
         self._warm: set[str] = set()
         self.steps = 0
 
+    def replan(self, plan: RoomPlan) -> None:
+        """A room's timetable or rules changed: plan from `plan` from the next step on."""
+        self.rooms[plan.name] = plan
+        self._changed.set()
+
     async def start(self) -> None:
         await self.step()
         self._task = asyncio.create_task(self._run(), name="scheduler")

@@ -22,6 +22,8 @@ from .gate import Gate
 from .lessons import Lesson, LessonStore
 from .library import DirectoryTarget, RcloneTarget, Target
 from .links import open_roster, public_url, signer_for, staff_key
+from .logbook import Logbook
+from .ptz import CameraControl, CameraControlError
 from .recorder import Recorder, Tracks
 from .recordings import RecordingStore
 from .room import Room
@@ -33,12 +35,23 @@ from .throttle import Throttle
 logger = logging.getLogger(__name__)
 
 HEARTBEAT = 30.0  # seconds between notes of who is still watching
+LIVE_ROOM_FIELDS = {"presets", "start_preset", "timetable", "excluded_subjects"}
+"""Room settings a saved edit changes at once; the others (devices, encodings) need a
+restart of the service."""
 
 
 class EdgeService:
     """Composition root; `start()` opens devices and starts encoders, `stop()` releases all."""
 
-    def __init__(self, config: Config, *, host: str, port: int, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        host: str,
+        port: int,
+        clock: Clock | None = None,
+        usb_backend: object | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.host, self.port = host, port
@@ -73,8 +86,51 @@ class EdgeService:
         self.roster = open_roster(config)
         self.gate = Gate(self.signer, self.roster)
         self.started_at = time.monotonic()
+        self.logbook = Logbook()
+        self.cameras = {
+            name: CameraControl(
+                name,
+                room.camera.control if room.camera is not None else None,
+                room.presets,
+                None if config.demo else config.room_files.get(name),
+                backend=usb_backend,
+            )
+            for name, room in config.rooms.items()
+        }
+
+    def plan(self, name: str) -> RoomPlan:
+        """What the scheduler needs of room `name`, from the current config."""
+        settings = self.config.rooms[name]
+        return RoomPlan(
+            name,
+            settings.class_name,
+            self.config.timetables.get(name, []),
+            self.config.excluded_subjects(name),
+            settings.always_live,
+        )
+
+    def apply_room(self, name: str, fresh: Config) -> tuple[list[str], list[str]]:
+        """Take room `name`'s settings from `fresh` (the files as just saved): what could be
+        applied now and what waits for a restart (devices, encodings)."""
+        old, new = self.config.rooms[name], fresh.rooms[name]
+        changed = [f for f in RoomSettings.model_fields if getattr(old, f) != getattr(new, f)]
+        if self.config.timetables.get(name) != fresh.timetables.get(name):
+            changed.append("timetable")
+        changed = list(dict.fromkeys(changed))
+        later = [f for f in changed if f not in LIVE_ROOM_FIELDS]
+        if later:
+            return [], later
+        self.config.rooms[name] = new
+        self.config.timetables[name] = fresh.timetables.get(name, [])
+        self.rooms[name].settings = new
+        self.cameras[name].presets = dict(new.presets)
+        if self.scheduler is not None:
+            self.scheduler.replan(self.plan(name))
+        logger.info("room %s: applied %s without a restart", name, ", ".join(changed) or "nothing")
+        return changed, []
 
     async def start(self) -> None:
+        self.logbook.install()
         if self.loopback:
             gather_only(["127.0.0.1"])
         elif self.host not in ("0.0.0.0", "::", ""):
@@ -120,16 +176,7 @@ class EdgeService:
         await self.archiver.start()
         self.scheduler = Scheduler(
             self.store,
-            [
-                RoomPlan(
-                    name,
-                    settings.class_name,
-                    config.timetables.get(name, []),
-                    config.excluded_subjects(name),
-                    settings.always_live,
-                )
-                for name, settings in config.rooms.items()
-            ],
+            [self.plan(name) for name in config.rooms],
             {name: _Driver(self, room) for name, room in self.rooms.items()},
             clock=self.clock,
             zone=config.zone,
@@ -240,9 +287,11 @@ class EdgeService:
         for store in (self.store, self.jobs):
             if store is not None:
                 store.close()
+        await asyncio.gather(*(camera.close() for camera in self.cameras.values()))
         self.roster.close()
         self.attendance.close()
         gather_only(None)
+        self.logbook.remove()
 
     async def close_viewers(self, room: str) -> int:
         """End every viewer session of `room` (its lesson ended)."""
@@ -308,7 +357,14 @@ class _Driver:
         self.room = room
 
     async def warm(self) -> None:
+        opening = not self.room.capturing
         await self.room.warm()
+        preset = self.room.settings.start_preset
+        if opening and preset is not None:
+            try:
+                await self.service.cameras[self.room.name].recall(preset)
+            except CameraControlError as exc:  # the lesson goes on where the camera points
+                logger.warning("room %s: start preset %s: %s", self.room.name, preset, exc)
 
     async def go_live(self, lesson: Lesson) -> None:
         self.room.lesson = lesson

@@ -13,6 +13,7 @@ import re
 import tomllib
 import types
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -367,15 +368,24 @@ class VideoRendition(Model):
     )
 
 
+USB_IDENTITY = r"^usb:[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(:\S+)?$"
+STABLE_DEVICE = r"^(/dev/v4l/by-(id|path)/\S+|usb:[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(:\S+)?)$"
+
+
 class TestVideoSource(Model):
     kind: Literal["test"] = Field(description="Synthetic source with a burned-in clock")
     width: int | None = Field(None, ge=160, le=3840, multiple_of=2, description="Picture width")
     height: int | None = Field(None, ge=120, le=2160, multiple_of=2, description="Picture height")
     fps: float | None = Field(None, gt=0, le=60, description="Frames per second")
+    ptz: str | None = Field(
+        None,
+        pattern=USB_IDENTITY,
+        description="A USB PTZ head to steer while the picture is synthetic (a drill)",
+    )
 
-
-USB_IDENTITY = r"^usb:[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(:\S+)?$"
-STABLE_DEVICE = r"^(/dev/v4l/by-(id|path)/\S+|usb:[0-9a-fA-F]{4}:[0-9a-fA-F]{4}(:\S+)?)$"
+    @property
+    def control(self) -> str | None:
+        return self.ptz
 
 
 class V4L2Source(Model):
@@ -707,9 +717,9 @@ def _problems(file: Path, text: str, error: ValidationError, model: type[BaseMod
     return [text for _, text in sorted(problems, key=lambda p: p[0])]
 
 
-def _read_toml(file: Path) -> tuple[str, dict[str, Any]]:
+def _read_toml(file: Path, drafts: Mapping[Path, str] | None = None) -> tuple[str, dict[str, Any]]:
     try:
-        text = file.read_text(encoding="utf-8")
+        text = drafts[file] if drafts and file in drafts else file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(
             [f"{file}:1: (file): cannot read: {exc.strerror} (expected a readable file)"]
@@ -723,13 +733,21 @@ def _read_toml(file: Path) -> tuple[str, dict[str, Any]]:
         raise ConfigError([f"{file}:{line}: (toml): {problem} (expected valid TOML)"]) from None
 
 
-def load(path: Path | None = None, *, demo: bool = False, data_dir: Path | None = None) -> Config:
-    """Load `path` (default /etc/classroom-edge/edge.toml, else the embedded demo)."""
+def load(
+    path: Path | None = None,
+    *,
+    demo: bool = False,
+    data_dir: Path | None = None,
+    drafts: Mapping[Path, str] | None = None,
+) -> Config:
+    """Load `path` (default /etc/classroom-edge/edge.toml, else the embedded demo).
+
+    `drafts` are texts to check in place of files (an edit not yet saved)."""
     if demo or (path is None and not DEFAULT_CONFIG.exists()):
-        config = _load(DEMO_DIR / "edge.toml", demo=True)
+        config = _load(DEMO_DIR / "edge.toml", demo=True, drafts=drafts)
         config.site = config.site.model_copy(update={"data_dir": data_dir or demo_data_dir()})
         return config
-    config = _load(path or DEFAULT_CONFIG, demo=False)
+    config = _load(path or DEFAULT_CONFIG, demo=False, drafts=drafts)
     if data_dir is not None:
         config.site = config.site.model_copy(update={"data_dir": data_dir})
     return config
@@ -740,9 +758,9 @@ def demo_data_dir() -> Path:
     return Path(base) / "classroom-edge" / "demo"
 
 
-def _load(file: Path, *, demo: bool) -> Config:
+def _load(file: Path, *, demo: bool, drafts: Mapping[Path, str] | None = None) -> Config:
     problems: list[str] = []
-    text, data = _read_toml(file)
+    text, data = _read_toml(file, drafts)
     site: SiteSettings | None = None
     try:
         site = SiteSettings.model_validate(data)
@@ -761,7 +779,7 @@ def _load(file: Path, *, demo: bool) -> Config:
             )
             continue
         try:
-            room_text, room_data = _read_toml(room_file)
+            room_text, room_data = _read_toml(room_file, drafts)
             rooms[name] = RoomSettings.model_validate(room_data)
             room_files[name] = room_file
             room_texts[name] = room_text

@@ -67,3 +67,8 @@ def valid_cookie(staff_key: str, value: str, now: float | None = None) -> bool:
         return hmac.compare_digest(signature, wanted) and int(expires) > (now or time.time())
     except ValueError:
         return False
+
+
+def csrf_token(staff_key: str, session: str) -> str:
+    """A page's anti-CSRF token, bound to its staff session (cookie value, or "local")."""
+    return hmac.new(staff_key.encode(), f"csrf|{session}".encode(), hashlib.sha256).hexdigest()[:32]

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
 
-from . import access, console, principal, rewatch
+from . import access, admin, console, principal, rewatch
 from .access import problem
 from .lessons import Lesson
 from .metrics import CONTENT_TYPE, exposition
@@ -67,6 +67,7 @@ def create_app(service: EdgeService) -> FastAPI:
     app.include_router(rewatch.router(service))
     app.include_router(console.router(service))
     app.include_router(principal.router(service))
+    app.include_router(admin.router(service))
     cors = service.config.site.http.cors_origins
 
     def cors_headers(request: Request, methods: str) -> dict[str, str]:

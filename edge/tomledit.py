@@ -1,0 +1,52 @@
+"""Small edits of the staff's TOML files that keep their comments and layout."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+Scalar = str | int | float | bool
+
+_HEADER = re.compile(r"^\s*\[")
+
+
+def _literal(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def set_table(text: str, header: str, values: Mapping[str, Scalar]) -> str:
+    """`text` with the table `[header]` holding exactly `values` (replaced in place, its
+    comment lines kept, or appended at the end)."""
+    lines = text.splitlines()
+    wanted = f"[{header}]"
+    body = [f"{key} = {_literal(value)}" for key, value in values.items()]
+    start = next((i for i, line in enumerate(lines) if line.split("#")[0].strip() == wanted), None)
+    if start is None:
+        while lines and not lines[-1].strip():
+            lines.pop()
+        return "\n".join([*lines, "", wanted, *body]) + "\n"
+    end = start + 1
+    while end < len(lines) and not _HEADER.match(lines[end]):
+        end += 1
+    kept = [line for line in lines[start + 1 : end] if line.strip().startswith("#")]
+    trailing = [""] if end < len(lines) else []
+    return "\n".join([*lines[: start + 1], *kept, *body, *trailing, *lines[end:]]) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` (same mode), so a crash leaves the old or the new file."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}.new")
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    with open(aside, "w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.chmod(aside, mode)
+    aside.replace(path)
