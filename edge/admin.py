@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import av
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from PIL import Image
 
 from .access import csrf_refusal, is_staff, json_object, problem, staff_csrf
 from .pages import NO_STORE, page
@@ -30,7 +31,7 @@ ROOM_FILE_LIMIT = 64_000
 
 def preview_jpeg(frame: av.VideoFrame) -> bytes:
     """A small JPEG of a video frame (the admin page's live preview)."""
-    image = frame.to_image()
+    image = Image.fromarray(frame.to_ndarray(format="rgb24"))
     height = max(round(image.height * PREVIEW_WIDTH / image.width) // 2 * 2, 2)
     image = image.resize((PREVIEW_WIDTH, height))
     out = io.BytesIO()
@@ -93,9 +94,7 @@ def router(service: EdgeService) -> APIRouter:
                 "camera": await service.cameras[name].state(),
                 "file": str(service.config.room_files.get(name, "")),
             }
-        jobs = (
-            service.jobs.jobs("composing", "queued", "uploading", "failed") if service.jobs else []
-        )
+        jobs = service.jobs.jobs("composing", "queued", "uploading") if service.jobs else []
         return JSONResponse(
             {
                 "status": health["status"],
@@ -140,11 +139,10 @@ def router(service: EdgeService) -> APIRouter:
         if refusal is not None:
             return refusal
         runtime = service.rooms.get(room)
-        pipeline = next(
-            (p for p in runtime.pipelines if p.source.name == source) if runtime else (), None
-        )
-        frame = pipeline.last_frame if pipeline is not None else None
-        if not isinstance(frame, av.VideoFrame) or runtime is None or not runtime.capturing:
+        pipelines = runtime.pipelines if runtime is not None and runtime.capturing else []
+        frames = [p.last_frame for p in pipelines if p.source.name == source]
+        frame = frames[0] if frames else None
+        if not isinstance(frame, av.VideoFrame):
             return problem(404, "No picture", f"{room}/{source} is not capturing now")
         jpeg = await asyncio.to_thread(preview_jpeg, frame)
         return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)
@@ -159,7 +157,8 @@ def router(service: EdgeService) -> APIRouter:
             return problem(404, "Unknown room", f"there is no room {room!r} here")
         text = await asyncio.to_thread(file.read_text, encoding="utf-8")
         editable = not service.config.demo
-        return JSONResponse({"file": str(file), "text": text, "editable": editable}, NO_STORE)
+        body = {"file": str(file), "text": text, "editable": editable}
+        return JSONResponse(body, headers=NO_STORE)
 
     @routes.post("/api/admin/rooms/{room}/config")
     async def room_config_save(room: str, request: Request) -> Response:
