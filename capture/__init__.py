@@ -1,6 +1,7 @@
 """Capture: media sources, device access and encoders. Knows nothing of WebRTC."""
 
 from .device import AlsaMicrophone, ScreenGrab, V4L2Camera
+from .discovery import AmbiguousDevice, DeviceMissing, resolve_camera
 from .encoder import AudioEncoder, Encoder, Packet, VideoEncoder
 from .pipeline import PacketSink, SourcePipeline
 from .playback import Speaker
@@ -22,8 +23,10 @@ from .uvc import (
 __all__ = [
     "CONTROL_NAMES",
     "AlsaMicrophone",
+    "AmbiguousDevice",
     "AudioEncoder",
     "ControlRange",
+    "DeviceMissing",
     "Encoder",
     "Frame",
     "MediaKind",
@@ -48,5 +51,6 @@ __all__ = [
     "find_usb_cameras",
     "parse_identity",
     "read_timestamp",
+    "resolve_camera",
     "slate",
 ]

@@ -3,6 +3,7 @@ the X11 screen of the smart board, and ALSA microphones."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Literal
 
 import av
 
+from .discovery import Ioctl, resolve_camera
 from .source import Source, SourceError
 
 V4L2InputFormat = Literal["mjpeg", "yuyv422", "h264"]
@@ -54,7 +56,12 @@ class DeviceSource(Source):
 
 
 class V4L2Camera(DeviceSource):
-    """A UVC camera or HDMI capture card (`/dev/v4l/by-id/...`) via `video4linux2`."""
+    """A UVC camera or HDMI capture card via `video4linux2`, named by a stable identity
+    (`usb:VID:PID[:SERIAL]`, `/dev/v4l/by-id/...` or `/dev/v4l/by-path/...`).
+
+    The identity is resolved to its `/dev/videoN` at every (re)open, so a camera that comes
+    back as another node after a replug is found again; `root` and `ioctl` are for tests.
+    """
 
     kind = "video"
     format_name = "video4linux2"
@@ -68,6 +75,8 @@ class V4L2Camera(DeviceSource):
         width: int = 1280,
         height: int = 720,
         fps: float = 30.0,
+        root: Path = Path("/"),
+        ioctl: Ioctl = fcntl.ioctl,
     ) -> None:
         options = {
             "input_format": input_format,
@@ -75,6 +84,20 @@ class V4L2Camera(DeviceSource):
             "framerate": f"{fps:g}",
         }
         super().__init__(name, device, options)
+        self.device = device
+        self._root = root
+        self._ioctl = ioctl
+
+    def resolve(self) -> str:
+        """The capture node the identity names now; `DeviceMissing` when it is not plugged in."""
+        return resolve_camera(self.device, root=self._root, ioctl=self._ioctl)
+
+    def _open(self) -> av.container.InputContainer:
+        self.url = self.resolve()
+        try:
+            return super()._open()
+        except SourceError as exc:
+            raise SourceError(f"camera {self.device}: {exc}") from exc
 
 
 class ScreenGrab(DeviceSource):
