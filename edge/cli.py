@@ -236,15 +236,15 @@ def _moment(text: str) -> dt.datetime:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .devices import list_devices
+    from .devices import discover, format_text
 
-    devices = list_devices()
+    inventory = discover()
     if args.json:
-        print(json.dumps(devices, ensure_ascii=False, indent=2))
-    elif not devices:
-        print("no cameras, capture cards, microphones or displays found")
-    for device in [] if args.json else devices:
-        print(f"{device['type']:<11} {device['id']}  ({device['device']}; {device['note']})")
+        print(json.dumps(inventory.as_json(), ensure_ascii=False, indent=2))
+        for warning in inventory.warnings:
+            print(f"classroom-edge: {warning}", file=sys.stderr)
+    else:
+        print(format_text(inventory), end="")
     return 0
 
 
@@ -381,7 +381,9 @@ def parser() -> argparse.ArgumentParser:
     staff.set_defaults(func=cmd_staff_key)
     devices = commands.add_parser("devices", help="cameras, capture cards, microphones, displays")
     _common(devices)
-    devices.add_argument("--json", action="store_true")
+    devices.add_argument(
+        "--json", action="store_true", help="a list of objects: type, id, name, ..., config"
+    )
     devices.set_defaults(func=cmd_devices)
     report = commands.add_parser("report", help="attendance of a day (CSV, XLSX, HTML)")
     _common(report)
