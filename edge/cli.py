@@ -38,6 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .clock import SystemClock
     from .links import room_links
+    from .notify import Notifier, service_status
     from .service import EdgeService
     from .web import create_app
 
@@ -58,12 +59,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=3,  # the console's event streams never end by themselves
         )
     )
+    notifier = Notifier(lambda: service_status(service))  # systemd (does nothing outside it)
 
     async def serve() -> None:
         task = asyncio.create_task(server.serve())
         while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn has no event)
             await asyncio.sleep(0.05)
         if server.started:
+            await notifier.start()  # READY=1: the HTTP server listens
             print(
                 f"classroom-edge: {config.site.school}: serving on {service.base_url}", flush=True
             )
@@ -74,6 +77,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(
                     f"  room {room} (class {class_link.class_name}): {class_link.url}", flush=True
                 )
+            # uvicorn re-raises SIGTERM once it has shut down: STOPPING=1 goes out before
+            while not server.should_exit and not task.done():  # noqa: ASYNC110 (no event)
+                await asyncio.sleep(0.1)
+            await notifier.stop()  # STOPPING=1
         await task
 
     asyncio.run(serve())
