@@ -128,7 +128,7 @@ def run_service(
 
 @contextlib.asynccontextmanager
 async def serve_in_process(
-    config: Path, data_dir: Path, clock: Clock
+    config: Path, data_dir: Path, clock: Clock, **options: object
 ) -> AsyncIterator[tuple[EdgeService, str]]:
     """The service in this test's own event loop, on loopback, driven by `clock` (a
     manual one replays a school day): the service and its base URL."""
@@ -140,7 +140,13 @@ async def serve_in_process(
     from tests.whep_client import eventually
 
     port = free_port()
-    service = EdgeService(load(config, data_dir=data_dir), host="127.0.0.1", port=port, clock=clock)
+    service = EdgeService(
+        load(config, data_dir=data_dir),
+        host="127.0.0.1",
+        port=port,
+        clock=clock,
+        **options,  # type: ignore[arg-type]
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(service), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
