@@ -145,7 +145,7 @@ async def serve_in_process(
         host="127.0.0.1",
         port=port,
         clock=clock,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
     server = uvicorn.Server(
         uvicorn.Config(
