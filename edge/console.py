@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from .access import is_staff, json_object, problem
 from .links import room_links
 from .pages import page
+from .ptz import CameraControlError
 from .scheduler import LessonConflict
 from .sheet import render_sheet
 
@@ -34,6 +35,7 @@ ACTIONS = (
     "remove",
     "pause_camera",
     "resume_camera",
+    "preset",
     "extend",
     "end",
 )
@@ -71,6 +73,7 @@ def router(service: EdgeService) -> APIRouter:
             "warnings": service.warnings(),
             "pupils": [{"id": p.id, "name": p.name} for p in service.roster.pupils(class_name)],
             "at_home": sorted(home) if home is not None else None,
+            "presets": service.cameras[room].labels() if service.cameras[room].identity else {},
             **classroom.state(),
         }
 
@@ -156,6 +159,11 @@ def router(service: EdgeService) -> APIRouter:
             done = await classroom.remove(key)
         elif action in ("pause_camera", "resume_camera"):
             classroom.pause_camera(action == "pause_camera")
+        elif action == "preset":
+            try:
+                await service.cameras[room].recall(str(wish.get("name", "")))
+            except CameraControlError as exc:
+                return problem(exc.status, "Camera", exc.message)
         elif service.scheduler is not None:
             minutes = wish.get("minutes", 5)
             if action == "extend" and (not isinstance(minutes, int) or not 1 <= minutes <= 60):

@@ -146,6 +146,14 @@ async def test_admin_login_csrf_ptz_presets_and_config(
         )
         assert recall.status_code == 200
         assert head.controls[CT_PANTILT_ABSOLUTE].current == (36000, 18000)
+        # the teacher's console on the board recalls it too
+        assert (await client.post(camera, json=away, headers=token)).status_code == 200
+        async with httpx.AsyncClient(base_url=base, timeout=20) as board:
+            console = "/api/rooms/r1/console"
+            assert (await board.get(console)).json()["presets"] == {"board": "Bảng"}
+            recalled = await board.post(console, json={"action": "preset", "name": "board"})
+            assert recalled.status_code == 200, recalled.text
+        assert head.controls[CT_PANTILT_ABSOLUTE].current == (36000, 18000)
         missing = await client.post(camera, json={"action": "recall", "name": "cửa"}, headers=token)
         assert missing.status_code == 404 and "Không có vị trí" in missing.json()["detail"]
 
