@@ -19,6 +19,7 @@ from .uvc import (
     find_usb_cameras,
     parse_identity,
 )
+from .v4l2ctl import V4l2Head
 
 __all__ = [
     "CONTROL_NAMES",
@@ -46,6 +47,7 @@ __all__ = [
     "UvcCamera",
     "UvcError",
     "V4L2Camera",
+    "V4l2Head",
     "VideoEncoder",
     "burn_timestamp",
     "find_usb_cameras",

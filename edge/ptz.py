@@ -1,8 +1,10 @@
-"""A room's PTZ camera: steering over USB (UVC) and named presets kept in the room file."""
+"""A room's PTZ camera: steering through its V4L2 node or over USB (UVC), and named presets
+kept in the room file."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import re
 import tomllib
@@ -12,7 +14,10 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from capture.discovery import resolve_camera
+from capture.source import SourceError
 from capture.uvc import NoCameraControl, Position, UvcCamera, UvcError
+from capture.v4l2ctl import Ioctl, V4l2Head
 
 from .settings import PresetSettings, RoomSettings
 from .tomledit import set_table, write_atomically
@@ -24,6 +29,12 @@ PRESET_LABELS = {"board": "Bảng", "teacher": "Giáo viên", "class": "Cả l�
 PAN_STEP_ARCSEC = 5 * 3600  # one press of an arrow: about 5 degrees
 ZOOM_STEPS = 10  # presses from widest to closest
 PRESET_NAME = re.compile(r"[a-z0-9_-]{1,24}")
+
+Head = UvcCamera | V4l2Head
+
+
+def _controls(camera: Head) -> tuple[str, ...]:
+    return camera.controls if isinstance(camera, V4l2Head) else camera.info.controls
 
 
 class CameraControlError(Exception):
@@ -37,8 +48,11 @@ class CameraControlError(Exception):
 class CameraControl:
     """Steers `identity` (usb:VID:PID[:SERIAL]) and saves presets into `room_file`.
 
-    USB requests block, so they run in a thread, one at a time; the camera is opened
-    on first use and again after an error (it was unplugged)."""
+    Requests block, so they run in a thread, one at a time; the camera is opened on first
+    use and again after an error (it was unplugged). It is steered through the V4L2 node
+    that `resolve` finds for the identity (uvcvideo's controls work while the camera
+    streams), else over USB with UVC requests (no node: uvcvideo is not bound, so the USB
+    interface is free); when one way fails the other is tried."""
 
     def __init__(
         self,
@@ -48,12 +62,15 @@ class CameraControl:
         room_file: Path | None,
         *,
         backend: object | None = None,
+        resolve: Callable[[str], str] = resolve_camera,
+        ioctl: Ioctl = fcntl.ioctl,
     ) -> None:
         self.room, self.identity = room, identity
         self.presets = dict(presets)
         self.room_file = room_file
         self._backend = backend
-        self._camera: UvcCamera | None = None
+        self._resolve, self._ioctl = resolve, ioctl
+        self._camera: Head | None = None
         self._lock = asyncio.Lock()
         self.error: str | None = None
 
@@ -72,6 +89,7 @@ class CameraControl:
                 "available": False,
                 "controls": [],
                 "position": None,
+                "via": None,
                 "error": "Camera này không điều khiển được qua USB (không có PTZ).",
             }
         try:
@@ -82,20 +100,23 @@ class CameraControl:
                 "available": False,
                 "controls": [],
                 "position": None,
+                "via": None,
                 "error": exc.message,
             }
+        controls = _controls(camera)
         return {
             **base,
-            "available": camera.info.has_ptz,
-            "controls": list(camera.info.controls),
+            "available": "pan_tilt" in controls or "zoom" in controls,
+            "controls": list(controls),
             "position": position.as_json(),
+            "via": "v4l2" if isinstance(camera, V4l2Head) else "usb",
             "error": None,
         }
 
     async def nudge(self, *, pan: int = 0, tilt: int = 0, zoom: int = 0) -> Position:
         """Arrow presses: pan/tilt about 5° a press, zoom a tenth of its range."""
 
-        def move(camera: UvcCamera) -> Position:
+        def move(camera: Head) -> Position:
             steps = {}
             if pan or tilt:
                 pan_range, tilt_range = camera.range("pan_tilt")
@@ -155,7 +176,30 @@ class CameraControl:
         except (OSError, ValueError, ValidationError) as exc:
             raise CameraControlError(f"Không lưu được vào {self.room_file}: {exc}", 500) from None
 
-    async def _call(self, action: Callable[[UvcCamera], T]) -> T:
+    def _open(self, identity: str) -> Head:
+        """The V4L2 node's head when the identity resolves to one, else (or when that fails)
+        UVC over USB; UvcError with both reasons when neither opens."""
+        no_node = ""
+        try:
+            node = self._resolve(identity)
+        except (SourceError, OSError) as exc:
+            node, no_node = None, str(exc)
+        if node is not None:
+            try:
+                return V4l2Head(node, name=identity, ioctl=self._ioctl)
+            except UvcError as exc:
+                no_node = str(exc)
+        camera: UvcCamera | None = None
+        try:
+            camera = UvcCamera(identity, backend=self._backend)
+            camera.position()  # the first request claims the interface: busy shows here
+        except UvcError as exc:
+            if camera is not None:
+                camera.close()
+            raise UvcError(f"{exc} (V4L2: {no_node})") from exc
+        return camera
+
+    async def _call(self, action: Callable[[Head], T]) -> T:
         if self.identity is None:
             raise CameraControlError("Camera này không điều khiển được qua USB (không có PTZ).")
         identity = self.identity
@@ -163,7 +207,7 @@ class CameraControl:
 
             def run() -> T:
                 if self._camera is None:
-                    self._camera = UvcCamera(identity, backend=self._backend)
+                    self._camera = self._open(identity)
                 return action(self._camera)
 
             try:
