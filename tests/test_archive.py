@@ -193,7 +193,9 @@ async def test_webdav_outage_and_a_restart_every_lesson_arrives_exactly_once(
 
             assert await eventually(lambda: failed(1), 60)
             job = queue.jobs.get(later[0].lesson)
-            assert job is not None and job.state == "queued" and job.last_error, job
+            # queued for its retry, or (0.3 s later, on a busy machine) already retrying
+            assert job is not None and job.state in ("queued", "uploading"), job
+            assert "connection refused" in job.last_error, job
             await queue.restart()  # ... and the edge restarts meanwhile
             assert await eventually(lambda: failed(2), 30)  # still away: tried again
     with webdav(served, port):  # back, at the same address
