@@ -342,6 +342,28 @@ def cmd_archive(args: argparse.Namespace) -> int:
     return archive_cli.verify(config, args.lessons)
 
 
+def _drill_seconds(text: str) -> int:
+    from .drill import MIN_SECONDS
+
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = -1
+    if seconds < MIN_SECONDS:
+        raise argparse.ArgumentTypeError(f"not a drill length: {text!r} (expected ≥ {MIN_SECONDS})")
+    return seconds
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    from . import drill
+
+    config = _load(args)
+    if not _known_room(config, args.room):
+        return 2
+    logging.getLogger().setLevel(logging.WARNING)  # the report speaks; the service's log not
+    return drill.main(config, args.room, seconds=args.seconds, output=args.output)
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(
         prog="classroom-edge", description="Live lessons for absent pupils"
@@ -409,6 +431,19 @@ def parser() -> argparse.ArgumentParser:
     archive.add_argument("lessons", nargs="*", help="lesson ids (default: all)")
     archive.add_argument("--json", action="store_true", help="status as JSON")
     archive.set_defaults(func=cmd_archive)
+    drill = commands.add_parser("drill", help="the room self-test (yearly, and after a change)")
+    _common(drill)
+    drill.add_argument("room")
+    drill.add_argument(
+        "--seconds", type=_drill_seconds, default=60, help="mini-lesson length (default 60, ≥ 5)"
+    )
+    drill.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="report file or folder (default <data dir>/drills/ROOM-YYYY-MM-DD-HHMM.txt/.json)",
+    )
+    drill.set_defaults(func=cmd_drill)
     return main
 
 

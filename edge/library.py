@@ -199,12 +199,17 @@ class DirectoryTarget:
             self.root.mkdir(parents=True, exist_ok=True)
             path = self.root / f".classroom-edge-probe-{secrets.token_hex(4)}"
             data = secrets.token_bytes(4096)
-            path.write_bytes(data)
             try:
+                with path.open("wb") as file:
+                    file.write(data)
+                    file.flush()
+                    os.fsync(file.fileno())  # a full or read-only disk says so here
                 if path.read_bytes() != data:
                     raise UploadError(f"{self.root}: what was written did not read back")
             finally:
                 path.unlink(missing_ok=True)
+            if path.exists():
+                raise UploadError(f"{self.root}: the probe file could not be deleted")
 
         try:
             await asyncio.to_thread(run)
@@ -336,7 +341,7 @@ class RcloneTarget:
 
     async def probe(self) -> None:
         name = PurePosixPath(f".classroom-edge-probe-{secrets.token_hex(4)}")
-        data = secrets.token_bytes(4096)
+        data = secrets.token_hex(2048).encode()  # text: `rclone cat` gives it back as such
         local = Path(os.environ.get("TMPDIR", "/tmp")) / str(name)
         local.write_bytes(data)
         try:
@@ -344,6 +349,11 @@ class RcloneTarget:
             await self.upload(
                 local, name, size=len(data), sha256=digest, progress=lambda _: None, rate_bytes=0
             )
-            await self._run("deletefile", self._where(name), limit=60)
+            try:
+                back = await self._run("cat", self._where(name), limit=60)
+                if back.encode() != data:
+                    raise UploadError(f"{self._where(name)}: what was written did not read back")
+            finally:
+                await self._run("deletefile", self._where(name), limit=60)
         finally:
             local.unlink(missing_ok=True)
