@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import faulthandler
 import logging
 import os
 import socket
@@ -71,6 +72,7 @@ class Notifier:
         self._socket: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
         self._failed = False
+        self._status_failed = False
 
     @property
     def enabled(self) -> bool:
@@ -96,6 +98,8 @@ class Notifier:
     async def start(self) -> None:
         if self.address is None:
             return
+        if self.watchdog is not None:
+            faulthandler.enable()  # a watchdog kill (SIGABRT) leaves every thread's stack
         status = self._status()
         self.send("READY=1", *([f"STATUS={status}"] if status else []))
         self.sent_status = status
@@ -120,10 +124,14 @@ class Notifier:
 
     def _status(self) -> str:
         try:
-            return " ".join(self.status().split())  # one line
+            text = " ".join(self.status().split())  # one line
         except Exception:  # the watchdog goes on whatever the status does
-            logger.exception("building the systemd status")
+            if not self._status_failed:
+                logger.exception("building the systemd status")
+            self._status_failed = True
             return self.sent_status or ""
+        self._status_failed = False
+        return text
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

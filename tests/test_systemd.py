@@ -16,14 +16,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from edge.clock import ManualClock
 from edge.notify import Notifier, room_status, status_text, watchdog_interval
-from tests.conftest import ROOT, run_service
+from tests.conftest import ROOT, Service, free_port, run_service
 from tests.test_scheduler import ZONE, at, scheduler_for
 from tests.whep_client import Viewer, eventually, eventually_sync
 
@@ -126,6 +126,7 @@ class NotifySocket:
         self.sock.bind(address)
         self.sock.settimeout(0.1)
         self.messages: list[tuple[float, list[str]]] = []
+        self.on_ready: Callable[[], None] | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._receive, name="notify-socket")
 
@@ -143,7 +144,10 @@ class NotifySocket:
                 data = self.sock.recv(4096)
             except TimeoutError:
                 continue
-            self.messages.append((time.monotonic(), data.decode().split("\n")))
+            lines = data.decode().split("\n")
+            self.messages.append((time.monotonic(), lines))
+            if "READY=1" in lines and self.on_ready is not None:
+                self.on_ready()
 
     def wait_for(self, line: str, within: float) -> bool:
         return eventually_sync(lambda: bool(self.times(line)), within, step=0.05)
@@ -174,26 +178,55 @@ def notify_socket(tmp_path: Path) -> Iterator[tuple[str, NotifySocket]]:
     receiver.stop()
 
 
-def test_demo_service_notifies_ready_watchdog_status_and_stopping(
+async def test_demo_service_notifies_ready_watchdog_status_and_stopping(
     tmp_path: Path, notify_socket: tuple[str, NotifySocket]
 ) -> None:
     path, systemd = notify_socket
-    env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"}
-    with run_service(tmp_path, ["--demo"], env=env) as service:
-        time.sleep(4.5)
-        ready = systemd.times("READY=1")
-        assert len(ready) == 1, systemd.messages
+    port = free_port()
+    listening: list[bool] = []
+
+    def connect_at_once() -> None:  # on READY=1, from the receiving thread, at once
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            listening.append(True)
+        except OSError:
+            listening.append(False)
+
+    systemd.on_ready = connect_at_once
+    data = tmp_path / "data"
+    log = tmp_path / "service.log"
+    command = [sys.executable, "-m", "edge", "run", "--demo", "--data-dir", str(data)]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"}
+    with log.open("w") as out:
+        process = subprocess.Popen(  # noqa: ASYNC220 (returns at once)
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, text=True
+        )
+    service = Service(process, f"http://127.0.0.1:{port}", data, ["--demo"], log)
+    try:
+        assert await eventually(lambda: bool(systemd.times("READY=1")), 30), log.read_text()
+        assert listening == [True]  # READY=1 only once the HTTP server listens
+        await asyncio.sleep(3.5)
         pings = systemd.times("WATCHDOG=1")
         assert len(pings) >= 3, systemd.messages
         assert all(0.7 < gap < 1.5 for gap in gaps(pings)), pings  # half of WATCHDOG_USEC
-        statuses = systemd.values("STATUS")
-        assert statuses and statuses[0] == "Live: 6A1 Phát liên tục · 0 viewers", statuses
-        # READY=1 only once the HTTP server answers
-        assert service.health()["status"] == "ok"
-        service.process.send_signal(signal.SIGTERM)
-        assert systemd.wait_for("STOPPING=1", 10), systemd.messages
-        assert service.process.wait(15) in (0, -signal.SIGTERM)
-        assert ready[0] < systemd.times("STOPPING=1")[0]
+        assert systemd.values("STATUS") == ["Live: 6A1 Phát liên tục · 0 viewers"]
+        # a viewer joins: the status says so within a look (every 5 s)
+        viewer = Viewer(service.whep(), service.token())
+        assert (await viewer.connect()).status_code == 201
+        try:
+            one = "Live: 6A1 Phát liên tục · 1 viewer"
+            assert await eventually(lambda: one in systemd.values("STATUS"), 8), systemd.messages
+        finally:
+            await viewer.close()
+        process.send_signal(signal.SIGTERM)
+        assert await eventually(lambda: bool(systemd.times("STOPPING=1")), 10), systemd.messages
+        assert await asyncio.to_thread(process.wait, 15) == -signal.SIGTERM  # as uvicorn re-raises
+        assert len(systemd.times("READY=1")) == 1
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
 
 
 async def test_watchdog_pings_come_from_the_event_loop(
@@ -247,6 +280,10 @@ async def test_abstract_socket_other_pid_and_no_socket() -> None:
     finally:
         systemd.stop()
     outside = Notifier(lambda: "Idle", environ={})
+    broken = Notifier(lambda: str(1 / 0), environ={"NOTIFY_SOCKET": f"@{name}-gone"})
+    await broken.start()  # nobody listens and the status fails: the service goes on
+    await broken.stop()
+    assert broken.sent_status == ""
     assert not outside.enabled and not outside.send("READY=1")
     await outside.start()
     await outside.stop()
