@@ -309,7 +309,8 @@ class Recorder:
         checked = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(active.ready.wait(), 1.0)
+                async with asyncio.timeout(1.0):  # 3.11's wait_for can swallow a cancel
+                    await active.ready.wait()
             active.ready.clear()
             for name, subscription in active.subscriptions.items():
                 while (packet := subscription.pop()) is not None:
