@@ -82,6 +82,7 @@ LIBRARY_TIMEOUT = 120.0
 FIRST_PICTURE_SECONDS = 15.0
 LESSON_WARMUP = 1.0  # seconds after the first picture left out of the lesson's rates
 REPORT_EVERY = 10.0
+CLOSE_SECONDS = 30.0  # ending the lesson (its recording closes) may take this long
 AUDIO_PACKETS_PER_SECOND = 50.0  # 20 ms Opus packets
 AUDIO_RATE = 48000
 SERVICE_UNIT = "classroom-edge"
@@ -223,8 +224,9 @@ def _service_running(config: Config) -> str | None:
 
 
 def _real_devices(settings: RoomSettings) -> list[str]:
+    """Sources one process at a time may open (an X11 screen can be grabbed by many)."""
     sources = {"camera": settings.camera, "board": settings.board, "mic": settings.mic}
-    return [name for name, source in sources.items() if source and source.kind != "test"]
+    return [name for name, s in sources.items() if s and s.kind in ("v4l2", "alsa")]
 
 
 def check_devices_free(config: Config, room: str) -> Step:
@@ -527,7 +529,8 @@ def check_disk(config: Config, room: str, measured_bytes_per_second: float | Non
     """Free space of the data dir against the recording thresholds, and hours that fit."""
     site = config.site
     data_dir = site.data_dir
-    usage = shutil.disk_usage(data_dir)
+    existing = next((p for p in (data_dir, *data_dir.parents) if p.exists()), Path("/"))
+    usage = shutil.disk_usage(existing)  # the data dir may not exist yet
     free = usage.free
     stop_below = site.recordings.stop_below_mb * 1_000_000
     min_free = site.recordings.min_free_mb * 1_000_000
@@ -1336,15 +1339,20 @@ async def run_mini_lesson(
         ]
         if settings.mic is not None:
             steps.append(audio_step(result.audio_packets, result.seconds))
-        await mini.end_lesson()
-    except (DrillError, OSError) as exc:
+        try:
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await mini.end_lesson()
+        except TimeoutError:
+            raise DrillError(f"the lesson did not close within {CLOSE_SECONDS:.0f} s") from None
+    except Exception as exc:  # whatever it was, the report says so
+        error = str(exc) if isinstance(exc, DrillError) else f"{type(exc).__name__}: {exc}"
         steps.append(
             Step(
                 "lesson",
                 "fail",
-                f"Tiết thử không chạy được: {exc}",
-                f"The mini-lesson could not run: {exc}",
-                {"error": str(exc)},
+                f"Tiết thử không chạy được: {error}",
+                f"The mini-lesson could not run: {error}",
+                {"error": error},
             )
         )
     finally:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import re
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -13,10 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from aioice import stun
 
-from edge.drill import check_devices_free, check_ice_servers, check_ice_url
-from edge.settings import IceServerSettings, load
+from edge.drill import check_devices_free, check_ice_servers, check_ice_url, check_library
+from edge.settings import IceServerSettings, LibrarySettings, load
 from tests.conftest import cli, free_port, write_site
 
 SAVED = re.compile(r"report saved: (\S+\.txt) \((\S+\.json)\)")
@@ -263,3 +265,29 @@ def test_a_running_service_holding_real_devices_is_named_with_the_way_out(tmp_pa
     assert "systemctl stop classroom-edge" in busy.vi and "camera" in busy.en
     assert f"answers on port {port}" in busy.en
     assert synthetic.status == "pass" and "synthetic, no conflict" in synthetic.en
+
+
+# ------------------------------------------------------------------ library kinds
+
+
+@pytest.mark.skipif(shutil.which("rclone") is None, reason="needs Debian's rclone")
+async def test_the_library_probe_of_an_rclone_remote(tmp_path: Path) -> None:
+    conf = tmp_path / "rclone.conf"
+    conf.write_text("[nas]\ntype = local\n")
+    (tmp_path / "blocker").write_text("a file, not a folder\n")
+
+    def library(remote: str) -> LibrarySettings:
+        return LibrarySettings.model_validate(
+            {"kind": "rclone", "remote": remote, "rclone_config": str(conf)}
+        )
+
+    good = await check_library(library(f"nas:{tmp_path}/hoc-lieu"), tmp_path)
+    assert good.status == "pass", good
+    assert f"rclone nas:{tmp_path}/hoc-lieu" in good.en
+    assert list((tmp_path / "hoc-lieu").iterdir()) == []  # written, read back, deleted
+    bad = await check_library(library(f"nas:{tmp_path}/blocker/hoc-lieu"), tmp_path)
+    assert bad.status == "fail", bad
+    assert f"cannot write to rclone nas:{tmp_path}/blocker/hoc-lieu" in bad.en
+    assert "not a directory" in bad.en and f"nas:{tmp_path}/blocker/hoc-lieu" in bad.vi
+    none = await check_library(LibrarySettings.model_validate({}), tmp_path)
+    assert none.status == "warn" and "none configured" in none.en
