@@ -363,7 +363,8 @@ class Archiver:
         with the scheduler's (which alone sleeps on it)."""
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):  # 3.11's wait_for can swallow a cancel
+                await self._wake.wait()
 
     def _hold(self, now: dt.datetime) -> str | None:
         """Why uploads must wait now, or None."""

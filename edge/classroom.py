@@ -95,7 +95,8 @@ class Classroom:
         `within` seconds without a change."""
         if self.version == seen:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), within)
+                async with asyncio.timeout(within):  # 3.11's wait_for can swallow a cancel
+                    await self._changed.wait()
         return self.version
 
     def lesson_changed(self, lesson_id: str | None) -> None:

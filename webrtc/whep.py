@@ -131,7 +131,8 @@ class SessionManager:
     async def _reap(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                async with asyncio.timeout(1.0):  # 3.11's wait_for can swallow a cancel
+                    await self._wake.wait()
             self._wake.clear()
             await self._reap_once()
 
