@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from .service import EdgeService
 
 PREVIEW_WIDTH = 480
+DRILL_REPORT = re.compile(r"[\w-]+-\d{4}-\d{2}-\d{2}-\d{4}(-\d+)?\.(txt|json)")
 ROOM_FILE_LIMIT = 64_000
 
 
@@ -133,6 +136,26 @@ def router(service: EdgeService) -> APIRouter:
             return refusal
         return JSONResponse(service.logbook.recent(max(1, min(count, 300))), headers=NO_STORE)
 
+    @routes.get("/api/admin/drills")
+    async def admin_drills(request: Request) -> Response:
+        """The saved drill reports, newest first (the principal's records)."""
+        refusal = staff_only(request)
+        if refusal is not None:
+            return refusal
+        reports = await asyncio.to_thread(saved_drills, service.config.site.data_dir / "drills")
+        return JSONResponse(reports, headers=NO_STORE)
+
+    @routes.get("/drills/{name}")
+    async def drill_report(name: str, request: Request) -> Response:
+        refusal = staff_only(request)
+        if refusal is not None:
+            return refusal
+        path = service.config.site.data_dir / "drills" / name
+        if not DRILL_REPORT.fullmatch(name) or not path.is_file():
+            return problem(404, "No such report", f"no drill report {name!r}")
+        text = await asyncio.to_thread(path.read_bytes)
+        return Response(text, media_type="text/plain; charset=utf-8", headers=NO_STORE)
+
     @routes.get("/api/admin/rooms/{room}/preview.jpg")
     async def admin_preview(room: str, request: Request, source: str = "camera") -> Response:
         refusal = staff_only(request)
@@ -233,6 +256,29 @@ def router(service: EdgeService) -> APIRouter:
         return JSONResponse({"position": position.as_json(), "presets": camera.labels()})
 
     return routes
+
+
+def saved_drills(folder: Path) -> list[dict[str, object]]:
+    """Each drill report in `folder`: its files, room, times and verdict."""
+    found = []
+    for path in sorted(folder.glob("*.json"), reverse=True) if folder.is_dir() else []:
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(report, dict) or not DRILL_REPORT.fullmatch(path.name):
+            continue
+        found.append(
+            {
+                "text": path.with_suffix(".txt").name,
+                "json": path.name,
+                "room": report.get("room"),
+                "started": report.get("started"),
+                "passed": report.get("passed"),
+                "verdict": report.get("verdict"),
+            }
+        )
+    return found
 
 
 def _step(value: Any) -> int:

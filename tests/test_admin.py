@@ -202,6 +202,20 @@ async def test_admin_login_csrf_ptz_presets_and_config(
         answer = await client.post(edit, json={"text": faster, "save": True}, headers=token)
         assert answer.status_code == 200 and answer.json()["restart"] == ["camera"]
 
+        # the saved drill reports (as `classroom-edge drill` writes them) for the records
+        drills = data / "drills"
+        drills.mkdir()
+        report = {"room": "r1", "started": "2026-12-01T09:00:00+07:00", "passed": False}
+        (drills / "r1-2026-12-01-0900.json").write_text(json.dumps(report), encoding="utf-8")
+        (drills / "r1-2026-12-01-0900.txt").write_text("KẾT LUẬN: CHƯA SẴN SÀNG\n", "utf-8")
+        listed = (await client.get("/api/admin/drills")).json()
+        assert [(d["room"], d["passed"], d["text"]) for d in listed] == [
+            ("r1", False, "r1-2026-12-01-0900.txt")
+        ]
+        text_report = await client.get("/drills/r1-2026-12-01-0900.txt")
+        assert text_report.text == "KẾT LUẬN: CHƯA SẴN SÀNG\n"
+        assert (await client.get("/drills/..%2Fstaff-password")).status_code == 404
+
         # the config check, the logs and the devices
         check = (await client.get("/api/admin/check")).json()
         assert check == {"ok": True, "problems": []}
