@@ -185,6 +185,20 @@ class Position:
             raise ValueError(f"auto_focus: {auto_focus!r} is not true or false")
         return cls(auto_focus=auto_focus, **numbers)
 
+    def controls(self) -> list[str]:
+        """The controls a move to this position sets (of CONTROL_NAMES); a focus is left
+        to the camera when auto_focus is True."""
+        needed = []
+        if self.pan is not None or self.tilt is not None:
+            needed.append("pan_tilt")
+        if self.zoom is not None:
+            needed.append("zoom")
+        if self.focus is not None and self.auto_focus is not True:
+            needed.append("focus")
+        if self.auto_focus is not None:
+            needed.append("auto_focus")
+        return needed
+
     def _fields(self) -> Iterator[tuple[str, int | bool | None]]:
         yield "pan", self.pan
         yield "tilt", self.tilt
@@ -331,15 +345,7 @@ class UvcCamera:
 
         A focus turns auto focus off first; auto_focus=True leaves focus to the camera (the
         focus field is then not sent)."""
-        needed = []
-        if position.pan is not None or position.tilt is not None:
-            needed.append("pan_tilt")
-        if position.zoom is not None:
-            needed.append("zoom")
-        if position.focus is not None and position.auto_focus is not True:
-            needed.append("focus")
-        if position.auto_focus is not None:
-            needed.append("auto_focus")
+        needed = position.controls()
         for control in needed:
             self._control(control)  # NoCameraControl before anything moves
         with self._lock:

@@ -191,15 +191,7 @@ class V4l2Head:
 
         A focus turns auto focus off first (uvcvideo refuses a focus while auto focus is
         on); auto_focus=True leaves focus to the camera (the focus field is then not sent)."""
-        needed = []
-        if position.pan is not None or position.tilt is not None:
-            needed.append("pan_tilt")
-        if position.zoom is not None:
-            needed.append("zoom")
-        if position.focus is not None and position.auto_focus is not True:
-            needed.append("focus")
-        if position.auto_focus is not None:
-            needed.append("auto_focus")
+        needed = position.controls()
         for control in needed:
             self._require(control)  # NoCameraControl before anything moves
         with self._lock:
