@@ -74,6 +74,7 @@ class VideoEncoder:
         self.forced_keyframes = 0
         self.keyframe_requests = 0
         self.last_encode_seconds = 0.0
+        self.encode_seconds = 0.0  # all frames so far (metrics)
 
     def request_keyframe(self) -> None:
         """Ask for an IDR soon; thread-safe, cheap, rate-limited inside the encoder."""
@@ -144,6 +145,7 @@ class VideoEncoder:
         started = time.perf_counter()
         packets = list(self._codec.encode(frame))
         self.last_encode_seconds = time.perf_counter() - started
+        self.encode_seconds += self.last_encode_seconds
         self._last_frame = captured_at
         self.frames += 1
         for packet in packets:
@@ -196,6 +198,7 @@ class AudioEncoder:
         self._next_pts: int | None = None
         self.frames = 0
         self.last_encode_seconds = 0.0
+        self.encode_seconds = 0.0
 
     def wants(self, captured_at: float) -> bool:
         return self.active
@@ -249,6 +252,7 @@ class AudioEncoder:
             packet.time_base = AUDIO_TIME_BASE
         self.frames += len(packets)
         self.last_encode_seconds = time.perf_counter() - started
+        self.encode_seconds += self.last_encode_seconds
         return packets
 
     def close(self) -> None:

@@ -123,6 +123,8 @@ class PacketBus:
         self.keyframes = 0
         self.keyframe_requests = 0
         self.last_packet_at: float | None = None
+        self._gone_dropped = 0  # of subscriptions that ended
+        self._gone_resyncs = 0
 
     @property
     def subscribers(self) -> int:
@@ -142,6 +144,27 @@ class PacketBus:
     def _unsubscribe(self, subscription: Subscription) -> None:
         if subscription in self._subscribers:
             self._subscribers.remove(subscription)
+            self._gone_dropped += subscription.dropped
+            self._gone_resyncs += subscription.resyncs
+
+    @property
+    def dropped(self) -> int:
+        """Packets not delivered to subscribers so far (behind, or before their IDR)."""
+        return self._gone_dropped + sum(s.dropped for s in self._subscribers)
+
+    @property
+    def resyncs(self) -> int:
+        """Times a subscriber fell so far behind that it skipped to the next IDR."""
+        return self._gone_resyncs + sum(s.resyncs for s in self._subscribers)
+
+    def packet_rate(self) -> float:
+        """Packets a second over the last `RATE_WINDOW` seconds (video: frames a second)."""
+        now = self._loop.time()
+        while self._recent and now - self._recent[0][0] > RATE_WINDOW:
+            self._recent.popleft()
+        if self._first_packet_at is None:
+            return 0.0
+        return len(self._recent) / max(min(RATE_WINDOW, now - self._first_packet_at), 1.0)
 
     def request_keyframe(self) -> None:
         """Ask the rendition's encoder for an IDR (the encoder rate-limits)."""
