@@ -48,6 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     clock = SystemClock(args.clock)
     service = EdgeService(config, host=host, port=port, clock=clock)
     app = create_app(service)
+    tls = config.site.http
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -57,6 +58,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=3,  # the console's event streams never end by themselves
+            ssl_certfile=str(tls.certificate) if tls.certificate else None,
+            ssl_keyfile=str(tls.private_key) if tls.private_key else None,
+            # X-Forwarded-For/-Proto only from the configured reverse proxies
+            proxy_headers=bool(tls.trusted_proxies),
+            forwarded_allow_ips=",".join(tls.trusted_proxies) or None,
         )
     )
     notifier = Notifier(lambda: service_status(service))  # systemd (does nothing outside it)

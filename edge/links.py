@@ -66,7 +66,8 @@ def public_url(config: Config, host: str | None = None, port: int | None = None)
         host = lan_address()
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port or config.site.http.port}"
+    scheme = "https" if config.site.http.certificate is not None else "http"
+    return f"{scheme}://{host}:{port or config.site.http.port}"
 
 
 def open_roster(config: Config) -> RosterStore:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import ipaddress
 import os
 import re
+import ssl
 import tomllib
 import types
 import zoneinfo
@@ -67,6 +69,41 @@ class HttpSettings(Model):
     cors_origins: list[str] = Field(
         ["*"], description="Origins allowed to call the WHEP endpoint (a player on the school site)"
     )
+    certificate: Path | None = Field(
+        None,
+        description="TLS certificate chain (PEM, relative to edge.toml): serve https "
+        "(browsers let a pupil's microphone work only on a secure page)",
+    )
+    private_key: Path | None = Field(
+        None, description="The certificate's private key (PEM, relative to edge.toml)"
+    )
+    trusted_proxies: list[str] = Field(
+        [],
+        max_length=16,
+        description="Addresses of reverse proxies (nginx, Caddy) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; e.g. ['127.0.0.1'] when nginx on this machine "
+        "terminates https",
+    )
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> HttpSettings:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError(
+                "certificate and private_key go together (expected both paths, or neither)"
+            )
+        return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"not an address: {address!r} (expected an IP address or network)"
+                ) from None
+        return value
 
 
 class IceServerSettings(Model):
@@ -75,6 +112,34 @@ class IceServerSettings(Model):
     )
     username: str | None = Field(None, description="TURN user name")
     credential: str | None = Field(None, description="TURN password")
+
+
+TurnUrl = Annotated[str, Field(pattern=r"^turns?:[^\s?]+(\?transport=(udp|tcp))?$")]
+
+
+class TurnSettings(Model):
+    """TURN servers sharing a secret with this service (coturn `use-auth-secret`): each
+    page and session gets credentials minted from it, valid `ttl_minutes`."""
+
+    urls: list[TurnUrl] = Field(
+        ...,
+        min_length=1,
+        max_length=8,
+        description="TURN URLs, e.g. turn:turn.school.edu.vn:3478?transport=udp, "
+        "turn:turn.school.edu.vn:443?transport=tcp, turns:turn.school.edu.vn:443?transport=tcp",
+    )
+    secret_file: Path = Field(
+        ...,
+        description="File holding coturn's static-auth-secret (relative to edge.toml), read "
+        "at start; never sent to a page",
+    )
+    ttl_minutes: int = Field(
+        720,
+        ge=5,
+        le=1440,
+        description="How long minted credentials stay valid (a page loaded in the morning "
+        "still reconnects in the afternoon)",
+    )
 
 
 class LinkSettings(Model):
@@ -94,6 +159,57 @@ class WebRtcSettings(Model):
         description="Seconds a new viewer may take to connect before it is dropped",
     )
     max_viewers: int = Field(200, ge=1, le=2000, description="Viewer sessions per mini-PC")
+    turn: TurnSettings | None = Field(
+        None, description="TURN with time-limited credentials from a shared secret ([webrtc.turn])"
+    )
+    udp_ports: str | None = Field(
+        None,
+        pattern=r"^\s*\d{4,5}\s*-\s*\d{4,5}\s*$",
+        description='UDP ports of the media sockets, e.g. "40000-40199": one port a viewer '
+        "(none: any free port)",
+    )
+    public_address: str | None = Field(
+        None,
+        description="The school's public IP address forwarding udp_ports to this mini-PC; "
+        "offered to viewers beside the LAN address",
+    )
+
+    @field_validator("udp_ports")
+    @classmethod
+    def _port_range(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        first, last = (int(p) for p in value.split("-"))
+        if not 1024 <= first <= last <= 65535:
+            raise ValueError(
+                f"not a port range: {value!r} (expected FIRST-LAST within 1024-65535, "
+                "e.g. 40000-40199)"
+            )
+        viewers = info.data.get("max_viewers")
+        if isinstance(viewers, int) and last - first + 1 < viewers:
+            raise ValueError(
+                f"{last - first + 1} ports are too few for max_viewers = {viewers} "
+                f"(expected at least {viewers} ports: each viewer holds one)"
+            )
+        return f"{first}-{last}"
+
+    @field_validator("public_address")
+    @classmethod
+    def _public_address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(
+                f"not an IP address: {value!r} (expected e.g. 203.0.113.7 or 2001:db8::7)"
+            ) from None
+        if "udp_ports" in info.data and info.data["udp_ports"] is None:
+            raise ValueError(
+                "public_address needs udp_ports (expected the forwarded range, "
+                'e.g. udp_ports = "40000-40199")'
+            )
+        return str(address)
 
 
 ClockTime = Annotated[
@@ -310,6 +426,44 @@ class LibrarySettings(Model):
         return dt.time(a, b), dt.time(c, d)
 
 
+class RelaySettings(Model):
+    kind: Literal["janus"] = Field(
+        description="Relay through a Janus streaming mountpoint per room (the pupils' page "
+        "plays from Janus); without [relay] the service serves viewers itself"
+    )
+    api_url: str = Field(
+        ...,
+        pattern=r"^https?://[^/\s]+(/[^\s]*)?$",
+        description="Janus HTTP API base the service uses, e.g. http://10.77.0.2:8088/janus",
+    )
+    admin_url: str = Field(
+        ...,
+        pattern=r"^https?://[^/\s]+(/[^\s]*)?$",
+        description="Janus Admin API, e.g. http://10.77.0.2:7088/admin",
+    )
+    admin_secret_file: Path = Field(
+        ..., description="File holding Janus's admin_secret (relative to this file)"
+    )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+(/[^\s]*)?$",
+        description="Janus HTTP API base the pupils' browsers use; default api_url",
+    )
+    rtp_host: str | None = Field(
+        None, min_length=1, description="Where Janus listens for our RTP; default api_url's host"
+    )
+    port_base: int | None = Field(
+        None,
+        ge=1024,
+        le=65000,
+        description="First UDP port of the mountpoints (room N uses base + 10N .. + 10N + 2); "
+        "default: Janus picks from its rtp_port_range",
+    )
+    beat_seconds: int = Field(
+        30, ge=5, le=300, description="How often a pupil's page says it still watches"
+    )
+
+
 class AttendanceSettings(Model):
     present_share: float = Field(
         0.5, gt=0, le=1, description="Share of the period a pupil must watch to count present"
@@ -335,6 +489,7 @@ class SiteSettings(Model):
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)  # type: ignore[arg-type]
     library: LibrarySettings = Field(default_factory=LibrarySettings)  # type: ignore[arg-type]
     attendance: AttendanceSettings = Field(default_factory=AttendanceSettings)  # type: ignore[arg-type]
+    relay: RelaySettings | None = Field(None, description="[relay]: Janus relay (absent: off)")
 
     @field_validator("timezone")
     @classmethod
@@ -789,6 +944,12 @@ def _load(file: Path, *, demo: bool, drafts: Mapping[Path, str] | None = None) -
             problems += _problems(room_file, room_text, exc, RoomSettings)
     if not rooms and not problems:
         problems.append(f"{file}:1: (file): no room files in {room_dir} (expected rooms/NAME.toml)")
+    if site is not None and site.http.certificate is not None:
+        site, tls_problems = _with_tls_files(site, file, text)
+        problems += tls_problems
+    if site is not None and site.webrtc.turn is not None:
+        site, turn_problems = _with_turn_secret(site, file, text)
+        problems += turn_problems
     roster_path = None
     if site is not None and site.roster is not None:
         roster_path = site.roster if site.roster.is_absolute() else file.parent / site.roster
@@ -817,6 +978,57 @@ def _load(file: Path, *, demo: bool, drafts: Mapping[Path, str] | None = None) -
         room_files=room_files,
         timetables=timetables,
     )
+
+
+def _with_tls_files(site: SiteSettings, file: Path, text: str) -> tuple[SiteSettings, list[str]]:
+    """The site with its certificate and key paths made absolute, or why they are unusable."""
+    http = site.http
+    assert http.certificate is not None and http.private_key is not None
+    cert, key = (
+        p if p.is_absolute() else file.parent / p for p in (http.certificate, http.private_key)
+    )
+    lines = key_lines(text)
+    where = f"{file}:{line_of(lines, ('http', 'certificate'))}: http.certificate"
+    for path, key_name in ((cert, "certificate"), (key, "private_key")):
+        if not path.is_file():
+            line = line_of(lines, ("http", key_name))
+            return site, [
+                f"{file}:{line}: http.{key_name}: no such file {path} (expected a PEM file)"
+            ]
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc)
+        return site, [
+            f"{where}: cannot use {cert} with {key}: {reason} "
+            "(expected a PEM certificate chain and its unencrypted private key)"
+        ]
+    fixed = http.model_copy(update={"certificate": cert, "private_key": key})
+    return site.model_copy(update={"http": fixed}), []
+
+
+def _with_turn_secret(site: SiteSettings, file: Path, text: str) -> tuple[SiteSettings, list[str]]:
+    """The site with [webrtc.turn]'s secret file made absolute, or why it is unusable."""
+    turn = site.webrtc.turn
+    assert turn is not None
+    path = turn.secret_file if turn.secret_file.is_absolute() else file.parent / turn.secret_file
+    where = f"{file}:{line_of(key_lines(text), ('webrtc', 'turn', 'secret_file'))}"
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        problem = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror
+        return site, [
+            f"{where}: webrtc.turn.secret_file: {problem} {path} "
+            "(expected a file holding coturn's static-auth-secret)"
+        ]
+    if not secret:
+        return site, [
+            f"{where}: webrtc.turn.secret_file: {path} is empty "
+            "(expected coturn's static-auth-secret)"
+        ]
+    fixed = turn.model_copy(update={"secret_file": path})
+    webrtc = site.webrtc.model_copy(update={"turn": fixed})
+    return site.model_copy(update={"webrtc": webrtc}), []
 
 
 def _room_timetable(
