@@ -1,10 +1,14 @@
 /* classroom-edge: the pupil's live-lesson page, a WHEP viewer. Plain ES2018, no dependencies.
+ * Relay mode (config.relay): the page asks POST /relay/{room} for a Janus grant instead, plays the
+ * streaming plugin's offer (janus.js), its camera/board/audio by mid, and beats the service.
  * Offer transceivers, in order: camera video, board video (recvonly), classroom audio (sendrecv:
  * the pupil's microphone when the teacher allows, see talk.js), and the "classroom" data channel.
  * Test hook: window.classroom = {pc, state, config, quality, location, saveData, session, bytesReceived}:
  * quality is the page's own grade of the link ('good' | 'fair' | 'poor', from getStats), session the
  * latest GET of the WHEP session resource (renditions the server chose, its link estimate),
- * saveData the pupil's "save data" choice, bytesReceived the bytes this page received so far. */
+ * saveData the pupil's "save data" choice, bytesReceived the bytes this page received so far;
+ * relay is true when the page plays from Janus, janus then {session, handle, mountpoint} and
+ * location the service's relay session resource (what the beats POST to). */
 (function () {
   'use strict';
 
@@ -96,7 +100,8 @@
   var SAVE_KEY = 'classroom-edge.saveData';
   var classroom = window.classroom = {
     pc: null, state: 'connecting', config: config, quality: null, location: null,
-    saveData: initialSaveData(), session: null, bytesReceived: 0
+    saveData: initialSaveData(), session: null, bytesReceived: 0,
+    relay: !!(config && config.relay), janus: null
   };
 
   var current = null;     // session being set up or live: {pc, camera, board, audio, location, pending, ...}
@@ -157,6 +162,7 @@
     }
     els.board.setAttribute('aria-label', t('board'));
     els.camera.setAttribute('aria-label', t('camera'));
+    els['save-data'].hidden = classroom.relay;     // Janus relays one rendition: nothing to save
     updateFullscreenLabel();
     renderSaveData();
   }
@@ -289,8 +295,15 @@
     }
     var s = {
       pc: pc, location: null, pending: [], sent: false, discTimer: 0, connectTimer: 0, dtls: null,
-      bytes: 0, patchedAt: 0
+      bytes: 0, patchedAt: 0, relay: classroom.relay, janus: null, beatUrl: null, beatTimer: 0
     };
+    pc.onconnectionstatechange = pc.oniceconnectionstatechange = function () { onLinkChange(s); };
+    if (s.relay) {      // Janus offers: its transceivers come with the offer, matched by mid in onTrack
+      s.camera = s.board = s.audio = null;
+      pc.ontrack = function (ev) { if (s === current) onTrack(s, ev); };
+      pc.onicecandidate = function (ev) { if (s.sent && s.janus) s.janus.trickle(ev.candidate); };
+      return s;
+    }
     s.camera = pc.addTransceiver('video', { direction: 'recvonly' });
     s.board = pc.addTransceiver('video', { direction: 'recvonly' });
     // sendrecv: the microphone goes out here (replaceTrack) only when the teacher allows
@@ -305,16 +318,31 @@
       s.pending.push(ev.candidate);    // null = end-of-candidates
       trickle(s);
     };
-    pc.onconnectionstatechange = pc.oniceconnectionstatechange = function () { onLinkChange(s); };
     return s;
   }
 
   function onTrack(s, ev) {
     var tr = ev.transceiver || s.pc.getTransceivers().filter(function (x) { return x.receiver === ev.receiver; })[0];
+    if (s.relay) mapRelayTransceivers(s);
     var el = tr === s.camera ? els.camera : tr === s.board ? els.board : ev.track.kind === 'audio' ? els.sound : null;
     if (!el) return;
     el.srcObject = new MediaStream([ev.track]);
     play(el);
+  }
+
+  // Janus names its m-lines by the mountpoint's media ids: camera, board, audio (else: in order).
+  function mapRelayTransceivers(s) {
+    var all = s.pc.getTransceivers(), videos = [];
+    all.forEach(function (tr) {
+      var kind = tr.receiver.track && tr.receiver.track.kind;
+      if (tr.mid === 'camera') s.camera = tr;
+      else if (tr.mid === 'board') s.board = tr;
+      else if (tr.mid === 'audio' || (kind === 'audio' && !s.audio)) s.audio = tr;
+      else if (kind === 'video') videos.push(tr);
+    });
+    videos.forEach(function (tr) {
+      if (!s.camera) s.camera = tr; else if (!s.board && tr !== s.camera) s.board = tr;
+    });
   }
 
   function linkState(pc) {
@@ -332,6 +360,7 @@
       s.discTimer = 0;
       attempts = 0;
       everLive = true;
+      if (s.relay) startBeats(s);
       if (classroom.state !== 'live') setState('live');
     } else if (st === 'disconnected') {
       if (!s.discTimer) s.discTimer = setTimeout(function () { if (s === current) drop(); }, 4000);
@@ -342,7 +371,8 @@
 
   // The server ending the session (lesson over, restart) shows up at once as DTLS close_notify.
   function watchDtls(s) {
-    var dtls = s.camera.receiver.transport;
+    var tr = s.camera || s.pc.getTransceivers()[0];
+    var dtls = tr && tr.receiver.transport;
     if (!dtls || !('onstatechange' in dtls)) return;
     s.dtls = dtls;
     dtls.onstatechange = function () {
@@ -396,6 +426,75 @@
     return out;
   }
 
+  // The relay session resource: config.relay as a URL, else the WHEP endpoint's sibling.
+  function relayEndpoint() {
+    if (typeof config.relay === 'string') return new URL(config.relay, location.href);
+    var url = new URL(config.whep, location.href);
+    url.pathname = url.pathname.replace(/\/whep\/([^/]+)\/?$/, '/relay/$1');
+    return url;
+  }
+
+  // Relay: a grant from the service (POST /relay/{room}), then Janus's offer and our answer.
+  // Resolves like negotiate(); throws on network errors, timeouts and Janus refusing.
+  async function negotiateRelay(s) {
+    var url = relayEndpoint();
+    var base = url.origin + url.pathname.replace(/\/+$/, '');
+    url.search = '';
+    if (me) url.searchParams.set('as', me.key);
+    var ctrl = window.AbortController ? new AbortController() : null;
+    var timer = setTimeout(function () { if (ctrl) ctrl.abort(); }, 15000);
+    var res = await fetch(url.href, {
+      method: 'POST', headers: authHeaders(), cache: 'no-store', signal: ctrl ? ctrl.signal : undefined
+    }).finally(function () { clearTimeout(timer); });
+    var out = { status: res.status, retryAfter: parseInt(res.headers.get('Retry-After') || '', 10) };
+    if (res.status !== 201) {
+      out.problem = await res.json().catch(function () { return {}; });
+      return out;
+    }
+    var grant = await res.json();
+    s.beatUrl = base + '/' + encodeURIComponent(grant.session);
+    s.beatEvery = Math.max(5, Number(grant.beat_seconds) || 30) * 1000;
+    if (s === current) classroom.location = s.beatUrl;
+    if (grant.ice_servers) {
+      try { s.pc.setConfiguration({ iceServers: grant.ice_servers, bundlePolicy: 'max-bundle' }); } catch (e) { /* keep the page's */ }
+    }
+    var lost = function () { if (s === current) drop(); };
+    s.janus = await window.classroomJanus.open(new URL(grant.janus, location.href).href, grant.token, {
+      onLost: lost,
+      onHangup: lost,
+      onCandidate: function (c) {
+        s.pc.addIceCandidate(c && c.candidate ? c : null).catch(function () {});
+      }
+    });
+    if (s === current) classroom.janus = { session: s.janus.session, handle: s.janus.handle, mountpoint: grant.mountpoint };
+    var offer = await s.janus.watch(grant.mountpoint);
+    await s.pc.setRemoteDescription(offer);
+    mapRelayTransceivers(s);
+    await s.pc.setLocalDescription(await s.pc.createAnswer());
+    await waitForGathering(s.pc, 2000);
+    s.sent = true;
+    await s.janus.start(s.pc.localDescription);
+    if (s.pc.iceGatheringState === 'complete') s.janus.trickle(null);
+    watchDtls(s);
+    return out;
+  }
+
+  // Tell the service the pupil still watches; 404: the session is gone, the next POST says why.
+  function startBeats(s) {
+    if (s.beatTimer || !s.beatUrl) return;
+    beat(s);
+    s.beatTimer = setInterval(function () { beat(s); }, s.beatEvery);
+  }
+
+  function beat(s) {
+    if (!s.beatUrl || navigator.onLine === false) return;
+    fetch(s.beatUrl, { method: 'POST', headers: authHeaders(), cache: 'no-store' }).then(function (res) {
+      if (res.status !== 404 || s !== current) return;
+      s.beatUrl = null;
+      drop();
+    }).catch(function () { /* offline: the link checks notice */ });
+  }
+
   async function connect() {
     if (busy || terminal || !config) return;
     clearTimeout(retryTimer);
@@ -408,7 +507,7 @@
     try {
       s = current = newSession();
       classroom.pc = s.pc;
-      result = await negotiate(s);
+      result = await (s.relay ? negotiateRelay(s) : negotiate(s));
     } catch (e) {
       result = { status: 0 };     // network error, timeout or an unusable answer
     }
@@ -481,12 +580,18 @@
     s.pc.ontrack = s.pc.onicecandidate = s.pc.onconnectionstatechange = s.pc.oniceconnectionstatechange = null;
     if (s.dtls) s.dtls.onstatechange = null;
     try { s.pc.close(); } catch (e) { /* already closed */ }
+    clearInterval(s.beatTimer);
+    if (s.janus) { s.janus.close(); s.janus = null; }
+    if (s.beatUrl) {
+      fetch(s.beatUrl, { method: 'DELETE', headers: authHeaders(), keepalive: true }).catch(function () {});
+      s.beatUrl = null;
+    }
     if (s.location) {
       fetch(s.location, { method: 'DELETE', headers: authHeaders(), keepalive: true }).catch(function () {});
       s.location = null;
     }
     if (s === current) {
-      current = classroom.pc = classroom.location = null;
+      current = classroom.pc = classroom.location = classroom.janus = null;
     }
   }
 
@@ -816,7 +921,8 @@
     renderHeader();
     bindEvents();
     if (!config) return fail(t('badPage'), t('badPageHelp'), false);
-    if (!window.RTCPeerConnection || !window.fetch || !('addTransceiver' in RTCPeerConnection.prototype)) {
+    if (!window.RTCPeerConnection || !window.fetch || !('addTransceiver' in RTCPeerConnection.prototype) ||
+        (classroom.relay && !window.classroomJanus)) {
       return fail(t('unsupported'), t('unsupportedHelp'), false);
     }
     if (!config.pupil && !me && config.classmates && config.classmates.length) return showPicker();
