@@ -7,11 +7,13 @@ import contextlib
 import datetime as dt
 import gc
 import logging
+import secrets
 import threading
 import time
 from pathlib import Path
 
 from webrtc import IceServer, Message, SessionManager, ViewerSession, gather_only, is_loopback
+from webrtc.ice import GatherPolicy, TurnRest, UdpPorts, gather_in
 
 from .archive import Archiver, ArchiveStore, DiskGuard, Manners
 from .attendance import AttendanceStore
@@ -59,13 +61,18 @@ class EdgeService:
         self.signer = signer_for(config)
         self.staff_key = staff_key(config)
         self.base_url = public_url(config, host, port)
-        self.advertised_ice_servers = [
-            IceServer(tuple(s.urls), s.username, s.credential)
-            for s in config.site.webrtc.ice_servers
+        webrtc = config.site.webrtc
+        self.advertised_ice_servers = [  # the static ones; `ice_servers()` adds minted TURN
+            IceServer(tuple(s.urls), s.username, s.credential) for s in webrtc.ice_servers
         ]
+        self.turn = turn_rest(config)
+        self.gather_policy = GatherPolicy(
+            UdpPorts.parse(webrtc.udp_ports) if webrtc.udp_ports else None,
+            webrtc.public_address,
+        )
         # On loopback (tests, one machine) our own peer connections use no STUN/TURN.
         self.sessions = SessionManager(
-            [] if self.loopback else self.advertised_ice_servers,
+            () if self.loopback else lambda: self.ice_servers("edge"),
             connect_timeout=config.site.webrtc.connect_timeout,
             max_sessions=config.site.webrtc.max_viewers,
             on_connected=self._viewer_joined,
@@ -97,6 +104,12 @@ class EdgeService:
             )
             for name, room in config.rooms.items()
         }
+
+    def ice_servers(self, label: str) -> list[IceServer]:
+        """STUN/TURN for one page or session: the static servers and, with [webrtc.turn],
+        TURN credentials minted now (`label` tells whose in the TURN server's log)."""
+        minted = [self.turn.mint(f"{label}.{secrets.token_hex(4)}")] if self.turn else []
+        return self.advertised_ice_servers + minted
 
     def plan(self, name: str) -> RoomPlan:
         """What the scheduler needs of room `name`, from the current config."""
@@ -135,6 +148,7 @@ class EdgeService:
             gather_only(["127.0.0.1"])
         elif self.host not in ("0.0.0.0", "::", ""):
             gather_only([self.host])
+        gather_in(self.gather_policy)
         loop = asyncio.get_running_loop()
         self.rooms = {
             name: Room(name, settings, loop) for name, settings in self.config.rooms.items()
@@ -291,6 +305,7 @@ class EdgeService:
         self.roster.close()
         self.attendance.close()
         gather_only(None)
+        gather_in(None)
         self.logbook.remove()
 
     async def close_viewers(self, room: str) -> int:
@@ -407,6 +422,15 @@ def recorded_tracks(room: RoomSettings) -> Tracks:
         board_size=(board.width, board.height) if board else (0, 0),
         mic="mic" if room.mic is not None else None,
     )
+
+
+def turn_rest(config: Config) -> TurnRest | None:
+    """[webrtc.turn] with its secret read (the loader made the path absolute and checked it)."""
+    turn = config.site.webrtc.turn
+    if turn is None:
+        return None
+    secret = turn.secret_file.read_bytes().strip()
+    return TurnRest(tuple(turn.urls), secret, turn.ttl_minutes * 60)
 
 
 def library_target(library: LibrarySettings, data_dir: Path) -> Target | None:

@@ -199,7 +199,7 @@ def create_app(service: EdgeService) -> FastAPI:
                 "Accept-Patch": ACCEPT_PATCH,
             },
         )
-        for server in service.advertised_ice_servers:
+        for server in service.ice_servers(room):  # TURN credentials minted for this session
             for value in server.link_header():
                 response.headers.append("Link", value)
         return response
@@ -403,7 +403,7 @@ def create_app(service: EdgeService) -> FastAPI:
             "pupil": {"id": pupil.id, "name": pupil.name} if pupil else None,
             "classmates": classmates,  # a class link: the pupil picks their name
             "lang": "vi",
-            "ice_servers": [s.as_json() for s in service.advertised_ice_servers],
+            "ice_servers": [s.as_json() for s in service.ice_servers(grant.room)],
             "recordings": f"/recordings/{quote(grant.class_name)}?t={quote(token)}"
             if service.recorders
             else None,

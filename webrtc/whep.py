@@ -25,13 +25,14 @@ logger = logging.getLogger(__name__)
 class SessionManager:
     """Owns every viewer session; `stop()` closes them all and ends the reaper.
 
+    `ice_servers` may be a function: called for each session (fresh TURN credentials).
     A session ends on DELETE, on ICE/DTLS failure or a closed connection, or when it
     has not connected within `connect_timeout` seconds.
     """
 
     def __init__(
         self,
-        ice_servers: Sequence[IceServer] = (),
+        ice_servers: Sequence[IceServer] | Callable[[], Sequence[IceServer]] = (),
         *,
         connect_timeout: float = 30.0,
         max_sessions: int = 200,
@@ -42,7 +43,7 @@ class SessionManager:
         self.on_message = on_message  # a message on a viewer's class data channel
         self.on_connected = on_connected  # a session's media began to flow
         self.on_closed = on_closed  # a session that had connected has ended
-        self.ice_servers = list(ice_servers)
+        self.ice_servers = ice_servers if callable(ice_servers) else list(ice_servers)
         self.connect_timeout = connect_timeout
         self.max_sessions = max_sessions
         self.sessions: dict[str, ViewerSession] = {}
@@ -70,7 +71,8 @@ class SessionManager:
         if len(self.sessions) >= self.max_sessions:
             raise OfferError(503, "Too many viewers", f"at most {self.max_sessions} sessions")
         session_id = secrets.token_urlsafe(16)
-        pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
+        servers = self.ice_servers() if callable(self.ice_servers) else self.ice_servers
+        pc = RTCPeerConnection(rtc_configuration(servers))
         self.peer_connections.add(pc)
         session = ViewerSession(session_id, pc, feeds, save_data=save_data)
         session.info.update(info)
