@@ -452,7 +452,8 @@
       return out;
     }
     var grant = await res.json();
-    s.beatUrl = base + '/' + encodeURIComponent(grant.session);
+    var loc = res.headers.get('Location');
+    s.beatUrl = loc ? new URL(loc, url).href : base + '/' + encodeURIComponent(grant.session);
     s.beatEvery = Math.max(5, Number(grant.beat_seconds) || 30) * 1000;
     if (s === current) classroom.location = s.beatUrl;
     if (grant.ice_servers) {
