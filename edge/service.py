@@ -28,6 +28,7 @@ from .logbook import Logbook
 from .ptz import CameraControl, CameraControlError
 from .recorder import Recorder, Tracks
 from .recordings import RecordingStore
+from .relay import Relay, read_secret
 from .room import Room
 from .roster import Pupil
 from .scheduler import RoomPlan, Rules, Scheduler
@@ -94,6 +95,11 @@ class EdgeService:
         self.gate = Gate(self.signer, self.roster)
         self.started_at = time.monotonic()
         self.logbook = Logbook()
+        self.relay = (
+            Relay(config.site.relay, self, read_secret(config.site.relay, config.path))
+            if config.site.relay is not None
+            else None
+        )  # [relay]: pupils play from Janus; None: the built-in fan-out serves them
         self.cameras = {
             name: CameraControl(
                 name,
@@ -167,6 +173,8 @@ class EdgeService:
         if closed:
             logger.info("%d viewer session(s) a crash left open end when last seen", closed)
         await self.sessions.start()
+        if self.relay is not None:
+            await self.relay.start()
         self._heartbeat = asyncio.create_task(self._beat(), name="attendance-heartbeat")
         config, schedule = self.config, self.config.site.schedule
         self.store = LessonStore(config.site.data_dir / "lessons.db")
@@ -292,6 +300,8 @@ class EdgeService:
                 await self._heartbeat
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.relay is not None:
+            await self.relay.stop()
         await asyncio.gather(*(recorder.stop() for recorder in self.recorders.values()))
         if self.archiver is not None:
             await self.archiver.stop()
@@ -389,6 +399,8 @@ class _Driver:
         recorder = self.service.recorders.get(self.room.name)
         if recorder is not None:
             await recorder.begin(lesson)
+        if self.service.relay is not None:
+            await self.service.relay.open(self.room)
 
     async def close(self, lesson: Lesson, *, keep_viewers: bool) -> None:
         if self.room.lesson is not None and self.room.lesson.id == lesson.id:
@@ -403,9 +415,13 @@ class _Driver:
             return
         self.room.live = False
         closed = await self.service.close_viewers(self.room.name)
+        if self.service.relay is not None:
+            closed += await self.service.relay.close_viewers(self.room.name)
         logger.info("room %s: lesson %s closed, %d viewers left", self.room.name, lesson.id, closed)
 
     async def cool(self) -> None:
+        if self.service.relay is not None:
+            await self.service.relay.cool(self.room.name)
         await self.room.cool()
 
 

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
 
-from . import access, admin, console, principal, rewatch
+from . import access, admin, console, principal, relay, rewatch
 from .access import problem
 from .lessons import Lesson
 from .metrics import CONTENT_TYPE, exposition
@@ -68,6 +68,7 @@ def create_app(service: EdgeService) -> FastAPI:
     app.include_router(console.router(service))
     app.include_router(principal.router(service))
     app.include_router(admin.router(service))
+    app.include_router(relay.router(service))
     cors = service.config.site.http.cors_origins
 
     def cors_headers(request: Request, methods: str) -> dict[str, str]:
@@ -403,6 +404,7 @@ def create_app(service: EdgeService) -> FastAPI:
             "pupil": {"id": pupil.id, "name": pupil.name} if pupil else None,
             "classmates": classmates,  # a class link: the pupil picks their name
             "lang": "vi",
+            "relay": service.relay is not None,  # play from Janus: POST /relay/{room}
             "ice_servers": [s.as_json() for s in service.ice_servers(grant.room)],
             "recordings": f"/recordings/{quote(grant.class_name)}?t={quote(token)}"
             if service.recorders
