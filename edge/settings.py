@@ -464,44 +464,6 @@ class RelaySettings(Model):
     )
 
 
-class RelaySettings(Model):
-    kind: Literal["janus"] = Field(
-        description="Relay through a Janus streaming mountpoint per room (the pupils' page "
-        "plays from Janus); without [relay] the service serves viewers itself"
-    )
-    api_url: str = Field(
-        ...,
-        pattern=r"^https?://[^/\s]+(/[^\s]*)?$",
-        description="Janus HTTP API base the service uses, e.g. http://10.77.0.2:8088/janus",
-    )
-    admin_url: str = Field(
-        ...,
-        pattern=r"^https?://[^/\s]+(/[^\s]*)?$",
-        description="Janus Admin API, e.g. http://10.77.0.2:7088/admin",
-    )
-    admin_secret_file: Path = Field(
-        ..., description="File holding Janus's admin_secret (relative to this file)"
-    )
-    public_url: str | None = Field(
-        None,
-        pattern=r"^https?://[^/\s]+(/[^\s]*)?$",
-        description="Janus HTTP API base the pupils' browsers use; default api_url",
-    )
-    rtp_host: str | None = Field(
-        None, min_length=1, description="Where Janus listens for our RTP; default api_url's host"
-    )
-    port_base: int | None = Field(
-        None,
-        ge=1024,
-        le=65000,
-        description="First UDP port of the mountpoints (room N uses base + 10N .. + 10N + 2); "
-        "default: Janus picks from its rtp_port_range",
-    )
-    beat_seconds: int = Field(
-        30, ge=5, le=300, description="How often a pupil's page says it still watches"
-    )
-
-
 class AttendanceSettings(Model):
     present_share: float = Field(
         0.5, gt=0, le=1, description="Share of the period a pupil must watch to count present"
@@ -527,7 +489,6 @@ class SiteSettings(Model):
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)  # type: ignore[arg-type]
     library: LibrarySettings = Field(default_factory=LibrarySettings)  # type: ignore[arg-type]
     attendance: AttendanceSettings = Field(default_factory=AttendanceSettings)  # type: ignore[arg-type]
-    relay: RelaySettings | None = Field(None, description="[relay]: Janus relay (absent: off)")
     relay: RelaySettings | None = Field(None, description="[relay]: Janus relay (absent: off)")
 
     @field_validator("timezone")
