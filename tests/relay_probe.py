@@ -2,18 +2,24 @@
 what the page received from Janus.
 
 Run inside the viewer's network namespace:
-    python tests/relay_probe.py URL RESULT.json SCREENSHOT.png [SECONDS [DEVICE [GATEWAY]]]
-The report holds the page's test hook (state, relay, janus, location), getStats of both
-videos and the audio, every request the page made (method and URL), and the screenshot
-(390x844). With DEVICE (the namespace's veth) the link is then taken down and up again, as
-in browser_probe.py; GATEWAY is the default route put back (a link going down takes it
-away, and the service sits behind Janus's namespace). Last the pupil leaves (the tab
-navigates away): the probe then beats the relay session itself and reports how long until
-that gives 404 (the page's DELETE went through).
+    python tests/relay_probe.py URL RESULT.json SCREENSHOT.png [--seconds S]
+        [--drop DEVICE --gateway ADDRESS] [--staff-key KEY]
+With --staff-key the room has no lesson at first: the probe reports the page's waiting room
+(screenshot suffix `-waiting`), then starts a lesson as staff do (POST
+/api/rooms/ROOM/lesson) and times the page joining by itself. The report holds the page's
+test hook (state, relay, janus, location), getStats of both videos and the audio, every
+request the page made (method and URL), and the screenshot (390x844). With --drop (the
+namespace's veth) the link is then taken down and up again, as in browser_probe.py;
+--gateway is the default route put back (a link going down takes it away, and the service
+sits behind Janus's namespace). Then the pupil reloads the page: the probe beats the
+session the page left and reports how long until that gives 404 (the page's DELETE from
+pagehide went through). Last, with --staff-key, staff end the lesson and the probe times
+the page saying so (screenshot suffix `-ended`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -96,6 +102,28 @@ def drop_and_heal(page: Page, device: str, gateway: str | None, result: dict[str
     )
 
 
+def staff(page: Page, key: str, command: str) -> int:
+    """A lesson command as staff send it: "" (start 45 minutes now) or "/end"."""
+    config = page.evaluate("() => window.classroom.config")
+    base = str(config["whep"]).rsplit("/whep/", 1)[0]
+    request = urllib.request.Request(
+        f"{base}/api/rooms/{config['room']}/lesson{command}",
+        method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        data=b"{}",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(response.status)
+
+
+def suffixed(path: str, suffix: str) -> str:
+    return str(Path(path).with_stem(Path(path).stem + suffix))
+
+
+def state_is(page: Page, state: str) -> bool:
+    return bool(page.evaluate("() => window.classroom.state") == state)
+
+
 def main(
     url: str,
     result_path: str,
@@ -103,6 +131,7 @@ def main(
     seconds: float,
     drop_device: str | None,
     gateway: str | None,
+    staff_key: str | None,
 ) -> None:
     result: dict[str, object] = {"url": url}
     console: list[str] = []
@@ -118,8 +147,13 @@ def main(
         page = context.new_page()
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-        started = time.monotonic()
         page.goto(url, wait_until="domcontentloaded", timeout=15000)
+        if staff_key:
+            result["waiting_after"] = wait_until(page, lambda: state_is(page, "waiting"), 15)
+            result["text_waiting"] = page.inner_text("body")
+            page.screenshot(path=suffixed(screenshot_path, "-waiting"))
+            result["start_status"] = staff(page, staff_key, "")
+        started = time.monotonic()  # the lesson starts (or the page opens on a live one)
         stats: dict[str, object] = {}
 
         def playing() -> bool:
@@ -145,14 +179,26 @@ def main(
         if drop_device and waited is not None:
             drop_and_heal(page, drop_device, gateway, result)
             result["hook_after_drop"] = page.evaluate(HOOK)
-        last = page.evaluate(HOOK) or {}
-        page.goto("about:blank")  # pagehide: the page DELETEs its relay session
-        location, token = last.get("location"), last.get("token")
+        left = page.evaluate(HOOK) or {}
+        page.reload(wait_until="domcontentloaded", timeout=15000)  # pagehide: DELETE
+        location, token = left.get("location"), left.get("token")
         if location and token:
             result["beat_after_leaving"] = wait_until(
                 page, lambda: beat_status(str(location), str(token)) == 404, 10
             )
         result["left_session"] = location
+        result["reloaded_after"] = wait_until(
+            page,
+            lambda: state_is(page, "live") and played(page.evaluate(STATS), 10),
+            30,
+        )
+        result["hook_after_reload"] = page.evaluate(HOOK)
+        if staff_key:
+            result["end_status"] = staff(page, staff_key, "/end")
+            result["ended_after"] = wait_until(page, lambda: state_is(page, "ended"), 30)
+            result["hook_after_end"] = page.evaluate(HOOK)
+            result["text_after_end"] = page.inner_text("body")
+            page.screenshot(path=suffixed(screenshot_path, "-ended"))
     result["requests"] = requests
     result["console"] = console
     with open(result_path, "w", encoding="utf-8") as out:
@@ -160,11 +206,21 @@ def main(
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("result")
+    parser.add_argument("screenshot")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--drop", default=None)
+    parser.add_argument("--gateway", default=None)
+    parser.add_argument("--staff-key", default=None)
+    args = parser.parse_args()
     main(
-        sys.argv[1],
-        sys.argv[2],
-        sys.argv[3],
-        float(sys.argv[4]) if len(sys.argv) > 4 else 20,
-        sys.argv[5] if len(sys.argv) > 5 else None,
-        sys.argv[6] if len(sys.argv) > 6 else None,
+        args.url,
+        args.result,
+        args.screenshot,
+        args.seconds,
+        args.drop,
+        args.gateway,
+        args.staff_key,
     )

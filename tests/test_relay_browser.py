@@ -3,7 +3,8 @@ Debian's Janus in a namespace of its own between the service's and the viewer's.
 
 The pupil's page gets its Janus grant from `POST /relay/demo`, plays the streaming plugin's
 offer (camera, board and audio by mid), beats the service, rejoins by itself after the
-network drops, and DELETEs its session on leaving; attendance shows the pupil's sessions.
+network drops, DELETEs its session on leaving (a reload) and says so when staff end the
+lesson; attendance shows the pupil's sessions.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ pytestmark = [
 
 
 def relay_config(tmp: Path, janus: Janus) -> Path:
-    """The embedded demo with a [relay] table pointing at this Janus."""
+    """The embedded demo with a [relay] table pointing at this Janus, its room without a
+    lesson until staff start one."""
     folder = tmp / "config"
     shutil.copytree(ROOT / "edge" / "demo", folder)
+    room = folder / "rooms" / "demo.toml"
+    room.write_text(room.read_text().replace("always_live = true", "always_live = false"))
     (folder / "janus-admin.secret").write_text(janus.admin_secret + "\n")
     edge = folder / "edge.toml"
     edge.write_text(
@@ -66,9 +70,10 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
                     f"{service.base}/join/{pupil['token']}",
                     str(result_path),
                     str(screenshot),
-                    "30",
-                    hosts.viewer.device,
-                    hosts.viewer_side,
+                    "--seconds=45",
+                    f"--drop={hosts.viewer.device}",
+                    f"--gateway={hosts.viewer_side}",
+                    f"--staff-key={(service.data_dir / 'staff-key').read_bytes().hex()}",
                 ),
                 check=True,
                 timeout=240,
@@ -80,6 +85,11 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
         json.dumps(result, ensure_ascii=False, indent=1)
     )
 
+    # before the lesson: the waiting room, in Vietnamese; then staff start the lesson and
+    # the page joins by itself (the 409 says when to ask again: within 15 s)
+    assert result["waiting_after"] is not None, result
+    assert "Chưa đến giờ học" in result["text_waiting"], result["text_waiting"]
+    assert result["start_status"] == 201, result
     # the page played from Janus: both videos decode at their sizes, the audio arrives
     stats, hook = result["stats"], result["hook"]
     assert hook["relay"] is True and hook["state"] == "live", hook
@@ -92,10 +102,10 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
     assert stats["audio"]["packetsReceived"] > 0, stats
     assert hook["cameraPlaying"] == 1280 and hook["boardPlaying"] == 1920, hook
     assert hook["soundTracks"] == 1, hook
-    assert result["played_after"] < 30, result
+    assert result["played_after"] < 30, result  # the next ask within 15 s, then ~5 s
     # what it asked: a grant from the service, then Janus's own API; never WHEP
     requests = result["requests"]
-    assert f"POST {service.base}/relay/demo" in requests, requests
+    assert requests.count(f"POST {service.base}/relay/demo") >= 2, requests  # 409, then 201
     assert not [r for r in requests if "/whep/" in r], requests
     janus_calls = [r for r in requests if r.split(" ", 1)[1].startswith(janus.viewer_api_url)]
     assert any(r.startswith("GET ") and "maxev=" in r for r in janus_calls), janus_calls  # events
@@ -113,16 +123,27 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
     assert result["rejoined_after"] is not None and result["rejoined_after"] < 30, result
     rejoined = result["hook_after_drop"]
     assert rejoined["state"] == "live" and rejoined["location"] != session_url, rejoined
-    # leaving the page ended its session at once (DELETE from pagehide)
+    # a reload: the page's pagehide DELETE ends its session at once; the new page plays
+    assert result["left_session"] == rejoined["location"], result
     assert result["beat_after_leaving"] is not None, result
+    reloaded = result["hook_after_reload"]
+    assert result["reloaded_after"] is not None and reloaded["state"] == "live", result
+    # staff end the lesson: Janus hangs up, the page asks again and says the lesson ended
+    assert result["end_status"] == 200, result
+    assert result["ended_after"] is not None and result["ended_after"] < 15, result
+    assert "Buổi học đã kết thúc" in result["text_after_end"], result["text_after_end"]
+    assert "Cảm ơn em đã tham gia buổi học." in result["text_after_end"]
+    assert (ARTIFACTS / "join-relay-390x844-ended.png").stat().st_size > 10_000
 
-    # attendance: the pupil's relay sessions, the one before the drop and the one after
+    # attendance: the pupil's three relay sessions (before the drop, after it, after the
+    # reload), verified and all ended
     with sqlite3.connect(data_dir / "lessons.db") as db:
         rows = db.execute(
             "SELECT session_id, pupil_id, verified, left_at FROM presence WHERE room = 'demo'"
         ).fetchall()
-    sessions = {session_url.rsplit("/", 1)[1], str(rejoined["location"]).rsplit("/", 1)[1]}
+    sessions = {str(h["location"]).rsplit("/", 1)[1] for h in (hook, rejoined, reloaded)}
+    assert len(sessions) == 3, (hook, rejoined, reloaded)
     mine = [row for row in rows if row[0] in sessions]
-    assert len(mine) == 2, rows
+    assert len(mine) == 3, rows
     assert all(row[1] == pupil["student_id"] and row[2] == 1 for row in mine), rows
-    assert all(row[3] is not None for row in mine), rows  # both ended
+    assert all(row[3] is not None for row in mine), rows
