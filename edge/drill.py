@@ -33,6 +33,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
+import aioice.stun
+import aioice.turn
 import av
 import numpy as np
 import numpy.typing as npt
@@ -55,7 +57,7 @@ from webrtc import gather_only
 from .library import UploadError
 from .links import room_links
 from .room import audio_source, video_source
-from .service import EdgeService, library_target
+from .service import EdgeService, library_target, turn_rest
 from .settings import (
     Config,
     IceServerSettings,
@@ -774,6 +776,77 @@ async def check_ice_servers(servers: Sequence[IceServerSettings]) -> list[Step]:
     return list(await asyncio.gather(*(check_ice_url(url) for url in urls)))
 
 
+async def check_turn_credentials(config: Config) -> list[Step]:
+    """With [webrtc.turn]: each URL answers an Allocate with credentials minted from the
+    shared secret, as a pupil's browser would (a wrong secret fails here, not in class)."""
+    settings = config.site.webrtc.turn
+    if settings is None:
+        return []
+    try:
+        minted = turn_rest(config)
+    except OSError as exc:
+        return [
+            Step(
+                "turn.secret",
+                "fail",
+                f"TURN: không đọc được tệp khóa bí mật {settings.secret_file} ({exc})",
+                f"TURN: cannot read the secret file {settings.secret_file} ({exc})",
+            )
+        ]
+    assert minted is not None
+    server = minted.mint("drill")
+    return list(
+        await asyncio.gather(
+            *(check_turn_allocation(url, server.username, server.credential) for url in server.urls)
+        )
+    )
+
+
+async def check_turn_allocation(
+    url: str, username: str | None, password: str | None, within: float = 5.0
+) -> Step:
+    key = f"turn.{url}"
+    try:
+        parsed = parse_stun_turn_uri(url)
+    except ValueError as exc:
+        return Step(key, "fail", f"{url}: địa chỉ sai ({exc})", f"{url}: malformed ({exc})")
+    transport = "tcp" if parsed["scheme"] == "turns" else parsed.get("transport") or "udp"
+    value: dict[str, Any] = {"url": url, "transport": transport}
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(within):
+            relay, _ = await aioice.turn.create_turn_endpoint(
+                asyncio.DatagramProtocol,
+                (str(parsed["host"]), int(parsed["port"])),
+                username,
+                password,
+                ssl=parsed["scheme"] == "turns",
+                transport=transport,
+            )
+    except (TimeoutError, OSError, ssl.SSLError, ValueError, aioice.stun.TransactionError) as exc:
+        error = str(exc) or type(exc).__name__
+        hint = " (sai khóa bí mật?)" if "401" in error else ""
+        return Step(
+            key,
+            "fail",
+            f"TURN {url}: không cấp được địa chỉ chuyển tiếp với mật khẩu tạm thời{hint}: {error}",
+            f"TURN {url}: no relay allocated with minted credentials"
+            f"{' (wrong secret?)' if hint else ''}: {error}",
+            {**value, "error": error},
+        )
+    address = relay.get_extra_info("sockname")
+    relay.close()
+    value.update(relay=str(address), ms=round((time.monotonic() - started) * 1000, 1))
+    return Step(
+        key,
+        "pass",
+        f"TURN {url}: cấp địa chỉ chuyển tiếp {address} với mật khẩu tạm thời "
+        f"({value['ms']:.0f} ms)",
+        f"TURN {url}: relay {address} allocated with minted credentials ({value['ms']:.0f} ms)",
+        value,
+    )
+
+
 # ------------------------------------------------------------------ loopback viewer
 
 
@@ -1405,6 +1478,7 @@ async def run_drill(config: Config, room: str, *, seconds: int, progress: Progre
     done(await check_library(config.site.library, config.site.data_dir))
     done(await asyncio.to_thread(check_clock, config.zone))
     done(*await check_ice_servers(config.site.webrtc.ice_servers))
+    done(*await check_turn_credentials(config))
     rate = None
     if devices_ok:
         progress(f"  tiết thử · mini-lesson: {seconds} s ...")

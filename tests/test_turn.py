@@ -229,3 +229,17 @@ def test_chromium_with_a_wrong_secret_fails_cleanly(tmp_path: Path, turn: Turn) 
     assert "Chưa vào được lớp học" in result["text"], result["text"]
     assert "Traceback" not in log, log
     assert re.search(r"TURN turn:127\.0\.0\.1:\d+\?transport=udp: no relay candidate: .*401", log)
+
+
+async def test_the_drill_allocates_with_minted_credentials(tmp_path: Path, turn: Turn) -> None:
+    from edge.drill import check_turn_credentials
+    from edge.settings import load
+
+    config = turn_site(tmp_path, [turn.url("udp"), turn.url("tcp")])
+    steps = await check_turn_credentials(load(config))
+    assert [s.status for s in steps] == ["pass", "pass"], [s.en for s in steps]
+    assert all("relay" in s.en and "minted credentials" in s.en for s in steps)
+    (tmp_path / "turn-secret").write_text("not-the-secret\n")
+    [wrong, _] = await check_turn_credentials(load(config))
+    assert wrong.status == "fail" and "(wrong secret?)" in wrong.en, wrong.en
+    assert "sai khóa bí mật" in wrong.vi
