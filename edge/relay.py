@@ -402,7 +402,7 @@ def router(service: EdgeService) -> APIRouter:
             "mountpoint": room_relay.mountpoint.id,
             "token": viewer.token,
             "session": viewer.id,
-            "ice_servers": [s.as_json() for s in service.advertised_ice_servers],
+            "ice_servers": [s.as_json() for s in service.ice_servers(f"{room}.relay")],
             "beat_seconds": relay.settings.beat_seconds,
         }
         return JSONResponse(
