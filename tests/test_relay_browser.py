@@ -20,7 +20,7 @@ import pytest
 
 from edge.relay import mountpoint_id
 from tests.conftest import ARTIFACTS, ROOT, run_service
-from tests.janus_env import Janus, available, relay_hosts, run_janus
+from tests.janus_env import Janus, admin_request, available, relay_hosts, run_janus, tokens
 from tests.netns import available as netns_available
 
 pytestmark = [
@@ -80,6 +80,9 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
                 cwd=ROOT,
             )
             data_dir = service.data_dir
+            # Janus's sessions now (the service keeps none of its own), its tokens
+            janus_sessions = admin_request(janus, hosts, {"janus": "list_sessions"})["sessions"]
+            janus_tokens = tokens(janus, hosts)
     result = json.loads(result_path.read_text(encoding="utf-8"))
     (ARTIFACTS / "join-relay-result.json").write_text(
         json.dumps(result, ensure_ascii=False, indent=1)
@@ -134,6 +137,12 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
     assert "Buổi học đã kết thúc" in result["text_after_end"], result["text_after_end"]
     assert "Cảm ơn em đã tham gia buổi học." in result["text_after_end"]
     assert (ARTIFACTS / "join-relay-390x844-ended.png").stat().st_size > 10_000
+
+    # the page destroyed the Janus session it left on reload; the lesson's end took the
+    # tokens back (the last page's destroy then comes too late: Janus reaps that session,
+    # like the one lost with the link, after its session_timeout)
+    assert rejoined["janus"]["session"] not in janus_sessions, (rejoined, janus_sessions)
+    assert janus_tokens == [], janus_tokens
 
     # attendance: the pupil's three relay sessions (before the drop, after it, after the
     # reload), verified and all ended
