@@ -136,6 +136,7 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
     assert result["ended_after"] is not None and result["ended_after"] < 15, result
     assert "Buổi học đã kết thúc" in result["text_after_end"], result["text_after_end"]
     assert "Cảm ơn em đã tham gia buổi học." in result["text_after_end"]
+    assert "Tiết Toán đã kết thúc lúc" in result["text_after_end"]  # the room's outlook
     assert (ARTIFACTS / "join-relay-390x844-ended.png").stat().st_size > 10_000
 
     # the page destroyed the Janus session it left on reload; the lesson's end took the

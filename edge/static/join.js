@@ -449,6 +449,7 @@
     var out = { status: res.status, retryAfter: parseInt(res.headers.get('Retry-After') || '', 10) };
     if (res.status !== 201) {
       out.problem = await res.json().catch(function () { return {}; });
+      if (res.status === 409 && !out.problem.now) out.problem = await withOutlook(out.problem);
       return out;
     }
     var grant = await res.json();
@@ -478,6 +479,27 @@
     if (s.pc.iceGatheringState === 'complete') s.janus.trickle(null);
     watchDtls(s);
     return out;
+  }
+
+  // A 409 without the lesson outlook (next, ended, the school's clock): ask the room for it.
+  async function withOutlook(problem) {
+    var url = new URL(config.whep, location.href);
+    url.pathname = url.pathname.replace(/\/whep\/([^/]+)\/?$/, '/api/rooms/$1/now');
+    var ctrl = window.AbortController ? new AbortController() : null;
+    var timer = setTimeout(function () { if (ctrl) ctrl.abort(); }, 5000);
+    try {
+      var res = await fetch(url.href, { headers: authHeaders(), cache: 'no-store', signal: ctrl ? ctrl.signal : undefined });
+      var o = res.status === 200 ? await res.json() : null;
+      if (!o) return problem;
+      return Object.assign({}, problem, {
+        now: o.now, next_lesson: o.next, ended_lesson: o.ended,
+        next_start: problem.next_start || (o.next && o.next.start) || null
+      });
+    } catch (e) {
+      return problem;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   // Tell the service the pupil still watches; 404: the session is gone, the next POST says why.
