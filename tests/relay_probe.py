@@ -3,7 +3,7 @@ what the page received from Janus.
 
 Run inside the viewer's network namespace:
     python tests/relay_probe.py URL RESULT.json SCREENSHOT.png [--seconds S]
-        [--drop DEVICE --gateway ADDRESS] [--staff-key KEY]
+        [--drop DEVICE --gateway ADDRESS] [--staff-key KEY] [--class-link URL]
 With --staff-key the room has no lesson at first: the probe reports the page's waiting room
 (screenshot suffix `-waiting`), then starts a lesson as staff do (POST
 /api/rooms/ROOM/lesson) and times the page joining by itself. The report holds the page's
@@ -13,8 +13,9 @@ namespace's veth) the link is then taken down and up again, as in browser_probe.
 --gateway is the default route put back (a link going down takes it away, and the service
 sits behind Janus's namespace). Then the pupil reloads the page: the probe beats the
 session the page left and reports how long until that gives 404 (the page's DELETE from
-pagehide went through). Last, with --staff-key, staff end the lesson and the probe times
-the page saying so (screenshot suffix `-ended`).
+pagehide went through). With --class-link a second tab opens the class's link and picks
+the second name of the list. Last, with --staff-key, staff end the lesson and the probe
+times the pages saying so (screenshot suffix `-ended`).
 """
 
 from __future__ import annotations
@@ -124,6 +125,21 @@ def state_is(page: Page, state: str) -> bool:
     return bool(page.evaluate("() => window.classroom.state") == state)
 
 
+def class_page(page: Page, url: str, result: dict[str, object]) -> Page:
+    """A class link: the pupil picks the second name of the list, then it plays."""
+    page.goto(url, wait_until="domcontentloaded", timeout=15000)
+    result["class_picking_after"] = wait_until(page, lambda: state_is(page, "picking"), 10)
+    pick = page.locator("#picker-list button").nth(1)
+    result["class_picked"] = pick.inner_text()
+    pick.tap()
+    result["class_played_after"] = wait_until(
+        page, lambda: state_is(page, "live") and played(page.evaluate(STATS), 10), 30
+    )
+    result["class_hook"] = page.evaluate(HOOK)
+    result["class_text"] = page.inner_text("body")
+    return page
+
+
 def main(
     url: str,
     result_path: str,
@@ -132,6 +148,7 @@ def main(
     drop_device: str | None,
     gateway: str | None,
     staff_key: str | None,
+    class_link: str | None,
 ) -> None:
     result: dict[str, object] = {"url": url}
     console: list[str] = []
@@ -193,12 +210,17 @@ def main(
             30,
         )
         result["hook_after_reload"] = page.evaluate(HOOK)
+        classmate = class_page(context.new_page(), class_link, result) if class_link else None
         if staff_key:
             result["end_status"] = staff(page, staff_key, "/end")
             result["ended_after"] = wait_until(page, lambda: state_is(page, "ended"), 30)
             result["hook_after_end"] = page.evaluate(HOOK)
             result["text_after_end"] = page.inner_text("body")
             page.screenshot(path=suffixed(screenshot_path, "-ended"))
+            if classmate is not None:
+                result["classmate_ended_after"] = wait_until(
+                    classmate, lambda: state_is(classmate, "ended"), 30
+                )
     result["requests"] = requests
     result["console"] = console
     with open(result_path, "w", encoding="utf-8") as out:
@@ -214,6 +236,7 @@ if __name__ == "__main__":
     parser.add_argument("--drop", default=None)
     parser.add_argument("--gateway", default=None)
     parser.add_argument("--staff-key", default=None)
+    parser.add_argument("--class-link", default=None)
     args = parser.parse_args()
     main(
         args.url,
@@ -223,4 +246,5 @@ if __name__ == "__main__":
         args.drop,
         args.gateway,
         args.staff_key,
+        args.class_link,
     )

@@ -62,7 +62,9 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
         with run_service(
             tmp_path, ["--config", str(config)], hosts.service.address, hosts.service.command()
         ) as service:
-            pupil = next(link for link in service.links() if link["kind"] == "student")
+            links = service.links()
+            pupil = next(link for link in links if link["kind"] == "student")
+            class_link = next(link for link in links if link["kind"] == "class")
             subprocess.run(
                 hosts.viewer.command(
                     sys.executable,
@@ -74,6 +76,7 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
                     f"--drop={hosts.viewer.device}",
                     f"--gateway={hosts.viewer_side}",
                     f"--staff-key={(service.data_dir / 'staff-key').read_bytes().hex()}",
+                    f"--class-link={service.base}/join/{class_link['token']}",
                 ),
                 check=True,
                 timeout=240,
@@ -105,7 +108,9 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
     assert stats["audio"]["packetsReceived"] > 0, stats
     assert hook["cameraPlaying"] == 1280 and hook["boardPlaying"] == 1920, hook
     assert hook["soundTracks"] == 1, hook
-    assert result["played_after"] < 30, result  # the next ask within 15 s, then ~5 s
+    # the page asks again within 15 s (the 409's Retry-After); the board needs 6 s for 30 frames
+    assert result["first_picture_after"] < 15 + 5, result
+    assert result["played_after"] < 15 + 5 + 15, result
     # what it asked: a grant from the service, then Janus's own API; never WHEP
     requests = result["requests"]
     assert requests.count(f"POST {service.base}/relay/demo") >= 2, requests  # 409, then 201
@@ -131,6 +136,11 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
     assert result["beat_after_leaving"] is not None, result
     reloaded = result["hook_after_reload"]
     assert result["reloaded_after"] is not None and reloaded["state"] == "live", result
+    # a class link: the pupil picks a name (the second of the list), then plays via Janus
+    assert result["class_picking_after"] is not None, result
+    classmate = result["class_hook"]
+    assert result["class_played_after"] is not None and classmate["relay"] is True, result
+    assert f"Em là {result['class_picked']}" in result["class_text"], result["class_text"]
     # staff end the lesson: Janus hangs up, the page asks again and says the lesson ended
     assert result["end_status"] == 200, result
     assert result["ended_after"] is not None and result["ended_after"] < 15, result
@@ -138,6 +148,7 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
     assert "Cảm ơn em đã tham gia buổi học." in result["text_after_end"]
     assert "Tiết Toán đã kết thúc lúc" in result["text_after_end"]  # the room's outlook
     assert (ARTIFACTS / "join-relay-390x844-ended.png").stat().st_size > 10_000
+    assert result["classmate_ended_after"] is not None, result
 
     # the page destroyed the Janus session it left on reload; the lesson's end took the
     # tokens back (the last page's destroy then comes too late: Janus reaps that session,
@@ -146,14 +157,17 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
     assert janus_tokens == [], janus_tokens
 
     # attendance: the pupil's three relay sessions (before the drop, after it, after the
-    # reload), verified and all ended
+    # reload), verified; the classmate's, by the picked name, not verified; all ended
     with sqlite3.connect(data_dir / "lessons.db") as db:
-        rows = db.execute(
-            "SELECT session_id, pupil_id, verified, left_at FROM presence WHERE room = 'demo'"
-        ).fetchall()
-    sessions = {str(h["location"]).rsplit("/", 1)[1] for h in (hook, rejoined, reloaded)}
-    assert len(sessions) == 3, (hook, rejoined, reloaded)
-    mine = [row for row in rows if row[0] in sessions]
-    assert len(mine) == 3, rows
-    assert all(row[1] == pupil["student_id"] and row[2] == 1 for row in mine), rows
-    assert all(row[3] is not None for row in mine), rows
+        rows = {
+            row[0]: row[1:]
+            for row in db.execute(
+                "SELECT session_id, pupil_id, verified, left_at FROM presence WHERE room = 'demo'"
+            )
+        }
+    assert len(rows) == 4, rows
+    sessions = [str(h["location"]).rsplit("/", 1)[1] for h in (hook, rejoined, reloaded)]
+    assert all(rows[s][:2] == (pupil["student_id"], 1) for s in sessions), rows
+    picked = next(link for link in links if link["name"] == result["class_picked"])
+    assert rows[str(classmate["location"]).rsplit("/", 1)[1]][:2] == (picked["student_id"], 0)
+    assert all(row[2] is not None for row in rows.values()), rows
