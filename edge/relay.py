@@ -35,6 +35,7 @@ from webrtc.relay import (
 
 from . import access
 from .access import problem
+from .outlook import not_live
 from .settings import RelaySettings, RoomSettings
 from .tokens import Grant, TokenError
 
@@ -362,17 +363,7 @@ def router(service: EdgeService) -> APIRouter:
                 {**headers, "WWW-Authenticate": 'Bearer realm="classroom-edge"'},
             )
         if not runtime.live:
-            upcoming = None
-            if service.scheduler is not None:
-                upcoming = service.scheduler.outlook(room, service.clock.now())["next"]
-            start = upcoming.start.isoformat() if upcoming is not None else None
-            return problem(
-                409,
-                "No lesson live",
-                "no lesson is live in this room now",
-                {**headers, "Retry-After": "15"},
-                next_start=start,
-            )
+            return not_live(service, room, headers)  # what the waiting room shows, as WHEP
         pupil_id = grant.pupil_id
         if pupil_id is None and request.query_params.get("as"):  # picked on the class link
             picked = service.classmate(grant.class_name, request.query_params["as"])

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import html
 import json
 import logging
-import math
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -17,10 +15,10 @@ from fastapi.staticfiles import StaticFiles
 
 from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
 
-from . import access, admin, console, principal, relay, rewatch
+from . import access, admin, console, outlook, principal, relay, rewatch
 from .access import problem
-from .lessons import Lesson
 from .metrics import CONTENT_TYPE, exposition
+from .outlook import not_live
 from .pages import STATIC, page
 from .scheduler import LessonConflict
 from .service import EdgeService
@@ -146,22 +144,7 @@ def create_app(service: EdgeService) -> FastAPI:
                 413, "Offer too large", f"an SDP offer is at most {MAX_OFFER_BYTES} bytes", headers
             )
         if not runtime.live:
-            outlook = lesson_outlook(room)
-            nxt = outlook["next"]
-            wait = 15
-            if isinstance(nxt, dict) and isinstance(nxt.get("start"), str):
-                until = dt.datetime.fromisoformat(nxt["start"]) - service.clock.now()
-                wait = max(1, min(15, math.ceil(until.total_seconds())))
-            return problem(
-                409,
-                "No lesson live",
-                "no lesson is live in this room now",
-                {**headers, "Retry-After": str(wait)},
-                next_start=nxt["start"] if isinstance(nxt, dict) else None,
-                next_lesson=nxt,
-                ended_lesson=outlook["ended"],
-                now=outlook["now"],
-            )
+            return not_live(service, room, headers)
         try:
             offer = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -206,21 +189,7 @@ def create_app(service: EdgeService) -> FastAPI:
         return response
 
     def lesson_outlook(room: str, staff: bool = False) -> dict[str, object]:
-        """What a pupil's page shows around the lesson: live, next, ended (today); staff
-        also see ids and states."""
-        scheduler = service.scheduler
-        zone = service.config.zone
-        if scheduler is None:
-            return {"live": None, "next": None, "ended": None, "now": None}
-        now = service.clock.now()
-        found = scheduler.outlook(room, now)
-        return {
-            "now": now.astimezone(zone).isoformat(),
-            **{
-                key: (lesson.as_json(zone) if staff and lesson else _for_pupils(lesson, zone))
-                for key, lesson in found.items()
-            },
-        }
+        return outlook.lesson_outlook(service, room, staff)
 
     @app.get("/api/rooms/{room}/now")
     async def room_now(room: str, request: Request) -> Response:
@@ -424,14 +393,6 @@ def create_app(service: EdgeService) -> FastAPI:
         return JSONResponse(health, status_code=200 if health["status"] == "ok" else 503)
 
     return app
-
-
-def _for_pupils(lesson: Lesson | None, zone: dt.tzinfo) -> dict[str, object] | None:
-    if lesson is None:
-        return None
-    full = lesson.as_json(zone)
-    keys = ("class", "subject", "teacher", "period", "session", "start", "end")
-    return {key: full[key] for key in keys}
 
 
 def _link_error_page() -> str:
