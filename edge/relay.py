@@ -2,8 +2,12 @@
 streaming mountpoint fed with the room's encoded packets; per pupil, a Janus token the
 service hands out at `POST /relay/{room}` and takes back when the session ends.
 
-The pupil's page then talks to Janus itself (see /tmp/h/relay_contract.md); it beats
-`POST /relay/{room}/{session}` so attendance counts it like a WHEP viewer.
+`POST /relay/{room}` (Bearer join token, `?as=` on class links; WHEP's 401/403/404/409)
+answers 201 {"janus", "mountpoint", "token", "session", "ice_servers", "beat_seconds"}.
+The pupil's page then talks to Janus's own HTTP API (`static/janus.js`: a session with
+the token, the streaming plugin, watch the mountpoint); it beats
+`POST /relay/{room}/{session}` every `beat_seconds` (204, or 404 once the session is
+gone), so attendance counts it like a WHEP viewer, and `DELETE`s it on leaving.
 """
 
 from __future__ import annotations
