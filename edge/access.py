@@ -75,3 +75,22 @@ def csrf_refusal(request: Request, staff_key: str) -> JSONResponse | None:
     if sent and hmac.compare_digest(sent.encode(), staff_csrf(request, staff_key).encode()):
         return None
     return problem(403, "CSRF token missing or wrong", "reload the page and try again")
+
+
+def cors_headers(request: Request, origins: list[str], methods: str) -> dict[str, str]:
+    """CORS answer headers for a player on another site (`[http] cors_origins`), the same
+    for the WHEP and the relay endpoints; none for an origin not allowed."""
+    origin = request.headers.get("origin")
+    allowed = "*" if "*" in origins else (origin if origin in origins else None)
+    if allowed is None:
+        return {}
+    headers = {
+        "Access-Control-Allow-Origin": allowed,
+        "Access-Control-Allow-Methods": methods,
+        "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+        "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Retry-After",
+        "Access-Control-Max-Age": "600",
+    }
+    if allowed != "*":
+        headers["Vary"] = "Origin"
+    return headers

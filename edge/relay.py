@@ -311,19 +311,7 @@ def router(service: EdgeService) -> APIRouter:
     cors = service.config.site.http.cors_origins
 
     def headers_for(request: Request, methods: str) -> dict[str, str]:
-        origin = request.headers.get("origin")
-        allowed = "*" if "*" in cors else (origin if origin in cors else None)
-        if allowed is None:
-            return {}
-        headers = {
-            "Access-Control-Allow-Origin": allowed,
-            "Access-Control-Allow-Methods": methods,
-            "Access-Control-Allow-Headers": "Authorization, Content-Type",
-            "Access-Control-Max-Age": "600",
-        }
-        if allowed != "*":
-            headers["Vary"] = "Origin"
-        return headers
+        return access.cors_headers(request, cors, methods)
 
     def no_relay(headers: dict[str, str]) -> Response:
         return problem(404, "No relay", "this service serves viewers itself (POST /whep)", headers)

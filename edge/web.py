@@ -70,20 +70,7 @@ def create_app(service: EdgeService) -> FastAPI:
     cors = service.config.site.http.cors_origins
 
     def cors_headers(request: Request, methods: str) -> dict[str, str]:
-        origin = request.headers.get("origin")
-        allowed = "*" if "*" in cors else (origin if origin in cors else None)
-        if allowed is None:
-            return {}
-        headers = {
-            "Access-Control-Allow-Origin": allowed,
-            "Access-Control-Allow-Methods": methods,
-            "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-            "Access-Control-Expose-Headers": "Location, Link, ETag, Accept-Patch, Retry-After",
-            "Access-Control-Max-Age": "600",
-        }
-        if allowed != "*":
-            headers["Vary"] = "Origin"
-        return headers
+        return access.cors_headers(request, cors, methods)
 
     def authorize(request: Request, room: str) -> Grant | None:
         token = access.bearer(request)
