@@ -175,6 +175,25 @@ def loopback_candidates() -> Iterator[None]:
     gather_only(None)
 
 
+SMALL_ROOM = """class = "6A1"
+always_live = true
+record = false
+[camera]
+kind = "test"
+width = 320
+height = 180
+fps = 15
+[mic]
+kind = "test"
+[[camera_renditions]]
+width = 320
+height = 180
+fps = 15
+bitrate_kbps = 300
+"""
+"""A light always-live room (a small test camera and tone, not recorded)."""
+
+
 def write_site(tmp: Path, rooms: dict[str, str], site: str = 'school = "Trường Thử"\n') -> Path:
     (tmp / "rooms").mkdir(parents=True, exist_ok=True)
     (tmp / "edge.toml").write_text(site, encoding="utf-8")

@@ -14,26 +14,11 @@ from capture import TestCamera
 from edge.clock import SystemClock
 from edge.service import EdgeService
 from edge.tokens import Grant
-from tests.conftest import serve_in_process, write_site
+from tests.conftest import SMALL_ROOM, serve_in_process, write_site
 from tests.test_console import camera_clock_gone, camera_clock_good
 from tests.whep_client import Viewer, eventually
 
-ROOM = """class = "6A1"
-always_live = true
-record = false
-[camera]
-kind = "test"
-width = 320
-height = 180
-fps = 15
-[mic]
-kind = "test"
-[[camera_renditions]]
-width = 320
-height = 180
-fps = 15
-bitrate_kbps = 300
-"""
+ROOM = SMALL_ROOM
 
 
 def token(service: EdgeService) -> str:

@@ -20,25 +20,10 @@ from cryptography.x509.oid import NameOID
 
 from edge.staff import set_password
 from tests.browser_probe import chromium
-from tests.conftest import cli, run_service, write_site
+from tests.conftest import SMALL_ROOM, cli, run_service, write_site
 from tests.whep_client import Viewer, eventually
 
-ROOM = """class = "6A1"
-always_live = true
-record = false
-[camera]
-kind = "test"
-width = 320
-height = 180
-fps = 15
-[mic]
-kind = "test"
-[[camera_renditions]]
-width = 320
-height = 180
-fps = 15
-bitrate_kbps = 300
-"""
+ROOM = SMALL_ROOM
 SITE = """school = "Trường Thử"
 [http]
 certificate = "tls/edge.pem"

@@ -13,32 +13,13 @@ from capture import TestCamera
 from edge.clock import SystemClock
 from edge.service import EdgeService
 from edge.tokens import Grant
-from tests.conftest import serve_in_process, write_site
+from tests.conftest import SMALL_ROOM, serve_in_process, write_site
 from tests.whep_client import Viewer, eventually
 
-ROOM = """class = "6A1"
-always_live = true
-record = false
-[camera]
-kind = "test"
-width = 320
-height = 180
-fps = 15
-[mic]
-kind = "test"
-[[camera_renditions]]
-name = "high"
-width = 320
-height = 180
-fps = 15
-bitrate_kbps = 300
-[[camera_renditions]]
-name = "low"
-width = 224
-height = 126
-fps = 5
-bitrate_kbps = 80
-"""
+ROOM = (
+    SMALL_ROOM.replace("[[camera_renditions]]", '[[camera_renditions]]\nname = "high"')
+    + '[[camera_renditions]]\nname = "low"\nwidth = 224\nheight = 126\nfps = 5\nbitrate_kbps = 80\n'
+)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
