@@ -20,8 +20,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import ROOT, run_service
-from tests.janus_env import RelayHosts, relay_hosts, run_janus
-from tests.test_relay import Viewers, cpu_seconds, relay_config
+from tests.janus_env import RelayHosts, relay_config, relay_hosts, run_janus
+from tests.test_relay import Viewers, cpu_seconds
 
 WHEP_VIEWERS = (
     "import runpy, sys, webrtc; webrtc.gather_only = lambda addresses: None; "

@@ -149,6 +149,28 @@ class Janus:
         return self.process.poll() is None
 
 
+def relay_config(tmp: Path, janus: Janus, *, always_live: bool = True) -> Path:
+    """The embedded demo with a [relay] table pointing at this Janus; with `always_live`
+    False its room has no lesson until staff start one."""
+    folder = tmp / "config"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "edge" / "demo", folder)
+    if not always_live:
+        room = folder / "rooms" / "demo.toml"
+        room.write_text(room.read_text().replace("always_live = true", "always_live = false"))
+    (folder / "janus-admin.secret").write_text(janus.admin_secret + "\n")
+    edge = folder / "edge.toml"
+    edge.write_text(
+        edge.read_text()
+        + "\n[relay]\n"
+        + 'kind = "janus"\n'
+        + f'api_url = "{janus.api_url}"\n'
+        + f'admin_url = "{janus.admin_url}"\n'
+        + 'admin_secret_file = "janus-admin.secret"\n'
+        + f'public_url = "{janus.viewer_api_url}"\n'
+    )
+    return edge
+
+
 @contextlib.contextmanager
 def run_janus(tmp: Path, hosts: RelayHosts, start_timeout: float = 30.0) -> Iterator[Janus]:
     """Janus in `hosts.janus`; stopped (SIGTERM, then SIGKILL) on exit."""

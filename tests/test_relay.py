@@ -10,7 +10,6 @@ service's CPU stays within 10 % of a core of its one-viewer level: Janus fans ou
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from tests.janus_env import (
     RelayHosts,
     available,
     mountpoint_info,
+    relay_config,
     relay_hosts,
     run_janus,
     tokens,
@@ -53,24 +53,6 @@ def cpu_share(pid: int, seconds: float) -> float:
     start, began = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
     return (cpu_seconds(pid) - start) / (time.monotonic() - began)
-
-
-def relay_config(tmp: Path, janus: Janus) -> Path:
-    """The embedded demo with a [relay] table pointing at this Janus."""
-    folder = tmp / "config"
-    shutil.copytree(ROOT / "edge" / "demo", folder)
-    (folder / "janus-admin.secret").write_text(janus.admin_secret + "\n")
-    edge = folder / "edge.toml"
-    edge.write_text(
-        edge.read_text()
-        + "\n[relay]\n"
-        + 'kind = "janus"\n'
-        + f'api_url = "{janus.api_url}"\n'
-        + f'admin_url = "{janus.admin_url}"\n'
-        + 'admin_secret_file = "janus-admin.secret"\n'
-        + f'public_url = "{janus.viewer_api_url}"\n'
-    )
-    return edge
 
 
 class Viewers:

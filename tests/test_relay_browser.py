@@ -10,7 +10,6 @@ lesson; attendance shows the pupil's sessions.
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 
 from edge.relay import mountpoint_id
 from tests.conftest import ARTIFACTS, ROOT, run_service
-from tests.janus_env import Janus, admin_request, available, relay_hosts, run_janus, tokens
+from tests.janus_env import admin_request, available, relay_config, relay_hosts, run_janus, tokens
 from tests.netns import available as netns_available
 
 pytestmark = [
@@ -32,33 +31,12 @@ pytestmark = [
 ]
 
 
-def relay_config(tmp: Path, janus: Janus) -> Path:
-    """The embedded demo with a [relay] table pointing at this Janus, its room without a
-    lesson until staff start one."""
-    folder = tmp / "config"
-    shutil.copytree(ROOT / "edge" / "demo", folder)
-    room = folder / "rooms" / "demo.toml"
-    room.write_text(room.read_text().replace("always_live = true", "always_live = false"))
-    (folder / "janus-admin.secret").write_text(janus.admin_secret + "\n")
-    edge = folder / "edge.toml"
-    edge.write_text(
-        edge.read_text()
-        + "\n[relay]\n"
-        + 'kind = "janus"\n'
-        + f'api_url = "{janus.api_url}"\n'
-        + f'admin_url = "{janus.admin_url}"\n'
-        + 'admin_secret_file = "janus-admin.secret"\n'
-        + f'public_url = "{janus.viewer_api_url}"\n'
-    )
-    return edge
-
-
 def test_chromium_plays_via_janus(tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     result_path = tmp_path / "result.json"
     screenshot = ARTIFACTS / "join-relay-390x844.png"
     with relay_hosts() as hosts, run_janus(tmp_path, hosts) as janus:
-        config = relay_config(tmp_path, janus)
+        config = relay_config(tmp_path, janus, always_live=False)
         with run_service(
             tmp_path, ["--config", str(config)], hosts.service.address, hosts.service.command()
         ) as service:
