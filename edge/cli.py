@@ -7,7 +7,9 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import signal
 import sys
+import types
 from pathlib import Path
 
 from .settings import Config, ConfigError, load
@@ -67,6 +69,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     notifier = Notifier(lambda: service_status(service))  # systemd (does nothing outside it)
 
+    def stop_serving(signum: int, frame: types.FrameType | None) -> None:
+        server.handle_exit(signum, frame)
+
+    # uvicorn handles SIGTERM/SIGINT while it serves, then restores these handlers and
+    # raises the signal again: with ours in place the service ends with exit status 0
+    # (a stop asked for is not a crash) and Ctrl-C prints no traceback
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, stop_serving)
+
     async def serve() -> None:
         task = asyncio.create_task(server.serve())
         while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn has no event)
@@ -83,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(
                     f"  room {room} (class {class_link.class_name}): {class_link.url}", flush=True
                 )
-            # uvicorn re-raises SIGTERM once it has shut down: STOPPING=1 goes out before
+            # STOPPING=1 goes out as soon as a stop is asked for, before the shutdown
             while not server.should_exit and not task.done():  # noqa: ASYNC110 (no event)
                 await asyncio.sleep(0.1)
             await notifier.stop()  # STOPPING=1

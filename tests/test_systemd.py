@@ -221,7 +221,7 @@ async def test_demo_service_notifies_ready_watchdog_status_and_stopping(
             await viewer.close()
         process.send_signal(signal.SIGTERM)
         assert await eventually(lambda: bool(systemd.times("STOPPING=1")), 10), systemd.messages
-        assert await asyncio.to_thread(process.wait, 15) == -signal.SIGTERM  # as uvicorn re-raises
+        assert await asyncio.to_thread(process.wait, 15) == 0  # a stop asked for is no failure
         assert len(systemd.times("READY=1")) == 1
     finally:
         if process.poll() is None:
