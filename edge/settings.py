@@ -15,7 +15,7 @@ import ssl
 import tomllib
 import types
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -613,6 +613,7 @@ class SpeakerSettings(Model):
 
 SOURCE_KINDS = {"test", "v4l2", "x11grab", "alsa"}
 UNION_TAGS = SOURCE_KINDS | {"path", "inline"}  # tags pydantic puts into error paths
+NOT_A_TIMETABLE = "not_a_timetable"  # the error type of a timetable neither path nor tables
 CameraSource = Annotated[TestVideoSource | V4L2Source, Field(discriminator="kind")]
 BoardSource = Annotated[TestVideoSource | V4L2Source | ScreenSource, Field(discriminator="kind")]
 MicSource = Annotated[TestAudioSource | AlsaSource, Field(discriminator="kind")]
@@ -670,8 +671,10 @@ class InlineTimetable(Model):
     )
 
 
-def _timetable_kind(value: Any) -> str:
-    return "path" if isinstance(value, str) else "inline"
+def _timetable_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "path"
+    return "inline" if isinstance(value, dict | InlineTimetable) else None
 
 
 class RoomSettings(Model):
@@ -704,7 +707,11 @@ class RoomSettings(Model):
     timetable: (
         Annotated[
             Annotated[str, Tag("path")] | Annotated[InlineTimetable, Tag("inline")],
-            Discriminator(_timetable_kind),
+            Discriminator(
+                _timetable_kind,
+                custom_error_type=NOT_A_TIMETABLE,
+                custom_error_message="a .csv or .ics path, or [[timetable.period]] tables",
+            ),
         ]
         | None
     ) = Field(
@@ -785,19 +792,38 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def _expected(error: dict[str, Any]) -> tuple[str, str]:
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
+_TABLE_TYPES = {"model_type", "model_attributes_type", "dict_type"}
+
+
+def _choices(values: Sequence[object]) -> str:
+    return "one of: " + ", ".join(str(value) for value in values)
+
+
+def _expected(error: dict[str, Any], path: Sequence[str | int]) -> tuple[str, str]:
+    """(problem, expected) in words a person wrote, for one pydantic error at `path`."""
     message = str(error["msg"])
     kind = error["type"]
+    got = f"got {error.get('input')!r}"
     if kind == "missing":
         return "missing", "a value"
     if kind == "extra_forbidden":
         return "unknown key", "a key documented in config/edge.toml and config/rooms/example.toml"
+    if kind == "literal_error":
+        choices = _choices(_QUOTED.findall(str(error.get("ctx", {}).get("expected", ""))))
+        if path and path[-1] == "kind":
+            return f"unknown kind {error.get('input')!r}", choices
+        return got, choices
+    if kind in _TABLE_TYPES:
+        if path and all(isinstance(part, str) for part in path):
+            return got, f"a [{'.'.join(str(part) for part in path)}] table"
+        return got, "a table"
+    if kind == NOT_A_TIMETABLE:
+        return got, message
     if message.startswith("Input should be "):
-        return f"got {error.get('input')!r}", message.removeprefix("Input should be ")
+        return got, message.removeprefix("Input should be ")
     if message.startswith("String should match pattern"):
-        return f"got {error.get('input')!r}", message.removeprefix("String should ").replace(
-            "match pattern", "text matching"
-        )
+        return got, message.removeprefix("String should ").replace("match pattern", "text matching")
     if message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
         if message.endswith(")") and " (expected " in message:
@@ -805,6 +831,19 @@ def _expected(error: dict[str, Any]) -> tuple[str, str]:
             return problem, expected
         return message, "see the commented example in config/"
     return message, "see the commented example in config/"
+
+
+def _union_tag(
+    model: type[BaseModel], error: dict[str, Any], loc: list[str | int]
+) -> tuple[list[str | int], str, str]:
+    """A tagged union's tag (`kind`) that is missing or unknown: its path, problem and
+    the tags the union takes."""
+    key = str(error.get("ctx", {}).get("discriminator", "kind")).strip("'")
+    choices = _choices(union_tags(model, tuple(error["loc"]), key))
+    value = error.get("input")
+    if error["type"] == "union_tag_not_found" or not isinstance(value, dict) or key not in value:
+        return [*loc, key], "missing", choices
+    return [*loc, key], f"unknown {key} {value[key]!r}", choices
 
 
 def _members(annotation: Any) -> list[Any]:
@@ -820,8 +859,8 @@ def _keys(model: type[BaseModel]) -> dict[str, Any]:
     return {(f.alias or name): f.annotation for name, f in model.model_fields.items()}
 
 
-def known_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
-    """The keys valid in the table at `loc`, a raw pydantic error path (tags included)."""
+def _annotations_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[Any]:
+    """The types a value at `loc` may have, `loc` a raw pydantic error path (tags included)."""
     current: list[Any] = [model]
     for part in loc:
         following: list[Any] = []
@@ -839,8 +878,26 @@ def known_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
                     if kind is None or part in get_args(kind.annotation):
                         following.append(candidate)
         current = following
+    return current
+
+
+def known_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The keys valid in the table at `loc`, a raw pydantic error path (tags included)."""
+    current = _annotations_at(model, loc)
     found = [k for c in current for m in _members(c) if _is_model(m) for k in _keys(m)]
     return list(dict.fromkeys(found))
+
+
+def union_tags(model: type[BaseModel], loc: tuple[str | int, ...], key: str = "kind") -> list[str]:
+    """The values of `key` that tell the members of the tagged union at `loc` apart."""
+    tags = [
+        tag
+        for annotation in _annotations_at(model, loc)
+        for member in _members(annotation)
+        if _is_model(member) and key in member.model_fields
+        for tag in get_args(member.model_fields[key].annotation)
+    ]
+    return list(dict.fromkeys(str(tag) for tag in tags))
 
 
 def _is_model(value: Any) -> bool:
@@ -854,7 +911,7 @@ def _did_you_mean(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[s
         return None
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
-    return hint, "one of " + ", ".join(known)
+    return hint, _choices(known)
 
 
 def _problems(file: Path, text: str, error: ValidationError, model: type[BaseModel]) -> list[str]:
@@ -863,10 +920,16 @@ def _problems(file: Path, text: str, error: ValidationError, model: type[BaseMod
     for item in error.errors():
         # pydantic puts the tag of a discriminated union (`kind`) into the path: drop it
         loc = [p for p in item["loc"] if not (isinstance(p, str) and p in UNION_TAGS)]
-        dotted = ".".join(str(p) for p in loc) or "(file)"
-        problem, expected = _expected(dict(item))
+        if item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc, problem, expected = _union_tag(model, dict(item), loc)
+        else:
+            problem, expected = _expected(dict(item), loc)
+        if item["type"] == "missing" and loc[-1:] == ["kind"]:
+            tags = union_tags(model, tuple(item["loc"][:-1]))
+            expected = _choices(tags) if tags else expected
         if item["type"] == "extra_forbidden":
             problem, expected = _did_you_mean(model, tuple(item["loc"])) or (problem, expected)
+        dotted = ".".join(str(p) for p in loc) or "(file)"
         line = line_of(lines, loc)
         problems.append((line, f"{file}:{line}: {dotted}: {problem} (expected {expected})"))
     return [text for _, text in sorted(problems, key=lambda p: p[0])]

@@ -172,7 +172,7 @@ async def test_admin_login_csrf_ptz_presets_and_config(
         assert answer.status_code == 422
         assert answer.json()["problems"] == [
             f"{room_file}:4: always_lve: unknown key; did you mean 'always_live'? "
-            "(expected one of class, always_live, camera, board, mic, speaker, "
+            "(expected one of: class, always_live, camera, board, mic, speaker, "
             "camera_renditions, board_renditions, audio, timetable, excluded_subjects, "
             "record, presets, start_preset)"
         ]

@@ -41,6 +41,7 @@ def problems(tmp_path: Path, site: str, room: str) -> list[str]:
 
 GOOD_SITE = 'school = "Trường Thử"\n'
 GOOD_ROOM = 'class = "6A1"\n[camera]\nkind = "test"\n'
+GOOD_MIC = '[mic]\nkind = "test"\n'
 
 
 @pytest.mark.parametrize(
@@ -65,7 +66,6 @@ GOOD_ROOM = 'class = "6A1"\n[camera]\nkind = "test"\n'
             'class = "6A1"\n[camera]\nkind = "v4l2"\ndevice = "/dev/video0"\n',
             r"r1.toml:4: camera.device: got '/dev/video0' \(expected text matching",
         ),
-        (GOOD_SITE, 'class = "6A1"\n[camera]\nkind = "webcam"\n', r"r1.toml:2: camera: "),
         (
             GOOD_SITE,
             GOOD_ROOM + "[[camera_renditions]]\nwidth = 1280\nheight = 721\nfps = 30\n"
@@ -85,6 +85,82 @@ def test_problems_name_file_line_and_key(
 ) -> None:
     found = problems(tmp_path, site, room)
     assert any(re.search(expected, line) for line in found), found
+
+
+ROOM_FILE = "r1.toml"
+SOURCES = {"camera": "test, v4l2", "board": "test, v4l2, x11grab", "mic": "test, alsa"}
+
+
+@pytest.mark.parametrize("table", sorted(SOURCES))
+def test_a_source_kind_is_named_on_its_own_line(tmp_path: Path, table: str) -> None:
+    """Each tagged union says the key that is wrong, its line, and the kinds it takes."""
+    room = tmp_path / "rooms" / ROOM_FILE
+    kinds = SOURCES[table]
+    unknown = problems(tmp_path, GOOD_SITE, f'class = "6A1"\n[{table}]\nkind = "webcam-magic"\n')
+    assert unknown == [
+        f"{room}:3: {table}.kind: unknown kind 'webcam-magic' (expected one of: {kinds})"
+    ]
+    not_text = problems(tmp_path, GOOD_SITE, f'class = "6A1"\n\n[{table}]\nfps = 5\nkind = 7\n')
+    assert not_text == [f"{room}:5: {table}.kind: unknown kind 7 (expected one of: {kinds})"]
+    missing = problems(tmp_path, GOOD_SITE, f'class = "6A1"\n[{table}]\nfps = 5\n')
+    assert missing == [f"{room}:2: {table}.kind: missing (expected one of: {kinds})"]
+    not_a_table = problems(tmp_path, GOOD_SITE, f'class = "6A1"\n{table} = "usb"\n')
+    assert not_a_table == [f"{room}:2: {table}: got 'usb' (expected a [{table}] table)"]
+
+
+@pytest.mark.parametrize(("value", "shown"), [("5", "5"), ("[1, 2]", "[1, 2]"), ("true", "True")])
+def test_a_timetable_is_a_file_or_tables(tmp_path: Path, value: str, shown: str) -> None:
+    room = tmp_path / "rooms" / ROOM_FILE
+    found = problems(tmp_path, GOOD_SITE, f'class = "6A1"\ntimetable = {value}\n' + GOOD_MIC)
+    assert found == [
+        f"{room}:2: timetable: got {shown} "
+        "(expected a .csv or .ics path, or [[timetable.period]] tables)"
+    ]
+
+
+def test_timetable_tables_name_their_keys(tmp_path: Path) -> None:
+    room = tmp_path / "rooms" / ROOM_FILE
+    found = problems(
+        tmp_path, GOOD_SITE, 'class = "6A1"\n' + GOOD_MIC + "[timetable]\nperiods = 1\n"
+    )
+    assert found == [
+        f"{room}:4: timetable.period: missing (expected a value)",
+        f"{room}:5: timetable.periods: unknown key; did you mean 'period'? (expected one of: "
+        "period)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("site", "room", "expected"),
+    [
+        (
+            GOOD_SITE + '[library]\nkind = "ftp"\n',
+            GOOD_ROOM,
+            "edge.toml:3: library.kind: unknown kind 'ftp' (expected one of: directory, rclone)",
+        ),
+        (
+            GOOD_SITE + '[relay]\napi_url = "http://10.0.0.2:8088/janus"\n',
+            GOOD_ROOM,
+            "edge.toml:2: relay.kind: missing (expected one of: janus)",
+        ),
+        (
+            GOOD_SITE,
+            GOOD_ROOM + '[speaker]\nkind = "pulse"\n',
+            "r1.toml:5: speaker.kind: unknown kind 'pulse' (expected one of: alsa)",
+        ),
+        (
+            GOOD_SITE,
+            GOOD_ROOM + '[[camera_renditions]]\npreset = "slow"\n',
+            "r1.toml:5: camera_renditions.0.preset: got 'slow' (expected one of: ultrafast, "
+            "superfast, veryfast, faster, fast, medium)",
+        ),
+    ],
+)
+def test_every_kind_and_choice_lists_what_it_takes(
+    tmp_path: Path, site: str, room: str, expected: str
+) -> None:
+    found = problems(tmp_path, site, room)
+    assert any(line.endswith(expected) for line in found), found
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -161,16 +237,16 @@ def test_check_config_prints_the_expected_lines(tmp_path: Path) -> None:
     assert result.returncode == 1
     edge, p1, p2 = config, tmp_path / "rooms" / "p1.toml", tmp_path / "rooms" / "p2.toml"
     assert result.stderr.splitlines() == [
-        f"{edge}:2: shedule: unknown key; did you mean 'schedule'? (expected one of school, "
+        f"{edge}:2: shedule: unknown key; did you mean 'schedule'? (expected one of: school, "
         "timezone, data_dir, roster, http, webrtc, links, bells, calendar, schedule, "
         "recordings, library, attendance, relay)",
         f"{edge}:5: recordings.retention_dayz: unknown key; did you mean 'retention_days'? "
-        "(expected one of enabled, retention_days, min_free_mb, stop_below_mb, compose, "
+        "(expected one of: enabled, retention_days, min_free_mb, stop_below_mb, compose, "
         "compose_nice)",
         f"{p1}:4: camera.device: missing (expected a value)",
-        f"{p1}:6: camera.devise: unknown key; did you mean 'device'? (expected one of kind, "
+        f"{p1}:6: camera.devise: unknown key; did you mean 'device'? (expected one of: kind, "
         "device, input_format, width, height, fps, ptz)",
-        f"{p1}:10: presets.board.zom: unknown key; did you mean 'zoom'? (expected one of pan, "
+        f"{p1}:10: presets.board.zom: unknown key; did you mean 'zoom'? (expected one of: pan, "
         "tilt, zoom, focus, auto_focus, label)",
         f"{p2}:2: (toml): Expected ']' at the end of a table declaration (expected valid TOML)",
     ]
