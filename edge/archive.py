@@ -33,7 +33,7 @@ from capture.mux import file_sha256
 from .clock import Clock
 from .compose import Composer
 from .lessons import LessonStore, TransitionError, connect
-from .library import Target, UploadError, lesson_folder
+from .library import Target, UploadError, lesson_folder, owner_of
 from .recordings import RECORD, MediaFile, RecordingStore
 
 logger = logging.getLogger(__name__)
@@ -285,6 +285,19 @@ class DiskGuard:
         logger.info("deleted the local copy of %s (%.1f MB, %s)", lesson_id, freed / 1e6, why)
 
 
+async def library_problems(
+    target: Target, folder: PurePosixPath, files: list[tuple[str, int, str]]
+) -> list[str]:
+    """What is wrong with a lesson's `files` (name, size, SHA-256) in the library's
+    `folder`: an empty list when every one is there, whole."""
+    problems = []
+    for name, size, digest in files:
+        found = await target.verify(folder / name, size=size, sha256=digest)
+        if found is not None:
+            problems.append(f"library {name}: {found}")
+    return problems
+
+
 class Archiver:
     """Composes, uploads and guards the disk; `start()`/`stop()` own three tasks."""
 
@@ -472,6 +485,14 @@ class Archiver:
         def progress(sent: int) -> None:  # from the copying thread: only note it
             self._sent = min(done + sent, total)
 
+        target = self.target_or_fail()
+        found = await target.read_small(folder / RECORD)
+        owner = owner_of(found) if found is not None else None
+        if found is not None and owner != lesson_id:  # never write into another lesson
+            raise UploadError(
+                f"{target.describe()}: {folder} already holds lesson {owner or '(unreadable)'}; "
+                "nothing replaced"
+            )
         for entry in media:
             path = local / entry.name
             if not path.is_file():
@@ -496,6 +517,12 @@ class Archiver:
             progress=lambda _: None,
             rate_bytes=self.manners.rate_bytes,
         )
+        # `archive verify` before the lesson counts as archived (and may leave this disk)
+        files = [(m.name, m.size, m.sha256) for m in media]
+        files.append((RECORD, record_path.stat().st_size, digest))
+        problems = await library_problems(target, folder, files)
+        if problems:
+            raise UploadError("checked after the upload: " + "; ".join(problems))
         self.jobs.update(lesson_id, self.clock.now(), bytes_done=total)
 
     def target_or_fail(self) -> Target:

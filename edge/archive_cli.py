@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 
 from capture.mux import file_sha256
 
-from .archive import ArchiveStore, Job
+from .archive import ArchiveStore, Job, library_problems
 from .recordings import RECORD, RecordingStore
 from .settings import Config
 
@@ -89,12 +89,9 @@ async def _verify(config: Config, lessons: list[str]) -> int:
             files = [(m.name, m.size, m.sha256) for m in record.media() if m.size]
             record_path = local / RECORD
             files.append((RECORD, record_path.stat().st_size, file_sha256(record_path)))
-            for name, size, digest in files:
-                if target is not None:
-                    where = PurePosixPath(job.folder) / name
-                    found = await target.verify(where, size=size, sha256=digest)
-                    if found is not None:
-                        problems.append(f"library {name}: {found}")
+            if target is not None:
+                problems += await library_problems(target, PurePosixPath(job.folder), files)
+            for name, _, digest in files:
                 path = local / name
                 if name != RECORD and path.is_file() and file_sha256(path) != digest:
                     problems.append(f"local {name}: SHA-256 differs from lesson.json")

@@ -1,8 +1,10 @@
 """The school's digital library (kho học liệu số): where recorded lessons are archived.
 
-Layout: `<school>/<school year>/<class>/<YYYY-MM-DD>/<slot>-<subject>/`, where the slot
-is `S3` for tiết 3 of the morning (sáng), `C2` for tiết 2 of the afternoon (chiều), and
-the start time (`1430`) for an extra lesson. Targets:
+Layout: `<school>/<school year>/<class>/<YYYY-MM-DD>/<slot>-<subject> (<lesson id>)/`,
+where the slot is `S3` for tiết 3 of the morning (sáng), `C2` for tiết 2 of the afternoon
+(chiều), and the start time (`1430`) for an extra lesson; the lesson id makes the folder
+one lesson's own (two extra lessons started in the same minute get two folders). A folder
+whose `lesson.json` names another lesson is never written into. Targets:
 
 - `DirectoryTarget`: a local or mounted (NAS, SMB) folder. A file is copied to
   `NAME.part` (an interrupted copy resumes where it stopped), checked by size and
@@ -42,6 +44,7 @@ Progress = Callable[[int], None]
 """Called with the bytes of the current file that have reached the target so far."""
 
 CHUNK = 1 << 18
+DIRECTORY_NOT_FOUND = 3  # rclone's exit status
 UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
 
 
@@ -73,8 +76,18 @@ def lesson_folder(record: LessonRecord, zone: dt.tzinfo) -> PurePosixPath:
         school_year(start.date()),
         safe_name(record.class_name),
         start.date().isoformat(),
-        safe_name(f"{slot}-{record.subject or 'Tiết học'}"),
+        safe_name(f"{slot}-{record.subject or 'Tiết học'} ({record.lesson})"),
     )
+
+
+def owner_of(text: str) -> str | None:
+    """The lesson a `lesson.json` found in the library belongs to (None: unreadable)."""
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return None
+    lesson = found.get("lesson") if isinstance(found, dict) else None
+    return lesson if isinstance(lesson, str) else None
 
 
 class Target(Protocol):
@@ -97,6 +110,10 @@ class Target(Protocol):
 
     async def verify(self, dest: PurePosixPath, *, size: int, sha256: str) -> str | None:
         """None if `dest` holds the file; else what is wrong."""
+        ...
+
+    async def read_small(self, dest: PurePosixPath) -> str | None:
+        """The text of a small file at `dest` (a lesson.json); None when there is none."""
         ...
 
     async def probe(self) -> None:
@@ -193,6 +210,16 @@ class DirectoryTarget:
             return await asyncio.to_thread(check)
         except OSError as exc:
             return f"unreadable: {exc.strerror or exc}"
+
+    async def read_small(self, dest: PurePosixPath) -> str | None:
+        def read() -> str | None:
+            path = self._path(dest)
+            return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+
+        try:
+            return await asyncio.to_thread(read)
+        except OSError as exc:
+            raise UploadError(f"{self._path(dest)}: {exc.strerror or exc}") from None
 
     async def probe(self) -> None:
         def run() -> None:
@@ -338,6 +365,27 @@ class RcloneTarget:
             out = await self._run("hashsum", "sha256", "--download", self._where(dest), limit=3600)
         got = out.split()[0] if out.split() else ""
         return None if got == sha256 else "SHA-256 differs"
+
+    async def read_small(self, dest: PurePosixPath) -> str | None:
+        try:
+            code, out, err = await run_command(
+                self._command("lsjson", "--files-only", self._where(dest.parent)), 60
+            )
+        except FileNotFoundError:
+            raise UploadError(f"{self.binary}: not installed (apt-get install rclone)") from None
+        except TimeoutError:
+            raise UploadError("rclone lsjson: no answer within 60 s") from None
+        if code == DIRECTORY_NOT_FOUND:
+            return None
+        if code != 0:
+            raise UploadError(f"rclone lsjson: {last_line(err, f'exit {code}')}")
+        try:
+            listing = json.loads(out or "[]")
+        except ValueError:
+            raise UploadError("rclone lsjson: unreadable listing") from None
+        if not any(entry.get("Name") == dest.name for entry in listing):
+            return None
+        return await self._run("cat", self._where(dest), limit=60)
 
     async def probe(self) -> None:
         name = PurePosixPath(f".classroom-edge-probe-{secrets.token_hex(4)}")

@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -27,6 +29,7 @@ from edge.clock import SystemClock
 from edge.lessons import Lesson, LessonStore
 from edge.library import DirectoryTarget, RcloneTarget, Target, UploadError, lesson_folder
 from edge.recordings import LessonRecord, MediaFile, Part, RecordingStore
+from edge.scheduler import lesson_id
 from tests.conftest import cli, free_port, write_site
 from tests.whep_client import eventually
 
@@ -36,19 +39,27 @@ needs_rclone = pytest.mark.skipif(RCLONE is None, reason="needs Debian's rclone 
 
 
 def recorded_lesson(
-    lessons: LessonStore, recordings: RecordingStore, number: int, size: int = 300_000
+    lessons: LessonStore,
+    recordings: RecordingStore,
+    number: int,
+    size: int = 300_000,
+    extra_at: dt.datetime | None = None,
 ) -> LessonRecord:
-    """A lesson in `recorded` with two media files of random bytes and its lesson.json."""
+    """A lesson in `recorded` with two media files of random bytes and its lesson.json:
+    tiết `number + 1` of a morning, or an extra lesson a teacher started at `extra_at`."""
     start = dt.datetime(2026, 11, 25, 7, 0, tzinfo=ZONE) + dt.timedelta(minutes=50 * number)
+    start = extra_at or start
     lesson = Lesson(
-        id=f"r1-20261125-{start:%H%M}",
+        id=lesson_id("r1", start, ZONE, seconds=extra_at is not None),
         room="r1",
-        kind="timetable",
+        kind="adhoc" if extra_at else "timetable",
         class_name="6A1",
-        subject=["Toán", "Ngữ văn", "Tiếng Anh", "Tin học", "Lịch sử"][number % 5],
+        subject="Tiết học thêm"
+        if extra_at
+        else ["Toán", "Ngữ văn", "Tiếng Anh", "Tin học", "Lịch sử"][number % 5],
         teacher="Nguyễn Thị Lan",
-        period=number + 1,
-        session="morning",
+        period=None if extra_at else number + 1,
+        session=None if extra_at else "morning",
         start=start,
         end=start + dt.timedelta(minutes=45),
         ends_at=None,
@@ -330,3 +341,120 @@ def test_archive_status_retry_and_verify_from_the_command_line(tmp_path: Path) -
     bad = cli("archive", "verify", *args, check=False)
     assert bad.returncode == 1, bad.stdout
     assert f"FAIL {done.lesson}: library presentation.mp4: SHA-256 differs" in bad.stdout
+
+
+class SilentlyLosing(DirectoryTarget):
+    """A library that says yes to one file and keeps nothing of it (a failing NAS)."""
+
+    def __init__(self, root: Path, lose: str) -> None:
+        super().__init__(root)
+        self.lose, self.lost = lose, 0
+
+    async def upload(self, source: Path, dest: PurePosixPath, **kwargs: Any) -> None:
+        if dest.name == self.lose and not self.lost:
+            self.lost += 1
+            return
+        await super().upload(source, dest, **kwargs)
+
+
+def whole(root: Path, record: LessonRecord) -> bool:
+    """The lesson's media and lesson.json, byte for byte, in its library folder."""
+    place = root / lesson_folder(record, ZONE)
+    return (
+        all(
+            (place / m.name).is_file()
+            and hashlib.sha256((place / m.name).read_bytes()).hexdigest() == m.sha256
+            for m in record.media()
+        )
+        and json.loads((place / "lesson.json").read_text())["lesson"] == record.lesson
+    )
+
+
+async def two_extra_lessons_in_one_minute(
+    tmp_path: Path, target: Target, root: Path, library: str
+) -> None:
+    """Both lessons whole in the library (`root` on disk), `archive verify` agrees
+    (`library`: the [library] keys of the same target)."""
+    queue = Queue(tmp_path / "data", target, Manners(retry_base=0.3, retry_max=1.0), [False])
+    started = dt.datetime(2026, 12, 4, 15, 45, 0, tzinfo=ZONE)
+    both = [
+        recorded_lesson(queue.lessons, queue.recordings, 0, extra_at=started),
+        # ended by mistake, started again 16 s later
+        recorded_lesson(
+            queue.lessons, queue.recordings, 0, extra_at=started + dt.timedelta(seconds=16)
+        ),
+    ]
+    assert [r.lesson for r in both] == ["r1-20261204-154500", "r1-20261204-154516"]
+    async with running(queue):
+        assert await eventually(lambda: all(queue.archived(r) for r in both), 60)
+    folders = {lesson_folder(r, ZONE) for r in both}
+    assert len(folders) == 2, folders
+    for record in both:
+        assert whole(root, record), lesson_folder(record, ZONE)
+    assert len(library_files(root)) == 6
+    site = f'school = "Trường Thử"\ndata_dir = "{tmp_path / "data"}"\n[library]\n{library}'
+    config = write_site(tmp_path / "site", {"r1": 'class = "6A1"\n[mic]\nkind = "test"\n'}, site)
+    verify = cli("archive", "verify", "--config", str(config), check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "2 of 2 archived lesson(s) check out" in verify.stdout, verify.stdout
+
+
+async def test_two_extra_lessons_in_one_minute_reach_a_directory_library_whole(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "thu-vien"
+    await two_extra_lessons_in_one_minute(
+        tmp_path, DirectoryTarget(root), root, f'path = "{root}"\n'
+    )
+
+
+@needs_rclone
+async def test_two_extra_lessons_in_one_minute_reach_webdav_whole(tmp_path: Path) -> None:
+    port, served = free_port(), tmp_path / "served"
+    served.mkdir()
+    with webdav(served, port):
+        conf = tmp_path / "rclone.conf"
+        library = f'kind = "rclone"\nremote = "lib:thu-vien"\nrclone_config = "{conf}"\n'
+        await two_extra_lessons_in_one_minute(
+            tmp_path, rclone_target(tmp_path, port), served / "thu-vien", library
+        )
+
+
+async def test_a_folder_of_another_lesson_is_never_written_into(tmp_path: Path) -> None:
+    root = tmp_path / "thu-vien"
+    queue = Queue(tmp_path / "data", DirectoryTarget(root), Manners(retry_base=30), [False])
+    record = recorded_lesson(queue.lessons, queue.recordings, 0)
+    place = root / lesson_folder(record, ZONE)
+    place.mkdir(parents=True)
+    theirs = {"presenter.mp4": b"another lesson's picture", "lesson.json": b'{"lesson": "lab-1"}'}
+    for name, data in theirs.items():
+        (place / name).write_bytes(data)
+    async with running(queue):
+        assert await eventually(
+            lambda: bool((j := queue.jobs.get(record.lesson)) and j.attempts), 30
+        )
+        job = queue.jobs.get(record.lesson)
+        assert job is not None and job.state == "queued", job
+        assert f"{lesson_folder(record, ZONE)} already holds lesson lab-1; nothing replaced" in (
+            job.last_error
+        )
+    for name, data in theirs.items():
+        assert (place / name).read_bytes() == data
+    assert not (place / "presentation.mp4").exists()
+
+
+async def test_a_lesson_counts_as_archived_only_once_the_library_holds_it(tmp_path: Path) -> None:
+    root = tmp_path / "thu-vien"
+    target = SilentlyLosing(root, "presentation.mp4")
+    queue = Queue(tmp_path / "data", target, Manners(retry_base=0.3, retry_max=1.0), [False])
+    record = recorded_lesson(queue.lessons, queue.recordings, 0)
+    async with running(queue):
+        assert await eventually(
+            lambda: bool((j := queue.jobs.get(record.lesson)) and j.attempts), 30
+        )
+        job = queue.jobs.get(record.lesson)
+        assert job is not None and job.state != "done", job
+        assert "checked after the upload: library presentation.mp4: missing" in job.last_error
+        assert queue.lessons.get(record.lesson).state == "recorded"  # type: ignore[union-attr]
+        assert await eventually(lambda: queue.archived(record), 30)  # the next attempt sends it
+    assert target.lost == 1 and whole(root, record)
