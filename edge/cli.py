@@ -12,6 +12,7 @@ import sys
 import types
 from pathlib import Path
 
+from .roster import RosterError
 from .settings import Config, ConfigError, load
 
 EXIT_CONFIG = 1
@@ -473,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiortc").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except (ConfigError, RosterError) as exc:  # FILE:LINE lines, never a traceback
         for line in exc.problems:
             print(line, file=sys.stderr)
         return EXIT_CONFIG

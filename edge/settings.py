@@ -1022,6 +1022,8 @@ def _load(file: Path, *, demo: bool, drafts: Mapping[Path, str] | None = None) -
                 f"{file}:{line_of(lines, ('roster',))}: roster: no such file "
                 f"{roster_path} (expected a CSV of pupils)"
             )
+    if roster_path is not None and roster_path.is_file() and rooms:
+        problems += _roster_problems(roster_path, {room.class_name for room in rooms.values()})
     timetables: dict[str, list[Period]] = {}
     for name, room in rooms.items():
         if site is None:
@@ -1041,6 +1043,17 @@ def _load(file: Path, *, demo: bool, drafts: Mapping[Path, str] | None = None) -
         room_files=room_files,
         timetables=timetables,
     )
+
+
+def _roster_problems(path: Path, classes: set[str]) -> list[str]:
+    """What `run` would refuse in the roster CSV it fills an empty data dir from."""
+    from .roster import RosterError, read_roster
+
+    try:
+        read_roster(path, classes)
+    except RosterError as exc:
+        return exc.problems
+    return []
 
 
 def _with_tls_files(site: SiteSettings, file: Path, text: str) -> tuple[SiteSettings, list[str]]:
