@@ -406,7 +406,8 @@ def render_html(report: DayReport, week: Sequence[WeekRow], zone: dt.tzinfo) -> 
         f"Báo cáo điểm danh học trực tuyến · {WEEKDAYS[report.day.weekday()]} {report.day:%d/%m/%Y}"
     )
     parts = [
-        f'<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>{title}</title>'
+        '<!doctype html><html lang="vi"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+        f"<title>{title}</title>"
         f"<style>{HTML_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p>{html.escape(report.school)}</p>"
     ]

@@ -50,7 +50,8 @@ def render_sheet(school: str, class_name: str, links: list[Link]) -> str:
     cards = "\n".join(_card(link, school) for link in links)
     title = f"Đường link học trực tuyến · lớp {html.escape(class_name)}"
     return (
-        f'<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>{title}</title>'
+        '<!doctype html><html lang="vi"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+        f"<title>{title}</title>"
         f"<style>{STYLE}</style></head><body><h1>{title}</h1>"
         f'<p class="note">{html.escape(school)}. Khi con nghỉ học ở nhà, phụ huynh quét mã QR '
         "hoặc mở đường link bằng điện thoại để con theo dõi tiết học của lớp trực tuyến. "

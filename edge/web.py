@@ -385,7 +385,7 @@ def create_app(service: EdgeService) -> FastAPI:
 def _link_error_page() -> str:
     message = "Đường link không còn hiệu lực. Em hãy xin thầy cô đường link mới."
     return (
-        '<!doctype html><html lang="vi"><head><meta charset="utf-8">'
+        '<!doctype html><html lang="vi"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>Link không hợp lệ</title></head>"
         '<body style="font-family:sans-serif;padding:2rem;font-size:1.2rem">'
