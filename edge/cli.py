@@ -12,6 +12,7 @@ import sys
 import types
 from pathlib import Path
 
+from .logbook import SchoolTimeFormatter, stamp_in_school_time
 from .roster import RosterError
 from .settings import Config, ConfigError, load
 
@@ -33,7 +34,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return load(args.config, demo=args.demo, data_dir=args.data_dir)
+    config = load(args.config, demo=args.demo, data_dir=args.data_dir)
+    stamp_in_school_time(config.zone)
+    return config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -467,9 +470,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(SchoolTimeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
     try:

@@ -12,7 +12,15 @@ import threading
 import time
 from pathlib import Path
 
-from webrtc import IceServer, Message, SessionManager, ViewerSession, gather_only, is_loopback
+from webrtc import (
+    IceServer,
+    Message,
+    SessionManager,
+    ViewerSession,
+    gather_only,
+    is_loopback,
+    quiet_departures,
+)
 from webrtc.ice import GatherPolicy, TurnRest, UdpPorts, gather_in
 
 from .archive import Archiver, ArchiveStore, DiskGuard, Manners
@@ -94,7 +102,7 @@ class EdgeService:
         self.roster = open_roster(config)
         self.gate = Gate(self.signer, self.roster)
         self.started_at = time.monotonic()
-        self.logbook = Logbook()
+        self.logbook = Logbook(config.zone)
         self.relay = (
             Relay(config.site.relay, self, read_secret(config.site.relay, config.path))
             if config.site.relay is not None
@@ -156,6 +164,7 @@ class EdgeService:
             gather_only([self.host])
         gather_in(self.gather_policy)
         loop = asyncio.get_running_loop()
+        quiet_departures(loop)  # a pupil leaving is an INFO line, not an ERROR traceback
         self.rooms = {
             name: Room(name, settings, loop) for name, settings in self.config.rooms.items()
         }

@@ -153,6 +153,8 @@ async def test_the_demo_plays_to_a_viewer_and_stops_cleanly(
     # the class join link it prints, as the user opens it
     found = re.search(r"room demo \(class 6A1\): (http://\S+/join/(\S+))", printed)
     assert found, printed
+    # log lines in the school's time, with its offset (the demo's zone is Hà Nội's)
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \+07:00 INFO ", printed, re.M)
     page = await asyncio.to_thread(httpx.get, found.group(1), timeout=10)
     assert page.status_code == 200, page.text
     assert '<html lang="vi">' in page.text and "Trường THCS Demo" in page.text

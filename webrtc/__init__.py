@@ -3,6 +3,7 @@
 from .bus import PacketBus, Subscription
 from .channel import ClassChannel, Message
 from .choice import VideoLine
+from .departures import quiet_departures
 from .ice import IceServer, gather_only, is_loopback, rtc_configuration
 from .sdp import MAX_OFFER_BYTES, OfferError
 from .session import Feeds, ViewerSession
@@ -22,5 +23,6 @@ __all__ = [
     "ViewerSession",
     "gather_only",
     "is_loopback",
+    "quiet_departures",
     "rtc_configuration",
 ]
