@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .logbook import SchoolTimeFormatter, stamp_in_school_time
 from .roster import RosterError
+from .runlock import AlreadyRunning, RunLock
 from .settings import Config, ConfigError, load
 
 EXIT_CONFIG = 1
@@ -49,6 +50,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .web import create_app
 
     config = _load(args)
+    lock = RunLock(config.site.data_dir)
+    try:
+        lock.acquire()  # before anything opens the data dir's files
+    except AlreadyRunning as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
     host = args.host or config.site.http.host
     port = args.port or config.site.http.port
     clock = SystemClock(args.clock)
@@ -104,7 +111,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             await notifier.stop()  # STOPPING=1
         await task
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        lock.release()
     return 0
 
 
@@ -223,7 +233,7 @@ def cmd_timetable(args: argparse.Namespace) -> int:
     weekday = WEEKDAYS[day.isoweekday() - 1]
     print(f"{args.room} (lớp {room.class_name}), {weekday} {day:%d/%m/%Y}:")
     if room.always_live:
-        print("  phát liên tục (always_live)")
+        print("  phát liên tục (không theo thời khóa biểu)")
     if not planned:
         closed = config.site.calendar.calendar().closed_reason(day)
         print(f"  không có tiết nào{f' ({closed})' if closed else ''}")
@@ -449,7 +459,7 @@ def parser() -> argparse.ArgumentParser:
     archive = commands.add_parser("archive", help="the archive queue: status, retry, verify")
     _common(archive)
     archive.add_argument("action", choices=("status", "retry", "verify"))
-    archive.add_argument("lessons", nargs="*", help="lesson ids (default: all)")
+    archive.add_argument("lessons", nargs="*", default=[], help="lesson ids (default: all)")
     archive.add_argument("--json", action="store_true", help="status as JSON")
     archive.set_defaults(func=cmd_archive)
     drill = commands.add_parser("drill", help="the room self-test (yearly, and after a change)")

@@ -382,9 +382,7 @@ class Scheduler:
             if lesson is None:
                 raise LessonConflict("Không có tiết học nào đang phát trong phòng này.")
             if lesson.end is None or lesson.kind == "always":
-                raise LessonConflict(
-                    "Phòng này phát liên tục (always_live): không có giờ kết thúc."
-                )
+                raise LessonConflict("Phòng này phát liên tục: không có giờ kết thúc.")
             self.store.set_end(lesson, now, now, "ended early")
             await self._step_room(room, now)
         self._changed.set()

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
@@ -330,10 +330,18 @@ def create_app(service: EdgeService) -> FastAPI:
         await service.sessions.delete(session_id)
         return Response(status_code=200, headers=headers)
 
+    @app.get("/join", response_class=HTMLResponse)
+    @app.get("/join/", response_class=HTMLResponse)
+    async def join_without_token() -> Response:
+        return HTMLResponse(_link_error_page(), status_code=404)
+
     @app.get("/join/{token}", response_class=HTMLResponse)
     async def join_page(token: str, request: Request) -> Response:
         if (waiting := throttled(request, {})) is not None:
             return waiting
+        clean = token.rstrip(LINK_TRAILERS)
+        if clean != token and clean:  # a chat app took the "." or ")" after the link along
+            return RedirectResponse(f"/join/{quote(clean)}", status_code=303)
         try:
             grant = service.gate.admit(token)
         except TokenError:
@@ -380,6 +388,10 @@ def create_app(service: EdgeService) -> FastAPI:
         return JSONResponse(health, status_code=200 if health["status"] == "ok" else 503)
 
     return app
+
+
+LINK_TRAILERS = ".,;:!?)]}>'\"’”"
+"""What may follow a link in a message and be copied with it; a token never ends so."""
 
 
 def _link_error_page() -> str:

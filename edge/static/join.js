@@ -45,7 +45,7 @@
       qualityLabel: 'Chất lượng:', qHigh: 'Cao', qLow: 'Thấp', qMid: 'Vừa', qPaused: 'Chỉ bảng và tiếng',
       qAudio: 'Chỉ có tiếng', stillsNote: 'Bảng: ảnh tĩnh (chữ vẫn rõ, chậm đổi hình)',
       dataUsed: 'Đã dùng {amount}',
-      unmute: 'Chạm để bật tiếng', swap: 'Đổi hình', fullscreen: 'Phóng to', exitFullscreen: 'Thu nhỏ',
+      unmute: 'Chạm để bật tiếng', swap: 'Đổi vị trí hình', fullscreen: 'Phóng to', exitFullscreen: 'Thu nhỏ',
       retry: 'Thử lại', tip: 'Xoay ngang điện thoại để xem bảng to hơn.'
     },
     en: {
