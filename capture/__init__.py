@@ -3,7 +3,7 @@
 from .device import AlsaMicrophone, ScreenGrab, V4L2Camera
 from .discovery import AmbiguousDevice, DeviceMissing, resolve_camera
 from .encoder import AudioEncoder, Encoder, Packet, VideoEncoder
-from .pipeline import PacketSink, SourcePipeline
+from .pipeline import MAX_ABANDONED, PacketSink, SourcePipeline
 from .playback import Speaker
 from .source import Frame, MediaKind, Source, SourceError
 from .synthetic import TestBoard, TestCamera, TestTone, slate
@@ -23,6 +23,7 @@ from .v4l2ctl import V4l2Head
 
 __all__ = [
     "CONTROL_NAMES",
+    "MAX_ABANDONED",
     "AlsaMicrophone",
     "AmbiguousDevice",
     "AudioEncoder",

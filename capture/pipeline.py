@@ -17,6 +17,11 @@ logger = logging.getLogger(__name__)
 PacketSink = Callable[[str, Packet], None]
 """Called in the capture thread with a rendition name and one of its packets."""
 
+WATCH_INTERVAL = 0.25
+MAX_ABANDONED = 5
+"""Threads a pipeline leaves stuck before it stops replacing them (each may hold memory
+and the device; past this only the slate goes out, and the state says why)."""
+
 
 class SourcePipeline:
     """Feeds each frame of `source` to every encoder that wants it and hands the
@@ -25,6 +30,12 @@ class SourcePipeline:
     With a `missing` picture (a slate), a video source that delivers nothing for
     `missing_after` seconds (unplugged, not found) is replaced by that picture at
     `missing_fps` until frames come again, so viewers and the recording see why.
+
+    A watchdog thread that shares no lock with them looks four times a second: an
+    encode that has not returned within `hang_after` seconds, or a source that says it
+    runs (or opens) but has given nothing for `stall_after` seconds, is left behind (a
+    thread cannot be killed): the encoders drop their codec contexts, the source carries
+    on in a fresh thread, the slate goes out meanwhile, and `source.error` says what hung.
     """
 
     def __init__(
@@ -36,6 +47,8 @@ class SourcePipeline:
         missing: av.VideoFrame | None = None,
         missing_after: float = 1.0,
         missing_fps: float = 5.0,
+        hang_after: float = 1.5,
+        stall_after: float = 2.5,
     ) -> None:
         self.source = source
         self.encoders = {encoder.name: encoder for encoder in encoders}
@@ -45,28 +58,50 @@ class SourcePipeline:
         self.missing = missing
         self.missing_after = missing_after
         self.missing_fps = missing_fps
-        self.showing_missing = False  # the slate is out: the device gives no picture
+        self.hang_after = hang_after
+        self.stall_after = stall_after
+        self.showing_missing = False  # the slate went out: the device gives no picture
         self.last_frame: Frame | None = None  # what went out last (a preview)
+        self.hangs = 0  # encoder or device calls that never returned, since start
+        self.last_hang: tuple[float, str] | None = None  # (monotonic time, what hung)
         self._last_frame_at = time.monotonic()
+        # one generation per set of threads: a thread left behind finds it changed and
+        # delivers nothing when (if ever) it wakes up
+        self._generation = 0
         self._encoding = threading.Lock()  # the source's thread and the filler's
+        self._busy_since: float | None = None  # an encode under way since (monotonic)
+        self._next_restart = 0.0  # a stalled source is restarted again only after this
+        self._restart_pause = stall_after
         self._stopping = threading.Event()
         self._filler: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
 
     def start(self) -> None:
         self._last_frame_at = time.monotonic()
         self._stopping.clear()
         self.source.start(self._on_frame)
+        self._start_filler()
+        self._watchdog = threading.Thread(
+            target=self._watch, name=f"watchdog-{self.source.name}", daemon=True
+        )
+        self._watchdog.start()
+
+    def _start_filler(self) -> None:
         if self.missing is not None:
             self._filler = threading.Thread(
-                target=self._fill, name=f"missing-{self.source.name}", daemon=True
+                target=self._fill,
+                args=(self._generation,),
+                name=f"missing-{self.source.name}",
+                daemon=True,
             )
             self._filler.start()
 
     def stop(self) -> None:
         self._stopping.set()
-        filler, self._filler = self._filler, None
-        if filler is not None:
-            filler.join(5.0)
+        for thread in (self._watchdog, self._filler):
+            if thread is not None:
+                thread.join(2.0)  # one left stuck in an encode is not waited for
+        self._watchdog = self._filler = None
         self.source.stop()
         self.showing_missing = False
         for encoder in self.encoders.values():
@@ -77,6 +112,7 @@ class SourcePipeline:
 
     def _on_frame(self, frame: Frame, captured_at: float) -> None:
         self._last_frame_at = time.monotonic()
+        self._restart_pause = self.stall_after
         if self.showing_missing:
             self.showing_missing = False
             logger.info("source %s: picture back", self.source.name)
@@ -84,29 +120,39 @@ class SourcePipeline:
                 encoder.request_keyframe()  # viewers see the picture at once
         self._encode(frame, captured_at)
 
-    def _fill(self) -> None:
+    def _fill(self, generation: int) -> None:
         assert self.missing is not None
         interval = 1.0 / self.missing_fps
-        while not self._stopping.wait(interval):
+        while not self._stopping.wait(interval) and generation == self._generation:
             now = time.monotonic()
             if now - self._last_frame_at < self.missing_after:
                 continue
-            if not self.showing_missing:
-                self.showing_missing = True
+            first = not self.showing_missing
+            if first:
                 logger.warning("source %s: no picture; sending the slate", self.source.name)
                 for encoder in self.encoders.values():
                     encoder.request_keyframe()
-            self._encode(self.missing, now)
+            if self._encode(self.missing, now) and first:
+                self.showing_missing = True  # said only once it is really out
 
-    def _encode(self, frame: Frame, captured_at: float) -> None:
+    def _encode(self, frame: Frame, captured_at: float) -> bool:
+        """Encode `frame` for every rendition that wants it and hand the packets on;
+        False when this thread's generation has been left behind."""
         cover = self.cover
         if cover is not None and isinstance(frame, av.VideoFrame):
             frame = cover  # same timing, another picture: the camera is paused
         self.last_frame = frame
-        with self._encoding:
-            for encoder in self.encoders.values():
+        generation, lock = self._generation, self._encoding
+        # a lock held longer than this is held by a hung encode: the watchdog replaces it
+        if not lock.acquire(timeout=self.hang_after):
+            return False
+        try:
+            if generation != self._generation:
+                return False
+            for encoder in list(self.encoders.values()):
                 if not encoder.wants(captured_at):
                     continue
+                self._busy_since = time.monotonic()
                 try:
                     packets = encoder.encode(frame, captured_at)  # type: ignore[arg-type]
                 except (av.FFmpegError, ValueError) as exc:
@@ -114,5 +160,57 @@ class SourcePipeline:
                     logger.warning("encoder %s: %s; reopening", encoder.name, exc)
                     encoder.close()
                     continue
+                finally:
+                    if generation == self._generation:
+                        self._busy_since = None
+                if generation != self._generation:
+                    return False  # it hung and was replaced: these packets are stale
                 for packet in packets:
                     self._on_packet(encoder.name, packet)
+        finally:
+            lock.release()
+        return True
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(WATCH_INTERVAL):
+            now = time.monotonic()
+            busy = self._busy_since
+            state = self.source.state
+            if busy is not None and now - busy > self.hang_after:
+                self._replace(f"an encoder has not answered for {now - busy:.1f} s")
+            elif (
+                state in ("running", "opening")
+                and now - self._last_frame_at > self.stall_after
+                and now >= self._next_restart
+            ):
+                self._replace(f"the device has given nothing for {now - self._last_frame_at:.1f} s")
+
+    def _replace(self, why: str) -> None:
+        """Leave the stuck threads behind and go on with fresh ones."""
+        self.hangs += 1
+        now = time.monotonic()
+        self.last_hang = (now, why)
+        self._next_restart = now + self._restart_pause
+        self._restart_pause = min(self._restart_pause * 2, 60.0)
+        if self.source.abandoned >= MAX_ABANDONED:
+            self.source.state = "failed"
+            self.source.error = (
+                f"{why}; {self.source.abandoned} stuck threads already: "
+                "restart the service to free the device"
+            )
+            logger.error("source %s: %s", self.source.name, self.source.error)
+            return
+        logger.warning(
+            "source %s: %s (hung); going on with a fresh thread and encoder",
+            self.source.name,
+            why,
+        )
+        self._generation += 1
+        self._encoding = threading.Lock()
+        self._busy_since = None
+        self._last_frame_at = now
+        for encoder in self.encoders.values():
+            encoder.close()  # a fresh codec context at its next frame (starts with an IDR)
+            encoder.request_keyframe()
+        self.source.abandon(f"{why} (hung; reopened)")
+        self._start_filler()

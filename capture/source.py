@@ -23,6 +23,10 @@ class SourceError(RuntimeError):
     """A device could not be opened or read."""
 
 
+class _Abandoned(BaseException):
+    """Raised in a thread that was left behind (`Source.abandon()`) when it wakes up."""
+
+
 class Source(ABC):
     """A capture device or synthetic generator running in a thread of its own.
 
@@ -43,6 +47,7 @@ class Source(ABC):
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._sink: FrameSink | None = None
+        self.abandoned = 0  # threads left stuck in a device or encoder call
 
     def start(self, sink: FrameSink) -> None:
         if self._thread is not None:
@@ -62,11 +67,33 @@ class Source(ABC):
         self.state = "stopped"
         self.failing_since = None
 
+    def abandon(self, why: str) -> None:
+        """Leave the current thread behind (stuck in a call that never returns; a thread
+        cannot be killed) and carry on in a fresh one that opens the device again. The
+        old one exits if it ever wakes up; until then it may hold the device."""
+        if self._thread is None or self._stopping.is_set():
+            return
+        self.abandoned += 1
+        self.state, self.error = "failed", why
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        self._thread = threading.Thread(
+            target=self._main, name=f"source-{self.name}-{self.abandoned}", daemon=True
+        )
+        self._thread.start()
+
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def current(self) -> bool:
+        """Whether the calling thread is this source's own (not one left behind)."""
+        return threading.current_thread() is self._thread
+
     def _emit(self, frame: Frame, captured_at: float) -> None:
+        if not self.current:
+            raise _Abandoned
         self.frames += 1
         if self.failing_since is not None:  # back after a failure
             self.failing_since, self.error = None, None
@@ -75,12 +102,16 @@ class Source(ABC):
 
     def _main(self) -> None:
         pause = 0.5
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and self.current:
             self.state = "opening"
             try:
                 self._run()
                 pause = 0.5
+            except _Abandoned:
+                return
             except Exception as exc:  # a device error must never end the thread
+                if not self.current:
+                    return
                 error = str(exc) or type(exc).__name__
                 # said once per new error (an unplugged camera is retried every second)
                 log = logger.warning if error != self.error else logger.debug

@@ -9,6 +9,7 @@ import time
 import av
 
 from capture import (
+    MAX_ABANDONED,
     AlsaMicrophone,
     AudioEncoder,
     MediaKind,
@@ -217,6 +218,16 @@ class Room:
         """Video sources giving no picture now (their slate is out), with the reason."""
         return [(p.source.name, p.source.error) for p in self.pipelines if p.showing_missing]
 
+    def recent_hangs(self, within: float = 60.0) -> list[tuple[str, float, bool]]:
+        """Sources whose device or encoder hung in the last `within` seconds: (name,
+        seconds ago, whether fresh threads took over; False: a restart is needed)."""
+        now = time.monotonic()
+        return [
+            (p.source.name, now - p.last_hang[0], p.source.abandoned < MAX_ABANDONED)
+            for p in self.pipelines
+            if p.last_hang is not None and now - p.last_hang[0] <= within
+        ]
+
     def mic_silent_seconds(self) -> float | None:
         """Seconds since the classroom microphone last heard something, while live."""
         encoder = self.mic_encoder
@@ -236,6 +247,8 @@ class Room:
                 "error": p.source.error,
                 "frames": p.source.frames,
                 "missing": p.showing_missing,
+                "hangs": p.hangs,
+                "last_hang": None if p.last_hang is None else p.last_hang[1],
                 "failing_seconds": None
                 if p.source.failing_since is None
                 else round(time.monotonic() - p.source.failing_since, 1),

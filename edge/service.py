@@ -377,6 +377,18 @@ class EdgeService:
                     "Học sinh thấy thông báo đang kết nối lại; tiếng vẫn phát. "
                     "Kiểm tra dây cắm."
                 )
+        for name, room in self.rooms.items():
+            for source, ago, recovered in room.recent_hangs():
+                what = {"camera": "Camera", "board": "Hình bảng", "mic": "Micro"}.get(
+                    source, source
+                )
+                found.append(
+                    f"Phòng {name}: {what} bị treo {ago:.0f} giây trước; đã tự mở lại, "
+                    "không cần khởi động lại."
+                    if recovered
+                    else f"Phòng {name}: {what} bị treo nhiều lần và không tự mở lại được. "
+                    "Học sinh thấy thông báo mất hình; hãy báo Tổ CNTT khởi động lại dịch vụ."
+                )
         for name, recorder in self.recorders.items():
             if error := recorder.health()["error"]:
                 found.append(f"Phòng {name}: không ghi hình được ({error}).")
