@@ -197,19 +197,7 @@ def run_janus(tmp: Path, hosts: RelayHosts, start_timeout: float = 30.0) -> Iter
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"janus exited: {log.read_text()[-3000:]}")
-            probe = (
-                subprocess.run(
-                    [*hosts.service.command("curl", "-sf", f"{janus.api_url}/info")],
-                    capture_output=True,
-                    timeout=10,
-                )
-                if shutil.which("curl")
-                else None
-            )
-            if probe is None:
-                if _listening(hosts, HTTP_PORT) and _listening(hosts, ADMIN_PORT):
-                    break
-            elif probe.returncode == 0:
+            if _listening(hosts, HTTP_PORT) and _listening(hosts, ADMIN_PORT):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"janus did not start: {log.read_text()[-3000:]}")
@@ -349,13 +337,24 @@ def admin_request(janus: Janus, hosts: RelayHosts, body: dict[str, Any]) -> dict
     body = {"transaction": secrets.token_hex(6), "admin_secret": janus.admin_secret, **body}
     url = f"http://127.0.0.1:{ADMIN_PORT}/admin"
     done = subprocess.run(
-        hosts.in_janus("curl", "-s", "--max-time", "10", "-d", json.dumps(body), url),
+        hosts.in_janus(sys.executable, "-c", POST_JSON, url, json.dumps(body)),
         capture_output=True,
         text=True,
         timeout=20,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"Janus Admin API {url}: {done.stderr.strip()[-2000:]}")
     answer: dict[str, Any] = json.loads(done.stdout)
     return answer
+
+
+POST_JSON = """
+import sys, urllib.request
+request = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method="POST")
+with urllib.request.urlopen(request, timeout=10) as answer:
+    sys.stdout.write(answer.read().decode())
+"""
+"""POSTs argv[2] to argv[1] and prints the answer: Python's own, no curl needed."""
 
 
 def mountpoint_info(

@@ -53,8 +53,15 @@ class FreshInstall:
         )
 
 
+LEFT_OUT = (".git", ".venv", "artifacts", "build", "*.egg-info", "__pycache__", ".*_cache")
+
+
 def checkout_copy(target: Path) -> Path:
-    """The files a clone has (tracked, plus new ones not ignored), nothing built."""
+    """The files a clone has (tracked, plus new ones not ignored), nothing built; without
+    git (a checkout copied onto the machine), the tree less what git would ignore."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(*LEFT_OUT))
+        return target
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -207,3 +214,11 @@ def test_check_config_without_arguments(fresh: FreshInstall) -> None:
     result = fresh.run("check-config")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith(expected), result.stdout
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    blocks = re.findall(r"```sh\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+    first, second = blocks[0], blocks[1]
+    assert first.startswith("apt-get update && ") and "pip install . &&" in first
+    assert "run --demo" in first and "[test]" not in first
+    assert second in (ROOT / ".ci" / "run").read_text().splitlines()
