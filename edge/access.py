@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hmac
+import html
 import json
+import time
+from collections.abc import Collection
 from typing import Any
+from urllib.parse import quote
 
+import ifaddr
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from .staff import COOKIE, csrf_token, valid_cookie
 
@@ -31,9 +36,28 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else ""
 
 
+OWN_ADDRESSES_SECONDS = 30.0
+_own: tuple[float, frozenset[str]] = (-OWN_ADDRESSES_SECONDS, frozenset())
+
+
+def own_addresses() -> frozenset[str]:
+    """This machine's addresses (loopback and every interface's), looked up at most
+    every 30 s: a request from one of them comes from the board's own browser."""
+    global _own
+    now = time.monotonic()
+    if now - _own[0] >= OWN_ADDRESSES_SECONDS:
+        found = {"127.0.0.1", "::1"}
+        for adapter in ifaddr.get_adapters():
+            for ip in adapter.ips:
+                found.add(ip.ip if isinstance(ip.ip, str) else ip.ip[0].split("%")[0])
+        _own = (now, frozenset(found))
+    return _own[1]
+
+
 def is_staff(request: Request, staff_key: str) -> bool:
-    """The mini-PC itself (the smart board's console), the staff key, or a staff login."""
-    if client_address(request) in ("127.0.0.1", "::1") and "x-forwarded-for" not in request.headers:
+    """The mini-PC itself (the smart board's console, at 127.0.0.1 or at the address the
+    service prints), the staff key, or a staff login."""
+    if client_address(request) in own_addresses() and "x-forwarded-for" not in request.headers:
         return True
     cookie = request.cookies.get(COOKIE)
     if cookie is not None and valid_cookie(staff_key, cookie):
@@ -94,3 +118,24 @@ def cors_headers(request: Request, origins: list[str], methods: str) -> dict[str
     if allowed != "*":
         headers["Vary"] = "Origin"
     return headers
+
+
+def staff_page_refusal(
+    request: Request, staff_key: str, rooms: Collection[str], room: str
+) -> Response | None:
+    """For a staff page of `room` (HTML, read by a person): an unknown room is a page that
+    says so, anyone but staff goes to the login and comes back; None: go ahead."""
+    if room not in rooms:
+        known = ", ".join(sorted(rooms))
+        return HTMLResponse(
+            '<!doctype html><html lang="vi"><meta charset="utf-8"><link rel="icon" href="data:,">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            "<title>Không có phòng này</title>"
+            '<body style="font-family:sans-serif;max-width:30em;margin:3em auto;padding:0 1em">'
+            f"<h1>Không có phòng {html.escape(room)}</h1>"
+            f"<p>Các phòng ở đây: {html.escape(known)}.</p></body></html>",
+            status_code=404,
+        )
+    if not is_staff(request, staff_key):
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+    return None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from .access import is_staff, json_object, problem
+from .access import is_staff, json_object, problem, staff_page_refusal
 from .links import room_links
 from .pages import page
 from .ptz import CameraControlError
@@ -79,7 +79,7 @@ def router(service: EdgeService) -> APIRouter:
 
     @routes.get("/console/{room}")
     async def console_page(room: str, request: Request) -> Response:
-        refusal = refused(room, request)
+        refusal = staff_page_refusal(request, service.staff_key, service.rooms, room)
         if refusal is not None:
             return refusal
         return page("console.html", {"room": room, "school": service.config.site.school})
@@ -87,7 +87,7 @@ def router(service: EdgeService) -> APIRouter:
     @routes.get("/sheet/{room}")
     async def link_sheet(room: str, request: Request) -> Response:
         """The class's links with QR codes, to print for parents."""
-        refusal = refused(room, request)
+        refusal = staff_page_refusal(request, service.staff_key, service.rooms, room)
         if refusal is not None:
             return refusal
         links = room_links(service.config, service.signer, service.roster, room, service.base_url)

@@ -107,10 +107,7 @@ def router(service: EdgeService) -> APIRouter:
             )
         return problem(400, "Malformed request", "format: csv or xlsx")
 
-    @routes.get("/login")
-    async def login_page(next: str = "/reports", failed: int = 0) -> Response:
-        target = next if next.startswith("/") and not next.startswith("//") else "/reports"
-        message = '<p style="color:#b00">Sai mật khẩu.</p>' if failed else ""
+    def login_form(target: str, message: str = "", status: int = 200) -> HTMLResponse:
         return HTMLResponse(
             '<!doctype html><html lang="vi"><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -121,17 +118,29 @@ def router(service: EdgeService) -> APIRouter:
             f'<input type="hidden" name="next" value="{html.escape(target)}">'
             '<label>Mật khẩu cán bộ <input type="password" name="password" autofocus required>'
             "</label> <button>Vào</button></form></body></html>",
+            status_code=status,
             headers={"Cache-Control": "no-store"},
         )
+
+    @routes.get("/login")
+    async def login_page(next: str = "/reports", failed: int = 0) -> Response:
+        target = next if next.startswith("/") and not next.startswith("//") else "/reports"
+        return login_form(target, '<p style="color:#b00">Sai mật khẩu.</p>' if failed else "")
 
     @routes.post("/login")
     async def login(request: Request) -> Response:
         address = client_address(request)
         wait = service.throttle.wait(address)
         if wait is not None:
-            return problem(
-                429, "Too many attempts", "wait a few minutes", {"Retry-After": str(int(wait))}
+            minutes = max(1, round(wait / 60))
+            refused = login_form(
+                "/reports",
+                '<p style="color:#b00">Sai mật khẩu quá nhiều lần. '
+                f"Hãy thử lại sau {minutes} phút.</p>",
+                429,
             )
+            refused.headers["Retry-After"] = str(int(wait))
+            return refused
         form = parse_qs((await request.body())[:4096].decode(errors="replace"))
         password = form.get("password", [""])[0]
         target = form.get("next", ["/reports"])[0]

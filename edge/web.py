@@ -253,10 +253,9 @@ def create_app(service: EdgeService) -> FastAPI:
 
     @app.get("/control/{room}", response_class=HTMLResponse)
     async def control_page(room: str, request: Request) -> Response:
-        if room not in service.rooms:
-            return HTMLResponse("unknown room", status_code=404)
-        if not is_staff(request):
-            return HTMLResponse("staff only", status_code=403)
+        refusal = access.staff_page_refusal(request, service.staff_key, service.rooms, room)
+        if refusal is not None:
+            return refusal
         return page("control.html", {"room": room, "school": service.config.site.school})
 
     def find_session(room: str, session_id: str) -> ViewerSession | None:

@@ -91,6 +91,7 @@ async def test_admin_login_csrf_ptz_presets_and_config(
         assert statuses == [303] * 10
         locked = await client.post("/login", data=right)
         assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 200
+        assert "Hãy thử lại sau 5 phút" in locked.text and "<form" in locked.text  # a page
         moment[0] += 301
         login = await client.post("/login", data=right)
         assert login.status_code == 303 and login.headers["location"] == "/admin"
