@@ -2,8 +2,9 @@
 board: per class and period the online count against those studying from home and the
 class size, and every pupil of the roster with their status; a weekly summary.
 
-CSV (UTF-8 with BOM, so Excel shows the diacritics), XLSX (openpyxl) and printable HTML,
-all with Vietnamese headers.
+CSV (UTF-8 with BOM, so Excel shows the diacritics; `;` between fields and decimal
+commas, as Excel set to Vietnamese reads them), XLSX (openpyxl; real dates, times and
+numbers) and printable HTML, all in Vietnamese.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import html
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .attendance import AttendanceStore, Presence
 from .lessons import Lesson, LessonStore
@@ -51,6 +53,7 @@ DETAIL_HEADERS = [
 ]
 WEEK_HEADERS = [
     "Lớp",
+    "Thứ",
     "Ngày",
     "Số tiết",
     "Học ở nhà",
@@ -222,60 +225,90 @@ def day_and_week(
 
 # ------------------------------------------------------------------ rendering
 
+NOT_MARKED = "chưa đánh dấu"
+"""In "Học ở nhà" when nobody marked who studies from home that day."""
+NO_RATE = "(chưa đánh dấu HS học ở nhà)"
+"""In "Tỉ lệ (%)" for the same reason: the rate is online over those studying from home."""
 
-def _hhmm(moment: dt.datetime | None, zone: dt.tzinfo) -> str:
-    return moment.astimezone(zone).strftime("%H:%M") if moment is not None else ""
+Cell = str | int | float | dt.date | dt.time | None
+"""A report cell as a value: XLSX keeps it (dates, times and numbers Excel can sort and
+filter), CSV and HTML write it the Vietnamese way (`vietnamese`)."""
+
+
+def vietnamese(value: Cell) -> str:
+    """`66,7`, `25/11/2026`, `07:15`: numbers, dates and times as Vietnamese write them."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.1f}".replace(".", ",")
+    if isinstance(value, dt.time):
+        return value.strftime("%H:%M")
+    if isinstance(value, dt.date):
+        return value.strftime("%d/%m/%Y")
+    return str(value)
+
+
+def _clock(moment: dt.datetime | None, zone: dt.tzinfo) -> dt.time | None:
+    if moment is None:
+        return None
+    return moment.astimezone(zone).time().replace(second=0, microsecond=0, tzinfo=None)
 
 
 def _period_label(lesson: Lesson) -> str:
+    if lesson.kind == "always":
+        return "Phát liên tục"
     if lesson.period is None:
         return "Thêm"
     return f"{lesson.period} ({'chiều' if lesson.session == 'afternoon' else 'sáng'})"
 
 
+def _subject(lesson: Lesson) -> str:
+    return "" if lesson.kind == "always" else lesson.subject  # no subject: not a period
+
+
 def _home(value: bool | None) -> str:
-    return "" if value is None else ("có" if value else "không")
+    return NOT_MARKED if value is None else ("có" if value else "không")
 
 
-def summary_rows(report: DayReport, zone: dt.tzinfo) -> list[list[object]]:
-    rows: list[list[object]] = []
+def summary_rows(report: DayReport, zone: dt.tzinfo) -> list[list[Cell]]:
+    rows: list[list[Cell]] = []
     for period in report.periods:
         lesson = period.lesson
         rows.append(
             [
                 lesson.class_name,
-                report.day.strftime("%d/%m/%Y"),
+                report.day,
                 _period_label(lesson),
-                lesson.subject,
+                _subject(lesson),
                 lesson.teacher,
-                _hhmm(lesson.start, zone),
-                _hhmm(period.end, zone),
+                _clock(lesson.start, zone),
+                _clock(period.end, zone),
                 period.class_size,
-                "" if period.expected is None else period.expected,
+                NOT_MARKED if period.expected is None else period.expected,
                 period.online,
-                "" if period.percent is None else period.percent,
+                NO_RATE if period.percent is None else period.percent,
                 period.unnamed,
             ]
         )
     return rows
 
 
-def detail_rows(report: DayReport, zone: dt.tzinfo) -> list[list[object]]:
-    rows: list[list[object]] = []
+def detail_rows(report: DayReport, zone: dt.tzinfo) -> list[list[Cell]]:
+    rows: list[list[Cell]] = []
     for period in report.periods:
         lesson = period.lesson
         for row in period.pupils:
             rows.append(
                 [
                     lesson.class_name,
-                    report.day.strftime("%d/%m/%Y"),
+                    report.day,
                     _period_label(lesson),
-                    lesson.subject,
+                    _subject(lesson),
                     row.pupil.id,
                     row.pupil.name,
                     _home(row.at_home),
                     STATUS[row.status],
-                    _hhmm(row.first_join, zone),
+                    _clock(row.first_join, zone),
                     round(row.minutes),
                     row.note,
                 ]
@@ -308,24 +341,30 @@ def week_summary(reports: Sequence[DayReport]) -> list[WeekRow]:
     return rows
 
 
-def _week_cells(week: Sequence[WeekRow]) -> list[list[object]]:
+def _week_cells(week: Sequence[WeekRow]) -> list[list[Cell]]:
     return [
         [
             w.class_name,
-            f"{WEEKDAYS[w.day.weekday()]} {w.day:%d/%m}",
+            WEEKDAYS[w.day.weekday()],
+            w.day,
             w.periods,
-            "" if w.expected is None else w.expected,
+            NOT_MARKED if w.expected is None else w.expected,
             w.online_mean,
-            "" if w.percent is None else w.percent,
+            NO_RATE if w.percent is None else w.percent,
         ]
         for w in week
     ]
 
 
+def _csv_writer(out: io.StringIO) -> Any:
+    # ";" between fields: Excel set to Vietnamese (decimal comma) splits columns there
+    return csv.writer(out, delimiter=";", lineterminator="\r\n")
+
+
 def render_csv(report: DayReport, zone: dt.tzinfo) -> bytes:
     """Two tables in one file: the summary, a blank line, the per-pupil detail."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = _csv_writer(out)
     writer.writerow(
         [
             f"Báo cáo điểm danh học trực tuyến · {report.school} · "
@@ -333,19 +372,26 @@ def render_csv(report: DayReport, zone: dt.tzinfo) -> bytes:
         ]
     )
     writer.writerow(SUMMARY_HEADERS)
-    writer.writerows(summary_rows(report, zone))
+    writer.writerows([vietnamese(c) for c in row] for row in summary_rows(report, zone))
     writer.writerow([])
     writer.writerow(DETAIL_HEADERS)
-    writer.writerows(detail_rows(report, zone))
+    writer.writerows([vietnamese(c) for c in row] for row in detail_rows(report, zone))
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 def render_week_csv(week: Sequence[WeekRow]) -> bytes:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = _csv_writer(out)
     writer.writerow(WEEK_HEADERS)
-    writer.writerows(_week_cells(week))
+    writer.writerows([vietnamese(c) for c in row] for row in _week_cells(week))
     return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+XLSX_FORMATS: dict[type, str] = {
+    dt.date: "DD/MM/YYYY",
+    dt.time: "HH:MM",
+    float: "0.0",
+}
 
 
 def render_xlsx(report: DayReport, week: Sequence[WeekRow], zone: dt.tzinfo) -> bytes:
@@ -370,9 +416,13 @@ def render_xlsx(report: DayReport, week: Sequence[WeekRow], zone: dt.tzinfo) -> 
             cell.alignment = Alignment(wrap_text=True, vertical="top")
         for row in rows:
             sheet.append(row)
+            for cell, value in zip(sheet[sheet.max_row], row, strict=True):
+                form = XLSX_FORMATS.get(type(value))
+                if form is not None:
+                    cell.number_format = form
         sheet.freeze_panes = "A2"
         for column, header in enumerate(headers, start=1):
-            values = [str(header)] + [str(r[column - 1]) for r in rows]
+            values = [str(header)] + [vietnamese(r[column - 1]) for r in rows]
             width = min(max(len(v) for v in values) + 2, 40)
             sheet.column_dimensions[get_column_letter(column)].width = width
     book.properties.title = f"Điểm danh {report.day:%d/%m/%Y}"
@@ -382,10 +432,11 @@ def render_xlsx(report: DayReport, week: Sequence[WeekRow], zone: dt.tzinfo) -> 
     return out.getvalue()
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], marks: str = "") -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], marks: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{html.escape(vietnamese(v))}</td>" for v in row) + "</tr>"
+        for row in rows
     )
     return f'<table class="{marks}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 

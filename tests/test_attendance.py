@@ -60,20 +60,20 @@ subject = "Ngữ văn"
 teacher = "Trần Văn Minh"
 """
 EXPECTED = """\ufeffBáo cáo điểm danh học trực tuyến · Trường Thử · Thứ Tư 25/11/2026\r
-Lớp,Ngày,Tiết,Môn,Giáo viên,Bắt đầu,Kết thúc,Sĩ số,Học ở nhà,Trực tuyến,Tỉ lệ (%),Không rõ tên\r
-6A1,25/11/2026,1 (sáng),Toán,Nguyễn Thị Lan,07:00,07:45,4,3,3,100.0,0\r
-6A1,25/11/2026,2 (sáng),Ngữ văn,Trần Văn Minh,07:50,08:35,4,3,2,66.7,0\r
+Lớp;Ngày;Tiết;Môn;Giáo viên;Bắt đầu;Kết thúc;Sĩ số;Học ở nhà;Trực tuyến;Tỉ lệ (%);Không rõ tên\r
+6A1;25/11/2026;1 (sáng);Toán;Nguyễn Thị Lan;07:00;07:45;4;3;3;100,0;0\r
+6A1;25/11/2026;2 (sáng);Ngữ văn;Trần Văn Minh;07:50;08:35;4;3;2;66,7;0\r
 \r
-Lớp,Ngày,Tiết,Môn,Mã định danh,Họ và tên,Học ở nhà,Trạng thái,Vào lớp lúc,Số phút,Ghi chú\r
-6A1,25/11/2026,1 (sáng),Toán,0101000001,Nguyễn Văn An,có,Có mặt,07:00,45,\r
-6A1,25/11/2026,1 (sáng),Toán,0101000002,Trần Thị Bình,có,Muộn,07:15,25,\r
-6A1,25/11/2026,1 (sáng),Toán,0101000003,Lê Hoàng Châu,có,Về sớm,07:02,10,\
+Lớp;Ngày;Tiết;Môn;Mã định danh;Họ và tên;Học ở nhà;Trạng thái;Vào lớp lúc;Số phút;Ghi chú\r
+6A1;25/11/2026;1 (sáng);Toán;0101000001;Nguyễn Văn An;có;Có mặt;07:00;45;\r
+6A1;25/11/2026;1 (sáng);Toán;0101000002;Trần Thị Bình;có;Muộn;07:15;25;\r
+6A1;25/11/2026;1 (sáng);Toán;0101000003;Lê Hoàng Châu;có;Về sớm;07:02;10;\
 chưa xác thực (link chung của lớp)\r
-6A1,25/11/2026,1 (sáng),Toán,0101000004,Phạm Minh Đức,không,Vắng,,0,\r
-6A1,25/11/2026,2 (sáng),Ngữ văn,0101000001,Nguyễn Văn An,có,Có mặt,07:50,45,\r
-6A1,25/11/2026,2 (sáng),Ngữ văn,0101000002,Trần Thị Bình,có,Có mặt,07:52,43,\r
-6A1,25/11/2026,2 (sáng),Ngữ văn,0101000003,Lê Hoàng Châu,có,Vắng,,0,\r
-6A1,25/11/2026,2 (sáng),Ngữ văn,0101000004,Phạm Minh Đức,không,Vắng,,0,\r
+6A1;25/11/2026;1 (sáng);Toán;0101000004;Phạm Minh Đức;không;Vắng;;0;\r
+6A1;25/11/2026;2 (sáng);Ngữ văn;0101000001;Nguyễn Văn An;có;Có mặt;07:50;45;\r
+6A1;25/11/2026;2 (sáng);Ngữ văn;0101000002;Trần Thị Bình;có;Có mặt;07:52;43;\r
+6A1;25/11/2026;2 (sáng);Ngữ văn;0101000003;Lê Hoàng Châu;có;Vắng;;0;\r
+6A1;25/11/2026;2 (sáng);Ngữ văn;0101000004;Phạm Minh Đức;không;Vắng;;0;\r
 """
 
 
@@ -159,11 +159,25 @@ async def test_a_scripted_morning_gives_exactly_the_expected_report(tmp_path: Pa
     assert [c.value for c in summary[1]][:3] == ["Lớp", "Ngày", "Tiết"]
     assert [c.value for c in summary[2]][7:11] == [4, 3, 3, 100.0]
     assert [c.value for c in summary[3]][7:11] == [4, 3, 2, 66.7]
-    assert [c.value for c in detail[3]][5:10] == ["Trần Thị Bình", "có", "Muộn", "07:15", 25]
+    assert [c.value for c in detail[3]][5:10] == [
+        "Trần Thị Bình",
+        "có",
+        "Muộn",
+        dt.time(7, 15),
+        25,
+    ]
     assert detail.max_row == 9
-    assert [c.value for c in week[2]] == ["6A1", "Thứ Tư 25/11", 2, 3, 2.5, 83.3]
+    # dates and times are Excel's own (sortable, filterable), shown the Vietnamese way
+    day, start = summary["B2"], summary["F2"]
+    assert day.is_date and day.value.date() == WEDNESDAY and day.number_format == "DD/MM/YYYY"
+    assert start.value == dt.time(7, 0) and start.number_format == "HH:MM"
+    assert summary["K3"].number_format == "0.0"
+    assert [c.value for c in week[2]][:2] == ["6A1", "Thứ Tư"]
+    assert week["C2"].is_date and week["C2"].value.date() == WEDNESDAY
+    assert [c.value for c in week[2]][3:] == [2, 3, 2.5, 83.3]
     html = report("--format", "html")
     assert "Tổng hợp tuần" in html and "Lê Hoàng Châu" in html and "<table" in html
+    assert "<td>66,7</td>" in html and "<td>2,5</td>" in html and "66.7" not in html
 
 
 def test_the_principal_logs_in_and_downloads_the_day(tmp_path: Path) -> None:
