@@ -291,3 +291,64 @@ async def test_the_library_probe_of_an_rclone_remote(tmp_path: Path) -> None:
     assert "not a directory" in bad.en and f"nas:{tmp_path}/blocker/hoc-lieu" in bad.vi
     none = await check_library(LibrarySettings.model_validate({}), tmp_path)
     assert none.status == "warn" and "none configured" in none.en
+
+
+def test_in_a_terminal_each_step_is_printed_once_and_a_busy_machine_is_said(
+    tmp_path: Path,
+) -> None:
+    """Run as IT staff do, in a terminal (a pty for stdout and stderr), while two other
+    processes keep both cores busy (as the room's own service would): every step once, and
+    the encoders measured by their own CPU time, not failed for the machine's load."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "data"
+    spin = "import time\nend = time.monotonic() + 90\nwhile time.monotonic() < end: pass\n"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(2)]
+    main, child = pty.openpty()
+    try:
+        time.sleep(0.5)
+        drill = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "edge",
+                "drill",
+                "demo",
+                "--demo",
+                "--data-dir",
+                str(data),
+                "--seconds",
+                "5",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=child,
+            stderr=child,
+        )
+        os.close(child)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the drill closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        drill.wait(120)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait(10)
+        os.close(main)
+    screen = b"".join(chunks).decode("utf-8", errors="replace")
+    assert screen.count("Camera: 30.0 fps") == 1, screen
+    assert screen.count("KẾT LUẬN") == 1 and "report saved" in screen, screen
+    report = json.loads(next((data / "drills").glob("*.json")).read_text())
+    encoder = next(s for s in report["steps"] if s["key"] == "encoder")
+    assert encoder["status"] == "pass", encoder
+    assert encoder["value"]["machine_busy"] is not None, encoder  # said plainly
+    assert "máy đang bận" in encoder["message_vi"], encoder
