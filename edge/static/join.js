@@ -28,7 +28,8 @@
       autoJoin: 'Trang sẽ tự vào lớp khi đến giờ, em không cần tải lại trang.',
       rewatch: 'Xem lại bài giảng đã ghi',
       pickTitle: 'Em là ai? Chọn tên của em', iAm: 'Em là {name}', change: 'đổi',
-      pickHelp: 'Chạm vào tên của em ở dưới để vào lớp. Điện thoại sẽ nhớ tên này.',
+      pickHelp: 'Chạm vào tên của em trong danh sách để vào lớp. Điện thoại sẽ nhớ tên này.',
+      mute: 'Tắt tiếng', soundOn: 'Bật tiếng',
       removed: 'Em đã được mời ra khỏi tiết học', removedHelp: 'Thầy cô đã mời em ra khỏi tiết học này. Em hãy chờ tiết sau.',
       thanks: 'Cảm ơn em đã tham gia buổi học.',
       badLinkHelp: 'Đường link không còn hiệu lực. Em hãy xin thầy cô đường link mới.',
@@ -63,7 +64,8 @@
       autoJoin: 'The page will join by itself when it starts; no need to reload.',
       rewatch: 'Watch recorded lessons',
       pickTitle: 'Who are you? Pick your name', iAm: 'You are {name}', change: 'change',
-      pickHelp: 'Tap your name below to join. This phone will remember it.',
+      pickHelp: 'Tap your name in the list to join. This phone will remember it.',
+      mute: 'Mute', soundOn: 'Sound on',
       removed: 'You were removed from the lesson', removedHelp: 'The teacher removed you from this lesson. Please wait for the next one.',
       thanks: 'Thank you for joining the lesson.',
       badLinkHelp: 'This link is no longer valid. Please ask your teacher for a new one.',
@@ -90,7 +92,7 @@
   ['stage', 'board', 'camera', 'sound', 'overlay', 'overlay-title', 'overlay-detail', 'retry', 'unmute',
     'state-text', 'quality', 'quality-word', 'notice', 'fullscreen', 'class-name', 'school', 'pupil',
     'data-panel', 'save-data', 'usage', 'rendition', 'rendition-word', 'stills-note', 'data-used',
-    'lesson-info', 'countdown', 'rewatch']
+    'lesson-info', 'countdown', 'rewatch', 'mute', 'lesson-now']
     .forEach(function (id) { els[id] = $(id); });
 
   var config = readConfig();
@@ -361,7 +363,7 @@
       attempts = 0;
       everLive = true;
       if (s.relay) startBeats(s);
-      if (classroom.state !== 'live') setState('live');
+      if (classroom.state !== 'live') { setState('live'); showLessonNow(); }
     } else if (st === 'disconnected') {
       if (!s.discTimer) s.discTimer = setTimeout(function () { if (s === current) drop(); }, 4000);
     } else if (st === 'failed') {
@@ -643,9 +645,39 @@
   function play(el) {
     var p = el.play();
     if (!p || !p.then) return;
-    p.then(function () { if (el === els.sound) els.unmute.hidden = true; }, function (err) {
+    p.then(function () { if (el === els.sound) { els.unmute.hidden = true; showMute(); } }, function (err) {
       if (err && err.name === 'NotAllowedError') els.unmute.hidden = false;   // autoplay policy: ask for a tap
     });
+  }
+
+  // Once sound plays: a button to turn it off and on again (a pupil in a quiet room)
+  function showMute() {
+    els.mute.hidden = false;
+    els.mute.textContent = els.sound.muted ? t('soundOn') : t('mute');
+    els.mute.setAttribute('aria-pressed', els.sound.muted ? 'true' : 'false');
+  }
+
+  function toggleMute() {
+    els.sound.muted = !els.sound.muted;
+    if (!els.sound.muted && els.sound.paused) play(els.sound);
+    showMute();
+  }
+
+  // "Tiết 2 · Toán · Nguyễn Thị Lan" under the school's name while live
+  var lessonTimer = 0;
+  async function showLessonNow() {
+    clearTimeout(lessonTimer);
+    if (classroom.state !== 'live') { els['lesson-now'].hidden = true; return; }
+    var live = null;
+    try {
+      var url = new URL(config.whep, location.href);
+      url.pathname = url.pathname.replace(/\/whep\/([^/]+)\/?$/, '/api/rooms/$1/now');
+      var res = await fetch(url.href, { headers: authHeaders(), cache: 'no-store' });
+      live = res.status === 200 ? (await res.json()).live : null;
+    } catch (e) { live = null; }
+    els['lesson-now'].textContent = describeLesson(live);
+    els['lesson-now'].hidden = !live || classroom.state !== 'live';
+    lessonTimer = setTimeout(showLessonNow, 120000);    // the next period may follow on
   }
 
   function unmute() {
@@ -872,6 +904,7 @@
 
   function bindEvents() {
     els.unmute.addEventListener('click', unmute);
+    els.mute.addEventListener('click', toggleMute);
     $('swap').addEventListener('click', swap);
     [els.board, els.camera].forEach(function (v) {
       v.addEventListener('click', function () { if (v.classList.contains('pip')) swap(); });
