@@ -69,6 +69,8 @@ def router(service: EdgeService) -> APIRouter:
             "lesson": lesson.as_json(zone) if lesson is not None else None,
             "next": upcoming.as_json(zone) if upcoming is not None else None,
             "recording": recorder.recording if recorder is not None else None,
+            "recording_error": recorder.health()["error"] if recorder is not None else None,
+            "records": recorder is not None,  # this room records its lessons at all
             "now": service.clock.now().astimezone(zone).isoformat(),
             "warnings": service.warnings(),
             "pupils": [{"id": p.id, "name": p.name} for p in service.roster.pupils(class_name)],
