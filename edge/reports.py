@@ -438,7 +438,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], marks: str = 
         "<tr>" + "".join(f"<td>{html.escape(vietnamese(v))}</td>" for v in row) + "</tr>"
         for row in rows
     )
-    return f'<table class="{marks}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    table = f'<table class="{marks}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<div class="scroll">{table}</div>'  # a wide table scrolls on a phone, not the page
 
 
 HTML_STYLE = """
@@ -449,6 +450,8 @@ table { border-collapse: collapse; width: 100%; margin-bottom: 4mm; }
 th, td { border: 1px solid #999; padding: 2px 5px; text-align: left; }
 th { background: #ddebf7; } tr { break-inside: avoid; }
 .empty { color: #666; }
+.scroll { overflow-x: auto; }
+@media print { .scroll { overflow: visible; } }
 """
 
 
@@ -458,7 +461,8 @@ def render_html(report: DayReport, week: Sequence[WeekRow], zone: dt.tzinfo) -> 
     )
     parts = [
         '<!doctype html><html lang="vi"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
-        f"<title>{title}</title>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title>"
         f"<style>{HTML_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p>{html.escape(report.school)}</p>"
     ]
