@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import ARTIFACTS, ROOT, cli, run_service, write_site
 from tests.netns import Host, available, two_hosts
+from tests.test_waiting_room import ROOM  # tiết 1 of a Wednesday: Toán, Nguyễn Thị Lan
 
 pytestmark = [
     pytest.mark.browser,
@@ -22,18 +23,6 @@ pytestmark = [
 ]
 
 SIZES = ("390x844", "844x390", "1920x1080")
-ROOM = """class = "6A1"
-[camera]
-kind = "test"
-[mic]
-kind = "test"
-[[timetable.period]]
-day = "Thứ Tư"
-session = "sáng"
-period = 1
-subject = "Toán"
-teacher = "Nguyễn Thị Lan"
-"""
 ROSTER = "Mã định danh;Họ và tên;Lớp\n0101000001;Nguyễn Văn An;6A1\n0101000002;Trần Thị Bình;6A1\n"
 BEFORE_THE_BELL = "2026-11-25T06:40:00+07:00"  # Wednesday, 20 minutes before tiết 1
 

@@ -396,4 +396,4 @@ async def test_memory_deny_write_execute_spares_pyav_but_kills_dtls(tmp_path: Pa
         health = service.health(detail=True)
         assert health["status"] == "ok", health
     presenter = next((tmp_path / "data").rglob("presenter.mp4"))
-    assert presenter.stat().st_size > 100_000  # encoded and muxed under the filter
+    assert presenter.stat().st_size > 20_000  # encoded and muxed under the filter (seconds of it)
