@@ -66,14 +66,30 @@ def is_staff(request: Request, staff_key: str) -> bool:
     return key is not None and hmac.compare_digest(key.encode(), staff_key.encode())
 
 
+async def bounded_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it is known to pass `limit` bytes (from
+    Content-Length, else while it streams in): nothing larger is ever held in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def json_object(request: Request, limit: int = 16_384) -> dict[str, Any] | JSONResponse:
     """A staff command's JSON object body, or the problem to answer. JSON only: a page
     elsewhere that the board's browser opens cannot send it without a CORS preflight,
     which these routes never grant (no cross-site commands)."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         return problem(415, "Unsupported Media Type", "send application/json")
-    body = await request.body()
-    if len(body) > limit:
+    body = await bounded_body(request, limit)
+    if body is None:
         return problem(413, "Too large", f"at most {limit} bytes")
     try:
         wish = json.loads(body or b"{}")

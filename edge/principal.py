@@ -12,14 +12,15 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from .access import client_address, is_staff, problem
+from .access import bounded_body, client_address, is_staff, problem
 from .reports import DayReport, Rules, WeekRow, day_and_week, render_csv, render_html, render_xlsx
-from .staff import COOKIE, SESSION_SECONDS, check_password, session_cookie
+from .staff import COOKIE, SESSION_SECONDS, check_password_off_loop, session_cookie
 
 if TYPE_CHECKING:
     from .service import EdgeService
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+LOGIN_BODY_LIMIT = 4096  # a password and where to go next
 
 
 def reports_for(
@@ -141,12 +142,15 @@ def router(service: EdgeService) -> APIRouter:
             )
             refused.headers["Retry-After"] = str(int(wait))
             return refused
-        form = parse_qs((await request.body())[:4096].decode(errors="replace"))
+        body = await bounded_body(request, LOGIN_BODY_LIMIT)
+        if body is None:
+            return problem(413, "Too large", f"at most {LOGIN_BODY_LIMIT} bytes")
+        form = parse_qs(body.decode(errors="replace"))
         password = form.get("password", [""])[0]
         target = form.get("next", ["/reports"])[0]
         if not target.startswith("/") or target.startswith("//"):
             target = "/reports"
-        if not check_password(service.config.site.data_dir, password):
+        if not await check_password_off_loop(service.config.site.data_dir, password):
             service.throttle.refused(address)
             return RedirectResponse(f"/login?failed=1&next={quote(target)}", status_code=303)
         response = RedirectResponse(target, status_code=303)
