@@ -79,9 +79,11 @@ def run_service(
     host: str = "127.0.0.1",
     wrap: Sequence[str] = (),
     env: dict[str, str] | None = None,
+    run_args: Sequence[str] = (),
 ) -> Iterator[Service]:
     """The service on `host`; `wrap` prefixes the command (e.g. `ip netns exec NS`),
-    `env` adds to its environment."""
+    `env` adds to its environment, `run_args` are options of `run` alone (`--clock`),
+    kept out of `config_args`, which `Service.links()` passes to `links` as well."""
     port = free_port()
     data_dir = tmp / "data"
     log = tmp / "service.log"
@@ -94,6 +96,7 @@ def run_service(
                 "edge",
                 "run",
                 *config_args,
+                *run_args,
                 "--data-dir",
                 str(data_dir),
                 "--host",

@@ -6,13 +6,12 @@ nothing for 30 s is warned of (the room's test microphone is set to silence)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import cli, run_service, write_site
+from tests.conftest import run_service, write_site
 from tests.whep_client import Viewer, eventually
 
 ROOM = """class = "6A1"
@@ -50,18 +49,8 @@ def test_pause_the_camera_remove_a_pupil_and_a_silent_microphone(tmp_path: Path)
     config = write_site(tmp_path, {"r1": ROOM}, 'school = "Trường Thử"\nroster = "roster.csv"\n')
     with run_service(tmp_path, ["--config", str(config)]) as service:
         started = time.monotonic()
-        links = json.loads(
-            cli(
-                "links",
-                "r1",
-                "--json",
-                "--config",
-                str(config),
-                "--data-dir",
-                str(service.data_dir),
-            ).stdout
-        )
-        token = next(x["token"] for x in links if x["kind"] == "student")
+        links = service.links("r1")
+        token = str(next(x["token"] for x in links if x["kind"] == "student"))
         api = f"{service.base}/api/rooms/r1/console"
 
         def act(**body: object) -> httpx.Response:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, cli, run_service, write_site
+from tests.conftest import ARTIFACTS, ROOT, run_service, write_site
 from tests.netns import Host, available, two_hosts
 from tests.test_waiting_room import ROOM  # tiết 1 of a Wednesday: Toán, Nguyễn Thị Lan
 
@@ -92,22 +92,14 @@ def test_the_waiting_room_and_the_picker_say_it_once_and_whole(tmp_path: Path) -
         {"r1": ROOM},
         f'school = "Trường Thử"\nroster = "{tmp_path}/roster.csv"\n',
     )
-    args = ["--config", str(config), "--clock", BEFORE_THE_BELL]
+    clock = ["--clock", BEFORE_THE_BELL]
     with (
         two_hosts() as (server, viewer),
-        run_service(tmp_path, args, server.address, server.command()) as service,
+        run_service(
+            tmp_path, ["--config", str(config)], server.address, server.command(), run_args=clock
+        ) as service,
     ):
-        links = json.loads(
-            cli(
-                "links",
-                "r1",
-                "--json",
-                "--config",
-                str(config),
-                "--data-dir",
-                str(service.data_dir),
-            ).stdout
-        )
+        links = service.links("r1")
         pupil = next(link for link in links if link["kind"] == "student")
         waiting = probe(
             viewer, f"{service.base}/join/{pupil['token']}", "waiting", "waiting", tmp_path

@@ -24,7 +24,7 @@ import pytest
 from edge.links import staff_key
 from edge.settings import load
 from edge.staff import session_cookie
-from tests.conftest import ARTIFACTS, ROOT, cli, run_service, write_site
+from tests.conftest import ARTIFACTS, ROOT, run_service, write_site
 from tests.netns import available, two_hosts
 
 pytestmark = [
@@ -95,17 +95,7 @@ def test_a_pupil_raises_a_hand_writes_and_is_heard_in_the_classroom(tmp_path: Pa
             env={"HOME": str(home)},
         ) as service,
     ):
-        links = json.loads(
-            cli(
-                "links",
-                "r1",
-                "--config",
-                str(config),
-                "--data-dir",
-                str(service.data_dir),
-                "--json",
-            ).stdout
-        )
+        links = service.links("r1")
         an = next(link for link in links if link["kind"] == "student")
         cookie = session_cookie(staff_key(load(config, data_dir=service.data_dir)))
         assert not speaker_out.exists()  # nobody has spoken yet

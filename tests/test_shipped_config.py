@@ -4,7 +4,6 @@ FILE:LINE lines and never a traceback."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 from pathlib import Path
@@ -21,8 +20,9 @@ async def test_check_config_then_run_the_shipped_config(tmp_path: Path) -> None:
     checked = cli("check-config", "--config", str(SHIPPED), check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.strip() == f"{SHIPPED}: ok (2 room(s): example, p101)"
-    args = ["--config", str(SHIPPED), "--clock", MONDAY_TIET_1]
-    with run_service(tmp_path, args) as service:
+    with run_service(
+        tmp_path, ["--config", str(SHIPPED)], run_args=["--clock", MONDAY_TIET_1]
+    ) as service:
         printed = service.log.read_text()
         assert "room example (class 6A1): " in printed and "room p101 (class 6A1): " in printed
 
@@ -35,9 +35,7 @@ async def test_check_config_then_run_the_shipped_config(tmp_path: Path) -> None:
         # the example room's devices are not on this machine: slates, and it says why
         example = rooms()["example"]
         assert "not plugged in" in example["sources"]["camera"]["error"], example
-        links = cli("links", "example", "--config", str(SHIPPED), "--data-dir",
-                    str(service.data_dir), "--json")  # fmt: skip
-        token = json.loads(links.stdout)[0]["token"]
+        token = str(service.links("example")[0]["token"])
         viewer = Viewer(f"{service.base}/whep/example", token, decode_clock=False)
         try:
             assert (await viewer.connect()).status_code == 201

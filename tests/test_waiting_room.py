@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, cli, run_service, write_site
+from tests.conftest import ARTIFACTS, ROOT, run_service, write_site
 from tests.netns import available, two_hosts
 
 pytestmark = [
@@ -71,12 +71,14 @@ def visit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     with (
         two_hosts() as (server, viewer),
         run_service(
-            tmp, ["--config", str(config), "--clock", clock], server.address, server.command()
+            tmp,
+            ["--config", str(config)],
+            server.address,
+            server.command(),
+            run_args=["--clock", clock],
         ) as service,
     ):
-        links = cli("links", "r1", "--config", str(config), "--data-dir", str(service.data_dir),
-                    "--json")  # fmt: skip
-        token = json.loads(links.stdout)[0]["token"]
+        token = str(service.links("r1")[0]["token"])
         subprocess.run(
             viewer.command(
                 sys.executable,
