@@ -149,7 +149,7 @@ class SourcePipeline:
         try:
             if generation != self._generation:
                 return False
-            for encoder in list(self.encoders.values()):
+            for encoder in self.encoders.values():
                 if not encoder.wants(captured_at):
                     continue
                 self._busy_since = time.monotonic()

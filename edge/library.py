@@ -275,13 +275,17 @@ class RcloneTarget:
             *args,
         ]
 
-    async def _run(self, *args: str, limit: float = 300) -> str:
+    async def _exec(self, *args: str, limit: float) -> tuple[int, str, str]:
+        """rclone's exit status, output and errors; `UploadError` when it cannot run."""
         try:
-            code, out, err = await run_command(self._command(*args), limit)
+            return await run_command(self._command(*args), limit)
         except FileNotFoundError:
             raise UploadError(f"{self.binary}: not installed (apt-get install rclone)") from None
         except TimeoutError:
             raise UploadError(f"rclone {args[0]}: no answer within {limit:.0f} s") from None
+
+    async def _run(self, *args: str, limit: float = 300) -> str:
+        code, out, err = await self._exec(*args, limit=limit)
         if code != 0:
             raise UploadError(f"rclone {args[0]}: {last_line(err, f'exit {code}')}")
         return out
@@ -367,14 +371,9 @@ class RcloneTarget:
         return None if got == sha256 else "SHA-256 differs"
 
     async def read_small(self, dest: PurePosixPath) -> str | None:
-        try:
-            code, out, err = await run_command(
-                self._command("lsjson", "--files-only", self._where(dest.parent)), 60
-            )
-        except FileNotFoundError:
-            raise UploadError(f"{self.binary}: not installed (apt-get install rclone)") from None
-        except TimeoutError:
-            raise UploadError("rclone lsjson: no answer within 60 s") from None
+        code, out, err = await self._exec(
+            "lsjson", "--files-only", self._where(dest.parent), limit=60
+        )
         if code == DIRECTORY_NOT_FOUND:
             return None
         if code != 0:

@@ -51,7 +51,7 @@ class SchoolTimeFormatter(logging.Formatter):
         self.zone = zone
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        moment = dt.datetime.fromtimestamp(record.created, self.zone).astimezone(self.zone)
+        moment = dt.datetime.fromtimestamp(record.created).astimezone(self.zone)  # None: local
         offset = moment.strftime("%z")  # +0700
         stamp = moment.strftime(datefmt or "%Y-%m-%d %H:%M:%S")
         return f"{stamp}.{int(record.msecs):03d} {offset[:3]}:{offset[3:]}"

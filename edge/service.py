@@ -51,6 +51,10 @@ LIVE_ROOM_FIELDS = {"presets", "start_preset", "timetable", "excluded_subjects"}
 restart of the service."""
 
 
+SOURCE_NAMES = {"camera": "Camera", "board": "Hình bảng", "mic": "Micro"}
+"""How staff read a source's name in warnings."""
+
+
 class EdgeService:
     """Composition root; `start()` opens devices and starts encoders, `stop()` releases all."""
 
@@ -371,7 +375,7 @@ class EdgeService:
             )
         for name, room in self.rooms.items():
             for source, reason in room.missing_devices():
-                what = "Camera" if source == "camera" else "Hình bảng"
+                what = SOURCE_NAMES.get(source, source)
                 found.append(
                     f"Phòng {name}: {what} không có tín hiệu ({reason or 'không có hình'}). "
                     "Học sinh thấy thông báo đang kết nối lại; tiếng vẫn phát. "
@@ -379,9 +383,7 @@ class EdgeService:
                 )
         for name, room in self.rooms.items():
             for source, ago, recovered in room.recent_hangs():
-                what = {"camera": "Camera", "board": "Hình bảng", "mic": "Micro"}.get(
-                    source, source
-                )
+                what = SOURCE_NAMES.get(source, source)
                 found.append(
                     f"Phòng {name}: {what} bị treo {ago:.0f} giây trước; đã tự mở lại, "
                     "không cần khởi động lại."

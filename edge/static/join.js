@@ -483,25 +483,30 @@
     return out;
   }
 
-  // A 409 without the lesson outlook (next, ended, the school's clock): ask the room for it.
-  async function withOutlook(problem) {
+  // The room's outlook {live, next, ended, now} from GET /api/rooms/{room}/now; null on failure.
+  async function fetchOutlook() {
     var url = new URL(config.whep, location.href);
     url.pathname = url.pathname.replace(/\/whep\/([^/]+)\/?$/, '/api/rooms/$1/now');
     var ctrl = window.AbortController ? new AbortController() : null;
     var timer = setTimeout(function () { if (ctrl) ctrl.abort(); }, 5000);
     try {
       var res = await fetch(url.href, { headers: authHeaders(), cache: 'no-store', signal: ctrl ? ctrl.signal : undefined });
-      var o = res.status === 200 ? await res.json() : null;
-      if (!o) return problem;
-      return Object.assign({}, problem, {
-        now: o.now, next_lesson: o.next, ended_lesson: o.ended,
-        next_start: problem.next_start || (o.next && o.next.start) || null
-      });
+      return res.status === 200 ? await res.json() : null;
     } catch (e) {
-      return problem;
+      return null;
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  // A 409 without the lesson outlook (next, ended, the school's clock): ask the room for it.
+  async function withOutlook(problem) {
+    var o = await fetchOutlook();
+    if (!o) return problem;
+    return Object.assign({}, problem, {
+      now: o.now, next_lesson: o.next, ended_lesson: o.ended,
+      next_start: problem.next_start || (o.next && o.next.start) || null
+    });
   }
 
   // Tell the service the pupil still watches; 404: the session is gone, the next POST says why.
@@ -668,13 +673,8 @@
   async function showLessonNow() {
     clearTimeout(lessonTimer);
     if (classroom.state !== 'live') { els['lesson-now'].hidden = true; return; }
-    var live = null;
-    try {
-      var url = new URL(config.whep, location.href);
-      url.pathname = url.pathname.replace(/\/whep\/([^/]+)\/?$/, '/api/rooms/$1/now');
-      var res = await fetch(url.href, { headers: authHeaders(), cache: 'no-store' });
-      live = res.status === 200 ? (await res.json()).live : null;
-    } catch (e) { live = null; }
+    var o = await fetchOutlook();
+    var live = o ? o.live : null;
     els['lesson-now'].textContent = describeLesson(live);
     els['lesson-now'].hidden = !live || classroom.state !== 'live';
     lessonTimer = setTimeout(showLessonNow, 120000);    // the next period may follow on
