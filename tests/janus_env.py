@@ -197,7 +197,14 @@ def run_janus(tmp: Path, hosts: RelayHosts, start_timeout: float = 30.0) -> Iter
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"janus exited: {log.read_text()[-3000:]}")
-            if _listening(hosts, HTTP_PORT) and _listening(hosts, ADMIN_PORT):
+            # ready once its HTTP API answers /info from the service's side (as curl -sf did
+            # before), not merely once its ports listen
+            info = subprocess.run(
+                hosts.service.command(sys.executable, "-c", GET_OK, f"{janus.api_url}/info"),
+                capture_output=True,
+                timeout=15,
+            )
+            if info.returncode == 0 and _listening(hosts, ADMIN_PORT):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"janus did not start: {log.read_text()[-3000:]}")
@@ -355,6 +362,13 @@ with urllib.request.urlopen(request, timeout=10) as answer:
     sys.stdout.write(answer.read().decode())
 """
 """POSTs argv[2] to argv[1] and prints the answer: Python's own, no curl needed."""
+
+GET_OK = """
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=5) as answer:
+    sys.exit(0 if answer.status == 200 else 1)
+"""
+"""Exits 0 when a GET of argv[1] answers 200 (any error: a traceback and exit 1)."""
 
 
 def mountpoint_info(
