@@ -407,7 +407,10 @@ async def _viewers(args: argparse.Namespace) -> None:
     `snap` on stdin answers the counts, `quit` leaves (DELETE) and exits."""
     from bench import viewers as counting  # patches aiortc: count RTP, decode nothing
 
-    async with httpx.AsyncClient(timeout=20) as client:
+    # idle connections close before the service's 5 s keep-alive ends, else a join may
+    # go out on a connection the service is closing at that moment (httpx.ReadError)
+    limits = httpx.Limits(keepalive_expiry=2)
+    async with httpx.AsyncClient(timeout=20, limits=limits) as client:
         joining = asyncio.Semaphore(4)
 
         async def join_one() -> tuple[dict[str, Any], StreamingViewer]:

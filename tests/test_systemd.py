@@ -204,7 +204,8 @@ async def test_demo_service_notifies_ready_watchdog_status_and_stopping(
         )
     service = Service(process, f"http://127.0.0.1:{port}", data, ["--demo"], log)
     try:
-        assert await eventually(lambda: bool(systemd.times("READY=1")), 30), log.read_text()
+        # on_ready runs in the receiving thread after READY=1 is noted: wait for its answer
+        assert await eventually(lambda: bool(listening), 30), log.read_text()
         assert listening == [True]  # READY=1 only once the HTTP server listens
         await asyncio.sleep(3.5)
         pings = systemd.times("WATCHDOG=1")
