@@ -38,19 +38,6 @@ def _content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it is larger than `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
 def create_app(service: EdgeService) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -125,7 +112,7 @@ def create_app(service: EdgeService) -> FastAPI:
                 f"the offer must be sent as {SDP}",
                 {**headers, "Accept-Post": SDP},
             )
-        body = await _read_limited(request, MAX_OFFER_BYTES)
+        body = await access.bounded_body(request, MAX_OFFER_BYTES)
         if body is None:
             return problem(
                 413, "Offer too large", f"an SDP offer is at most {MAX_OFFER_BYTES} bytes", headers
@@ -299,7 +286,7 @@ def create_app(service: EdgeService) -> FastAPI:
                 f"send candidates as {SDPFRAG} or wishes as {JSON}",
                 {**headers, "Accept-Patch": ACCEPT_PATCH},
             )
-        body = await _read_limited(request, MAX_OFFER_BYTES)
+        body = await access.bounded_body(request, MAX_OFFER_BYTES)
         if body is None:
             return problem(413, "Fragment too large", "the fragment is too large", headers)
         if content_type == JSON:
