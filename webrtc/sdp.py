@@ -33,12 +33,38 @@ def parse_offer(text: str) -> SessionDescription:
     media = [m for m in description.media if m.kind in ("audio", "video")]
     if not media:
         raise OfferError(400, "Malformed SDP", "the offer has no audio or video m-line")
+    _check_lines(description)
     for m in media:
         if m.ice is None or not m.ice.usernameFragment or not m.ice.password:
             raise OfferError(400, "Malformed SDP", f"m-line {m.kind} has no ICE ufrag/pwd")
         if m.dtls is None or not m.dtls.fingerprints:
             raise OfferError(400, "Malformed SDP", f"m-line {m.kind} has no DTLS fingerprint")
+        if m.direction is None:
+            raise OfferError(400, "Malformed SDP", f"m-line {m.kind} has no direction")
     return description
+
+
+def _check_lines(description: SessionDescription) -> None:
+    # What aiortc takes for granted and fails on later, not with a ValueError and with the
+    # session half made (or in the session's RTP sender): m-lines it knows, one data
+    # channel line, a short mid of its own on each line, a BUNDLE group of those mids,
+    # header extension ids that fit.
+    kinds = [m.kind for m in description.media]
+    if not set(kinds) <= {"audio", "video", "application"} or kinds.count("application") > 1:
+        raise OfferError(
+            400, "Malformed SDP", "m-lines may be audio, video and one application line"
+        )
+    mids = [m.rtp.muxId for m in description.media]
+    if not all(mids) or len(set(mids)) != len(mids):
+        raise OfferError(400, "Malformed SDP", f"each m-line needs a mid of its own: {mids}")
+    ids = [x.id for m in description.media for x in m.rtp.headerExtensions]
+    if any(len(mid.encode()) > 255 for mid in mids) or not all(0 < i < 256 for i in ids):
+        raise OfferError(400, "Malformed SDP", "a mid or an extmap id does not fit in RTP")
+    for group in description.group:
+        if group.semantic == "BUNDLE" and (
+            len(set(group.items)) != len(group.items) or not set(group.items) <= set(mids)
+        ):
+            raise OfferError(400, "Malformed SDP", f"BUNDLE {group.items} are not the mids {mids}")
 
 
 @dataclass
@@ -68,12 +94,27 @@ def parse_sdpfrag(text: str) -> SdpFragment:
             fragment.pwd = line[10:]
         elif line.startswith("a=candidate:"):
             try:
-                candidate = candidate_from_sdp(line[12:])
-            except (ValueError, IndexError) as exc:
-                raise OfferError(400, "Malformed candidate", f"{line!r}: {exc}") from exc
+                candidate = _candidate(line[12:])
+            except ValueError as exc:
+                raise OfferError(400, "Malformed candidate", f"{line[:200]!r}: {exc}") from exc
             candidate.sdpMid = mid
             candidate.sdpMLineIndex = max(index, 0)
             fragment.candidates.append(candidate)
         elif line == "a=end-of-candidates":
             fragment.end_of_candidates = True
     return fragment
+
+
+def _candidate(text: str) -> RTCIceCandidate:
+    # aiortc's parser asserts on fewer than 8 fields; aioice fails on numbers out of range
+    # only later, in the session's ICE checks
+    if len(text.split()) < 8:
+        raise ValueError("a candidate has 8 fields or more")
+    candidate = candidate_from_sdp(text)
+    if not (
+        1 <= candidate.component <= 256
+        and 0 <= candidate.priority < 2**32
+        and 0 <= candidate.port <= 65535
+    ):
+        raise ValueError("component, priority or port out of range")
+    return candidate
