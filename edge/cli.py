@@ -44,6 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .clock import SystemClock
+    from .connections import EdgeProtocol
     from .links import room_links
     from .notify import Notifier, service_status
     from .service import EdgeService
@@ -70,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             log_level="warning",
             access_log=False,
             lifespan="on",
+            http=EdgeProtocol,  # deadlines and caps for slow clients
             timeout_graceful_shutdown=3,  # the console's event streams never end by themselves
             ssl_certfile=str(tls.certificate) if tls.certificate else None,
             ssl_keyfile=str(tls.private_key) if tls.private_key else None,

@@ -54,6 +54,7 @@ from capture import AudioEncoder, Frame, Source, VideoEncoder, read_timestamp
 from capture.timecode import _estimate_square as estimate_square
 from webrtc import gather_only
 
+from .connections import EdgeProtocol
 from .library import UploadError
 from .links import room_links
 from .room import audio_source, video_source
@@ -1099,6 +1100,7 @@ class MiniLesson:
                 log_level="warning",
                 access_log=False,
                 lifespan="on",
+                http=EdgeProtocol,  # as `classroom-edge run` serves
                 timeout_graceful_shutdown=3,
             )
         )

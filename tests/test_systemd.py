@@ -81,6 +81,7 @@ def test_unit_runs_the_installed_service_watched_and_hardened() -> None:
         "Service.Type": ["notify"],
         "Service.NotifyAccess": ["main"],
         "Service.WatchdogSec": ["30"],
+        "Service.LimitNOFILE": ["4096"],
         "Service.Restart": ["always"],
         "Service.RestartSec": ["5"],
         "Service.User": ["classroom-edge"],
