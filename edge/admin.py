@@ -46,14 +46,14 @@ def router(service: EdgeService) -> APIRouter:
     routes = APIRouter()
 
     def staff_only(request: Request) -> Response | None:
-        if not is_staff(request, service.staff_key):
+        if not is_staff(request, service.staff):
             return problem(403, "Staff only", "log in at /login?next=/admin")
         return None
 
     def change_refused(request: Request, room: str | None = None) -> Response | None:
         if room is not None and room not in service.rooms:
             return problem(404, "Unknown room", f"there is no room {room!r} here")
-        return staff_only(request) or csrf_refusal(request, service.staff_key)
+        return staff_only(request) or csrf_refusal(request, service.staff)
 
     def check_files(drafts: dict[Path, str] | None = None) -> list[str]:
         config = service.config
@@ -65,14 +65,14 @@ def router(service: EdgeService) -> APIRouter:
 
     @routes.get("/admin")
     async def admin_page(request: Request) -> Response:
-        if not is_staff(request, service.staff_key):
+        if not is_staff(request, service.staff):
             return RedirectResponse("/login?next=/admin", status_code=303)
         return page(
             "admin.html",
             {
                 "school": service.config.site.school,
                 "rooms": sorted(service.rooms),
-                "csrf": staff_csrf(request, service.staff_key),
+                "csrf": staff_csrf(request, service.staff),
                 "demo": service.config.demo,
             },
         )

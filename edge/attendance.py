@@ -5,17 +5,27 @@ was last seen (every 30 s, so a crash costs at most that) and when it left. A pe
 attendance is read from them afterwards: the union of a pupil's sessions (several
 devices count once) within the lesson's time. Teachers mark who studies from home today
 (`at_home`), the count the report sets the online count against.
+
+Joins, leaves and "still here" are written by a thread of their own, in order: a busy
+or locked database (the CLI writing beside the service) never holds up the event loop
+where the pupils' media runs. Reads first wait for the writes queued before them.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import datetime as dt
+import logging
 import sqlite3
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .lessons import connect, transaction
+
+logger = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS presence (
@@ -66,10 +76,32 @@ class Presence:
 
 class AttendanceStore:
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA, synced=False)
+        self._db = connect(path, SCHEMA, synced=False, threads=True)
+        self._lock = threading.Lock()  # one statement at a time on the shared connection
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="attendance")
 
     def close(self) -> None:
-        self._db.close()
+        self._writer.shutdown(wait=True)  # what was queued is written
+        with self._lock:
+            self._db.close()
+
+    def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        def run() -> None:
+            try:
+                with self._lock:
+                    self._db.executemany(sql, rows)
+            except sqlite3.Error:
+                logger.exception("attendance: writing %d rows", len(rows))
+
+        try:
+            self._writer.submit(run)
+        except RuntimeError:  # closed: the service is stopping
+            logger.warning("attendance closed: %d rows not written", len(rows))
+
+    def flush(self) -> None:
+        """Wait until every write queued so far is done (off the event loop)."""
+        with contextlib.suppress(RuntimeError):
+            self._writer.submit(lambda: None).result()
 
     def joined(
         self,
@@ -83,39 +115,43 @@ class AttendanceStore:
         address: str = "",
         device: str = "",
     ) -> None:
-        self._db.execute(
+        self._write(
             "INSERT OR IGNORE INTO presence (session_id, room, class, pupil_id, verified,"
             " address, device, joined_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                session_id,
-                room,
-                class_name,
-                pupil_id,
-                int(verified),
-                address,
-                device[:120],
-                _iso(at),
-                _iso(at),
-            ),
+            [
+                (
+                    session_id,
+                    room,
+                    class_name,
+                    pupil_id,
+                    int(verified),
+                    address,
+                    device[:120],
+                    _iso(at),
+                    _iso(at),
+                )
+            ],
         )
 
     def seen(self, session_ids: Iterable[str], at: dt.datetime) -> None:
-        self._db.executemany(
+        self._write(
             "UPDATE presence SET seen_at = ? WHERE session_id = ? AND left_at IS NULL",
             [(_iso(at), sid) for sid in session_ids],
         )
 
     def left(self, session_id: str, at: dt.datetime) -> None:
-        self._db.execute(
+        self._write(
             "UPDATE presence SET left_at = ?, seen_at = ? WHERE session_id = ? AND left_at IS NULL",
-            (_iso(at), _iso(at), session_id),
+            [(_iso(at), _iso(at), session_id)],
         )
 
     def close_dangling(self) -> int:
         """Sessions a crash left open end when they were last seen."""
-        return self._db.execute(
-            "UPDATE presence SET left_at = seen_at WHERE left_at IS NULL"
-        ).rowcount
+        self.flush()
+        with self._lock:
+            return self._db.execute(
+                "UPDATE presence SET left_at = seen_at WHERE left_at IS NULL"
+            ).rowcount
 
     @staticmethod
     def _presence(row: sqlite3.Row) -> Presence:
@@ -131,18 +167,20 @@ class AttendanceStore:
 
     def presence(self, class_name: str, since: dt.datetime, until: dt.datetime) -> list[Presence]:
         """Sessions of the class that overlap [since, until)."""
-        rows = self._db.execute(
-            "SELECT * FROM presence WHERE class = ? AND joined_at < ?"
-            " AND (left_at IS NULL OR left_at > ?) ORDER BY joined_at",
-            (class_name, _iso(until), _iso(since)),
-        ).fetchall()
+        self.flush()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM presence WHERE class = ? AND joined_at < ?"
+                " AND (left_at IS NULL OR left_at > ?) ORDER BY joined_at",
+                (class_name, _iso(until), _iso(since)),
+            ).fetchall()
         return [self._presence(row) for row in rows]
 
     def set_at_home(
         self, day: dt.date, class_name: str, pupil_ids: Iterable[str], by: str, at: dt.datetime
     ) -> None:
         """Who of the class studies from home on `day` (replaces what was marked)."""
-        with transaction(self._db):
+        with self._lock, transaction(self._db):
             self._db.execute(
                 "DELETE FROM at_home WHERE day = ? AND class = ?", (day.isoformat(), class_name)
             )
@@ -162,6 +200,10 @@ class AttendanceStore:
 
     def at_home(self, day: dt.date, class_name: str) -> set[str] | None:
         """The pupils marked as studying from home, or None if nobody marked the day."""
+        with self._lock:
+            return self._at_home(day, class_name)
+
+    def _at_home(self, day: dt.date, class_name: str) -> set[str] | None:
         marked = self._db.execute(
             "SELECT 1 FROM at_home_days WHERE day = ? AND class = ?",
             (day.isoformat(), class_name),

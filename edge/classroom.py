@@ -1,8 +1,11 @@
 """Taking part: what happens between the teacher and the pupils online in one room.
 
-Who is online (a pupil on two devices is one), raised hands in the order they went up,
-messages to the teacher (never shown to other pupils), the one pupil allowed to speak,
-who was removed from this lesson, whether the camera is paused for privacy. Pupils
+Who is online (a pupil on two devices with their own link is one; a name picked on
+the class link is a participant of its own, never verified, even while that pupil is
+online with their own link), raised hands in the order they went up,
+messages to the teacher (never shown to other pupils), the one session allowed to speak
+(never a pupil ID: nobody is heard through another's grant), who was removed from
+this lesson, whether the camera is paused for privacy. Pupils
 change it over their class data channel, the console's buttons over the API; the
 console follows it (`wait_for_change`).
 
@@ -39,18 +42,27 @@ SILENT_WARNING_SECONDS = 30.0
 
 @dataclass
 class Participant:
-    key: str  # the pupil's ID, or "viewer:<session>" for a class link without a name
+    key: str  # a verified pupil's ID, else "viewer:<session>" (the class link)
     name: str
     verified: bool
     pupil_id: str | None
     sessions: dict[str, ViewerSession] = field(default_factory=dict)
     hand_at: float | None = None  # monotonic time the hand went up
+    hand_session: str | None = None  # the device that raised it (it is heard if allowed)
     joined_at: dt.datetime | None = None
 
     def send(self, message: Message) -> None:
         for session in self.sessions.values():
             if session.channel is not None:
                 session.channel.send(message)
+
+
+def participant_key(session: ViewerSession) -> str:
+    """Whose a session is: a verified pupil's ID, or the session itself (the class link)."""
+    pupil_id = session.info.get("pupil_id")
+    if pupil_id and session.info.get("verified"):
+        return str(pupil_id)
+    return f"viewer:{session.id}"
 
 
 class Classroom:
@@ -72,8 +84,11 @@ class Classroom:
         self.messages: collections.deque[dict[str, object]] = collections.deque(
             maxlen=KEPT_MESSAGES
         )
-        self.speaking: str | None = None
+        self.speaking: str | None = None  # the participant allowed to speak...
+        self.speaking_session: str | None = None  # ...and the one device of theirs heard
         self.removed: set[str] = set()  # pupil IDs removed from the current lesson
+        # (pupil ID picked or None, address): class-link viewers removed from this lesson
+        self.removed_picks: set[tuple[str | None, str]] = set()
         self.lesson_id: str | None = None
         self.version = 0
         self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
@@ -105,6 +120,7 @@ class Classroom:
             return
         self.lesson_id = lesson_id
         self.removed.clear()
+        self.removed_picks.clear()
         self.messages.clear()
         for participant in self.participants.values():
             participant.hand_at = None
@@ -113,12 +129,16 @@ class Classroom:
 
     # ------------------------------------------------------------ pupils
 
-    def refuses(self, pupil_id: str | None) -> bool:
-        return pupil_id is not None and pupil_id in self.removed
+    def refuses(self, pupil_id: str | None, verified: bool, address: str) -> bool:
+        """Whether a join was removed from this lesson: a pupil the teacher removed (on any
+        link), or a class-link viewer removed from that address with that name picked."""
+        if pupil_id is not None and pupil_id in self.removed:
+            return True
+        return not verified and (pupil_id, address) in self.removed_picks
 
     def joined(self, session: ViewerSession) -> None:
         pupil_id = session.info.get("pupil_id")
-        key = pupil_id or f"viewer:{session.id}"
+        key = participant_key(session)
         participant = self.participants.get(key)
         if participant is None:
             participant = self.participants[key] = Participant(
@@ -129,10 +149,9 @@ class Classroom:
                 joined_at=self.clock.now(),
             )
         participant.sessions[session.id] = session
-        participant.verified = participant.verified or bool(session.info.get("verified"))
         if session.incoming_audio is not None:  # always drained: a queue nobody reads grows
             self._talk_tasks[session.id] = asyncio.create_task(
-                self._listen(key, session), name=f"talk-{session.id}"
+                self._listen(session), name=f"talk-{session.id}"
             )
         if self.speaking == key:
             self._duck(participant, True)
@@ -142,16 +161,16 @@ class Classroom:
         task = self._talk_tasks.pop(session.id, None)
         if task is not None:
             task.cancel()
+        if self.speaking_session == session.id:
+            self._stop_speaking()
         for key, participant in list(self.participants.items()):
             if participant.sessions.pop(session.id, None) is not None and not participant.sessions:
                 del self.participants[key]
-                if self.speaking == key:
-                    self._stop_speaking()
         self._touch()
 
     def message(self, session: ViewerSession, message: Message) -> None:
         """A message on a pupil's data channel."""
-        key = session.info.get("pupil_id") or f"viewer:{session.id}"
+        key = participant_key(session)
         participant = self.participants.get(key)
         if participant is None:
             return
@@ -160,6 +179,7 @@ class Classroom:
             up = bool(message.get("up"))
             if up and participant.hand_at is None:
                 participant.hand_at = time.monotonic()
+                participant.hand_session = session.id
             elif not up:
                 participant.hand_at = None
             participant.send({"type": "hand", "up": participant.hand_at is not None})
@@ -176,15 +196,16 @@ class Classroom:
             return
         self._touch()
 
-    async def _listen(self, key: str, session: ViewerSession) -> None:
-        """Read a pupil's microphone; it reaches the speakers only while allowed."""
+    async def _listen(self, session: ViewerSession) -> None:
+        """Read a pupil's microphone; it reaches the speakers only while that session
+        is the one allowed."""
         track = session.incoming_audio
         assert track is not None
         speaker = self.room.speaker
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
-                if self.speaking == key and speaker is not None:
+                if self.speaking_session == session.id and speaker is not None:
                     speaker.play(frame)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ the teacher
@@ -196,6 +217,10 @@ class Classroom:
         if self.speaking is not None and self.speaking != key:
             self._stop_speaking()
         self.speaking = key
+        heard = participant.hand_session
+        if heard not in participant.sessions:  # the hand was not raised, or from a device gone
+            heard = next(reversed(participant.sessions))  # the newest
+        self.speaking_session = heard
         participant.hand_at = None
         self._duck(participant, True)
         participant.send({"type": "speak", "allowed": True})
@@ -211,7 +236,7 @@ class Classroom:
         return True
 
     def _stop_speaking(self) -> None:
-        key, self.speaking = self.speaking, None
+        key, self.speaking, self.speaking_session = self.speaking, None, None
         participant = self.participants.get(key) if key else None
         if participant is not None:
             self._duck(participant, False)
@@ -235,12 +260,17 @@ class Classroom:
         return True
 
     async def remove(self, key: str) -> bool:
-        """End the pupil's sessions; a named pupil cannot join this lesson again."""
+        """End the participant's sessions for this lesson. A verified pupil cannot join
+        again on any link; a class-link viewer cannot join again from that address with
+        that name picked (the pupil's own link still can)."""
         participant = self.participants.get(key)
         if participant is None:
             return False
-        if participant.pupil_id is not None:
+        if participant.verified and participant.pupil_id is not None:
             self.removed.add(participant.pupil_id)
+        else:
+            for session in participant.sessions.values():
+                self.removed_picks.add((participant.pupil_id, str(session.info.get("address"))))
         participant.send({"type": "removed"})
         if self.speaking == key:
             self._stop_speaking()

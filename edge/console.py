@@ -47,7 +47,7 @@ def router(service: EdgeService) -> APIRouter:
     def refused(room: str, request: Request) -> Response | None:
         if room not in service.rooms:
             return problem(404, "Unknown room", f"there is no room {room!r} here")
-        if not is_staff(request, service.staff_key):
+        if not is_staff(request, service.staff):
             return problem(403, "Staff only", "from the room's own screen or with a staff login")
         return None
 
@@ -81,7 +81,7 @@ def router(service: EdgeService) -> APIRouter:
 
     @routes.get("/console/{room}")
     async def console_page(room: str, request: Request) -> Response:
-        refusal = staff_page_refusal(request, service.staff_key, service.rooms, room)
+        refusal = staff_page_refusal(request, service.staff, service.rooms, room)
         if refusal is not None:
             return refusal
         return page("console.html", {"room": room, "school": service.config.site.school})
@@ -89,7 +89,7 @@ def router(service: EdgeService) -> APIRouter:
     @routes.get("/sheet/{room}")
     async def link_sheet(room: str, request: Request) -> Response:
         """The class's links with QR codes, to print for parents."""
-        refusal = staff_page_refusal(request, service.staff_key, service.rooms, room)
+        refusal = staff_page_refusal(request, service.staff, service.rooms, room)
         if refusal is not None:
             return refusal
         links = room_links(service.config, service.signer, service.roster, room, service.base_url)
@@ -183,7 +183,7 @@ def router(service: EdgeService) -> APIRouter:
 
     @routes.get("/api/classes/{class_name}/at-home")
     async def at_home_get(class_name: str, request: Request, date: str = "") -> Response:
-        if not is_staff(request, service.staff_key):
+        if not is_staff(request, service.staff):
             return problem(403, "Staff only", "homeroom and subject teachers, from the board")
         day = _day(date) or service.clock.now().astimezone(service.config.zone).date()
         home = service.attendance.at_home(day, class_name)
@@ -193,7 +193,7 @@ def router(service: EdgeService) -> APIRouter:
     @routes.post("/api/classes/{class_name}/at-home")
     async def at_home_set(class_name: str, request: Request) -> Response:
         """`{"date": "YYYY-MM-DD", "pupils": [IDs]}`: who studies from home that day."""
-        if not is_staff(request, service.staff_key):
+        if not is_staff(request, service.staff):
             return problem(403, "Staff only", "homeroom and subject teachers, from the board")
         wish = await json_object(request)
         if not isinstance(wish, dict):

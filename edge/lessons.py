@@ -53,13 +53,16 @@ CREATE INDEX IF NOT EXISTS lesson_events_lesson ON lesson_events (lesson_id);
 """
 
 
-def connect(path: Path, schema: str, *, synced: bool = True) -> sqlite3.Connection:
+def connect(
+    path: Path, schema: str, *, synced: bool = True, threads: bool = False
+) -> sqlite3.Connection:
     """lessons.db: WAL (the CLI reads and writes beside the service), transactions made
-    explicit, `schema` applied. `synced`: every commit reaches the disk before it returns;
-    else (attendance's frequent small writes) at WAL checkpoints: a power cut may cost
-    the last seconds, a crash of the process nothing."""
+        explicit, `schema` applied. `synced`: every commit reaches the disk before it returns;
+        else (attendance's frequent small writes) at WAL checkpoints: a power cut may cost
+        the last seconds, a crash of the process nothing. `threads`: used from more than one
+    thread (the caller serialises)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, timeout=10)
+    db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=not threads)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
@@ -124,7 +127,7 @@ class LessonStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = connect(path, SCHEMA)
+        self._db = connect(path, SCHEMA, threads=True)  # reports read it in a thread
 
     def close(self) -> None:
         self._db.close()

@@ -4,6 +4,7 @@ itself (`/login`)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import html
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from .access import bounded_body, client_address, is_staff, problem
 from .reports import DayReport, Rules, WeekRow, day_and_week, render_csv, render_html, render_xlsx
-from .staff import COOKIE, SESSION_SECONDS, check_password_off_loop, session_cookie
+from .staff import COOKIE, SESSION_SECONDS, check_password_off_loop
 
 if TYPE_CHECKING:
     from .service import EdgeService
@@ -42,25 +43,50 @@ def reports_for(
     )
 
 
+def _report_day(text: str) -> dt.date:
+    # ValueError for a day too near the calendar's ends too: its week overflows datetime
+    day = dt.date.fromisoformat(text)
+    if not dt.date(1900, 1, 1) <= day <= dt.date(2999, 12, 31):
+        raise ValueError(f"{text}: not a day of the years 1900 to 2999")
+    return day
+
+
 def router(service: EdgeService) -> APIRouter:
     routes = APIRouter()
 
     def today() -> dt.date:
         return service.clock.now().astimezone(service.config.zone).date()
 
+    def sorry(status: int, title: str, text: str) -> HTMLResponse:
+        """A page that says, in Vietnamese, what was wrong with the address the principal
+        opened, with the way back to today's report."""
+        return HTMLResponse(
+            '<!doctype html><html lang="vi"><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(title)}</title>"
+            '<body style="font-family:sans-serif;max-width:30em;margin:3em auto;padding:0 1em">'
+            f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
+            '<p><a href="/reports">Xem báo cáo hôm nay</a></p></body></html>',
+            status_code=status,
+            headers={"Cache-Control": "no-store"},
+        )
+
     @routes.get("/reports")
     async def reports_page(request: Request, date: str = "", room: str = "") -> Response:
-        if not is_staff(request, service.staff_key):
+        if not is_staff(request, service.staff):
             return RedirectResponse("/login?next=/reports", status_code=303)
         try:
-            day = dt.date.fromisoformat(date) if date else today()
+            day = _report_day(date) if date else today()
         except ValueError:
-            return problem(400, "Malformed request", "date: YYYY-MM-DD")
+            return sorry(
+                400, "Ngày không hợp lệ", f"“{date}” không phải là một ngày (năm-tháng-ngày)."
+            )
         if room and room not in service.config.rooms:
-            return problem(404, "Unknown room", f"there is no room {room!r} here")
-        report, week = reports_for(service, day, room or None)
+            return sorry(404, "Không có phòng này", f"Trường không có phòng “{room}”.")
         zone = service.config.zone
-        body = render_html(report, week, zone)
+        body = await asyncio.to_thread(
+            lambda: render_html(*reports_for(service, day, room or None), zone)
+        )  # SQLite reads and building: never on the event loop, where the media runs
         query = f"date={day.isoformat()}" + (f"&room={quote(room)}" if room else "")
         rooms = "".join(
             f'<option value="{html.escape(r)}"{" selected" if r == room else ""}>{html.escape(r)}'
@@ -85,18 +111,18 @@ def router(service: EdgeService) -> APIRouter:
     async def reports_export(
         request: Request, date: str = "", room: str = "", format: str = "csv"
     ) -> Response:
-        if not is_staff(request, service.staff_key):
+        if not is_staff(request, service.staff):
             return problem(403, "Staff only", "log in at /login")
         try:
-            day = dt.date.fromisoformat(date) if date else today()
+            day = _report_day(date) if date else today()
         except ValueError:
             return problem(400, "Malformed request", "date: YYYY-MM-DD")
-        report, week = reports_for(service, day, room or None)
+        report, week = await asyncio.to_thread(reports_for, service, day, room or None)
         zone = service.config.zone
         name = f"diem-danh-{day.isoformat()}{'-' + room if room else ''}"
         if format == "xlsx":
             return Response(
-                render_xlsx(report, week, zone),
+                await asyncio.to_thread(render_xlsx, report, week, zone),
                 media_type=XLSX,
                 headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
             )
@@ -142,6 +168,9 @@ def router(service: EdgeService) -> APIRouter:
             )
             refused.headers["Retry-After"] = str(int(wait))
             return refused
+        # counted before anything is awaited, taken back if the password is right: guesses
+        # sent at once cannot pass the limit together
+        service.throttle.refused(address)
         body = await bounded_body(request, LOGIN_BODY_LIMIT)
         if body is None:
             return problem(413, "Too large", f"at most {LOGIN_BODY_LIMIT} bytes")
@@ -151,12 +180,12 @@ def router(service: EdgeService) -> APIRouter:
         if not target.startswith("/") or target.startswith("//"):
             target = "/reports"
         if not await check_password_off_loop(service.config.site.data_dir, password):
-            service.throttle.refused(address)
             return RedirectResponse(f"/login?failed=1&next={quote(target)}", status_code=303)
+        service.throttle.forgive(address)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             COOKIE,
-            session_cookie(service.staff_key),
+            service.staff.sessions.open(),
             max_age=SESSION_SECONDS,
             httponly=True,
             samesite="strict",
@@ -166,7 +195,10 @@ def router(service: EdgeService) -> APIRouter:
         return response
 
     @routes.post("/logout")
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        cookie = request.cookies.get(COOKIE)
+        if cookie is not None:
+            service.staff.sessions.end(cookie)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response

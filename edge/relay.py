@@ -37,11 +37,11 @@ from webrtc.relay import (
     destroy_mountpoint,
 )
 
-from . import access
+from . import access, joining
 from .access import problem
 from .outlook import not_live
 from .settings import RelaySettings, RoomSettings
-from .tokens import Grant, TokenError
+from .tokens import Grant
 
 if TYPE_CHECKING:
     from .room import Room
@@ -93,8 +93,7 @@ class RelayViewer:
     id: str
     room: str
     token: str  # the Janus token of this viewer
-    class_name: str
-    pupil_id: str | None
+    info: dict[str, object]  # who: `joining.Seat.info()`
     last_beat: float  # time.monotonic()
 
 
@@ -216,13 +215,7 @@ class Relay:
                 )
 
     async def join(
-        self,
-        room: Room,
-        grant: Grant,
-        pupil_id: str | None,
-        *,
-        address: str,
-        user_agent: str,
+        self, room: Room, seat: joining.Seat, *, user_agent: str
     ) -> tuple[RelayViewer, RoomRelay]:
         """A new relay viewer: a Janus token, attendance, a fresh keyframe. Raises
         `JanusError` when Janus is away."""
@@ -232,12 +225,7 @@ class Relay:
         token = secrets.token_urlsafe(24)
         await self.admin.add_token(token)
         viewer = RelayViewer(
-            secrets.token_urlsafe(12),
-            room.name,
-            token,
-            grant.class_name,
-            pupil_id,
-            time.monotonic(),
+            secrets.token_urlsafe(12), room.name, token, seat.info(), time.monotonic()
         )
         self.viewers[viewer.id] = viewer
         service = self.service
@@ -245,11 +233,11 @@ class Relay:
             service.attendance.joined(
                 viewer.id,
                 room=room.name,
-                class_name=grant.class_name,
-                pupil_id=pupil_id,
-                verified=grant.pupil_id is not None,
+                class_name=seat.grant.class_name,
+                pupil_id=seat.pupil_id,
+                verified=seat.verified,
                 at=service.clock.now(),
-                address=address,
+                address=seat.address,
                 device=user_agent,
             )
         except Exception:  # attendance must never break a viewer
@@ -330,47 +318,17 @@ def router(service: EdgeService) -> APIRouter:
         runtime = service.rooms.get(room)
         if runtime is None:
             return problem(404, "Unknown room", f"there is no room {room!r} here", headers)
-        address = access.client_address(request)
-        wait = service.throttle.wait(address)
-        if wait is not None:
-            return problem(
-                429,
-                "Too many attempts",
-                "too many invalid links from this address",
-                {**headers, "Retry-After": str(int(wait))},
-            )
-        grant: Grant | None = None
-        token = access.bearer(request)
-        if token is not None:
-            try:
-                grant = service.gate.admit(token)
-            except TokenError as exc:
-                logger.info("refused token for relay %s: %s", room, exc)
-                service.throttle.refused(address)
-        if grant is None or grant.room != room:
-            return problem(
-                401,
-                "Unauthorized",
-                "the join link is invalid or has expired",
-                {**headers, "WWW-Authenticate": 'Bearer realm="classroom-edge"'},
-            )
+        grant = joining.grant_for_room(service, request, room, headers)
+        if not isinstance(grant, Grant):
+            return grant
         if not runtime.live:
             return not_live(service, room, headers)  # what the waiting room shows, as WHEP
-        pupil_id = grant.pupil_id
-        if pupil_id is None and request.query_params.get("as"):  # picked on the class link
-            picked = service.classmate(grant.class_name, request.query_params["as"])
-            pupil_id = picked.id if picked is not None else None
-        if service.classrooms[room].refuses(pupil_id):
-            return problem(
-                403, "Removed from the lesson", "Thầy cô đã mời em ra khỏi tiết học này.", headers
-            )
+        seat = joining.seat(service, request, room, grant, headers)
+        if not isinstance(seat, joining.Seat):
+            return seat
         try:
             viewer, room_relay = await relay.join(
-                runtime,
-                grant,
-                pupil_id,
-                address=address,
-                user_agent=request.headers.get("user-agent", ""),
+                runtime, seat, user_agent=request.headers.get("user-agent", "")
             )
         except JanusError as exc:
             logger.warning("relay join in %s: %s", room, exc)

@@ -68,7 +68,7 @@ def router(service: EdgeService) -> APIRouter:
         return [entry for _, entry in sorted(found, key=lambda x: x[0], reverse=True)]
 
     def refused(class_name: str, token: str | None, request: Request) -> Response | None:
-        if is_staff(request, service.staff_key) and token is None:
+        if is_staff(request, service.staff) and token is None:
             return None
         grant = grant_for(token)
         if grant is None:
@@ -89,7 +89,7 @@ def router(service: EdgeService) -> APIRouter:
     @routes.get("/recordings/{class_name}", response_class=HTMLResponse)
     async def recordings_page(class_name: str, request: Request, t: str = "") -> Response:
         grant = grant_for(t)
-        if grant is None and not is_staff(request, service.staff_key):
+        if grant is None and not is_staff(request, service.staff):
             return HTMLResponse(_page_error(401), status_code=401)
         if grant is not None and grant.class_name != class_name:
             return HTMLResponse(_page_error(403), status_code=403)

@@ -146,7 +146,7 @@ class RosterStore:
     """The `pupils` and `classes` tables in lessons.db."""
 
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA)
+        self._db = connect(path, SCHEMA, threads=True)  # reports read it in a thread
 
     def close(self) -> None:
         self._db.close()

@@ -23,6 +23,7 @@ from webrtc import (
 )
 from webrtc.ice import GatherPolicy, TurnRest, UdpPorts, gather_in
 
+from .access import Staff, own_names
 from .archive import Archiver, ArchiveStore, DiskGuard, Manners
 from .attendance import AttendanceStore
 from .classroom import Classroom
@@ -41,6 +42,7 @@ from .room import Room
 from .roster import Pupil
 from .scheduler import RoomPlan, Rules, Scheduler
 from .settings import Config, LibrarySettings, RoomSettings
+from .staff import StaffSessions
 from .throttle import Throttle
 
 logger = logging.getLogger(__name__)
@@ -72,8 +74,12 @@ class EdgeService:
         self.host, self.port = host, port
         self.loopback = is_loopback(host)
         self.signer = signer_for(config)
-        self.staff_key = staff_key(config)
         self.base_url = public_url(config, host, port)
+        self.staff = Staff(
+            staff_key(config),
+            StaffSessions(config.site.data_dir, staff_key(config)),
+            own_names(host, self.base_url, config.site.http.public_url),
+        )
         webrtc = config.site.webrtc
         self.advertised_ice_servers = [  # the static ones; `ice_servers()` adds minted TURN
             IceServer(tuple(s.urls), s.username, s.credential) for s in webrtc.ice_servers

@@ -159,6 +159,21 @@ class WebRtcSettings(Model):
         description="Seconds a new viewer may take to connect before it is dropped",
     )
     max_viewers: int = Field(200, ge=1, le=2000, description="Viewer sessions per mini-PC")
+    max_per_pupil: int = Field(
+        3, ge=1, le=10, description="Sessions one pupil's own link may hold at once (devices)"
+    )
+    max_per_class_link: int = Field(
+        45,
+        ge=1,
+        le=2000,
+        description="Sessions a class link may hold at once (it is shared in the parents' group)",
+    )
+    max_per_address: int = Field(
+        60,
+        ge=1,
+        le=2000,
+        description="Sessions from one client address (families behind one carrier share one)",
+    )
     turn: TurnSettings | None = Field(
         None, description="TURN with time-limited credentials from a shared secret ([webrtc.turn])"
     )
@@ -949,6 +964,10 @@ def _read_toml(file: Path, drafts: Mapping[Path, str] | None = None) -> tuple[st
         match = re.search(r"^(.*?)(?: \(at line (\d+), column \d+\))?$", str(exc))
         problem, line = (match.group(1), match.group(2) or "1") if match else (str(exc), "1")
         raise ConfigError([f"{file}:{line}: (toml): {problem} (expected valid TOML)"]) from None
+    except RecursionError:
+        raise ConfigError(
+            [f"{file}:1: (toml): nested too deeply (expected a room or site file)"]
+        ) from None
 
 
 def load(

@@ -10,9 +10,11 @@ import base64
 import concurrent.futures
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 COOKIE = "ce_staff"
@@ -65,21 +67,88 @@ async def check_password_off_loop(data_dir: Path, password: str) -> bool:
     return await loop.run_in_executor(HASHING, check_password, data_dir, password)
 
 
-def session_cookie(staff_key: str, now: float | None = None) -> str:
-    expires = int((time.time() if now is None else now) + SESSION_SECONDS)
-    body = f"{expires}.{secrets.token_urlsafe(9)}"
-    signature = hmac.new(staff_key.encode(), body.encode(), hashlib.sha256).hexdigest()[:32]
-    return f"{body}.{signature}"
-
-
-def valid_cookie(staff_key: str, value: str, now: float | None = None) -> bool:
+def _password_tag(data_dir: Path) -> str:
+    """Which staff password is set now ("" for none): a new one ends every login."""
     try:
-        expires, nonce, signature = value.split(".")
+        return hashlib.sha256(password_file(data_dir).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return ""
+
+
+class StaffSessions:
+    """The staff logins this service holds, kept in the data dir (a restart keeps them).
+    A cookie is valid only while its session is here: logout ends it, and a new staff
+    password (`classroom-edge staff-password`, another process) ends them all, since
+    each session notes the password it was opened under."""
+
+    MOST = 1000  # sessions kept at once; the oldest go first
+
+    def __init__(self, data_dir: Path, key: str, clock: Callable[[], float] = time.time) -> None:
+        self.data_dir, self._key, self._clock = data_dir, key, clock
+        self._path = data_dir / "staff-sessions.json"
+        self._sessions: dict[str, tuple[int, str]] = {}  # nonce -> (expires, password tag)
+        self._tag: tuple[tuple[int, int, int] | None, str] = (None, "")
+        try:
+            kept = json.loads(self._path.read_text(encoding="utf-8"))
+            self._sessions = {str(n): (int(e), str(t)) for n, (e, t) in kept.items()}
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass  # none yet, or unreadable: nobody is logged in
+
+    def _current_tag(self) -> str:
+        try:
+            info = password_file(self.data_dir).stat()
+            seen: tuple[int, int, int] | None = (info.st_ino, info.st_mtime_ns, info.st_size)
+        except OSError:
+            seen = None
+        if seen != self._tag[0]:
+            self._tag = (seen, _password_tag(self.data_dir) if seen else "")
+        return self._tag[1]
+
+    def _signature(self, body: str) -> str:
+        return hmac.new(self._key.encode(), body.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _save(self) -> None:
+        now = self._clock()
+        live = sorted(
+            ((n, v) for n, v in self._sessions.items() if v[0] > now), key=lambda nv: nv[1][0]
+        )
+        self._sessions = dict(live[-self.MOST :])
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        aside = self._path.with_name(f".{self._path.name}.{os.getpid()}")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(self._sessions, file)
+        aside.replace(self._path)
+
+    def open(self) -> str:
+        """A new login: the cookie's value."""
+        expires = int(self._clock() + SESSION_SECONDS)
+        nonce = secrets.token_urlsafe(12)
+        self._sessions[nonce] = (expires, self._current_tag())
+        self._save()
         body = f"{expires}.{nonce}"
-        wanted = hmac.new(staff_key.encode(), body.encode(), hashlib.sha256).hexdigest()[:32]
-        return hmac.compare_digest(signature, wanted) and int(expires) > (now or time.time())
-    except ValueError:
-        return False
+        return f"{body}.{self._signature(body)}"
+
+    def _nonce(self, cookie: str) -> str | None:
+        expires, _, rest = cookie.partition(".")
+        nonce, _, signature = rest.partition(".")
+        if not hmac.compare_digest(signature, self._signature(f"{expires}.{nonce}")):
+            return None
+        return nonce
+
+    def valid(self, cookie: str) -> bool:
+        nonce = self._nonce(cookie)
+        held = self._sessions.get(nonce) if nonce is not None else None
+        if held is None:
+            return False
+        expires, tag = held
+        return expires > self._clock() and bool(tag) and tag == self._current_tag()
+
+    def end(self, cookie: str) -> None:
+        """Logout: this cookie is refused from now on."""
+        nonce = self._nonce(cookie)
+        if nonce is not None and self._sessions.pop(nonce, None) is not None:
+            self._save()
 
 
 def csrf_token(staff_key: str, session: str) -> str:

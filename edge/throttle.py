@@ -1,5 +1,6 @@
-"""Join and login attempts per address: after too many refused ones in a while, that
-address waits (guessing links or passwords is slow); valid joins never count."""
+"""Refused join and login attempts, counted per key (an address, a presented link):
+after too many in a while that key waits, so guessing is slow. Callers check a link
+before asking: a valid link is never kept waiting by someone else's bad ones."""
 
 from __future__ import annotations
 
@@ -31,14 +32,24 @@ class Throttle:
             del self._refused[address]
         return attempts
 
-    def wait(self, address: str) -> float | None:
-        """Seconds `address` must wait before trying again, or None."""
-        attempts = self._recent(address)
-        if len(attempts) < self.limit:
-            return None
-        return max(attempts[0] + self.window - self._clock(), 1.0)
+    def wait(self, *keys: str) -> float | None:
+        """Seconds to wait before trying again (the longest of `keys`), or None."""
+        waits = [
+            max(attempts[0] + self.window - self._clock(), 1.0)
+            for attempts in map(self._recent, keys)
+            if len(attempts) >= self.limit
+        ]
+        return max(waits, default=None)
 
-    def refused(self, address: str) -> None:
-        if len(self._refused) > 10_000:  # many addresses: forget the oldest first
-            self._refused.pop(next(iter(self._refused)))
-        self._refused.setdefault(address, collections.deque()).append(self._clock())
+    def refused(self, *keys: str) -> None:
+        for key in keys:
+            if len(self._refused) > 10_000:  # many keys: forget the oldest first
+                self._refused.pop(next(iter(self._refused)))
+            self._refused.setdefault(key, collections.deque()).append(self._clock())
+
+    def forgive(self, *keys: str) -> None:
+        """Take back the latest attempt of `keys` (counted before a check that passed)."""
+        for key in keys:
+            attempts = self._refused.get(key)
+            if attempts:
+                attempts.pop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import json
 import logging
 from collections.abc import AsyncIterator
 from urllib.parse import quote
@@ -12,17 +11,20 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import ClientDisconnect
 
 from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
+from webrtc.client_json import parse_client_json
 
-from . import access, admin, console, outlook, principal, relay, rewatch
+from . import access, admin, console, joining, outlook, principal, relay, rewatch
 from .access import problem
+from .connections import BodyTimeout
 from .metrics import CONTENT_TYPE, exposition
 from .outlook import not_live
 from .pages import STATIC, page
 from .scheduler import LessonConflict
 from .service import EdgeService
-from .tokens import Grant, TokenError
+from .tokens import Grant
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,15 @@ def create_app(service: EdgeService) -> FastAPI:
             await service.stop()
 
     app = FastAPI(title="classroom-edge", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(BodyTimeout)
+    async def body_timeout(request: Request, exc: BodyTimeout) -> JSONResponse:
+        return problem(408, "Request timeout", str(exc), {"Connection": "close"})
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        return Response(status_code=400)  # nobody is left to read it; no traceback either
+
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.include_router(rewatch.router(service))
     app.include_router(console.router(service))
@@ -58,30 +69,6 @@ def create_app(service: EdgeService) -> FastAPI:
 
     def cors_headers(request: Request, methods: str) -> dict[str, str]:
         return access.cors_headers(request, cors, methods)
-
-    def authorize(request: Request, room: str) -> Grant | None:
-        token = access.bearer(request)
-        if token is None:
-            return None
-        try:
-            grant = service.gate.admit(token)
-        except TokenError as exc:
-            logger.info("refused token for %s: %s", room, exc)
-            service.throttle.refused(access.client_address(request))
-            return None
-        return grant if grant.room == room else None
-
-    def throttled(request: Request, headers: dict[str, str]) -> Response | None:
-        """Too many refused links from this address lately: it waits."""
-        wait = service.throttle.wait(access.client_address(request))
-        if wait is None:
-            return None
-        return problem(
-            429,
-            "Too many attempts",
-            "too many invalid links from this address",
-            {**headers, "Retry-After": str(int(wait))},
-        )
 
     @app.options("/whep/{room}")
     async def whep_options(room: str, request: Request) -> Response:
@@ -95,16 +82,9 @@ def create_app(service: EdgeService) -> FastAPI:
         runtime = service.rooms.get(room)
         if runtime is None:
             return problem(404, "Unknown room", f"there is no room {room!r} here", headers)
-        if (waiting := throttled(request, headers)) is not None:
-            return waiting
-        grant = authorize(request, room)
-        if grant is None:
-            return problem(
-                401,
-                "Unauthorized",
-                "the join link is invalid or has expired",
-                {**headers, "WWW-Authenticate": 'Bearer realm="classroom-edge"'},
-            )
+        grant = joining.grant_for_room(service, request, room, headers)
+        if not isinstance(grant, Grant):
+            return grant
         if _content_type(request) != SDP:
             return problem(
                 415,
@@ -123,25 +103,17 @@ def create_app(service: EdgeService) -> FastAPI:
             offer = body.decode("utf-8")
         except UnicodeDecodeError:
             return problem(400, "Malformed SDP", "the offer is not UTF-8 text", headers)
-        pupil_id, verified = grant.pupil_id, grant.pupil_id is not None
-        if pupil_id is None and request.query_params.get("as"):  # picked on the class link
-            picked = service.classmate(grant.class_name, request.query_params["as"])
-            pupil_id = picked.id if picked is not None else None
-        if service.classrooms[room].refuses(pupil_id):
-            return problem(
-                403, "Removed from the lesson", "Thầy cô đã mời em ra khỏi tiết học này.", headers
-            )
+        seat = joining.seat(service, request, room, grant, headers)
+        if not isinstance(seat, joining.Seat):
+            return seat
         try:
             session, answer = await service.sessions.create(
                 runtime.feeds(),
                 offer,
                 save_data=request.query_params.get("save_data", "") in ("1", "true"),
                 room=room,
-                class_name=grant.class_name,
-                pupil_id=pupil_id,
-                verified=verified,
-                address=request.client.host if request.client else "",
                 user_agent=request.headers.get("user-agent", ""),
+                **seat.info(),
             )
         except OfferError as exc:
             return problem(exc.status, exc.title, exc.detail, headers)
@@ -172,12 +144,14 @@ def create_app(service: EdgeService) -> FastAPI:
         headers = cors_headers(request, "GET, OPTIONS")
         if room not in service.rooms:
             return problem(404, "Unknown room", f"there is no room {room!r} here", headers)
-        if authorize(request, room) is None and not is_staff(request):
-            return problem(401, "Unauthorized", "a join link or staff access is needed", headers)
+        if not is_staff(request):
+            grant = joining.grant_for_room(service, request, room, headers)
+            if not isinstance(grant, Grant):
+                return grant
         return JSONResponse(lesson_outlook(room), headers={**headers, "Cache-Control": "no-store"})
 
     def is_staff(request: Request) -> bool:
-        return access.is_staff(request, service.staff_key)
+        return access.is_staff(request, service.staff)
 
     async def lesson_command(room: str, request: Request, command: str) -> Response:
         if room not in service.rooms or service.scheduler is None:
@@ -240,7 +214,7 @@ def create_app(service: EdgeService) -> FastAPI:
 
     @app.get("/control/{room}", response_class=HTMLResponse)
     async def control_page(room: str, request: Request) -> Response:
-        refusal = access.staff_page_refusal(request, service.staff_key, service.rooms, room)
+        refusal = access.staff_page_refusal(request, service.staff, service.rooms, room)
         if refusal is not None:
             return refusal
         return page("control.html", {"room": room, "school": service.config.site.school})
@@ -291,7 +265,7 @@ def create_app(service: EdgeService) -> FastAPI:
             return problem(413, "Fragment too large", "the fragment is too large", headers)
         if content_type == JSON:
             try:
-                wishes = json.loads(body)
+                wishes = parse_client_json(body)
             except ValueError:
                 wishes = None
             if not isinstance(wishes, dict) or not isinstance(wishes.get("save_data"), bool):
@@ -323,19 +297,19 @@ def create_app(service: EdgeService) -> FastAPI:
 
     @app.get("/join/{token}", response_class=HTMLResponse)
     async def join_page(token: str, request: Request) -> Response:
-        if (waiting := throttled(request, {})) is not None:
-            return waiting
         clean = token.rstrip(LINK_TRAILERS)
         if clean != token and clean:  # a chat app took the "." or ")" after the link along
             return RedirectResponse(f"/join/{quote(clean)}", status_code=303)
-        try:
-            grant = service.gate.admit(token)
-        except TokenError:
-            service.throttle.refused(access.client_address(request))
-            return HTMLResponse(_link_error_page(), status_code=401)
-        room = service.rooms.get(grant.room)
-        if room is None:
-            return HTMLResponse(_link_error_page(), status_code=404)
+        grant = joining.check_link(service, token, request)
+        room = service.rooms.get(grant.room) if grant is not None else None
+        if grant is None or room is None or grant.class_name != room.settings.class_name:
+            if (waiting := joining.throttled(service, request, {})) is not None:
+                return HTMLResponse(
+                    _link_error_page(TOO_MANY_ATTEMPTS),
+                    status_code=429,
+                    headers={"Retry-After": waiting.headers["Retry-After"]},
+                )
+            return HTMLResponse(_link_error_page(), status_code=401 if grant is None else 404)
         pupil = service.gate.pupil(grant)
         classmates = (
             [
@@ -380,14 +354,24 @@ LINK_TRAILERS = ".,;:!?)]}>'\"’”"
 """What may follow a link in a message and be copied with it; a token never ends so."""
 
 
-def _link_error_page() -> str:
-    message = "Đường link không còn hiệu lực. Em hãy xin thầy cô đường link mới."
+LINK_NOT_VALID = (
+    "Đường link không còn hiệu lực. Em hãy xin thầy cô đường link mới.",
+    "This link is no longer valid. Please ask your teacher for a new one.",
+)
+TOO_MANY_ATTEMPTS = (
+    "Có quá nhiều đường link sai từ máy này. Em chờ vài phút rồi mở lại đường link thầy cô gửi.",
+    "Too many invalid links from this device. Wait a few minutes, then open the link "
+    "your teacher sent again.",
+)
+
+
+def _link_error_page(message: tuple[str, str] = LINK_NOT_VALID) -> str:
+    vietnamese, english = message
     return (
         '<!doctype html><html lang="vi"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>Link không hợp lệ</title></head>"
         '<body style="font-family:sans-serif;padding:2rem;font-size:1.2rem">'
-        f"<h1>Không vào được lớp học</h1><p>{html.escape(message)}</p>"
-        '<p lang="en" style="color:#555">This link is no longer valid. Please ask your teacher '
-        "for a new one.</p></body></html>"
+        f"<h1>Không vào được lớp học</h1><p>{html.escape(vietnamese)}</p>"
+        f'<p lang="en" style="color:#555">{html.escape(english)}</p></body></html>'
     )

@@ -23,7 +23,7 @@ import pytest
 
 from edge.links import staff_key
 from edge.settings import load
-from edge.staff import session_cookie
+from edge.staff import StaffSessions, set_password
 from tests.conftest import ARTIFACTS, ROOT, run_service, write_site
 from tests.netns import available, two_hosts
 
@@ -85,6 +85,11 @@ def test_a_pupil_raises_a_hand_writes_and_is_heard_in_the_classroom(tmp_path: Pa
     (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
     config = write_site(tmp_path, {"r1": ROOM}, 'school = "Trường Thử"\nroster = "roster.csv"\n')
     result_path, screenshot = tmp_path / "result.json", ARTIFACTS / "console-1280x800.png"
+    # the teacher logged in from another machine before the service (re)started: the
+    # console there works with that login's cookie (a login kept across restarts)
+    data = tmp_path / "data"
+    set_password(data, "mật-khẩu-GV-2026")
+    cookie = StaffSessions(data, staff_key(load(config, data_dir=data))).open()
     with (
         two_hosts() as (server, viewer),
         run_service(
@@ -97,7 +102,6 @@ def test_a_pupil_raises_a_hand_writes_and_is_heard_in_the_classroom(tmp_path: Pa
     ):
         links = service.links("r1")
         an = next(link for link in links if link["kind"] == "student")
-        cookie = session_cookie(staff_key(load(config, data_dir=service.data_dir)))
         assert not speaker_out.exists()  # nobody has spoken yet
         subprocess.run(
             viewer.command(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import av
 import httpx
@@ -70,6 +72,11 @@ class Viewer:
     """Size of the clock's squares in px; None finds it from the picture (slower, ~8 ms)."""
     cache_clock_square: bool = False
     """With `clock_square` None: find the size once per picture width, not on every read."""
+    channel: bool = False
+    """Open the class data channel ("classroom"), as the pupil's page does."""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    """The JSON messages that came on the class data channel."""
+    data_channel: Any = None
     _squares: dict[int, float] = field(default_factory=dict)
     pc: RTCPeerConnection = field(init=False)
     location: str | None = None
@@ -93,6 +100,9 @@ class Viewer:
         if self.audio:
             transceivers.append(("audio", self.pc.addTransceiver("audio", direction="recvonly")))
         self._transceivers = transceivers
+        if self.channel:
+            self.data_channel = self.pc.createDataChannel("classroom")
+            self.data_channel.on("message", lambda text: self.received.append(json.loads(text)))
         for name, transceiver in transceivers:
             if name != "audio":
                 capabilities = RTCRtpReceiver.getCapabilities("video")
@@ -136,7 +146,13 @@ class Viewer:
                 self._tasks.append(asyncio.create_task(self._consume(name, track)))
         return self.response
 
-    async def _consume(self, name: str, track: MediaStreamTrack) -> None:
+    def send(self, message: dict[str, Any]) -> None:
+        """A message on the class data channel (open it with `channel=True`)."""
+        self.data_channel.send(json.dumps(message, ensure_ascii=False))
+
+    async def _consume(self, name: str, track: MediaStreamTrack | None) -> None:
+        if track is None:  # closed before this task ran
+            return
         stats = self.stats[name]
         with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
             while True:
