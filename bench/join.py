@@ -15,7 +15,11 @@
     the server during the storm and the busiest functions of its event loop are shown.
 
     python bench/join.py                 # about a minute
-    python bench/join.py --joins 10 --storm 60 --profile
+    python bench/join.py --joins 10 --storm 40 --profile
+
+All join with the demo's class link from 127.0.0.1, so watchers + storm stay within
+`[webrtc] max_per_class_link` (45): past it the service answers 429, as it would to a
+class link shared too widely.
 
 Targets: late join median ≤ 150 ms (POST → first decoded frame); storm ≤ 3 s (first
 POST → all keyframes). Numbers are printed; nothing passes or fails.
