@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from .access import bounded_body, client_address, is_staff, problem
 from .reports import DayReport, Rules, WeekRow, day_and_week, render_csv, render_html, render_xlsx
-from .staff import COOKIE, SESSION_SECONDS, check_password_off_loop
+from .staff import COOKIE, SESSION_SECONDS, HashingBusy, check_password_off_loop
 
 if TYPE_CHECKING:
     from .service import EdgeService
@@ -179,7 +179,16 @@ def router(service: EdgeService) -> APIRouter:
         target = form.get("next", ["/reports"])[0]
         if not target.startswith("/") or target.startswith("//"):
             target = "/reports"
-        if not await check_password_off_loop(service.config.site.data_dir, password):
+        try:
+            right = await check_password_off_loop(service.config.site.data_dir, password)
+        except HashingBusy:
+            service.throttle.forgive(address)  # not checked: not counted
+            busy = login_form(
+                target, '<p style="color:#b00">Máy chủ đang bận. Hãy thử lại sau ít giây.</p>', 503
+            )
+            busy.headers["Retry-After"] = "2"
+            return busy
+        if not right:
             return RedirectResponse(f"/login?failed=1&next={quote(target)}", status_code=303)
         service.throttle.forgive(address)
         response = RedirectResponse(target, status_code=303)

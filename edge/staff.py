@@ -58,13 +58,27 @@ def check_password(data_dir: Path, password: str) -> bool:
 
 HASHING = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scrypt")
 """One scrypt at a time (32 MiB, ~0.1 s of a core each), in a thread of its own."""
+MOST_WAITING = 64  # checks queued at once (~6 s of hashing); past it: come back shortly
+_waiting = 0
+
+
+class HashingBusy(RuntimeError):
+    """Too many password checks are waiting (a flood of logins): try again shortly."""
 
 
 async def check_password_off_loop(data_dir: Path, password: str) -> bool:
     """`check_password` in the hashing thread: a flood of logins waits its turn there and
-    never holds up the event loop, where the pupils' media runs."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(HASHING, check_password, data_dir, password)
+    never holds up the event loop, where the pupils' media runs; past MOST_WAITING queued
+    checks it raises `HashingBusy` at once (the flood does not queue minutes of work)."""
+    global _waiting
+    if _waiting >= MOST_WAITING:
+        raise HashingBusy("too many password checks waiting")
+    _waiting += 1
+    try:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(HASHING, check_password, data_dir, password)
+    finally:
+        _waiting -= 1
 
 
 def _password_tag(data_dir: Path) -> str:

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
+from edge import staff
 from edge.staff import set_password
 from tests.conftest import Service, run_service
 from tests.whep_client import Viewer, eventually
@@ -98,3 +100,21 @@ def test_a_huge_login_body_is_refused_before_it_is_read(tmp_path: Path) -> None:
         after = rss_mb(service)
         assert after - before < 50, (before, after)
         assert service.health()["status"] == "ok"
+
+
+async def test_password_checks_queue_no_further_than_their_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the hashing itself stands in for scrypt (10 ms), the queue around it is the real one
+    def slow_check(data_dir: Path, password: str) -> bool:
+        time.sleep(0.01)
+        return False
+
+    monkeypatch.setattr(staff, "check_password", slow_check)
+    results = await asyncio.gather(
+        *(staff.check_password_off_loop(tmp_path, "sai") for _ in range(staff.MOST_WAITING + 6)),
+        return_exceptions=True,
+    )
+    busy = [r for r in results if isinstance(r, staff.HashingBusy)]
+    assert results.count(False) == staff.MOST_WAITING and len(busy) == 6, results
+    assert await staff.check_password_off_loop(tmp_path, "sai") is False  # the queue drained
