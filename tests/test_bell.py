@@ -138,7 +138,7 @@ async def test_teachers_start_extend_and_end_from_the_room(tmp_path: Path) -> No
 
         proxied = {"X-Forwarded-For": "203.0.113.9"}  # not the room's own screen
         assert (await client.post(api, json={}, headers=proxied)).status_code == 403
-        with_key = {**proxied, "Authorization": f"Bearer {service.staff_key}"}
+        with_key = {**proxied, "Authorization": f"Bearer {service.staff.key}"}
         assert (await client.post(api, json={"minutes": 5}, headers=with_key)).status_code == 201
         page = await client.get(f"{base}/control/r1")
         assert page.status_code == 200 and "Kết thúc sớm" in page.text

@@ -59,7 +59,8 @@ class Viewers:
     """tests/janus_env.py's viewer process in the viewers' namespace."""
 
     def __init__(self, hosts: RelayHosts, service: Service, count: int, log: Path) -> None:
-        token = str(next(link for link in service.links() if link["kind"] == "student")["token"])
+        # the class link, as a class's pupils share it (one pupil's own link holds 3 devices)
+        token = str(next(link for link in service.links() if link["kind"] == "class")["token"])
         self._log = log.open("w")
         self.process = subprocess.Popen(
             hosts.viewer.command(
