@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from capture.mux import file_sha256
+from capture.supervise import cancel_all, supervised
 
 from .clock import Clock
 from .compose import Composer
@@ -339,17 +340,13 @@ class Archiver:
         loop = asyncio.get_running_loop()
         self.guard.check(self.clock.now(), loop.time())
         self._tasks = [
-            asyncio.create_task(self._uploads(), name="archive-uploads"),
-            asyncio.create_task(self._composing(), name="archive-compose"),
-            asyncio.create_task(self._guarding(), name="archive-guard"),
+            supervised("archive-uploads", self._uploads),
+            supervised("archive-compose", self._composing),
+            supervised("archive-guard", self._guarding),
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
 
     def wake(self) -> None:

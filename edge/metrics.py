@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from capture.supervise import RESTARTS
+
 if TYPE_CHECKING:
     from .service import EdgeService
 
@@ -45,6 +47,14 @@ class ServiceCollector(Collector):
                 recording.add_metric([name], 1.0 if recorder["recording"] else 0.0)
                 failed.add_metric([name], float(recorder["parts_failed"]))
         yield from (live, viewers, recording, failed)
+        restarts = CounterMetricFamily(
+            "classroom_edge_loop_restarts",
+            "Times a background loop failed and was started again",
+            labels=["loop"],
+        )
+        for loop, count in sorted(RESTARTS.items()):
+            restarts.add_metric([loop], float(count))
+        yield restarts
         yield from self._media()
         archive = health["archive"]
         if isinstance(archive, dict):

@@ -6,7 +6,6 @@ READY=1 once the service listens, WATCHDOG=1 from the event loop, STATUS= lines 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import faulthandler
 import logging
@@ -14,6 +13,8 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
+
+from capture.supervise import cancel_all, supervised
 
 from .lessons import Lesson
 
@@ -103,7 +104,7 @@ class Notifier:
         status = self._status()
         self.send("READY=1", *([f"STATUS={status}"] if status else []))
         self.sent_status = status
-        self._task = asyncio.create_task(self._run(), name="sd-notify")
+        self._task = supervised("sd-notify", self._run)
         logger.info(
             "systemd notified (watchdog %s)",
             f"every {self.watchdog:.1f} s" if self.watchdog else "off",
@@ -114,9 +115,7 @@ class Notifier:
             return
         self.send("STOPPING=1", "STATUS=Stopping")
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])
             self._task = None
         if self._socket is not None:
             self._socket.close()

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from capture.supervise import cancel_all, supervised
 from webrtc.relay import (
     JanusAdmin,
     JanusError,
@@ -121,13 +122,11 @@ class Relay:
 
     async def start(self) -> None:
         await self.admin.start()
-        self._reaper = asyncio.create_task(self._reap(), name="relay-reaper")
+        self._reaper = supervised("relay-reaper", self._reap)
 
     async def stop(self) -> None:
         if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+            await cancel_all([self._reaper])
             self._reaper = None
         for handle in self._later:
             handle.cancel()

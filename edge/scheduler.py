@@ -11,13 +11,14 @@ be live, with the id it had.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 from zoneinfo import ZoneInfo
+
+from capture.supervise import cancel_all, supervised
 
 from .clock import Clock
 from .lessons import Lesson, LessonStore, State
@@ -131,13 +132,11 @@ class Scheduler:
 
     async def start(self) -> None:
         await self.step()
-        self._task = asyncio.create_task(self._run(), name="scheduler")
+        self._task = supervised("scheduler", self._run)
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])
             self._task = None
 
     async def _run(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import gc
 import logging
@@ -12,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from capture.supervise import cancel_all, supervised
 from webrtc import (
     IceServer,
     Message,
@@ -194,7 +194,7 @@ class EdgeService:
         await self.sessions.start()
         if self.relay is not None:
             await self.relay.start()
-        self._heartbeat = asyncio.create_task(self._beat(), name="attendance-heartbeat")
+        self._heartbeat = supervised("attendance-heartbeat", self._beat)
         config, schedule = self.config, self.config.site.schedule
         self.store = LessonStore(config.site.data_dir / "lessons.db")
         if config.site.recordings.enabled:
@@ -314,9 +314,7 @@ class EdgeService:
 
     async def stop(self) -> None:
         if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+            await cancel_all([self._heartbeat])
         if self.scheduler is not None:
             await self.scheduler.stop()
         if self.relay is not None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
+from capture.supervise import cancel_all, supervised
+
 from .channel import LABEL as CHANNEL_LABEL
 from .channel import ClassChannel, Message
 from .ice import IceServer, rtc_configuration
@@ -53,14 +55,12 @@ class SessionManager:
 
     async def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._reap(), name="whep-reaper"),
-            asyncio.create_task(self._adapt(), name="whep-adapt"),
+            supervised("whep-reaper", self._reap),
+            supervised("whep-adapt", self._adapt),
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(self._tasks)
         self._tasks = []
         await asyncio.gather(*(self._close(s) for s in list(self.sessions.values())))
 

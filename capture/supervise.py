@@ -1,0 +1,60 @@
+"""Background loops that do not die quietly: `supervised()` runs a loop as a task and,
+when it fails (or returns), logs it, waits (1 s, doubling to 30 s; back to 1 s after a
+minute of good running) and starts it again. The restarts are counted per loop name
+(`RESTARTS`, shown in `/metrics`). Used by every layer, so it lives at the bottom."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+logger = logging.getLogger(__name__)
+
+FIRST_DELAY, MOST_DELAY, HEALTHY_SECONDS = 1.0, 30.0, 60.0
+
+RESTARTS: collections.Counter[str] = collections.Counter()
+"""Restarts so far of each supervised loop, by name (this process)."""
+
+
+async def _keep_running(
+    name: str, run: Callable[[], Awaitable[None]], first_delay: float, most_delay: float
+) -> None:
+    delay = first_delay
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+            logger.error("%s ended by itself; starting it again in %.0f s", name, delay)
+        except Exception:
+            logger.exception("%s failed; starting it again in %.0f s", name, delay)
+        RESTARTS[name] += 1
+        if time.monotonic() - started >= HEALTHY_SECONDS:
+            delay = first_delay
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, most_delay)
+
+
+def supervised(
+    name: str,
+    run: Callable[[], Awaitable[None]],
+    *,
+    first_delay: float = FIRST_DELAY,
+    most_delay: float = MOST_DELAY,
+) -> asyncio.Task[None]:
+    """A task that runs `run()` again whenever it fails; cancel it to stop it (the caller
+    keeps it and awaits it on `stop()`)."""
+    return asyncio.create_task(_keep_running(name, run, first_delay, most_delay), name=name)
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel and await `tasks`; whatever one of them raised is logged, never re-raised,
+    so the rest of a `stop()` goes on."""
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            logger.error("%s had failed: %r", task.get_name(), result)
