@@ -23,40 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .lessons import connect, transaction
+from .database import connect, transaction
 
 logger = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS presence (
-    session_id TEXT PRIMARY KEY,
-    room TEXT NOT NULL,
-    class TEXT NOT NULL,
-    pupil_id TEXT,
-    verified INTEGER NOT NULL,
-    address TEXT NOT NULL DEFAULT '',
-    device TEXT NOT NULL DEFAULT '',
-    joined_at TEXT NOT NULL,
-    seen_at TEXT NOT NULL,
-    left_at TEXT
-);
-CREATE INDEX IF NOT EXISTS presence_class ON presence (class, joined_at);
-CREATE TABLE IF NOT EXISTS at_home (
-    day TEXT NOT NULL,
-    class TEXT NOT NULL,
-    pupil_id TEXT NOT NULL,
-    marked_by TEXT NOT NULL DEFAULT '',
-    marked_at TEXT NOT NULL,
-    PRIMARY KEY (day, class, pupil_id)
-);
-CREATE TABLE IF NOT EXISTS at_home_days (
-    day TEXT NOT NULL,
-    class TEXT NOT NULL,
-    marked_by TEXT NOT NULL DEFAULT '',
-    marked_at TEXT NOT NULL,
-    PRIMARY KEY (day, class)
-);
-"""
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -76,7 +45,7 @@ class Presence:
 
 class AttendanceStore:
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA, synced=False, threads=True)
+        self._db = connect(path, synced=False, threads=True)
         self._lock = threading.Lock()  # one statement at a time on the shared connection
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="attendance")
 

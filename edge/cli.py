@@ -45,6 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .clock import SystemClock
     from .connections import EdgeProtocol
+    from .database import DatabaseTooNew
     from .links import room_links
     from .notify import Notifier, service_status
     from .service import EdgeService
@@ -60,7 +61,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     host = args.host or config.site.http.host
     port = args.port or config.site.http.port
     clock = SystemClock(args.clock)
-    service = EdgeService(config, host=host, port=port, clock=clock)
+    try:
+        service = EdgeService(config, host=host, port=port, clock=clock)
+    except DatabaseTooNew as exc:  # lessons.db migrated by a newer version: say so
+        print(f"classroom-edge: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     app = create_app(service)
     tls = config.site.http
     server = uvicorn.Server(

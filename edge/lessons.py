@@ -8,11 +8,16 @@ any moment leaves each lesson in a state it really reached.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sqlite3
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
+
+from .database import connect, transaction
 
 State = Literal["idle", "warming", "live", "closing", "recorded", "archived"]
 Kind = Literal["timetable", "adhoc", "always"]
@@ -25,49 +30,6 @@ NEXT_STATES: dict[State, tuple[State, ...]] = {
     "recorded": ("archived",),
     "archived": (),
 }
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS lessons (
-    id TEXT PRIMARY KEY,
-    room TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    class TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    teacher TEXT NOT NULL,
-    period INTEGER,
-    session TEXT,
-    start TEXT NOT NULL,
-    end TEXT,
-    ends_at TEXT,
-    state TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS lessons_room_start ON lessons (room, start);
-CREATE TABLE IF NOT EXISTS lesson_events (
-    lesson_id TEXT NOT NULL REFERENCES lessons (id),
-    at TEXT NOT NULL,
-    state TEXT NOT NULL,
-    note TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS lesson_events_lesson ON lesson_events (lesson_id);
-"""
-
-
-def connect(
-    path: Path, schema: str, *, synced: bool = True, threads: bool = False
-) -> sqlite3.Connection:
-    """lessons.db: WAL (the CLI reads and writes beside the service), transactions made
-        explicit, `schema` applied. `synced`: every commit reaches the disk before it returns;
-        else (attendance's frequent small writes) at WAL checkpoints: a power cut may cost
-        the last seconds, a crash of the process nothing. `threads`: used from more than one
-    thread (the caller serialises)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=not threads)
-    db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
-    db.executescript(schema)
-    return db
 
 
 class TransitionError(ValueError):
@@ -123,11 +85,14 @@ def _parse(text: str | None) -> dt.datetime | None:
 
 
 class LessonStore:
-    """`lessons.db` in the data dir; one connection, used from the event loop."""
+    """`lessons.db` in the data dir; one connection. The service writes from threads (the
+    scheduler's `_write`), one transaction at a time; reads come from the event loop and
+    from the report threads."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = connect(path, SCHEMA, threads=True)  # reports read it in a thread
+        self._db = connect(path, threads=True)
+        self._writing = threading.Lock()  # one transaction at a time on the connection
 
     def close(self) -> None:
         self._db.close()
@@ -246,18 +211,7 @@ class LessonStore:
         ).fetchall()
         return [(_parse(r["at"]), r["state"], r["note"]) for r in rows]  # type: ignore[misc]
 
-    def _transaction(self) -> transaction:
-        return transaction(self._db)
-
-
-class transaction:
-    """`with transaction(db):` one IMMEDIATE transaction, rolled back on any exception."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._writing, transaction(self._db):
+            yield

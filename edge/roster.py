@@ -18,29 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .lessons import connect, transaction
+from .database import connect, transaction
 
 HEADERS = {
     "id": ("mã định danh", "ma dinh danh", "mã học sinh", "id", "student_id", "student id"),
     "name": ("họ và tên", "ho va ten", "họ tên", "name", "full name"),
     "class": ("lớp", "lop", "class"),
 }
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS pupils (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    class TEXT NOT NULL,
-    generation INTEGER NOT NULL DEFAULT 0,
-    active INTEGER NOT NULL DEFAULT 1,
-    updated_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS pupils_class ON pupils (class, active);
-CREATE TABLE IF NOT EXISTS classes (
-    name TEXT PRIMARY KEY,
-    generation INTEGER NOT NULL DEFAULT 0
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -146,7 +130,7 @@ class RosterStore:
     """The `pupils` and `classes` tables in lessons.db."""
 
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA, threads=True)  # reports read it in a thread
+        self._db = connect(path, threads=True)  # reports read it in a thread
 
     def close(self) -> None:
         self._db.close()
