@@ -33,7 +33,8 @@ from capture.supervise import cancel_all, supervised
 
 from .clock import Clock
 from .compose import Composer
-from .lessons import LessonStore, TransitionError, connect
+from .database import connect
+from .lessons import LessonStore, TransitionError
 from .library import Target, UploadError, lesson_folder, owner_of
 from .recordings import RECORD, MediaFile, RecordingStore
 
@@ -44,24 +45,6 @@ POLL_SECONDS = 5.0  # the queue looks again this often (CLI retries, the window,
 GUARD_SECONDS = 30.0
 PROGRESS_SECONDS = 1.0  # progress reaches the database this often
 LOUD_SECONDS = 300.0  # a low disk is logged again this often
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS archive_jobs (
-    lesson_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_try TEXT NOT NULL,
-    last_error TEXT NOT NULL DEFAULT '',
-    folder TEXT NOT NULL DEFAULT '',
-    bytes_total INTEGER NOT NULL DEFAULT 0,
-    bytes_done INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    archived_at TEXT,
-    evicted_at TEXT
-);
-CREATE INDEX IF NOT EXISTS archive_jobs_state ON archive_jobs (state, next_try);
-"""
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -106,7 +89,7 @@ class ArchiveStore:
     """`archive_jobs` in lessons.db; the CLI opens it too (`archive status|retry`)."""
 
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA)
+        self._db = connect(path)
 
     def close(self) -> None:
         self._db.close()
@@ -241,8 +224,10 @@ class DiskGuard:
         self.evicted = 0
         self._said_at: float | None = None
 
-    def check(self, now: dt.datetime, loop_time: float) -> list[str]:
-        """Delete what may go; the lessons whose local copies were deleted."""
+    async def check(self, now: dt.datetime, loop_time: float) -> list[str]:
+        """Delete what may go; the lessons whose local copies were deleted. The files are
+        deleted in a thread (gigabytes of them are not deleted in an instant) and the free
+        space read there too: the event loop, where the media runs, never waits on them."""
         deleted: list[str] = []
         archived = [
             job
@@ -251,17 +236,17 @@ class DiskGuard:
         ]
         for job in archived:  # kept long enough after archiving
             if job.archived_at is not None and now - job.archived_at >= self.retention:
-                self._evict(job.lesson_id, now, "kept its days")
+                await self._evict(job.lesson_id, now, "kept its days")
                 deleted.append(job.lesson_id)
-        self.free = self._free()
+        self.free = await asyncio.to_thread(self._free)
         if self.free < self.min_free_bytes:
             remaining = [job for job in archived if job.lesson_id not in deleted]
             for job in sorted(remaining, key=lambda j: self._started(j.lesson_id)):
                 if self.free >= self.min_free_bytes:
                     break
-                self._evict(job.lesson_id, now, "the disk is short")
+                await self._evict(job.lesson_id, now, "the disk is short")
                 deleted.append(job.lesson_id)
-                self.free = self._free()
+                self.free = await asyncio.to_thread(self._free)
         was_low, self.low = self.low, self.free < self.min_free_bytes
         if self.low and (was_low is False or loop_time - (self._said_at or 0) > LOUD_SECONDS):
             self._said_at = loop_time
@@ -279,8 +264,8 @@ class DiskGuard:
         record = self.recordings.read(lesson_id)
         return record.planned_start.astimezone(dt.UTC).isoformat() if record else lesson_id
 
-    def _evict(self, lesson_id: str, now: dt.datetime, why: str) -> None:
-        freed = self.recordings.delete_media(lesson_id)
+    async def _evict(self, lesson_id: str, now: dt.datetime, why: str) -> None:
+        freed = await asyncio.to_thread(self.recordings.delete_media, lesson_id)
         self.jobs.update(lesson_id, now, evicted_at=now)
         self.evicted += 1
         logger.info("deleted the local copy of %s (%.1f MB, %s)", lesson_id, freed / 1e6, why)
@@ -338,7 +323,7 @@ class Archiver:
     async def start(self) -> None:
         self._enqueue()
         loop = asyncio.get_running_loop()
-        self.guard.check(self.clock.now(), loop.time())
+        await self.guard.check(self.clock.now(), loop.time())
         self._tasks = [
             supervised("archive-uploads", self._uploads),
             supervised("archive-compose", self._composing),
@@ -471,7 +456,7 @@ class Archiver:
                 with contextlib.suppress(asyncio.CancelledError):
                     await sending
             self.uploading = None
-        self._archived(job.lesson_id, folder)
+        await self._archived(job.lesson_id, folder)
 
     async def _send(
         self, lesson_id: str, folder: PurePosixPath, media: list[MediaFile], total: int
@@ -527,15 +512,17 @@ class Archiver:
             raise UploadError("no library configured")
         return self.target
 
-    def _archived(self, lesson_id: str, folder: PurePosixPath) -> None:
+    async def _archived(self, lesson_id: str, folder: PurePosixPath) -> None:
         now = self.clock.now()
         self.jobs.update(lesson_id, now, state="done", archived_at=now, last_error="")
         lesson = self.lessons.get(lesson_id)
         if lesson is not None and lesson.state == "recorded":
-            with contextlib.suppress(TransitionError):
-                self.lessons.move(lesson, "archived", now, f"library: {folder}")
+            with contextlib.suppress(TransitionError):  # synced: in a thread, off the loop
+                await asyncio.to_thread(
+                    self.lessons.move, lesson, "archived", now, f"library: {folder}"
+                )
         logger.info("lesson %s archived to %s", lesson_id, folder)
-        self.guard.check(now, asyncio.get_running_loop().time())
+        await self.guard.check(now, asyncio.get_running_loop().time())
 
     # ------------------------------------------------------------ composing, the disk
 
@@ -573,7 +560,7 @@ class Archiver:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(GUARD_SECONDS)
-            self.guard.check(self.clock.now(), loop.time())
+            await self.guard.check(self.clock.now(), loop.time())
 
     def health(self) -> dict[str, object]:
         jobs = self.jobs.jobs("composing", "queued", "uploading")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import ParamSpec, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from capture.supervise import cancel_all, supervised
@@ -23,6 +23,9 @@ from capture.supervise import cancel_all, supervised
 from .clock import Clock
 from .lessons import Lesson, LessonStore, State
 from .timetable import Period, SchoolCalendar, plan_day
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +136,11 @@ class Scheduler:
     async def start(self) -> None:
         await self.step()
         self._task = supervised("scheduler", self._run)
+
+    async def _write(self, write: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A write to lessons.db, in a thread: a slow disk (each commit is synced) or the
+        CLI holding the write lock never holds up the event loop, where the media runs."""
+        return await asyncio.to_thread(write, *args, **kwargs)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -274,17 +282,17 @@ class Scheduler:
                     continue  # tomorrow's lessons are listed once their day comes
                 if desired == "recorded":
                     continue  # missed entirely (the service was down): nothing to close
-                lesson = self.store.add(lesson, now)
+                lesson = await self._write(self.store.add, lesson, now)
             lesson = self.store.get(lesson.id) or lesson
             if desired in ("warming", "live") and lesson.state == "idle":
-                lesson = self.store.move(lesson, "warming", now)
+                lesson = await self._write(self.store.move, lesson, "warming", now)
                 await driver.warm()
                 self._warm.add(room)
             if desired == "live" and lesson.state == "warming":
-                lesson = self.store.move(lesson, "live", now)
+                lesson = await self._write(self.store.move, lesson, "live", now)
             if desired == "live" and self._live.get(room) != lesson.id:
                 if lesson.state == "live" and self.steps == 0:
-                    self.store.note(lesson, now, "resumed after a restart")
+                    await self._write(self.store.note, lesson, now, "resumed after a restart")
                 await driver.warm()
                 self._warm.add(room)
                 await driver.go_live(lesson)
@@ -310,11 +318,11 @@ class Scheduler:
         note: str = "",
     ) -> None:
         if lesson.state in ("warming", "live"):
-            lesson = self.store.move(lesson, "closing", now, note)
+            lesson = await self._write(self.store.move, lesson, "closing", now, note)
         if self._live.get(lesson.room) == lesson.id:
             del self._live[lesson.room]
         await driver.close(lesson, keep_viewers=keep_viewers)  # the recording is complete
-        self.store.move(lesson, "recorded", now)
+        await self._write(self.store.move, lesson, "recorded", now)
 
     # ------------------------------------------------------------ teachers
 
@@ -368,7 +376,7 @@ class Scheduler:
                 end=now + dt.timedelta(minutes=minutes),
                 ends_at=None,
             )
-            self.store.add(lesson, now)
+            await self._write(self.store.add, lesson, now)
             await self._step_room(room, now)
         self._changed.set()
         return self.store.get(lesson.id) or lesson
@@ -382,7 +390,7 @@ class Scheduler:
                 raise LessonConflict("Không có tiết học nào đang phát trong phòng này.")
             if lesson.end is None or lesson.kind == "always":
                 raise LessonConflict("Phòng này phát liên tục: không có giờ kết thúc.")
-            self.store.set_end(lesson, now, now, "ended early")
+            await self._write(self.store.set_end, lesson, now, now, "ended early")
             await self._step_room(room, now)
         self._changed.set()
         return self.store.get(lesson.id) or lesson
@@ -398,7 +406,7 @@ class Scheduler:
             later = [s.lesson for s in self.slots(room, now) if s.lesson.start > lesson.start]
             if later:
                 end = min(end, later[0].start)
-            self.store.set_end(lesson, end, now, f"extended by {minutes:g} min")
+            await self._write(self.store.set_end, lesson, end, now, f"extended by {minutes:g} min")
             await self._step_room(room, now)
         self._changed.set()
         return self.store.get(lesson.id) or replace(lesson, ends_at=end)

@@ -37,7 +37,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_archived_lessons_go_oldest_first_and_unarchived_ones_stay(
+async def test_archived_lessons_go_oldest_first_and_unarchived_ones_stay(
     small_disk: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     lessons = LessonStore(small_disk / "lessons.db")
@@ -57,7 +57,7 @@ def test_archived_lessons_go_oldest_first_and_unarchived_ones_stay(
     guard = DiskGuard(
         recordings, jobs, retention=dt.timedelta(days=30), min_free_bytes=free + 12 * MB
     )
-    deleted = guard.check(now, loop_time=0.0)
+    deleted = await guard.check(now, loop_time=0.0)
     assert deleted == [records[1].lesson, records[2].lesson]  # the two oldest archived
     assert not guard.low and guard.free >= free + 12 * MB
     for record in records:
@@ -70,17 +70,17 @@ def test_archived_lessons_go_oldest_first_and_unarchived_ones_stay(
     # the threshold out of reach: the last archived one goes, the unarchived stay; loudly
     guard.min_free_bytes = 63 * MB
     with caplog.at_level(logging.ERROR, logger="edge.archive"):
-        assert guard.check(now, loop_time=1.0) == [records[3].lesson]
+        assert await guard.check(now, loop_time=1.0) == [records[3].lesson]
     assert guard.low
     assert recordings.has_media(records[0].lesson) and recordings.has_media(records[4].lesson)
     assert any("DISK LOW" in r.getMessage() for r in caplog.records), caplog.records
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="edge.archive"):
-        guard.check(now, loop_time=2.0)  # said once, then again only every few minutes
+        await guard.check(now, loop_time=2.0)  # said once, then again only every few minutes
     assert not [r for r in caplog.records if "DISK LOW" in r.getMessage()]
 
 
-def test_local_copies_go_after_their_retention(tmp_path: Path) -> None:
+async def test_local_copies_go_after_their_retention(tmp_path: Path) -> None:
     lessons = LessonStore(tmp_path / "lessons.db")
     jobs = ArchiveStore(tmp_path / "lessons.db")
     recordings = RecordingStore(tmp_path / "recordings", ZONE)
@@ -91,7 +91,7 @@ def test_local_copies_go_after_their_retention(tmp_path: Path) -> None:
         jobs.add(record.lesson, "queued", archived)
         jobs.update(record.lesson, archived, state="done", archived_at=archived)
     guard = DiskGuard(recordings, jobs, retention=dt.timedelta(days=30), min_free_bytes=0)
-    assert guard.check(now, 0.0) == [old.lesson]
+    assert await guard.check(now, 0.0) == [old.lesson]
     assert not recordings.has_media(old.lesson) and recordings.has_media(recent.lesson)
 
 
