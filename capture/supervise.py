@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -58,3 +59,15 @@ async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
     for task, result in zip(tasks, results, strict=True):
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             logger.error("%s had failed: %r", task.get_name(), result)
+
+
+async def run_every_step(steps: list[tuple[str, Callable[[], object]]]) -> None:
+    """Run each `(name, step)` in order, awaiting what a step returns when awaitable; one
+    that fails is logged and the rest still run (a `stop()` releases everything)."""
+    for name, step in steps:
+        try:
+            result = step()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("stopping: %s failed; going on", name)

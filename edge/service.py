@@ -9,9 +9,11 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from capture.supervise import cancel_all, supervised
+from capture.supervise import cancel_all, run_every_step, supervised
 from webrtc import (
     IceServer,
     Message,
@@ -313,27 +315,32 @@ class EdgeService:
             self.attendance.seen(watching, self.clock.now())
 
     async def stop(self) -> None:
+        """Stop and release everything, in order; a step that fails is logged and the
+        others still run (the recordings are closed, the database written)."""
+        steps: list[tuple[str, Callable[[], object]]] = []
         if self._heartbeat is not None:
-            await cancel_all([self._heartbeat])
-        if self.scheduler is not None:
-            await self.scheduler.stop()
-        if self.relay is not None:
-            await self.relay.stop()
-        await asyncio.gather(*(recorder.stop() for recorder in self.recorders.values()))
+            steps.append(("heartbeat", partial(cancel_all, [self._heartbeat])))
+        for name, part in (("scheduler", self.scheduler), ("relay", self.relay)):
+            if part is not None:
+                steps.append((name, part.stop))
+        steps += [(f"recorder {n}", r.stop) for n, r in self.recorders.items()]
         if self.archiver is not None:
-            await self.archiver.stop()
-        await self.sessions.stop()
-        await asyncio.gather(*(c.stop() for c in self.classrooms.values()))
-        await asyncio.gather(*(room.stop() for room in self.rooms.values()))
-        for store in (self.store, self.jobs):
-            if store is not None:
-                store.close()
-        await asyncio.gather(*(camera.close() for camera in self.cameras.values()))
-        self.roster.close()
-        self.attendance.close()
-        gather_only(None)
-        gather_in(None)
-        self.logbook.remove()
+            steps.append(("archiver", self.archiver.stop))
+        steps.append(("viewer sessions", self.sessions.stop))
+        steps += [(f"classroom {n}", c.stop) for n, c in self.classrooms.items()]
+        steps += [(f"room {n}", room.stop) for n, room in self.rooms.items()]
+        steps += [
+            (name, s.close) for name, s in (("lessons", self.store), ("jobs", self.jobs)) if s
+        ]
+        steps += [(f"camera control {n}", camera.close) for n, camera in self.cameras.items()]
+        steps += [
+            ("roster", self.roster.close),
+            ("attendance", self.attendance.close),
+            ("candidates", partial(gather_only, None)),
+            ("interfaces", partial(gather_in, None)),
+            ("log book", self.logbook.remove),
+        ]
+        await run_every_step(steps)
 
     async def close_viewers(self, room: str) -> int:
         """End every viewer session of `room` (its lesson ended)."""

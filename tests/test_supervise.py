@@ -120,3 +120,22 @@ async def test_every_loop_of_the_service_comes_back_after_an_error(
             metrics = (await client.get(f"{base}/metrics")).text
         for name in calls:
             assert f'classroom_edge_loop_restarts_total{{loop="{name}"}}' in metrics, name
+
+
+async def test_the_service_stops_everything_when_one_part_fails_to_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken_stop(self: object) -> None:
+        raise RuntimeError("injected: the archive queue would not stop")
+
+    monkeypatch.setattr(archive.Archiver, "stop", broken_stop)
+    config = write_site(tmp_path, {"r1": SMALL_ROOM})
+    with caplog.at_level(logging.ERROR, logger=supervise.__name__):
+        async with serve_in_process(config, tmp_path / "data", SystemClock()) as (service, _):
+            rooms = list(service.rooms.values())
+            assert all(room.capturing for room in rooms)  # an always-live room
+    assert "archiver failed; going on" in caplog.text
+    # the steps after it ran: the rooms released their devices, attendance was closed
+    assert all(not room.capturing and not room.live for room in rooms)
+    with pytest.raises(RuntimeError):  # its writer thread was shut down: closed
+        service.attendance._writer.submit(lambda: None)
