@@ -19,10 +19,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from PIL import Image
 
 from .access import csrf_refusal, is_staff, json_object, problem, staff_csrf
+from .files import write_atomically
 from .pages import NO_STORE, page
 from .ptz import CameraControlError
 from .settings import ConfigError, load
-from .tomledit import write_atomically
 
 if TYPE_CHECKING:
     from .service import EdgeService

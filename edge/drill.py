@@ -55,6 +55,7 @@ from capture.timecode import _estimate_square as estimate_square
 from webrtc import gather_only
 
 from .connections import EdgeProtocol
+from .files import write_atomically
 from .library import UploadError
 from .links import room_links
 from .room import audio_source, video_source
@@ -1533,21 +1534,6 @@ async def run_drill(config: Config, room: str, *, seconds: int, progress: Progre
     return report
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def report_paths(report: DrillReport, data_dir: Path, output: Path | None) -> tuple[Path, Path]:
     """The text and JSON files: `--output` (a file, or a folder), else `<data dir>/drills/`."""
     name = f"{report.room}-{report.started.astimezone(report.zone):%Y-%m-%d-%H%M}"
@@ -1562,8 +1548,8 @@ def report_paths(report: DrillReport, data_dir: Path, output: Path | None) -> tu
 
 def save_report(report: DrillReport, data_dir: Path, output: Path | None) -> tuple[Path, Path]:
     text_path, json_path = report_paths(report, data_dir, output)
-    _write_atomically(text_path, report.text())
-    _write_atomically(json_path, json.dumps(report.as_json(), ensure_ascii=False, indent=2) + "\n")
+    write_atomically(text_path, report.text())
+    write_atomically(json_path, json.dumps(report.as_json(), ensure_ascii=False, indent=2) + "\n")
     return text_path, json_path
 
 

@@ -19,8 +19,9 @@ from capture.source import SourceError
 from capture.uvc import NoCameraControl, Position, UvcCamera, UvcError
 from capture.v4l2ctl import Ioctl, V4l2Head
 
+from .files import write_atomically
 from .settings import PresetSettings, RoomSettings
-from .tomledit import set_table, write_atomically
+from .tomledit import set_table
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .files import write_atomically
 from .lessons import Lesson
 
 PRESENTER, PRESENTATION, COMPOSED = "presenter", "presentation", "lesson"
@@ -140,20 +140,10 @@ class RecordingStore:
         return LessonRecord.model_validate_json(text)
 
     def write(self, record: LessonRecord) -> None:
-        """Replace `lesson.json` atomically (write aside, fsync, rename, fsync the folder)."""
-        folder = self.folder(record.lesson)
-        folder.mkdir(parents=True, exist_ok=True)
-        aside = folder / f".{RECORD}.{os.getpid()}"
-        with aside.open("w", encoding="utf-8") as file:
-            file.write(record.as_json(self.zone))
-            file.flush()
-            os.fsync(file.fileno())
-        aside.replace(folder / RECORD)
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        """Replace `lesson.json` atomically (a crash leaves the old or the new one)."""
+        write_atomically(
+            self.folder(record.lesson) / RECORD, record.as_json(self.zone), sync_folder=True
+        )
 
     def lesson_ids(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if (p / RECORD).is_file())

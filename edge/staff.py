@@ -11,11 +11,12 @@ import concurrent.futures
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from .files import write_atomically
 
 COOKIE = "ce_staff"
 SESSION_SECONDS = 12 * 3600
@@ -37,13 +38,7 @@ def set_password(data_dir: Path, password: str) -> None:
     line = "scrypt$" + "$".join(
         base64.b64encode(part).decode() for part in (salt, _hash(password, salt))
     )
-    path = password_file(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    aside = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(line + "\n")
-    aside.replace(path)
+    write_atomically(password_file(data_dir), line + "\n", mode=0o600)
 
 
 def check_password(data_dir: Path, password: str) -> bool:
@@ -127,12 +122,7 @@ class StaffSessions:
             ((n, v) for n, v in self._sessions.items() if v[0] > now), key=lambda nv: nv[1][0]
         )
         self._sessions = dict(live[-self.MOST :])
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        aside = self._path.with_name(f".{self._path.name}.{os.getpid()}")
-        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(self._sessions, file)
-        aside.replace(self._path)
+        write_atomically(self._path, json.dumps(self._sessions), mode=0o600)
 
     def open(self) -> str:
         """A new login: the cookie's value."""

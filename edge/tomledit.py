@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 Scalar = str | int | float | bool
 
@@ -38,15 +36,3 @@ def set_table(text: str, header: str, values: Mapping[str, Scalar]) -> str:
     kept = [line for line in lines[start + 1 : end] if line.strip().startswith("#")]
     trailing = [""] if end < len(lines) else []
     return "\n".join([*lines[: start + 1], *kept, *body, *trailing, *lines[end:]]) + "\n"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` (same mode), so a crash leaves the old or the new file."""
-    aside = path.with_name(f".{path.name}.{os.getpid()}.new")
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    with open(aside, "w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.chmod(aside, mode)
-    aside.replace(path)
