@@ -18,112 +18,22 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 from .source import SourceError
-
-# ---------------------------------------------------------------- V4L2 ABI (linux/videodev2.h)
-
-_IOC_NRSHIFT, _IOC_TYPESHIFT, _IOC_SIZESHIFT, _IOC_DIRSHIFT = 0, 8, 16, 30  # asm-generic/ioctl.h
-_IOC_WRITE, _IOC_READ = 1, 2
-
-
-def _ioc(direction: int, group: str, number: int, size: int) -> int:
-    return (
-        direction << _IOC_DIRSHIFT
-        | size << _IOC_SIZESHIFT
-        | ord(group) << _IOC_TYPESHIFT
-        | number << _IOC_NRSHIFT
-    )
-
-
-class V4l2Capability(ctypes.Structure):
-    _fields_ = (
-        ("driver", ctypes.c_uint8 * 16),
-        ("card", ctypes.c_uint8 * 32),
-        ("bus_info", ctypes.c_uint8 * 32),
-        ("version", ctypes.c_uint32),
-        ("capabilities", ctypes.c_uint32),
-        ("device_caps", ctypes.c_uint32),
-        ("reserved", ctypes.c_uint32 * 3),
-    )
-
-
-class V4l2Fmtdesc(ctypes.Structure):
-    _fields_ = (
-        ("index", ctypes.c_uint32),
-        ("type", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("description", ctypes.c_uint8 * 32),
-        ("pixelformat", ctypes.c_uint32),
-        ("mbus_code", ctypes.c_uint32),
-        ("reserved", ctypes.c_uint32 * 3),
-    )
-
-
-class V4l2FrmsizeDiscrete(ctypes.Structure):
-    _fields_ = (("width", ctypes.c_uint32), ("height", ctypes.c_uint32))
-
-
-class V4l2FrmsizeStepwise(ctypes.Structure):
-    _fields_ = (
-        ("min_width", ctypes.c_uint32),
-        ("max_width", ctypes.c_uint32),
-        ("step_width", ctypes.c_uint32),
-        ("min_height", ctypes.c_uint32),
-        ("max_height", ctypes.c_uint32),
-        ("step_height", ctypes.c_uint32),
-    )
-
-
-class V4l2FrmsizeUnion(ctypes.Union):
-    _fields_ = (("discrete", V4l2FrmsizeDiscrete), ("stepwise", V4l2FrmsizeStepwise))
-
-
-class V4l2Frmsizeenum(ctypes.Structure):
-    _anonymous_ = ("size",)
-    _fields_ = (
-        ("index", ctypes.c_uint32),
-        ("pixel_format", ctypes.c_uint32),
-        ("type", ctypes.c_uint32),
-        ("size", V4l2FrmsizeUnion),
-        ("reserved", ctypes.c_uint32 * 2),
-    )
-
-
-class V4l2Fract(ctypes.Structure):
-    _fields_ = (("numerator", ctypes.c_uint32), ("denominator", ctypes.c_uint32))
-
-
-class V4l2FrmivalStepwise(ctypes.Structure):
-    _fields_ = (("min", V4l2Fract), ("max", V4l2Fract), ("step", V4l2Fract))
-
-
-class V4l2FrmivalUnion(ctypes.Union):
-    _fields_ = (("discrete", V4l2Fract), ("stepwise", V4l2FrmivalStepwise))
-
-
-class V4l2Frmivalenum(ctypes.Structure):
-    _anonymous_ = ("interval",)
-    _fields_ = (
-        ("index", ctypes.c_uint32),
-        ("pixel_format", ctypes.c_uint32),
-        ("width", ctypes.c_uint32),
-        ("height", ctypes.c_uint32),
-        ("type", ctypes.c_uint32),
-        ("interval", V4l2FrmivalUnion),
-        ("reserved", ctypes.c_uint32 * 2),
-    )
-
-
-VIDIOC_QUERYCAP = _ioc(_IOC_READ, "V", 0, ctypes.sizeof(V4l2Capability))
-VIDIOC_ENUM_FMT = _ioc(_IOC_READ | _IOC_WRITE, "V", 2, ctypes.sizeof(V4l2Fmtdesc))
-VIDIOC_ENUM_FRAMESIZES = _ioc(_IOC_READ | _IOC_WRITE, "V", 74, ctypes.sizeof(V4l2Frmsizeenum))
-VIDIOC_ENUM_FRAMEINTERVALS = _ioc(_IOC_READ | _IOC_WRITE, "V", 75, ctypes.sizeof(V4l2Frmivalenum))
-
-V4L2_CAP_VIDEO_CAPTURE = 0x00000001
-V4L2_CAP_DEVICE_CAPS = 0x80000000
-V4L2_BUF_TYPE_VIDEO_CAPTURE = 1
-V4L2_FMT_FLAG_COMPRESSED = 0x0001
-V4L2_FRMSIZE_TYPE_DISCRETE = 1
-V4L2_FRMIVAL_TYPE_DISCRETE = 1
+from .v4l2abi import (
+    V4L2_BUF_TYPE_VIDEO_CAPTURE,
+    V4L2_CAP_DEVICE_CAPS,
+    V4L2_CAP_VIDEO_CAPTURE,
+    V4L2_FMT_FLAG_COMPRESSED,
+    V4L2_FRMIVAL_TYPE_DISCRETE,
+    V4L2_FRMSIZE_TYPE_DISCRETE,
+    VIDIOC_ENUM_FMT,
+    VIDIOC_ENUM_FRAMEINTERVALS,
+    VIDIOC_ENUM_FRAMESIZES,
+    VIDIOC_QUERYCAP,
+    V4l2Capability,
+    V4l2Fmtdesc,
+    V4l2Frmivalenum,
+    V4l2Frmsizeenum,
+)
 
 Ioctl = Callable[[int, int, Any], object]
 """`fcntl.ioctl`'s shape: (fd, request, mutable buffer); raises OSError with the errno."""

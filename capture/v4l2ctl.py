@@ -22,52 +22,20 @@ from typing import Any, Literal, overload
 
 from .discovery import describe_os_error
 from .uvc import CONTROL_NAMES, ControlRange, NoCameraControl, Position, UvcError
-
-# ---------------------------------------------------------------- V4L2 ABI (linux/videodev2.h)
-
-_IOC_WRITE, _IOC_READ = 1, 2  # asm-generic/ioctl.h
-
-
-def _iowr(number: int, size: int) -> int:
-    return (_IOC_READ | _IOC_WRITE) << 30 | size << 16 | ord("V") << 8 | number
-
-
-class V4l2Queryctrl(ctypes.Structure):
-    _fields_ = (
-        ("id", ctypes.c_uint32),
-        ("type", ctypes.c_uint32),
-        ("name", ctypes.c_uint8 * 32),
-        ("minimum", ctypes.c_int32),
-        ("maximum", ctypes.c_int32),
-        ("step", ctypes.c_int32),
-        ("default_value", ctypes.c_int32),
-        ("flags", ctypes.c_uint32),
-        ("reserved", ctypes.c_uint32 * 2),
-    )
-
-
-class V4l2Control(ctypes.Structure):
-    _fields_ = (("id", ctypes.c_uint32), ("value", ctypes.c_int32))
-
-
-VIDIOC_G_CTRL = _iowr(27, ctypes.sizeof(V4l2Control))
-VIDIOC_S_CTRL = _iowr(28, ctypes.sizeof(V4l2Control))
-VIDIOC_QUERYCTRL = _iowr(36, ctypes.sizeof(V4l2Queryctrl))
-
-# linux/v4l2-controls.h
-V4L2_CTRL_CLASS_CAMERA = 0x009A0000
-V4L2_CID_CAMERA_CLASS_BASE = V4L2_CTRL_CLASS_CAMERA | 0x900
-V4L2_CID_PAN_ABSOLUTE = V4L2_CID_CAMERA_CLASS_BASE + 8
-V4L2_CID_TILT_ABSOLUTE = V4L2_CID_CAMERA_CLASS_BASE + 9
-V4L2_CID_FOCUS_ABSOLUTE = V4L2_CID_CAMERA_CLASS_BASE + 10
-V4L2_CID_FOCUS_AUTO = V4L2_CID_CAMERA_CLASS_BASE + 12
-V4L2_CID_ZOOM_ABSOLUTE = V4L2_CID_CAMERA_CLASS_BASE + 13
-
-V4L2_CTRL_FLAG_DISABLED = 0x0001
-V4L2_CTRL_FLAG_GRABBED = 0x0002
-V4L2_CTRL_FLAG_READ_ONLY = 0x0004
-V4L2_CTRL_FLAG_INACTIVE = 0x0010
-V4L2_CTRL_FLAG_WRITE_ONLY = 0x0040
+from .v4l2abi import (
+    V4L2_CID_FOCUS_ABSOLUTE,
+    V4L2_CID_FOCUS_AUTO,
+    V4L2_CID_PAN_ABSOLUTE,
+    V4L2_CID_TILT_ABSOLUTE,
+    V4L2_CID_ZOOM_ABSOLUTE,
+    V4L2_CTRL_FLAG_DISABLED,
+    V4L2_CTRL_FLAG_WRITE_ONLY,
+    VIDIOC_G_CTRL,
+    VIDIOC_QUERYCTRL,
+    VIDIOC_S_CTRL,
+    V4l2Control,
+    V4l2Queryctrl,
+)
 
 Ioctl = Callable[[int, int, Any], object]
 """`fcntl.ioctl`'s shape: (fd, request, mutable buffer); raises OSError with the errno."""

@@ -51,7 +51,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from capture import AudioEncoder, Frame, Source, VideoEncoder, read_timestamp
-from capture.timecode import _estimate_square as estimate_square
+from capture.timecode import estimate_square
 from webrtc import gather_only
 
 from .connections import EdgeProtocol

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from capture import discovery
+from capture import discovery, v4l2abi
 from capture.device import V4L2Camera
 from capture.discovery import (
     AmbiguousDevice,
@@ -379,17 +379,17 @@ def test_cameras_found_over_pyusb_are_merged_into_their_v4l2_node(machine: FakeM
 
 
 def test_struct_layouts_and_request_numbers_match_the_kernel() -> None:
-    assert ctypes.sizeof(discovery.V4l2Capability) == 104
-    assert ctypes.sizeof(discovery.V4l2Fmtdesc) == 64
-    assert ctypes.sizeof(discovery.V4l2Frmsizeenum) == 44
-    assert ctypes.sizeof(discovery.V4l2Frmivalenum) == 52
-    assert discovery.V4l2Fmtdesc.pixelformat.offset == 44
-    assert discovery.V4l2Frmivalenum.interval.offset == 20
+    assert ctypes.sizeof(v4l2abi.V4l2Capability) == 104
+    assert ctypes.sizeof(v4l2abi.V4l2Fmtdesc) == 64
+    assert ctypes.sizeof(v4l2abi.V4l2Frmsizeenum) == 44
+    assert ctypes.sizeof(v4l2abi.V4l2Frmivalenum) == 52
+    assert v4l2abi.V4l2Fmtdesc.pixelformat.offset == 44
+    assert v4l2abi.V4l2Frmivalenum.interval.offset == 20
     assert (
-        discovery.VIDIOC_QUERYCAP,
-        discovery.VIDIOC_ENUM_FMT,
-        discovery.VIDIOC_ENUM_FRAMESIZES,
-        discovery.VIDIOC_ENUM_FRAMEINTERVALS,
+        v4l2abi.VIDIOC_QUERYCAP,
+        v4l2abi.VIDIOC_ENUM_FMT,
+        v4l2abi.VIDIOC_ENUM_FRAMESIZES,
+        v4l2abi.VIDIOC_ENUM_FRAMEINTERVALS,
     ) == (QUERYCAP, ENUM_FMT, ENUM_FRAMESIZES, ENUM_FRAMEINTERVALS)
     assert fourcc_code("MJPG") == 0x47504A4D and discovery.fourcc_text(0x56595559) == "YUYV"
 

@@ -24,7 +24,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from capture import read_timestamp
-from capture.timecode import _estimate_square as estimate_square
+from capture.timecode import estimate_square
 
 
 async def eventually(condition: Callable[[], bool], within: float, step: float = 0.05) -> bool:
