@@ -49,7 +49,8 @@ def _unclear(means: npt.NDArray[np.float64]) -> float:
 
 def estimate_square(luma: npt.NDArray[np.uint8]) -> float:
     """The size of the burned-in clock's squares in a picture, in pixels (readers that see
-    many frames of one size find it once). Until 2039 the 7 top bits are 0 and bit 40 is 1: the first white starts at 7 squares."""
+    many frames of one size find it once). Until 2039 the 7 top bits are 0 and bit 40 is
+    1: the first white starts at 7 squares."""
     row = luma[1].astype(np.float64)
     white = np.flatnonzero(row > (LUMA_BLACK + LUMA_WHITE) / 2)
     coarse = white[0] / 7 if white.size and white[0] > 0 else float(SQUARE)
