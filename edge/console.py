@@ -1,6 +1,7 @@
 """The teacher's console on the smart board, `/console/{room}` (the mini-PC itself, or
 staff): LIVE/REC, pupils online, raised hands in order, messages, who may speak, the
-camera's privacy pause, the lesson's end; who studies from home today.
+camera's privacy pause, an extra lesson, extending or ending the live one; who studies
+from home today.
 
 `GET /api/rooms/{room}/console/events` streams the console's state (Server-Sent Events)
 the moment it changes; `POST /api/rooms/{room}/console` takes the teacher's buttons.
@@ -16,11 +17,11 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
+from . import lesson_commands
 from .access import is_staff, json_object, problem, staff_page_refusal
 from .links import room_links
 from .pages import page
 from .ptz import CameraControlError
-from .scheduler import LessonConflict
 from .sheet import render_sheet
 
 if TYPE_CHECKING:
@@ -36,8 +37,7 @@ ACTIONS = (
     "pause_camera",
     "resume_camera",
     "preset",
-    "extend",
-    "end",
+    *lesson_commands.COMMANDS,
 )
 
 
@@ -166,17 +166,10 @@ def router(service: EdgeService) -> APIRouter:
                 await service.cameras[room].recall(str(wish.get("name", "")))
             except CameraControlError as exc:
                 return problem(exc.status, "Camera", exc.message)
-        elif service.scheduler is not None:
-            minutes = wish.get("minutes", 5)
-            if action == "extend" and (not isinstance(minutes, int) or not 1 <= minutes <= 60):
-                return problem(400, "Malformed request", "minutes: a whole number from 1 to 60")
-            try:
-                if action == "extend":
-                    await service.scheduler.extend(room, float(minutes))
-                else:
-                    await service.scheduler.end_now(room)
-            except LessonConflict as exc:
-                return problem(409, "Conflict", str(exc))
+        else:  # start, extend, end: the same rules as the lesson API
+            lesson = await lesson_commands.run(service.scheduler, room, action, wish)
+            if isinstance(lesson, JSONResponse):
+                return lesson
         if not done:
             return problem(409, "Conflict", "Học sinh này không còn trong lớp trực tuyến.")
         return JSONResponse(state(room))

@@ -16,13 +16,12 @@ from starlette.requests import ClientDisconnect
 from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
 from webrtc.client_json import parse_client_json
 
-from . import access, admin, console, joining, outlook, principal, relay, rewatch
+from . import access, admin, console, joining, lesson_commands, outlook, principal, relay, rewatch
 from .access import problem
 from .connections import BodyTimeout
 from .metrics import CONTENT_TYPE, exposition
 from .outlook import not_live
 from .pages import STATIC, page
-from .scheduler import LessonConflict
 from .service import EdgeService
 from .tokens import Grant
 
@@ -153,8 +152,10 @@ def create_app(service: EdgeService) -> FastAPI:
     def is_staff(request: Request) -> bool:
         return access.is_staff(request, service.staff)
 
-    async def lesson_command(room: str, request: Request, command: str) -> Response:
-        if room not in service.rooms or service.scheduler is None:
+    async def lesson_command(
+        room: str, request: Request, command: lesson_commands.Command
+    ) -> Response:
+        if room not in service.rooms:
             return problem(404, "Unknown room", f"there is no room {room!r} here")
         if not is_staff(request):
             return problem(
@@ -163,26 +164,9 @@ def create_app(service: EdgeService) -> FastAPI:
         wishes = await access.json_object(request)
         if not isinstance(wishes, dict):
             return wishes
-        minutes = wishes.get("minutes", 45 if command == "start" else 5)
-        if command != "end" and (
-            isinstance(minutes, bool)
-            or not isinstance(minutes, int | float)
-            or not 1 <= minutes <= 240
-        ):
-            return problem(400, "Malformed request", "minutes: a number from 1 to 240")
-        text = {k: wishes.get(k, "") for k in ("subject", "teacher")}
-        if not all(isinstance(v, str) and len(v) <= 64 for v in text.values()):
-            return problem(400, "Malformed request", "subject, teacher: text up to 64 characters")
-        scheduler = service.scheduler
-        try:
-            if command == "start":
-                lesson = await scheduler.start_adhoc(room, float(minutes), **text)
-            elif command == "end":
-                lesson = await scheduler.end_now(room)
-            else:
-                lesson = await scheduler.extend(room, float(minutes))
-        except LessonConflict as exc:
-            return problem(409, "Conflict", str(exc))
+        lesson = await lesson_commands.run(service.scheduler, room, command, wishes)
+        if isinstance(lesson, JSONResponse):
+            return lesson
         status = 201 if command == "start" else 200
         return JSONResponse(lesson.as_json(service.config.zone), status_code=status)
 
@@ -212,12 +196,10 @@ def create_app(service: EdgeService) -> FastAPI:
         """`{"minutes": 10}`: up to the next period's bell."""
         return await lesson_command(room, request, "extend")
 
-    @app.get("/control/{room}", response_class=HTMLResponse)
-    async def control_page(room: str, request: Request) -> Response:
-        refusal = access.staff_page_refusal(request, service.staff, service.rooms, room)
-        if refusal is not None:
-            return refusal
-        return page("control.html", {"room": room, "school": service.config.site.school})
+    @app.get("/control/{room}")
+    async def control_page(room: str) -> Response:
+        """The old teacher's page: the console does all it did (links keep working)."""
+        return RedirectResponse(f"/console/{quote(room, safe='')}", status_code=301)
 
     def find_session(room: str, session_id: str) -> ViewerSession | None:
         session = service.sessions.sessions.get(session_id)

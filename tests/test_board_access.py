@@ -62,9 +62,11 @@ def test_the_console_at_the_printed_address_is_the_boards_and_others_log_in(
         sheet = fetch(board, board.address, port, "/sheet/r1")
         assert sheet["status"] == 200, sheet
         # another machine: the login, then back to the console
-        for path in ("/console/r1", "/control/r1", "/sheet/r1"):
+        for path in ("/console/r1", "/sheet/r1"):
             away = fetch(elsewhere, board.address, port, path)
             assert away["status"] == 303 and away["location"] == f"/login?next={path}", away
+        old = fetch(elsewhere, board.address, port, "/control/r1")  # to the console's login
+        assert old["status"] == 301 and old["location"] == "/console/r1", old
         login = fetch(elsewhere, board.address, port, "/login?next=/console/r1")
         assert login["status"] == 200 and 'value="/console/r1"' in str(login["body"])
         # never raw JSON for a person
