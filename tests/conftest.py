@@ -20,8 +20,8 @@ import pytest
 from webrtc import gather_only
 
 if TYPE_CHECKING:
-    from edge.clock import Clock
-    from edge.service import EdgeService
+    from edge.live.service import EdgeService
+    from edge.school.clock import Clock
 
 pytest_plugins = ["tests.ci_skips"]  # in CI a skipped test fails
 
@@ -139,9 +139,9 @@ async def serve_in_process(
     manual one replays a school day): the service and its base URL."""
     import uvicorn
 
-    from edge.service import EdgeService
-    from edge.settings import load
-    from edge.web import create_app
+    from edge.config.settings import load
+    from edge.live.service import EdgeService
+    from edge.web.app import create_app
     from tests.whep_client import eventually
 
     port = free_port()

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from edge.clock import SystemClock
-from edge.settings import load
-from edge.staff import set_password
-from edge.throttle import Throttle
+from edge.access.staff import set_password
+from edge.access.throttle import Throttle
+from edge.config.settings import load
+from edge.school.clock import SystemClock
 from tests.conftest import serve_in_process, write_site
 from tests.fake_usb import CT_PANTILT_ABSOLUTE, classroom
 from tests.whep_client import eventually

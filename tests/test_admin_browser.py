@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from edge.staff import set_password
+from edge.access.staff import set_password
 from tests.browser_probe import chromium
 from tests.conftest import ARTIFACTS, SMALL_ROOM, run_service, write_site
 

@@ -24,12 +24,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge.archive import Archiver, ArchiveStore, DiskGuard, Manners
-from edge.clock import SystemClock
-from edge.lessons import Lesson, LessonStore
-from edge.library import DirectoryTarget, RcloneTarget, Target, UploadError, lesson_folder
-from edge.recordings import LessonRecord, MediaFile, Part, RecordingStore
-from edge.scheduler import lesson_id
+from edge.recording.archive import Archiver, ArchiveStore, DiskGuard, Manners
+from edge.recording.library import DirectoryTarget, RcloneTarget, Target, UploadError, lesson_folder
+from edge.recording.recordings import LessonRecord, MediaFile, Part, RecordingStore
+from edge.school.clock import SystemClock
+from edge.school.lessons import Lesson, LessonStore
+from edge.school.scheduler import lesson_id
 from tests.conftest import cli, free_port, write_site
 from tests.whep_client import eventually
 

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from edge.clock import ManualClock
-from edge.tokens import Grant
+from edge.access.tokens import Grant
+from edge.school.clock import ManualClock
 from tests.conftest import cli, serve_in_process, write_site
 from tests.whep_client import Viewer, eventually
 

@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from edge.clock import ManualClock
-from edge.links import signer_for
-from edge.service import EdgeService
-from edge.settings import load
-from edge.tokens import Grant
+from edge.access.links import signer_for
+from edge.access.tokens import Grant
+from edge.config.settings import load
+from edge.live.service import EdgeService
+from edge.school.clock import ManualClock
 from tests.conftest import run_service, serve_in_process, write_site
 from tests.whep_client import Viewer, eventually
 

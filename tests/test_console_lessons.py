@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from edge.clock import ManualClock
+from edge.school.clock import ManualClock
 from tests.test_bell import at, serving
 
 

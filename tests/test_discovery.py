@@ -27,8 +27,8 @@ from capture.discovery import (
 )
 from capture.source import SourceError
 from capture.uvc import UsbCamera, find_usb_cameras
-from edge.devices import discover, format_text, video_snippet
-from edge.settings import V4L2Source
+from edge.config.settings import V4L2Source
+from edge.live.devices import discover, format_text, video_snippet
 from tests import fake_usb
 
 # The kernel's numbers (gcc on <linux/videodev2.h>: sizeof and the VIDIOC_* macros).

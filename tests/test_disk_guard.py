@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.archive import ArchiveStore, DiskGuard
-from edge.lessons import LessonStore
-from edge.recordings import RecordingStore
+from edge.recording.archive import ArchiveStore, DiskGuard
+from edge.recording.recordings import RecordingStore
+from edge.school.lessons import LessonStore
 from tests.test_archive import ZONE, recorded_lesson
 
 MB = 1_000_000
@@ -69,13 +69,13 @@ async def test_archived_lessons_go_oldest_first_and_unarchived_ones_stay(
 
     # the threshold out of reach: the last archived one goes, the unarchived stay; loudly
     guard.min_free_bytes = 63 * MB
-    with caplog.at_level(logging.ERROR, logger="edge.archive"):
+    with caplog.at_level(logging.ERROR, logger="edge.recording.archive"):
         assert await guard.check(now, loop_time=1.0) == [records[3].lesson]
     assert guard.low
     assert recordings.has_media(records[0].lesson) and recordings.has_media(records[4].lesson)
     assert any("DISK LOW" in r.getMessage() for r in caplog.records), caplog.records
     caplog.clear()
-    with caplog.at_level(logging.ERROR, logger="edge.archive"):
+    with caplog.at_level(logging.ERROR, logger="edge.recording.archive"):
         await guard.check(now, loop_time=2.0)  # said once, then again only every few minutes
     assert not [r for r in caplog.records if "DISK LOW" in r.getMessage()]
 

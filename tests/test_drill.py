@@ -17,8 +17,8 @@ from typing import Any, cast
 import pytest
 from aioice import stun
 
-from edge.drill import check_devices_free, check_ice_servers, check_ice_url, check_library
-from edge.settings import IceServerSettings, LibrarySettings, load
+from edge.config.settings import IceServerSettings, LibrarySettings, load
+from edge.ops.drill import check_devices_free, check_ice_servers, check_ice_url, check_library
 from tests.conftest import cli, free_port, write_site
 
 SAVED = re.compile(r"report saved: (\S+\.txt) \((\S+\.json)\)")

@@ -25,8 +25,8 @@ import httpx
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver
 
-from edge.links import staff_key
-from edge.settings import load
+from edge.access.links import staff_key
+from edge.config.settings import load
 from tests.conftest import SMALL_ROOM, Service, run_service, write_site
 from tests.whep_client import TrackStats, Viewer, eventually
 

@@ -22,8 +22,8 @@ import pytest
 
 from capture import SourcePipeline, TestCamera, VideoEncoder, read_timestamp, slate
 from capture.encoder import Packet
-from edge.clock import SystemClock
-from edge.links import room_links
+from edge.access.links import room_links
+from edge.school.clock import SystemClock
 from tests.conftest import SMALL_ROOM, serve_in_process, write_site
 from tests.whep_client import Viewer, eventually
 

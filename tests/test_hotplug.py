@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 
 from capture import TestCamera
-from edge.clock import SystemClock
-from edge.service import EdgeService
-from edge.tokens import Grant
+from edge.access.tokens import Grant
+from edge.live.service import EdgeService
+from edge.school.clock import SystemClock
 from tests.conftest import SMALL_ROOM, serve_in_process, write_site
 from tests.test_console import camera_clock_gone, camera_clock_good
 from tests.whep_client import Viewer, eventually

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edge.staff import set_password
+from edge.access.staff import set_password
 from tests.browser_probe import chromium
 from tests.conftest import SMALL_ROOM, cli, run_service, write_site
 from tests.whep_client import Viewer, eventually

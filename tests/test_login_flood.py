@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge import staff
-from edge.staff import set_password
+from edge.access import staff
+from edge.access.staff import set_password
 from tests.conftest import Service, run_service
 from tests.whep_client import Viewer, eventually
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge.logbook import Logbook, SchoolTimeFormatter
+from edge.live.logbook import Logbook, SchoolTimeFormatter
 from webrtc import quiet_departures
 from webrtc.departures import NOT_CONNECTED
 
@@ -49,7 +49,9 @@ async def test_a_viewer_leaving_is_info_and_other_faults_stay_errors(
 
 
 def record_at(moment: dt.datetime) -> logging.LogRecord:
-    record = logging.LogRecord("edge.service", logging.INFO, __file__, 1, "lesson live", (), None)
+    record = logging.LogRecord(
+        "edge.live.service", logging.INFO, __file__, 1, "lesson live", (), None
+    )
     record.created = moment.timestamp()
     record.msecs = moment.microsecond // 1000
     return record
@@ -60,7 +62,7 @@ def test_log_lines_and_the_admin_logbook_use_the_school_time() -> None:
     line = SchoolTimeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", ZONE).format(
         record_at(moment)
     )
-    assert line == "2026-12-04 07:05:31.503 +07:00 INFO edge.service: lesson live"
+    assert line == "2026-12-04 07:05:31.503 +07:00 INFO edge.live.service: lesson live"
     book = Logbook(ZONE)
     book.emit(record_at(moment))
     assert book.recent()[0]["at"] == "2026-12-04T07:05:31.503000+07:00"

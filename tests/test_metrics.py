@@ -10,9 +10,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from capture import TestCamera
-from edge.clock import SystemClock
-from edge.service import EdgeService
-from edge.tokens import Grant
+from edge.access.tokens import Grant
+from edge.live.service import EdgeService
+from edge.school.clock import SystemClock
 from tests.conftest import SMALL_ROOM, serve_in_process, write_site
 from tests.whep_client import Viewer, eventually
 

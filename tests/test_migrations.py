@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from edge import database
-from edge.archive import ArchiveStore
-from edge.attendance import AttendanceStore
-from edge.database import DatabaseTooNew, connect
-from edge.lessons import LessonStore
-from edge.roster import RosterStore
+from edge.recording.archive import ArchiveStore
+from edge.school import database
+from edge.school.attendance import AttendanceStore
+from edge.school.database import DatabaseTooNew, connect
+from edge.school.lessons import LessonStore
+from edge.school.roster import RosterStore
 
 TODAY = Path(__file__).parent / "fixtures" / "lessons-db-2026-12-04.sql"
 AT = dt.datetime(2026, 12, 4, 7, 30, tzinfo=dt.UTC)

@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from edge.links import signer_for
-from edge.settings import load
-from edge.tokens import Grant
+from edge.access.links import signer_for
+from edge.access.tokens import Grant
+from edge.config.settings import load
 from tests.conftest import run_service, write_site
 from tests.whep_client import Viewer, eventually
 

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.links import staff_key
-from edge.settings import load
-from edge.staff import StaffSessions, set_password
+from edge.access.links import staff_key
+from edge.access.staff import StaffSessions, set_password
+from edge.config.settings import load
 from tests.conftest import ARTIFACTS, ROOT, run_service, write_site
 from tests.netns import available, two_hosts
 

@@ -19,8 +19,8 @@ from typing import IO, Any
 
 import pytest
 
-from edge.relay import mountpoint_id, mountpoint_secret, relayed_buses
-from edge.settings import load
+from edge.config.settings import load
+from edge.live.relay import mountpoint_id, mountpoint_secret, relayed_buses
 from tests.conftest import ROOT, Service, run_service
 from tests.janus_env import (
     Janus,

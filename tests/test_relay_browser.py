@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.relay import mountpoint_id
+from edge.live.relay import mountpoint_id
 from tests.conftest import ARTIFACTS, ROOT, run_service
 from tests.janus_env import admin_request, available, relay_config, relay_hosts, run_janus, tokens
 from tests.netns import available as netns_available

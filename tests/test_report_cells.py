@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from openpyxl import load_workbook
 
-from edge.lessons import Lesson
-from edge.reports import (
+from edge.school.lessons import Lesson
+from edge.school.reports import (
     NO_RATE,
     NOT_MARKED,
     DayReport,
@@ -21,7 +21,7 @@ from edge.reports import (
     render_xlsx,
     week_summary,
 )
-from edge.roster import Pupil
+from edge.school.roster import Pupil
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 DAY = dt.date(2026, 12, 4)

@@ -19,11 +19,11 @@ import pytest
 
 from capture import AudioEncoder, VideoEncoder, burn_timestamp
 from capture.mux import Mp4Writer, TrackSpec, h264_parameter_sets, opus_head
-from edge.lessons import Lesson
-from edge.links import signer_for
-from edge.recordings import LessonRecord, MediaFile, Part, RecordingStore
-from edge.settings import load
-from edge.tokens import Grant
+from edge.access.links import signer_for
+from edge.access.tokens import Grant
+from edge.config.settings import load
+from edge.recording.recordings import LessonRecord, MediaFile, Part, RecordingStore
+from edge.school.lessons import Lesson
 from tests.conftest import ARTIFACTS, Service, run_service, write_site
 
 ZONE = dt.timezone(dt.timedelta(hours=7))

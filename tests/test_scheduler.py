@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge.clock import ManualClock
-from edge.lessons import Lesson, LessonStore
-from edge.scheduler import LessonConflict, RoomPlan, Rules, Scheduler
-from edge.timetable import DEFAULT_EXCLUDED, BellSchedule, SchoolCalendar, make_period
+from edge.school.clock import ManualClock
+from edge.school.lessons import Lesson, LessonStore
+from edge.school.scheduler import LessonConflict, RoomPlan, Rules, Scheduler
+from edge.school.timetable import DEFAULT_EXCLUDED, BellSchedule, SchoolCalendar, make_period
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 BELLS = BellSchedule(

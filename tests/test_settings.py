@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.settings import ConfigError, load
+from edge.config.settings import ConfigError, load
 from tests.conftest import ROOT, cli, write_site
 
 LINE = re.compile(r"^(?P<file>\S+):(?P<line>\d+): (?P<key>\S+): (?P<problem>.+) \(expected .+\)$")

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from edge.connections import BODY_SECONDS, HEADER_SECONDS, MAX_CONNECTIONS, PER_ADDRESS
+from edge.access.connections import BODY_SECONDS, HEADER_SECONDS, MAX_CONNECTIONS, PER_ADDRESS
 from tests.conftest import SMALL_ROOM, Service, run_service, write_site
 from tests.test_systemd import UNIT, unit_settings
 

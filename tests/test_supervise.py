@@ -15,12 +15,12 @@ import pytest
 
 from capture import supervise
 from capture.supervise import RESTARTS, cancel_all, supervised
-from edge import archive
-from edge import service as service_module
-from edge.archive import DiskGuard
-from edge.attendance import AttendanceStore
-from edge.clock import SystemClock
-from edge.scheduler import Scheduler
+from edge.live import service as service_module
+from edge.recording import archive
+from edge.recording.archive import DiskGuard
+from edge.school.attendance import AttendanceStore
+from edge.school.clock import SystemClock
+from edge.school.scheduler import Scheduler
 from tests.conftest import SMALL_ROOM, serve_in_process, write_site
 from tests.whep_client import eventually
 from webrtc.whep import SessionManager
@@ -99,7 +99,12 @@ async def test_every_loop_of_the_service_comes_back_after_an_error(
     def quick(name: str, run: Any, **options: Any) -> asyncio.Task[None]:
         return real_supervised(name, run, first_delay=0.05, most_delay=0.1)
 
-    for module in ("edge.service", "edge.archive", "edge.scheduler", "webrtc.whep"):
+    for module in (
+        "edge.live.service",
+        "edge.recording.archive",
+        "edge.school.scheduler",
+        "webrtc.whep",
+    ):
         monkeypatch.setattr(f"{module}.supervised", quick)
     before = {name: RESTARTS[name] for name in calls}
     config = write_site(tmp_path, {"r1": SMALL_ROOM})

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.clock import ManualClock
-from edge.notify import Notifier, room_status, status_text, watchdog_interval
+from edge.ops.notify import Notifier, room_status, status_text, watchdog_interval
+from edge.school.clock import ManualClock
 from tests.conftest import ROOT, Service, free_port, run_service
 from tests.test_scheduler import ZONE, at, scheduler_for
 from tests.whep_client import Viewer, eventually, eventually_sync

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge.timetable import (
+from edge.school.timetable import (
     DEFAULT_EXCLUDED,
     BellSchedule,
     Period,

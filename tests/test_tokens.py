@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.tokens import Grant, TokenError, TokenSigner, load_or_create_secret
+from edge.access.tokens import Grant, TokenError, TokenSigner, load_or_create_secret
 
 
 def test_secret_is_created_once_private(tmp_path: Path) -> None:

@@ -232,8 +232,8 @@ def test_chromium_with_a_wrong_secret_fails_cleanly(tmp_path: Path, turn: Turn) 
 
 
 async def test_the_drill_allocates_with_minted_credentials(tmp_path: Path, turn: Turn) -> None:
-    from edge.drill import check_turn_credentials
-    from edge.settings import load
+    from edge.config.settings import load
+    from edge.ops.drill import check_turn_credentials
 
     config = turn_site(tmp_path, [turn.url("udp"), turn.url("tcp")])
     steps = await check_turn_credentials(load(config))

@@ -15,8 +15,8 @@ import pytest
 from capture.discovery import DeviceMissing
 from capture.uvc import ControlRange, NoCameraControl, Position, UvcError
 from capture.v4l2ctl import V4l2Head
-from edge.ptz import CameraControl, CameraControlError
-from edge.settings import PresetSettings
+from edge.config.settings import PresetSettings
+from edge.live.ptz import CameraControl, CameraControlError
 from tests.fake_usb import FakeBackend, FakeDevice, ptz_camera
 
 # The kernel's numbers (gcc on <linux/videodev2.h>, linux-libc-dev 6.1: the VIDIOC_* macros,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from edge.tokens import Grant, TokenSigner
+from edge.access.tokens import Grant, TokenSigner
 from tests.conftest import Service, run_service, write_site
 from tests.whep_client import Viewer, eventually
 

@@ -1,0 +1,63 @@
+"""What a pupil's page is told around the lesson: live, next, ended today, and the 409
+that says no lesson is live (the WHEP and the relay paths answer it alike)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import TYPE_CHECKING
+
+from fastapi.responses import JSONResponse
+
+from edge.access.rules import problem
+from edge.school.lessons import Lesson
+
+if TYPE_CHECKING:
+    from edge.live.service import EdgeService
+
+
+def for_pupils(lesson: Lesson | None, zone: dt.tzinfo) -> dict[str, object] | None:
+    if lesson is None:
+        return None
+    full = lesson.as_json(zone)
+    keys = ("class", "subject", "teacher", "period", "session", "start", "end")
+    return {key: full[key] for key in keys}
+
+
+def lesson_outlook(service: EdgeService, room: str, staff: bool = False) -> dict[str, object]:
+    """The room's live, next and ended (today) lessons and the school's time; staff also
+    see ids and states."""
+    scheduler = service.scheduler
+    zone = service.config.zone
+    if scheduler is None:
+        return {"live": None, "next": None, "ended": None, "now": None}
+    now = service.clock.now()
+    found = scheduler.outlook(room, now)
+    return {
+        "now": now.astimezone(zone).isoformat(),
+        **{
+            key: (lesson.as_json(zone) if staff and lesson else for_pupils(lesson, zone))
+            for key, lesson in found.items()
+        },
+    }
+
+
+def not_live(service: EdgeService, room: str, headers: dict[str, str]) -> JSONResponse:
+    """409: no lesson is live; when to try again (at most 15 s, sooner if it starts
+    sooner), the next and the ended lesson, the school's time (the waiting room)."""
+    outlook = lesson_outlook(service, room)
+    upcoming = outlook["next"]
+    wait = 15
+    if isinstance(upcoming, dict) and isinstance(upcoming.get("start"), str):
+        until = dt.datetime.fromisoformat(upcoming["start"]) - service.clock.now()
+        wait = max(1, min(15, math.ceil(until.total_seconds())))
+    return problem(
+        409,
+        "No lesson live",
+        "no lesson is live in this room now",
+        {**headers, "Retry-After": str(wait)},
+        next_start=upcoming["start"] if isinstance(upcoming, dict) else None,
+        next_lesson=upcoming,
+        ended_lesson=outlook["ended"],
+        now=outlook["now"],
+    )

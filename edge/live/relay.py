@@ -1,0 +1,386 @@
+"""Relay mode (`[relay] kind = "janus"`): per room, while its lesson is live, a Janus
+streaming mountpoint fed with the room's encoded packets; per pupil, a Janus token the
+service hands out at `POST /relay/{room}` and takes back when the session ends.
+
+`POST /relay/{room}` (Bearer join token, `?as=` on class links; WHEP's 401/403/404/409)
+answers 201 {"janus", "mountpoint", "token", "session", "ice_servers", "beat_seconds"}.
+The pupil's page then talks to Janus's own HTTP API (`static/janus.js`: a session with
+the token, the streaming plugin, watch the mountpoint); it beats
+`POST /relay/{room}/{session}` every `beat_seconds` (204, or 404 once the session is
+gone), so attendance counts it like a WHEP viewer, and `DELETE`s it on leaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from capture.supervise import cancel_all, supervised
+from edge.access import joining
+from edge.access import rules as access
+from edge.access.rules import problem
+from edge.access.tokens import Grant
+from edge.config.settings import RelaySettings, RoomSettings
+from edge.live.outlook import not_live
+from webrtc.relay import (
+    JanusAdmin,
+    JanusError,
+    Mountpoint,
+    RelayMedia,
+    RtpForwarder,
+    create_mountpoint,
+    destroy_mountpoint,
+)
+
+if TYPE_CHECKING:
+    from edge.live.room import Room
+    from edge.live.service import EdgeService
+
+logger = logging.getLogger(__name__)
+
+PAYLOAD_TYPES = {"camera": 96, "board": 97, "audio": 111}
+KEYFRAME_AGAIN_AFTER = 1.5  # s: a joiner's peer connection is up by then; ask once more
+REAP_EVERY = 5.0  # s
+MISSED_BEATS = 2.5  # a session silent this many beats is gone
+
+
+def mountpoint_id(room: str) -> int:
+    """A stable id per room, below 2**52 (a JavaScript number stays exact)."""
+    digest = hashlib.sha256(f"classroom-edge:{room}".encode()).digest()
+    return int.from_bytes(digest[:7], "big") % (1 << 52) or 1
+
+
+def mountpoint_secret(admin_secret: str, room: str) -> str:
+    """The mountpoint's secret: stable per room (a restart can destroy what a crash
+    left), known only to whoever knows Janus's admin secret."""
+    return hmac.new(admin_secret.encode(), f"mountpoint:{room}".encode(), "sha256").hexdigest()
+
+
+def relayed_buses(room: RoomSettings) -> list[tuple[str, str]]:
+    """(mid, bus name): the camera's top rendition, the board's first that is not
+    stills, the microphone; those the room has."""
+    found = []
+    if room.camera is not None:
+        found.append(("camera", f"camera/{room.camera_renditions[0].name}"))
+    if room.board is not None:
+        boards = [r for r in room.board_renditions if not r.stills] or room.board_renditions
+        found.append(("board", f"board/{boards[0].name}"))
+    if room.mic is not None:
+        found.append(("audio", "mic"))
+    return found
+
+
+def read_secret(settings: RelaySettings, config_path: Path | None) -> str:
+    path = settings.admin_secret_file
+    if not path.is_absolute() and config_path is not None:
+        path = config_path.parent / path
+    return path.read_text(encoding="utf-8").strip()
+
+
+@dataclass
+class RelayViewer:
+    id: str
+    room: str
+    token: str  # the Janus token of this viewer
+    info: dict[str, object]  # who: `joining.Seat.info()`
+    last_beat: float  # time.monotonic()
+
+
+@dataclass
+class RoomRelay:
+    mountpoint: Mountpoint
+    forwarder: RtpForwarder
+
+
+class Relay:
+    """The mountpoints of the live rooms and the relay viewers; `start()`/`stop()`."""
+
+    def __init__(self, settings: RelaySettings, service: EdgeService, admin_secret: str) -> None:
+        self.settings = settings
+        self.service = service
+        self.public_url = settings.public_url or settings.api_url
+        self.rtp_host = settings.rtp_host or urlsplit(settings.api_url).hostname or "127.0.0.1"
+        self.admin = JanusAdmin(settings.admin_url, admin_secret)
+        self._secret = admin_secret
+        self.rooms: dict[str, RoomRelay] = {}
+        self.viewers: dict[str, RelayViewer] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._later: set[asyncio.TimerHandle] = set()
+
+    async def start(self) -> None:
+        await self.admin.start()
+        self._reaper = supervised("relay-reaper", self._reap)
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            await cancel_all([self._reaper])
+            self._reaper = None
+        for handle in self._later:
+            handle.cancel()
+        self._later.clear()
+        for viewer_id in list(self.viewers):
+            await self.leave(viewer_id)
+        for name in list(self.rooms):
+            await self.cool(name)
+        await self.admin.stop()
+
+    def _secret_of(self, room: str) -> str:
+        return mountpoint_secret(self._secret, room)
+
+    async def open(self, room: Room) -> RoomRelay | None:
+        """The room's mountpoint and forwarder, created if need be; None while Janus
+        fails (the lesson goes on; the next join tries again)."""
+        async with self._locks.setdefault(room.name, asyncio.Lock()):
+            existing = self.rooms.get(room.name)
+            if existing is not None:
+                return existing
+            media = [
+                RelayMedia(mid, room.buses[bus], PAYLOAD_TYPES[mid])
+                for mid, bus in relayed_buses(room.settings)
+                if bus in room.buses
+            ]
+            ports = None
+            if self.settings.port_base is not None:
+                index = sorted(self.service.config.rooms).index(room.name)
+                ports = [self.settings.port_base + 10 * index + 2 * i for i in range(len(media))]
+            try:
+                mountpoint = await create_mountpoint(
+                    self.admin,
+                    mountpoint_id(room.name),
+                    self._secret_of(room.name),
+                    media,
+                    description=f"classroom-edge {room.name}",
+                    ports=ports,
+                )
+            except JanusError as exc:
+                logger.warning("room %s: no relay mountpoint: %s", room.name, exc)
+                return None
+            forwarder = RtpForwarder(self.rtp_host, media, mountpoint.ports)
+            await forwarder.start()
+            relay = self.rooms[room.name] = RoomRelay(mountpoint, forwarder)
+            logger.info(
+                "room %s: relay mountpoint %d on %s, ports %s",
+                room.name,
+                mountpoint.id,
+                self.rtp_host,
+                mountpoint.ports,
+            )
+            return relay
+
+    async def close_viewers(self, room: str) -> int:
+        """End the relay sessions of `room` (its lesson ended): tokens back, Janus's
+        viewers of the mountpoint kicked."""
+        ids = [v.id for v in self.viewers.values() if v.room == room]
+        for viewer_id in ids:
+            await self.leave(viewer_id)
+        relay = self.rooms.get(room)
+        if relay is not None and ids:
+            with contextlib.suppress(JanusError):
+                await self.admin.streaming(
+                    {
+                        "request": "kick_all",
+                        "id": relay.mountpoint.id,
+                        "secret": relay.mountpoint.secret,
+                    }
+                )
+        return len(ids)
+
+    async def cool(self, room: str) -> None:
+        """The room rests: its viewers end, the forwarder stops, the mountpoint goes."""
+        await self.close_viewers(room)
+        async with self._locks.setdefault(room, asyncio.Lock()):
+            relay = self.rooms.pop(room, None)
+            if relay is None:
+                return
+            await relay.forwarder.stop()
+            try:
+                await destroy_mountpoint(self.admin, relay.mountpoint)
+            except JanusError as exc:
+                logger.warning(
+                    "room %s: destroying mountpoint %d: %s", room, relay.mountpoint.id, exc
+                )
+
+    async def join(
+        self, room: Room, seat: joining.Seat, *, user_agent: str
+    ) -> tuple[RelayViewer, RoomRelay]:
+        """A new relay viewer: a Janus token, attendance, a fresh keyframe. Raises
+        `JanusError` when Janus is away."""
+        relay = await self.open(room)
+        if relay is None:
+            raise JanusError("no mountpoint")
+        token = secrets.token_urlsafe(24)
+        await self.admin.add_token(token)
+        viewer = RelayViewer(
+            secrets.token_urlsafe(12), room.name, token, seat.info(), time.monotonic()
+        )
+        self.viewers[viewer.id] = viewer
+        service = self.service
+        try:
+            service.attendance.joined(
+                viewer.id,
+                room=room.name,
+                class_name=seat.grant.class_name,
+                pupil_id=seat.pupil_id,
+                verified=seat.verified,
+                at=service.clock.now(),
+                address=seat.address,
+                device=user_agent,
+            )
+        except Exception:  # attendance must never break a viewer
+            logger.exception("noting the join of relay session %s", viewer.id)
+        self.request_keyframes(room.name)
+        handle = asyncio.get_running_loop().call_later(
+            KEYFRAME_AGAIN_AFTER, self._keyframes_later, room.name
+        )
+        self._later.add(handle)
+        return viewer, relay
+
+    def _keyframes_later(self, room: str) -> None:
+        self._later = {h for h in self._later if not h.cancelled() and h.when() > time.monotonic()}
+        self.request_keyframes(room)
+
+    def request_keyframes(self, room: str) -> None:
+        """An IDR on every relayed video stream (Janus also keeps the last one)."""
+        relay = self.rooms.get(room)
+        if relay is not None:
+            for media in relay.forwarder.media:
+                media.bus.request_keyframe()
+
+    def beat(self, viewer_id: str) -> bool:
+        viewer = self.viewers.get(viewer_id)
+        if viewer is None:
+            return False
+        viewer.last_beat = time.monotonic()
+        with contextlib.suppress(Exception):
+            self.service.attendance.seen([viewer_id], self.service.clock.now())
+        return True
+
+    async def leave(self, viewer_id: str) -> bool:
+        viewer = self.viewers.pop(viewer_id, None)
+        if viewer is None:
+            return False
+        try:
+            self.service.attendance.left(viewer_id, self.service.clock.now())
+        except Exception:
+            logger.exception("noting the leave of relay session %s", viewer_id)
+        try:
+            await self.admin.remove_token(viewer.token)
+        except JanusError as exc:
+            logger.warning("relay session %s: removing its Janus token: %s", viewer_id, exc)
+        return True
+
+    async def _reap(self) -> None:
+        """Sessions that stopped beating end (a closed laptop sends no DELETE)."""
+        while True:
+            await asyncio.sleep(REAP_EVERY)
+            limit = time.monotonic() - MISSED_BEATS * self.settings.beat_seconds
+            for viewer in [v for v in self.viewers.values() if v.last_beat < limit]:
+                logger.info("relay session %s: no beat, ended", viewer.id)
+                await self.leave(viewer.id)
+
+
+def router(service: EdgeService) -> APIRouter:
+    """`/relay/{room}` (join), `/relay/{room}/{session}` (beat, leave)."""
+    routes = APIRouter()
+    cors = service.config.site.http.cors_origins
+
+    def headers_for(request: Request, methods: str) -> dict[str, str]:
+        return access.cors_headers(request, cors, methods)
+
+    def no_relay(headers: dict[str, str]) -> Response:
+        return problem(404, "No relay", "this service serves viewers itself (POST /whep)", headers)
+
+    @routes.options("/relay/{room}")
+    @routes.options("/relay/{room}/{session_id}")
+    async def relay_options(request: Request) -> Response:
+        return Response(status_code=204, headers=headers_for(request, "POST, DELETE, OPTIONS"))
+
+    @routes.post("/relay/{room}")
+    async def relay_join(room: str, request: Request) -> Response:
+        headers = headers_for(request, "POST, OPTIONS")
+        relay = service.relay
+        if relay is None:
+            return no_relay(headers)
+        runtime = service.rooms.get(room)
+        if runtime is None:
+            return problem(404, "Unknown room", f"there is no room {room!r} here", headers)
+        grant = joining.grant_for_room(service, request, room, headers)
+        if not isinstance(grant, Grant):
+            return grant
+        if not runtime.live:
+            return not_live(service, room, headers)  # what the waiting room shows, as WHEP
+        seat = joining.seat(service, request, room, grant, headers)
+        if not isinstance(seat, joining.Seat):
+            return seat
+        try:
+            viewer, room_relay = await relay.join(
+                runtime, seat, user_agent=request.headers.get("user-agent", "")
+            )
+        except JanusError as exc:
+            logger.warning("relay join in %s: %s", room, exc)
+            return problem(
+                503,
+                "Relay unavailable",
+                "Máy chủ phát lại đang bận, em thử lại sau ít phút.",
+                {**headers, "Retry-After": "5"},
+            )
+        body = {
+            "janus": relay.public_url,
+            "mountpoint": room_relay.mountpoint.id,
+            "token": viewer.token,
+            "session": viewer.id,
+            "ice_servers": [s.as_json() for s in service.ice_servers(f"{room}.relay")],
+            "beat_seconds": relay.settings.beat_seconds,
+        }
+        return JSONResponse(
+            body,
+            status_code=201,
+            headers={
+                **headers,
+                "Location": f"/relay/{room}/{viewer.id}",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    def find(room: str, session_id: str) -> RelayViewer | None:
+        relay = service.relay
+        viewer = relay.viewers.get(session_id) if relay is not None else None
+        return viewer if viewer is not None and viewer.room == room else None
+
+    def gone(headers: dict[str, str]) -> Response:
+        return problem(404, "No such session", "the session has ended or never existed", headers)
+
+    @routes.post("/relay/{room}/{session_id}")
+    async def relay_beat(room: str, session_id: str, request: Request) -> Response:
+        headers = headers_for(request, "POST, DELETE, OPTIONS")
+        runtime = service.rooms.get(room)
+        if service.relay is None or find(room, session_id) is None or runtime is None:
+            return gone(headers)
+        if not runtime.live:
+            await service.relay.leave(session_id)
+            return gone(headers)
+        service.relay.beat(session_id)
+        return Response(status_code=204, headers=headers)
+
+    @routes.delete("/relay/{room}/{session_id}")
+    async def relay_leave(room: str, session_id: str, request: Request) -> Response:
+        headers = headers_for(request, "POST, DELETE, OPTIONS")
+        if service.relay is None or find(room, session_id) is None:
+            return gone(headers)
+        await service.relay.leave(session_id)
+        return Response(status_code=204, headers=headers)
+
+    return routes

@@ -1,0 +1,285 @@
+"""A classroom at run time: its sources, one encoder per rendition, one bus per rendition."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import av
+
+from capture import (
+    MAX_ABANDONED,
+    AlsaMicrophone,
+    AudioEncoder,
+    MediaKind,
+    ScreenGrab,
+    Source,
+    SourcePipeline,
+    Speaker,
+    TestBoard,
+    TestCamera,
+    TestTone,
+    V4L2Camera,
+    VideoEncoder,
+    slate,
+)
+from edge.config.settings import (
+    AlsaSource,
+    BoardSource,
+    CameraSource,
+    MicSource,
+    RoomSettings,
+    ScreenSource,
+    TestVideoSource,
+    V4L2Source,
+    VideoRendition,
+)
+from edge.school.lessons import Lesson
+from webrtc import Feeds, PacketBus, VideoLine
+
+logger = logging.getLogger(__name__)
+
+DUCKED_GAIN = 0.15  # about -16 dB: the microphone a talking pupil hears while heard
+CAMERA_PAUSED = "Camera tạm tắt"
+CAMERA_PAUSED_DETAIL = "Thầy cô đã tạm tắt camera lớp học. Tiếng vẫn nghe bình thường."
+RECONNECTING = {
+    "camera": ("Camera đang kết nối lại", "Tiếng vẫn nghe bình thường. Hình sẽ trở lại ngay."),
+    "board": ("Hình bảng đang kết nối lại", "Tiếng vẫn nghe bình thường. Hình sẽ trở lại ngay."),
+}
+
+
+def video_source(name: str, config: CameraSource | BoardSource, top: VideoRendition) -> Source:
+    if isinstance(config, TestVideoSource):
+        width, height = config.width or top.width, config.height or top.height
+        fps = config.fps or top.fps
+        if name == "board":
+            return TestBoard(name, width=width, height=height, fps=fps)
+        return TestCamera(name, width=width, height=height, fps=fps)
+    if isinstance(config, V4L2Source):
+        return V4L2Camera(
+            name,
+            config.device,
+            input_format=config.input_format,
+            width=config.width,
+            height=config.height,
+            fps=config.fps,
+        )
+    if isinstance(config, ScreenSource):
+        return ScreenGrab(
+            name, config.display, fps=config.fps, width=config.width, height=config.height
+        )
+    raise TypeError(f"unknown video source {config!r}")
+
+
+def audio_source(config: MicSource) -> Source:
+    if isinstance(config, AlsaSource):
+        return AlsaMicrophone("mic", config.device, channels=config.channels)
+    return TestTone("mic", volume=config.volume)
+
+
+class Room:
+    """Owns the room's capture threads and buses; `start()`/`stop()`."""
+
+    def __init__(self, name: str, settings: RoomSettings, loop: asyncio.AbstractEventLoop) -> None:
+        self.name = name
+        self.settings = settings
+        self.live = False  # viewers may join: the scheduler says a lesson is live
+        self.lesson: Lesson | None = None
+        self.capturing = False
+        self.warmed_at = 0.0
+        self.warmed_origin = time.monotonic()
+        self.buses: dict[str, PacketBus] = {}
+        self.pipelines: list[SourcePipeline] = []
+        origin = self.origin = time.monotonic()  # the buses' time zero
+        video = (
+            ("camera", settings.camera, settings.camera_renditions),
+            ("board", settings.board, settings.board_renditions),
+        )
+        self._video_feeds: list[VideoLine | None] = []
+        for source_name, source_config, renditions in video:
+            if source_config is None:
+                self._video_feeds.append(None)
+                continue
+            encoders = [
+                VideoEncoder(
+                    f"{source_name}/{r.name}",
+                    width=r.width,
+                    height=r.height,
+                    fps=r.fps,
+                    bitrate=r.bitrate_kbps * 1000,
+                    origin=origin,
+                    keyframe_interval=r.keyframe_interval,
+                    preset=r.preset,
+                    stills=r.stills,
+                )
+                for r in renditions
+            ]
+            top = renditions[0]
+            source = video_source(source_name, source_config, top)
+            title, detail = RECONNECTING[source_name]
+            missing = slate(top.width, top.height, title, detail)
+            fps = getattr(source_config, "fps", None) or top.fps
+            self._add(source, encoders, loop, "video", missing, missing_after=max(1.0, 3 / fps))
+            self._video_feeds.append(
+                VideoLine(
+                    [self.buses[encoder.name] for encoder in encoders],
+                    can_pause=source_name == "camera",  # the board stays, as stills at worst
+                )
+            )
+        self._audio_feed: PacketBus | None = None
+        self.speaker = Speaker(settings.speaker.device) if settings.speaker is not None else None
+        self.mic_encoder: AudioEncoder | None = None
+        self.ducking_encoder: AudioEncoder | None = None
+        if settings.mic is not None:
+            bitrate = settings.audio.bitrate_kbps * 1000
+            self.mic_encoder = AudioEncoder("mic", bitrate=bitrate, origin=origin)
+            audio_encoders = [self.mic_encoder]
+            if self.speaker is not None:  # what a pupil who talks hears back
+                speaker = self.speaker
+                self.ducking_encoder = AudioEncoder(
+                    "mic/ducked",
+                    bitrate=bitrate,
+                    origin=origin,
+                    gain=lambda: DUCKED_GAIN if speaker.level > 0 else 1.0,
+                    active=False,
+                )
+                audio_encoders.append(self.ducking_encoder)
+            self._add(audio_source(settings.mic), audio_encoders, loop, "audio")
+            self._audio_feed = self.buses["mic"]
+        self.camera_paused = False
+
+    def _add(
+        self,
+        source: Source,
+        encoders: list[VideoEncoder] | list[AudioEncoder],
+        loop: asyncio.AbstractEventLoop,
+        kind: MediaKind,
+        missing: av.VideoFrame | None = None,
+        *,
+        missing_after: float = 1.0,
+    ) -> None:
+        for encoder in encoders:
+            self.buses[encoder.name] = PacketBus(
+                f"{self.name}/{encoder.name}",
+                kind,
+                loop=loop,
+                request_keyframe=encoder.request_keyframe,
+                queue_size=30 if kind == "video" else 25,
+                nominal_bitrate=encoder.bitrate,
+                self_contained=isinstance(encoder, VideoEncoder) and encoder.stills,
+            )
+        self.pipelines.append(
+            SourcePipeline(
+                source,
+                encoders,
+                lambda rendition, packet: self.buses[rendition].publish_threadsafe(packet),
+                missing=missing,
+                missing_after=missing_after,
+            )
+        )
+
+    def feeds(self) -> Feeds:
+        return Feeds(video=self._video_feeds, audio=self._audio_feed)
+
+    async def warm(self) -> None:
+        """Open the devices and start the encoders (a lesson is about to begin)."""
+        if not self.capturing:
+            self.capturing = True
+            self.warmed_at = asyncio.get_running_loop().time()
+            self.warmed_origin = time.monotonic()
+            for pipeline in self.pipelines:
+                pipeline.start()
+            if self.speaker is not None:
+                self.speaker.start()
+
+    async def cool(self) -> None:
+        """Release the devices (no lesson for a while)."""
+        if self.capturing:
+            self.capturing = False
+            await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.pipelines))
+            if self.speaker is not None:
+                await asyncio.to_thread(self.speaker.stop)
+
+    def pause_camera(self, paused: bool) -> None:
+        """Privacy: a slate goes out (and is recorded) instead of the camera's picture."""
+        self.camera_paused = paused
+        top = self.settings.camera_renditions[0]
+        for pipeline in self.pipelines:
+            if pipeline.source.name == "camera":
+                pipeline.cover = (
+                    slate(top.width, top.height, CAMERA_PAUSED, CAMERA_PAUSED_DETAIL)
+                    if paused
+                    else None
+                )
+
+    def missing_devices(self) -> list[tuple[str, str | None]]:
+        """Video sources giving no picture now (their slate is out), with the reason."""
+        return [(p.source.name, p.source.error) for p in self.pipelines if p.showing_missing]
+
+    def recent_hangs(self, within: float = 60.0) -> list[tuple[str, float, bool]]:
+        """Sources whose device or encoder hung in the last `within` seconds: (name,
+        seconds ago, whether fresh threads took over; False: a restart is needed)."""
+        now = time.monotonic()
+        return [
+            (p.source.name, now - p.last_hang[0], p.source.abandoned < MAX_ABANDONED)
+            for p in self.pipelines
+            if p.last_hang is not None and now - p.last_hang[0] <= within
+        ]
+
+    def mic_silent_seconds(self) -> float | None:
+        """Seconds since the classroom microphone last heard something, while live."""
+        encoder = self.mic_encoder
+        if not self.live or encoder is None or not self.capturing:
+            return None
+        since = encoder.loud_at if encoder.loud_at is not None else self.warmed_origin
+        return max(time.monotonic() - since, 0.0)
+
+    async def stop(self) -> None:
+        self.live = False
+        await self.cool()
+
+    def health(self, now: float) -> dict[str, object]:
+        sources = {
+            p.source.name: {
+                "state": p.source.state,
+                "error": p.source.error,
+                "frames": p.source.frames,
+                "missing": p.showing_missing,
+                "hangs": p.hangs,
+                "last_hang": None if p.last_hang is None else p.last_hang[1],
+                "failing_seconds": None
+                if p.source.failing_since is None
+                else round(time.monotonic() - p.source.failing_since, 1),
+            }
+            for p in self.pipelines
+        }
+        buses = {}
+        stalled = False
+        encoders = {name: e for p in self.pipelines for name, e in p.encoders.items()}
+        for name, bus in self.buses.items():
+            encoder = encoders[name]
+            age = None if bus.last_packet_at is None else round(now - bus.last_packet_at, 2)
+            # stalled: no packet for 5 s, or for two and a half frames of a slow rendition
+            # (an audio encoder at rest, the ducked microphone, sends none on purpose)
+            fps = encoder.fps if isinstance(encoder, VideoEncoder) else 50.0
+            resting = isinstance(encoder, AudioEncoder) and not encoder.active
+            late = not resting and (age is None or age > max(5.0, 2.5 / fps))
+            stalled = stalled or (self.capturing and now - self.warmed_at > 10 and late)
+            buses[name] = {
+                "packets": bus.packets,
+                "viewers": bus.subscribers,
+                "last_packet_age": age,
+            }
+        return {
+            "live": self.live,
+            "capturing": self.capturing,
+            "camera_paused": self.camera_paused,
+            "mic_silent_seconds": self.mic_silent_seconds(),
+            "lesson": self.lesson.id if self.lesson is not None else None,
+            "class": self.settings.class_name,
+            "sources": sources,
+            "renditions": buses,
+            "stalled": stalled,
+            "device_missing": self.capturing and any(p.showing_missing for p in self.pipelines),
+        }

@@ -1,0 +1,493 @@
+"""The service of one mini-PC: its rooms, the viewer sessions, the token signer."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gc
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from capture.supervise import cancel_all, run_every_step, supervised
+from edge.access.gate import Gate
+from edge.access.links import open_roster, public_url, signer_for, staff_key
+from edge.access.rules import Staff, own_names
+from edge.access.staff import StaffSessions
+from edge.access.throttle import Throttle
+from edge.config.settings import Config, LibrarySettings, RoomSettings
+from edge.live.classroom import Classroom
+from edge.live.logbook import Logbook
+from edge.live.ptz import CameraControl, CameraControlError
+from edge.live.relay import Relay, read_secret
+from edge.live.room import Room
+from edge.recording.archive import Archiver, ArchiveStore, DiskGuard, Manners
+from edge.recording.compose import Composer
+from edge.recording.library import DirectoryTarget, RcloneTarget, Target
+from edge.recording.recorder import Recorder, Tracks
+from edge.recording.recordings import RecordingStore
+from edge.school.attendance import AttendanceStore
+from edge.school.clock import Clock, SystemClock
+from edge.school.lessons import Lesson, LessonStore
+from edge.school.roster import Pupil
+from edge.school.scheduler import RoomPlan, Rules, Scheduler
+from webrtc import (
+    IceServer,
+    Message,
+    SessionManager,
+    ViewerSession,
+    gather_only,
+    is_loopback,
+    quiet_departures,
+)
+from webrtc.ice import GatherPolicy, TurnRest, UdpPorts, gather_in
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT = 30.0  # seconds between notes of who is still watching
+LIVE_ROOM_FIELDS = {"presets", "start_preset", "timetable", "excluded_subjects"}
+"""Room settings a saved edit changes at once; the others (devices, encodings) need a
+restart of the service."""
+
+
+SOURCE_NAMES = {"camera": "Camera", "board": "Hình bảng", "mic": "Micro"}
+"""How staff read a source's name in warnings."""
+
+
+class EdgeService:
+    """Composition root; `start()` opens devices and starts encoders, `stop()` releases all."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        host: str,
+        port: int,
+        clock: Clock | None = None,
+        usb_backend: object | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.host, self.port = host, port
+        self.loopback = is_loopback(host)
+        self.signer = signer_for(config)
+        self.base_url = public_url(config, host, port)
+        self.staff = Staff(
+            staff_key(config),
+            StaffSessions(config.site.data_dir, staff_key(config)),
+            own_names(host, self.base_url, config.site.http.public_url),
+        )
+        webrtc = config.site.webrtc
+        self.advertised_ice_servers = [  # the static ones; `ice_servers()` adds minted TURN
+            IceServer(tuple(s.urls), s.username, s.credential) for s in webrtc.ice_servers
+        ]
+        self.turn = turn_rest(config)
+        self.gather_policy = GatherPolicy(
+            UdpPorts.parse(webrtc.udp_ports) if webrtc.udp_ports else None,
+            webrtc.public_address,
+        )
+        # On loopback (tests, one machine) our own peer connections use no STUN/TURN.
+        self.sessions = SessionManager(
+            () if self.loopback else lambda: self.ice_servers("edge"),
+            connect_timeout=config.site.webrtc.connect_timeout,
+            max_sessions=config.site.webrtc.max_viewers,
+            on_connected=self._viewer_joined,
+            on_closed=self._viewer_left,
+            on_message=self._viewer_message,
+        )
+        self.classrooms: dict[str, Classroom] = {}
+        self.attendance = AttendanceStore(config.site.data_dir / "lessons.db")
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.rooms: dict[str, Room] = {}
+        self.store: LessonStore | None = None
+        self.scheduler: Scheduler | None = None
+        self.recordings = RecordingStore(config.site.data_dir / "recordings", config.zone)
+        self.recorders: dict[str, Recorder] = {}
+        self.jobs: ArchiveStore | None = None
+        self.archiver: Archiver | None = None
+        self.throttle = Throttle()  # refused join and login attempts per address
+        self.roster = open_roster(config)
+        self.gate = Gate(self.signer, self.roster)
+        self.started_at = time.monotonic()
+        self.logbook = Logbook(config.zone)
+        self.relay = (
+            Relay(config.site.relay, self, read_secret(config.site.relay, config.path))
+            if config.site.relay is not None
+            else None
+        )  # [relay]: pupils play from Janus; None: the built-in fan-out serves them
+        self.cameras = {
+            name: CameraControl(
+                name,
+                room.camera.control if room.camera is not None else None,
+                room.presets,
+                None if config.demo else config.room_files.get(name),
+                backend=usb_backend,
+            )
+            for name, room in config.rooms.items()
+        }
+
+    def ice_servers(self, label: str) -> list[IceServer]:
+        """STUN/TURN for one page or session: the static servers and, with [webrtc.turn],
+        TURN credentials minted now (`label` tells whose in the TURN server's log)."""
+        minted = [self.turn.mint(f"{label}.{secrets.token_hex(4)}")] if self.turn else []
+        return self.advertised_ice_servers + minted
+
+    def plan(self, name: str) -> RoomPlan:
+        """What the scheduler needs of room `name`, from the current config."""
+        settings = self.config.rooms[name]
+        return RoomPlan(
+            name,
+            settings.class_name,
+            self.config.timetables.get(name, []),
+            self.config.excluded_subjects(name),
+            settings.always_live,
+        )
+
+    def apply_room(self, name: str, fresh: Config) -> tuple[list[str], list[str]]:
+        """Take room `name`'s settings from `fresh` (the files as just saved): what could be
+        applied now and what waits for a restart (devices, encodings)."""
+        old, new = self.config.rooms[name], fresh.rooms[name]
+        changed = [f for f in RoomSettings.model_fields if getattr(old, f) != getattr(new, f)]
+        if self.config.timetables.get(name) != fresh.timetables.get(name):
+            changed.append("timetable")
+        changed = list(dict.fromkeys(changed))
+        later = [f for f in changed if f not in LIVE_ROOM_FIELDS]
+        if later:
+            return [], later
+        self.config.rooms[name] = new
+        self.config.timetables[name] = fresh.timetables.get(name, [])
+        self.rooms[name].settings = new
+        self.cameras[name].presets = dict(new.presets)
+        if self.scheduler is not None:
+            self.scheduler.replan(self.plan(name))
+        logger.info("room %s: applied %s without a restart", name, ", ".join(changed) or "nothing")
+        return changed, []
+
+    async def start(self) -> None:
+        self.logbook.install()
+        if self.loopback:
+            gather_only(["127.0.0.1"])
+        elif self.host not in ("0.0.0.0", "::", ""):
+            gather_only([self.host])
+        gather_in(self.gather_policy)
+        loop = asyncio.get_running_loop()
+        quiet_departures(loop)  # a pupil leaving is an INFO line, not an ERROR traceback
+        self.rooms = {
+            name: Room(name, settings, loop) for name, settings in self.config.rooms.items()
+        }
+        self.classrooms = {
+            name: Classroom(
+                room,
+                clock=self.clock,
+                zone=self.config.zone,
+                names=self._name_of,
+                close_session=self.sessions.delete,
+            )
+            for name, room in self.rooms.items()
+        }
+        closed = self.attendance.close_dangling()
+        if closed:
+            logger.info("%d viewer session(s) a crash left open end when last seen", closed)
+        await self.sessions.start()
+        if self.relay is not None:
+            await self.relay.start()
+        self._heartbeat = supervised("attendance-heartbeat", self._beat)
+        config, schedule = self.config, self.config.site.schedule
+        self.store = LessonStore(config.site.data_dir / "lessons.db")
+        if config.site.recordings.enabled:
+            self.recorders = {
+                name: Recorder(
+                    name,
+                    room.buses,
+                    recorded_tracks(config.rooms[name]),
+                    self.recordings,
+                    origin=room.origin,
+                    clock=self.clock,
+                    school=config.site.school,
+                    stop_below_bytes=config.site.recordings.stop_below_mb * 1_000_000,
+                )
+                for name, room in self.rooms.items()
+                if config.rooms[name].record
+            }
+        self.jobs = ArchiveStore(config.site.data_dir / "lessons.db")
+        self.archiver = self._archiver(self.store, self.jobs)
+        await self.archiver.start()
+        self.scheduler = Scheduler(
+            self.store,
+            [self.plan(name) for name in config.rooms],
+            {name: _Driver(self, room) for name, room in self.rooms.items()},
+            clock=self.clock,
+            zone=config.zone,
+            calendar=config.site.calendar.calendar(),
+            rules=Rules(
+                lead=dt.timedelta(minutes=schedule.lead_minutes),
+                grace=dt.timedelta(minutes=schedule.grace_minutes),
+                rollover=dt.timedelta(minutes=schedule.rollover_minutes),
+                always_span=dt.timedelta(minutes=schedule.always_live_lesson_minutes),
+            ),
+        )
+        await self.scheduler.start()
+
+    def _archiver(self, lessons: LessonStore, jobs: ArchiveStore) -> Archiver:
+        site = self.config.site
+        guard = DiskGuard(
+            self.recordings,
+            jobs,
+            retention=dt.timedelta(days=site.recordings.retention_days),
+            min_free_bytes=site.recordings.min_free_mb * 1_000_000,
+        )
+        library = site.library
+        return Archiver(
+            lessons,
+            jobs,
+            self.recordings,
+            library_target(library, site.data_dir),
+            Manners(
+                rate_bytes=library.rate_limit_kbps * 1000 // 8,
+                window=library.daily_window(),
+                pause_while_live=library.pause_while_live,
+                retry_base=library.retry_base_seconds,
+                retry_max=library.retry_max_seconds,
+            ),
+            guard,
+            clock=self.clock,
+            zone=self.config.zone,
+            live=lambda: any(room.live for room in self.rooms.values()),
+            composer=Composer(nice=site.recordings.compose_nice)
+            if site.recordings.compose
+            else None,
+        )
+
+    def pick_key(self, pupil: Pupil) -> str:
+        """How a class link's page names a pupil: stable, but not their ID (personal data)."""
+        return self.signer.sign(f"pick:{pupil.class_name}:{pupil.id}")[:12]
+
+    def classmate(self, class_name: str, key: str) -> Pupil | None:
+        return next((p for p in self.roster.pupils(class_name) if self.pick_key(p) == key), None)
+
+    def _viewer_joined(self, session: ViewerSession) -> None:
+        info = session.info
+        try:
+            self.attendance.joined(
+                session.id,
+                room=str(info.get("room", "")),
+                class_name=str(info.get("class_name", "")),
+                pupil_id=info.get("pupil_id"),
+                verified=bool(info.get("verified", False)),
+                at=self.clock.now(),
+                address=str(info.get("address", "")),
+                device=str(info.get("user_agent", "")),
+            )
+        except Exception:  # attendance must never break a viewer
+            logger.exception("noting the join of session %s", session.id)
+        classroom = self.classrooms.get(str(info.get("room", "")))
+        if classroom is not None:
+            classroom.joined(session)
+
+    def _viewer_left(self, session: ViewerSession) -> None:
+        try:
+            self.attendance.left(session.id, self.clock.now())
+        except Exception:
+            logger.exception("noting the leave of session %s", session.id)
+        classroom = self.classrooms.get(str(session.info.get("room", "")))
+        if classroom is not None:
+            classroom.left(session)
+
+    def _viewer_message(self, session: ViewerSession, message: Message) -> None:
+        classroom = self.classrooms.get(str(session.info.get("room", "")))
+        if classroom is not None:
+            classroom.message(session, message)
+
+    def _name_of(self, pupil_id: str | None) -> str:
+        pupil = self.roster.get(pupil_id) if pupil_id else None
+        return pupil.name if pupil is not None else "Học sinh chưa chọn tên"
+
+    async def _beat(self) -> None:
+        """Who is still watching, every `HEARTBEAT` seconds: a crash loses no more."""
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            watching = [s.id for s in self.sessions.sessions.values() if s.connected_at]
+            self.attendance.seen(watching, self.clock.now())
+
+    async def stop(self) -> None:
+        """Stop and release everything, in order; a step that fails is logged and the
+        others still run (the recordings are closed, the database written)."""
+        steps: list[tuple[str, Callable[[], object]]] = []
+        if self._heartbeat is not None:
+            steps.append(("heartbeat", partial(cancel_all, [self._heartbeat])))
+        for name, part in (("scheduler", self.scheduler), ("relay", self.relay)):
+            if part is not None:
+                steps.append((name, part.stop))
+        steps += [(f"recorder {n}", r.stop) for n, r in self.recorders.items()]
+        if self.archiver is not None:
+            steps.append(("archiver", self.archiver.stop))
+        steps.append(("viewer sessions", self.sessions.stop))
+        steps += [(f"classroom {n}", c.stop) for n, c in self.classrooms.items()]
+        steps += [(f"room {n}", room.stop) for n, room in self.rooms.items()]
+        steps += [
+            (name, s.close) for name, s in (("lessons", self.store), ("jobs", self.jobs)) if s
+        ]
+        steps += [(f"camera control {n}", camera.close) for n, camera in self.cameras.items()]
+        steps += [
+            ("roster", self.roster.close),
+            ("attendance", self.attendance.close),
+            ("candidates", partial(gather_only, None)),
+            ("interfaces", partial(gather_in, None)),
+            ("log book", self.logbook.remove),
+        ]
+        await run_every_step(steps)
+
+    async def close_viewers(self, room: str) -> int:
+        """End every viewer session of `room` (its lesson ended)."""
+        ids = [s.id for s in self.sessions.sessions.values() if s.info.get("room") == room]
+        for session_id in ids:
+            await self.sessions.delete(session_id)
+        return len(ids)
+
+    def process_counts(self) -> dict[str, int]:
+        """Live objects of this process, to spot leaks: threads, tasks, peer connections."""
+        gc.collect()
+        return {
+            "threads": threading.active_count(),
+            "tasks": len(asyncio.all_tasks()),
+            "peer_connections": len(self.sessions.peer_connections),
+            "sessions": len(self.sessions.sessions),
+        }
+
+    def health(self) -> dict[str, object]:
+        now = asyncio.get_running_loop().time()
+        rooms = {name: room.health(now) for name, room in self.rooms.items()}
+        for name, recorder in self.recorders.items():
+            rooms[name]["recorder"] = recorder.health()
+        warming = time.monotonic() - self.started_at < 10
+        stalled = not warming and any(r["stalled"] for r in rooms.values())
+        healthy = not stalled and not any(r["device_missing"] for r in rooms.values())
+        return {
+            "status": "ok" if healthy else "degraded",
+            "viewers": len(self.sessions.sessions),
+            "rooms": rooms,
+            "archive": self.archiver.health() if self.archiver is not None else None,
+            "warnings": self.warnings(),
+        }
+
+    def warnings(self) -> list[str]:
+        """What staff must see (the console, /healthz): streaming goes on regardless."""
+        found = []
+        if self.archiver is not None and self.archiver.guard.low:
+            free = self.archiver.guard.free / 1e6
+            found.append(
+                f"Ổ đĩa sắp đầy: còn {free:.0f} MB, không còn bài đã lưu trữ nào để xoá. "
+                "Bài học vẫn phát trực tiếp; hãy báo Tổ CNTT."
+            )
+        for name, room in self.rooms.items():
+            for source, reason in room.missing_devices():
+                what = SOURCE_NAMES.get(source, source)
+                found.append(
+                    f"Phòng {name}: {what} không có tín hiệu ({reason or 'không có hình'}). "
+                    "Học sinh thấy thông báo đang kết nối lại; tiếng vẫn phát. "
+                    "Kiểm tra dây cắm."
+                )
+        for name, room in self.rooms.items():
+            for source, ago, recovered in room.recent_hangs():
+                what = SOURCE_NAMES.get(source, source)
+                found.append(
+                    f"Phòng {name}: {what} bị treo {ago:.0f} giây trước; đã tự mở lại, "
+                    "không cần khởi động lại."
+                    if recovered
+                    else f"Phòng {name}: {what} bị treo nhiều lần và không tự mở lại được. "
+                    "Học sinh thấy thông báo mất hình; hãy báo Tổ CNTT khởi động lại dịch vụ."
+                )
+        for name, recorder in self.recorders.items():
+            if error := recorder.health()["error"]:
+                found.append(f"Phòng {name}: không ghi hình được ({error}).")
+        return found
+
+
+class _Driver:
+    """What the scheduler does to one room: devices, the live flag, its viewers."""
+
+    def __init__(self, service: EdgeService, room: Room) -> None:
+        self.service = service
+        self.room = room
+
+    async def warm(self) -> None:
+        opening = not self.room.capturing
+        await self.room.warm()
+        preset = self.room.settings.start_preset
+        if opening and preset is not None:
+            try:
+                await self.service.cameras[self.room.name].recall(preset)
+            except CameraControlError as exc:  # the lesson goes on where the camera points
+                logger.warning("room %s: start preset %s: %s", self.room.name, preset, exc)
+
+    async def go_live(self, lesson: Lesson) -> None:
+        self.room.lesson = lesson
+        self.room.live = True
+        self.service.classrooms[self.room.name].lesson_changed(lesson.id)
+        logger.info("room %s: lesson %s live (%s)", self.room.name, lesson.id, lesson.subject)
+        recorder = self.service.recorders.get(self.room.name)
+        if recorder is not None:
+            await recorder.begin(lesson)
+        if self.service.relay is not None:
+            await self.service.relay.open(self.room)
+
+    async def close(self, lesson: Lesson, *, keep_viewers: bool) -> None:
+        if self.room.lesson is not None and self.room.lesson.id == lesson.id:
+            self.room.lesson = None
+        recorder = self.service.recorders.get(self.room.name)
+        if recorder is not None:
+            await recorder.finish(lesson)  # lesson.json complete before `recorded`
+        if self.service.archiver is not None:
+            self.service.archiver.wake()
+        if keep_viewers:
+            logger.info("room %s: lesson %s closed, viewers stay", self.room.name, lesson.id)
+            return
+        self.room.live = False
+        closed = await self.service.close_viewers(self.room.name)
+        if self.service.relay is not None:
+            closed += await self.service.relay.close_viewers(self.room.name)
+        logger.info("room %s: lesson %s closed, %d viewers left", self.room.name, lesson.id, closed)
+
+    async def cool(self) -> None:
+        if self.service.relay is not None:
+            await self.service.relay.cool(self.room.name)
+        await self.room.cool()
+
+
+def recorded_tracks(room: RoomSettings) -> Tracks:
+    """What a room's recording holds: the camera's top rendition with the microphone
+    (presenter.mp4), the board's first rendition that is not stills (presentation.mp4)."""
+    camera = room.camera_renditions[0] if room.camera is not None else None
+    boards = [r for r in room.board_renditions if not r.stills] or room.board_renditions
+    board = boards[0] if room.board is not None else None
+    return Tracks(
+        camera=f"camera/{camera.name}" if camera else None,
+        camera_size=(camera.width, camera.height) if camera else (0, 0),
+        board=f"board/{board.name}" if board else None,
+        board_size=(board.width, board.height) if board else (0, 0),
+        mic="mic" if room.mic is not None else None,
+    )
+
+
+def turn_rest(config: Config) -> TurnRest | None:
+    """[webrtc.turn] with its secret read (the loader made the path absolute and checked it)."""
+    turn = config.site.webrtc.turn
+    if turn is None:
+        return None
+    secret = turn.secret_file.read_bytes().strip()
+    return TurnRest(tuple(turn.urls), secret, turn.ttl_minutes * 60)
+
+
+def library_target(library: LibrarySettings, data_dir: Path) -> Target | None:
+    """The configured library, or None (lessons then wait in the recordings folder)."""
+    if library.kind == "rclone" and library.remote:
+        return RcloneTarget(
+            library.remote, binary=library.rclone_binary, config=library.rclone_config
+        )
+    if library.path is not None:
+        return DirectoryTarget(data_dir / library.path)  # an absolute path stays absolute
+    return None

@@ -1,0 +1,3 @@
+"""School life: timetables and bell time (the scheduler), lessons and their lifecycle,
+lessons.db and its migrations, the roster, attendance and the reports, the clock. The
+bottom layer of `edge`: imports none of its other packages."""

@@ -1,0 +1,295 @@
+"""The IT staff's page (`/admin`, staff login): each room's state and preview, devices,
+the camera's pan/tilt/zoom and presets, config check and edits, logs, the archive queue.
+
+Every change is a JSON POST carrying the page's CSRF token (`X-CSRF-Token`), or comes
+with the staff key (`Authorization: Bearer`)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import av
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from PIL import Image
+
+from edge.access.rules import csrf_refusal, is_staff, json_object, problem, staff_csrf
+from edge.config.files import write_atomically
+from edge.config.settings import ConfigError, load
+from edge.live.ptz import CameraControlError
+from edge.web.pages import NO_STORE, page
+
+if TYPE_CHECKING:
+    from edge.live.service import EdgeService
+
+PREVIEW_WIDTH = 480
+DRILL_REPORT = re.compile(r"[\w-]+-\d{4}-\d{2}-\d{2}-\d{4}(-\d+)?\.(txt|json)")
+ROOM_FILE_LIMIT = 64_000
+
+
+def preview_jpeg(frame: av.VideoFrame) -> bytes:
+    """A small JPEG of a video frame (the admin page's live preview)."""
+    image = Image.fromarray(frame.to_ndarray(format="rgb24"))
+    height = max(round(image.height * PREVIEW_WIDTH / image.width) // 2 * 2, 2)
+    image = image.resize((PREVIEW_WIDTH, height))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=70)
+    return out.getvalue()
+
+
+def router(service: EdgeService) -> APIRouter:
+    routes = APIRouter()
+
+    def staff_only(request: Request) -> Response | None:
+        if not is_staff(request, service.staff):
+            return problem(403, "Staff only", "log in at /login?next=/admin")
+        return None
+
+    def change_refused(request: Request, room: str | None = None) -> Response | None:
+        if room is not None and room not in service.rooms:
+            return problem(404, "Unknown room", f"there is no room {room!r} here")
+        return staff_only(request) or csrf_refusal(request, service.staff)
+
+    def check_files(drafts: dict[Path, str] | None = None) -> list[str]:
+        config = service.config
+        try:
+            load(config.path, demo=config.demo, data_dir=config.site.data_dir, drafts=drafts)
+        except ConfigError as exc:
+            return exc.problems
+        return []
+
+    @routes.get("/admin")
+    async def admin_page(request: Request) -> Response:
+        if not is_staff(request, service.staff):
+            return RedirectResponse("/login?next=/admin", status_code=303)
+        return page(
+            "admin.html",
+            {
+                "school": service.config.site.school,
+                "rooms": sorted(service.rooms),
+                "csrf": staff_csrf(request, service.staff),
+                "demo": service.config.demo,
+            },
+        )
+
+    @routes.get("/api/admin/state")
+    async def admin_state(request: Request) -> Response:
+        refusal = staff_only(request)
+        if refusal is not None:
+            return refusal
+        health = service.health()
+        zone = service.config.zone
+        rooms: dict[str, object] = {}
+        for name, room in service.rooms.items():
+            outlook = service.scheduler.outlook(name) if service.scheduler is not None else {}
+            live, upcoming = outlook.get("live"), outlook.get("next")
+            rooms[name] = {
+                "class": room.settings.class_name,
+                "live": room.live,
+                "lesson": live.as_json(zone) if live is not None else None,
+                "next": upcoming.as_json(zone) if upcoming is not None else None,
+                "health": health["rooms"][name],  # type: ignore[index]
+                "camera": await service.cameras[name].state(),
+                "file": str(service.config.room_files.get(name, "")),
+            }
+        jobs = service.jobs.jobs("composing", "queued", "uploading") if service.jobs else []
+        return JSONResponse(
+            {
+                "status": health["status"],
+                "viewers": health["viewers"],
+                "warnings": health["warnings"],
+                "rooms": rooms,
+                "archive": health["archive"],
+                "queue": [job.as_json(zone) for job in jobs[:50]],
+                "now": service.clock.now().astimezone(zone).isoformat(),
+            },
+            headers=NO_STORE,
+        )
+
+    @routes.get("/api/admin/devices")
+    async def admin_devices(request: Request) -> Response:
+        refusal = staff_only(request)
+        if refusal is not None:
+            return refusal
+        from edge.live.devices import list_devices
+
+        devices = await asyncio.to_thread(list_devices)
+        return JSONResponse(devices, headers=NO_STORE)
+
+    @routes.get("/api/admin/check")
+    async def admin_check(request: Request) -> Response:
+        refusal = staff_only(request)
+        if refusal is not None:
+            return refusal
+        problems = await asyncio.to_thread(check_files)
+        return JSONResponse({"ok": not problems, "problems": problems}, headers=NO_STORE)
+
+    @routes.get("/api/admin/logs")
+    async def admin_logs(request: Request, count: int = 100) -> Response:
+        refusal = staff_only(request)
+        if refusal is not None:
+            return refusal
+        return JSONResponse(service.logbook.recent(max(1, min(count, 300))), headers=NO_STORE)
+
+    @routes.get("/api/admin/drills")
+    async def admin_drills(request: Request) -> Response:
+        """The saved drill reports, newest first (the principal's records)."""
+        refusal = staff_only(request)
+        if refusal is not None:
+            return refusal
+        reports = await asyncio.to_thread(saved_drills, service.config.site.data_dir / "drills")
+        return JSONResponse(reports, headers=NO_STORE)
+
+    @routes.get("/drills/{name}")
+    async def drill_report(name: str, request: Request) -> Response:
+        refusal = staff_only(request)
+        if refusal is not None:
+            return refusal
+        path = service.config.site.data_dir / "drills" / name
+        if not DRILL_REPORT.fullmatch(name) or not path.is_file():
+            return problem(404, "No such report", f"no drill report {name!r}")
+        text = await asyncio.to_thread(path.read_bytes)
+        return Response(text, media_type="text/plain; charset=utf-8", headers=NO_STORE)
+
+    @routes.get("/api/admin/rooms/{room}/preview.jpg")
+    async def admin_preview(room: str, request: Request, source: str = "camera") -> Response:
+        refusal = staff_only(request)
+        if refusal is not None:
+            return refusal
+        runtime = service.rooms.get(room)
+        pipelines = runtime.pipelines if runtime is not None and runtime.capturing else []
+        frames = [p.last_frame for p in pipelines if p.source.name == source]
+        frame = frames[0] if frames else None
+        if not isinstance(frame, av.VideoFrame):
+            return problem(404, "No picture", f"{room}/{source} is not capturing now")
+        jpeg = await asyncio.to_thread(preview_jpeg, frame)
+        return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)
+
+    @routes.get("/api/admin/rooms/{room}/config")
+    async def room_config(room: str, request: Request) -> Response:
+        refusal = staff_only(request)
+        if refusal is not None:
+            return refusal
+        file = service.config.room_files.get(room)
+        if file is None:
+            return problem(404, "Unknown room", f"there is no room {room!r} here")
+        text = await asyncio.to_thread(file.read_text, encoding="utf-8")
+        editable = not service.config.demo
+        body = {"file": str(file), "text": text, "editable": editable}
+        return JSONResponse(body, headers=NO_STORE)
+
+    @routes.post("/api/admin/rooms/{room}/config")
+    async def room_config_save(room: str, request: Request) -> Response:
+        """Check a room file's new text against the whole site; with `save`, write it
+        (the old one kept as .bak) and apply what can be applied without a restart."""
+        refusal = change_refused(request, room)
+        if refusal is not None:
+            return refusal
+        wish = await json_object(request, ROOM_FILE_LIMIT + 1024)
+        if isinstance(wish, Response):
+            return wish
+        text, save = wish.get("text"), wish.get("save") is True
+        if not isinstance(text, str) or len(text) > ROOM_FILE_LIMIT:
+            return problem(400, "Malformed request", "text: the room file's TOML")
+        file = service.config.room_files[room]
+        problems = await asyncio.to_thread(check_files, {file: text})
+        if problems:
+            return JSONResponse({"ok": False, "problems": problems}, status_code=422)
+        if not save:
+            return JSONResponse({"ok": True, "problems": [], "saved": False})
+        if service.config.demo:
+            return problem(409, "Demo", "the embedded demo's files are not edited")
+        try:
+            await asyncio.to_thread(_save_with_backup, file, text)
+            fresh = await asyncio.to_thread(
+                load, service.config.path, data_dir=service.config.site.data_dir
+            )
+        except (OSError, ConfigError) as exc:
+            return problem(500, "Not saved", f"{file}: {exc}")
+        applied, restart = service.apply_room(room, fresh)
+        return JSONResponse(
+            {"ok": True, "problems": [], "saved": True, "applied": applied, "restart": restart}
+        )
+
+    @routes.get("/api/rooms/{room}/camera")
+    async def camera_state(room: str, request: Request) -> Response:
+        refusal = staff_only(request)
+        if refusal is not None:
+            return refusal
+        if room not in service.cameras:
+            return problem(404, "Unknown room", f"there is no room {room!r} here")
+        return JSONResponse(await service.cameras[room].state(), headers=NO_STORE)
+
+    @routes.post("/api/rooms/{room}/camera")
+    async def camera_action(room: str, request: Request) -> Response:
+        """{"action": "nudge", "pan": -1 | 0 | 1, "tilt": …, "zoom": …}, {"action":
+        "recall", "name": "board"} or {"action": "save", "name": "board", "label": …}."""
+        refusal = change_refused(request, room)
+        if refusal is not None:
+            return refusal
+        wish = await json_object(request)
+        if isinstance(wish, Response):
+            return wish
+        camera = service.cameras[room]
+        action, name = wish.get("action"), wish.get("name")
+        try:
+            if action == "nudge":
+                steps = {k: _step(wish.get(k)) for k in ("pan", "tilt", "zoom")}
+                position = await camera.nudge(**steps)
+            elif action in ("recall", "save") and isinstance(name, str):
+                if action == "recall":
+                    position = await camera.recall(name)
+                else:
+                    label = wish.get("label")
+                    position = await camera.save(name, label if isinstance(label, str) else "")
+            else:
+                return problem(400, "Malformed request", "action: nudge, recall or save (name)")
+        except CameraControlError as exc:
+            return problem(exc.status, "Camera", exc.message)
+        except ValueError as exc:
+            return problem(400, "Malformed request", str(exc))
+        return JSONResponse({"position": position.as_json(), "presets": camera.labels()})
+
+    return routes
+
+
+def saved_drills(folder: Path) -> list[dict[str, object]]:
+    """Each drill report in `folder`: its files, room, times and verdict."""
+    found = []
+    for path in sorted(folder.glob("*.json"), reverse=True) if folder.is_dir() else []:
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(report, dict) or not DRILL_REPORT.fullmatch(path.name):
+            continue
+        found.append(
+            {
+                "text": path.with_suffix(".txt").name,
+                "json": path.name,
+                "room": report.get("room"),
+                "started": report.get("started"),
+                "passed": report.get("passed"),
+                "verdict": report.get("verdict"),
+            }
+        )
+    return found
+
+
+def _step(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 10:
+        raise ValueError("pan, tilt and zoom are whole steps between -10 and 10")
+    return value
+
+
+def _save_with_backup(file: Path, text: str) -> None:
+    if file.exists():
+        write_atomically(file.with_name(file.name + ".bak"), file.read_text(encoding="utf-8"))
+    write_atomically(file, text)

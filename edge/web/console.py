@@ -1,0 +1,220 @@
+"""The teacher's console on the smart board, `/console/{room}` (the mini-PC itself, or
+staff): LIVE/REC, pupils online, raised hands in order, messages, who may speak, the
+camera's privacy pause, an extra lesson, extending or ending the live one; who studies
+from home today.
+
+`GET /api/rooms/{room}/console/events` streams the console's state (Server-Sent Events)
+the moment it changes; `POST /api/rooms/{room}/console` takes the teacher's buttons.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+
+from edge.access.links import room_links
+from edge.access.rules import is_staff, json_object, problem, staff_page_refusal
+from edge.live.ptz import CameraControlError
+from edge.web import lesson_commands
+from edge.web.pages import page
+from edge.web.sheet import render_sheet
+
+if TYPE_CHECKING:
+    from edge.live.service import EdgeService
+
+PUSH_SECONDS = 1.0  # changes outside the classroom (the lesson, the mic) reach it this fast
+KEEPALIVE_SECONDS = 15.0
+ACTIONS = (
+    "allow_speak",
+    "mute",
+    "lower_hand",
+    "remove",
+    "pause_camera",
+    "resume_camera",
+    "preset",
+    *lesson_commands.COMMANDS,
+)
+
+
+def router(service: EdgeService) -> APIRouter:
+    routes = APIRouter()
+
+    def refused(room: str, request: Request) -> Response | None:
+        if room not in service.rooms:
+            return problem(404, "Unknown room", f"there is no room {room!r} here")
+        if not is_staff(request, service.staff):
+            return problem(403, "Staff only", "from the room's own screen or with a staff login")
+        return None
+
+    def state(room: str) -> dict[str, object]:
+        runtime = service.rooms[room]
+        classroom = service.classrooms[room]
+        scheduler = service.scheduler
+        zone = service.config.zone
+        outlook = scheduler.outlook(room) if scheduler is not None else {}  # one plan a push
+        lesson, upcoming = outlook.get("live"), outlook.get("next")
+        recorder = service.recorders.get(room)
+        today = service.clock.now().astimezone(zone).date()
+        class_name = runtime.settings.class_name
+        home = service.attendance.at_home(today, class_name)
+        return {
+            "room": room,
+            "class": class_name,
+            "live": runtime.live,
+            "lesson": lesson.as_json(zone) if lesson is not None else None,
+            "next": upcoming.as_json(zone) if upcoming is not None else None,
+            "recording": recorder.recording if recorder is not None else None,
+            "recording_error": recorder.health()["error"] if recorder is not None else None,
+            "records": recorder is not None,  # this room records its lessons at all
+            "now": service.clock.now().astimezone(zone).isoformat(),
+            "warnings": service.warnings(),
+            "pupils": [{"id": p.id, "name": p.name} for p in service.roster.pupils(class_name)],
+            "at_home": sorted(home) if home is not None else None,
+            "presets": service.cameras[room].labels() if service.cameras[room].identity else {},
+            **classroom.state(),
+        }
+
+    @routes.get("/console/{room}")
+    async def console_page(room: str, request: Request) -> Response:
+        refusal = staff_page_refusal(request, service.staff, service.rooms, room)
+        if refusal is not None:
+            return refusal
+        return page("console.html", {"room": room, "school": service.config.site.school})
+
+    @routes.get("/sheet/{room}")
+    async def link_sheet(room: str, request: Request) -> Response:
+        """The class's links with QR codes, to print for parents."""
+        refusal = staff_page_refusal(request, service.staff, service.rooms, room)
+        if refusal is not None:
+            return refusal
+        links = room_links(service.config, service.signer, service.roster, room, service.base_url)
+        class_name = service.config.rooms[room].class_name
+        return HTMLResponse(
+            render_sheet(service.config.site.school, class_name, links),
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
+
+    @routes.get("/api/rooms/{room}/console")
+    async def console_state(room: str, request: Request) -> Response:
+        return refused(room, request) or JSONResponse(
+            state(room), headers={"Cache-Control": "no-store"}
+        )
+
+    @routes.get("/api/rooms/{room}/console/events")
+    async def console_events(room: str, request: Request) -> Response:
+        refusal = refused(room, request)
+        if refusal is not None:
+            return refusal
+        classroom = service.classrooms[room]
+
+        async def stream() -> AsyncIterator[str]:
+            seen, sent, quiet = -1, "", 0.0
+            while not await request.is_disconnected():
+                version = await classroom.wait_for_change(seen, PUSH_SECONDS)
+                text = json.dumps(state(room), ensure_ascii=False)
+                if version != seen or text != sent:
+                    seen, sent, quiet = version, text, 0.0
+                    yield f"data: {text}\n\n"
+                else:
+                    quiet += PUSH_SECONDS
+                    if quiet >= KEEPALIVE_SECONDS:
+                        quiet = 0.0
+                        yield ": still here\n\n"
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @routes.post("/api/rooms/{room}/console")
+    async def console_action(room: str, request: Request) -> Response:
+        refusal = refused(room, request)
+        if refusal is not None:
+            return refusal
+        wish = await json_object(request)
+        if not isinstance(wish, dict):
+            return wish
+        if wish.get("action") not in ACTIONS:
+            return problem(400, "Malformed request", f"action: one of {', '.join(ACTIONS)}")
+        classroom = service.classrooms[room]
+        action, key = wish["action"], str(wish.get("key", ""))
+        done = True
+        if action == "allow_speak":
+            if service.rooms[room].speaker is None:
+                return problem(
+                    409,
+                    "No speakers",
+                    "Phòng này chưa cấu hình loa ([speaker]): học sinh chưa nói được.",
+                )
+            done = classroom.allow_speak(key)
+        elif action == "mute":
+            done = classroom.mute(key)
+        elif action == "lower_hand":
+            done = classroom.lower_hand(key)
+        elif action == "remove":
+            done = await classroom.remove(key)
+        elif action in ("pause_camera", "resume_camera"):
+            classroom.pause_camera(action == "pause_camera")
+        elif action == "preset":
+            try:
+                await service.cameras[room].recall(str(wish.get("name", "")))
+            except CameraControlError as exc:
+                return problem(exc.status, "Camera", exc.message)
+        else:  # start, extend, end: the same rules as the lesson API
+            lesson = await lesson_commands.run(service.scheduler, room, action, wish)
+            if isinstance(lesson, JSONResponse):
+                return lesson
+        if not done:
+            return problem(409, "Conflict", "Học sinh này không còn trong lớp trực tuyến.")
+        return JSONResponse(state(room))
+
+    @routes.get("/api/classes/{class_name}/at-home")
+    async def at_home_get(class_name: str, request: Request, date: str = "") -> Response:
+        if not is_staff(request, service.staff):
+            return problem(403, "Staff only", "homeroom and subject teachers, from the board")
+        day = _day(date) or service.clock.now().astimezone(service.config.zone).date()
+        home = service.attendance.at_home(day, class_name)
+        body = {"date": day.isoformat(), "class": class_name}
+        return JSONResponse({**body, "pupils": sorted(home) if home is not None else None})
+
+    @routes.post("/api/classes/{class_name}/at-home")
+    async def at_home_set(class_name: str, request: Request) -> Response:
+        """`{"date": "YYYY-MM-DD", "pupils": [IDs]}`: who studies from home that day."""
+        if not is_staff(request, service.staff):
+            return problem(403, "Staff only", "homeroom and subject teachers, from the board")
+        wish = await json_object(request)
+        if not isinstance(wish, dict):
+            return wish
+        pupils = wish.get("pupils")
+        if not isinstance(pupils, list) or not all(isinstance(p, str) for p in pupils):
+            return problem(400, "Malformed request", 'send {"date": "YYYY-MM-DD", "pupils": [IDs]}')
+        day = (
+            _day(str(wish.get("date", "")))
+            or service.clock.now().astimezone(service.config.zone).date()
+        )
+        known = {p.id for p in service.roster.pupils(class_name)}
+        unknown = sorted(set(pupils) - known)
+        if unknown:
+            return problem(400, "Unknown pupils", f"not on the roster of {class_name}: {unknown}")
+        service.attendance.set_at_home(day, class_name, pupils, "console", service.clock.now())
+        for name, runtime in service.rooms.items():
+            if runtime.settings.class_name == class_name:
+                service.classrooms[name].changed()
+        return JSONResponse(
+            {"date": day.isoformat(), "class": class_name, "pupils": sorted(pupils)}
+        )
+
+    return routes
+
+
+def _day(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
