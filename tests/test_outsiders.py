@@ -246,6 +246,12 @@ def test_a_forged_host_is_not_the_board_and_a_logged_out_cookie_is_refused(
                 "/sheet/r1", headers={"Host": f"localhost:{httpx.URL(service.base).port}"}
             )
             assert localhost.status_code == 200
+            # staff APIs: staff first (nobody else learns which rooms exist), then the room
+            assert board.get("/api/rooms/nope/console").status_code == 404
+            for path in ("/api/rooms/nope/console", "/api/rooms/r1/console", "/api/admin/state"):
+                answer = board.get(path, headers=rebound)
+                assert answer.status_code == 403, path
+                assert answer.headers["content-type"] == "application/problem+json", path
         away = {"X-Forwarded-For": "192.0.2.40"}  # the principal's office, not the board
         form = {"Content-Type": "application/x-www-form-urlencoded"}
         login = "password=m%E1%BA%ADt-kh%E1%BA%A9u-BGH-2026&next=/reports"

@@ -18,10 +18,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from PIL import Image
 
-from edge.access.rules import csrf_refusal, is_staff, json_object, problem, staff_csrf
+from edge.access.rules import is_staff, json_object, problem, staff_csrf
 from edge.config.files import write_atomically
 from edge.config.settings import ConfigError, load
 from edge.live.ptz import CameraControlError
+from edge.web.deps import Room, Staff, StaffChange
 from edge.web.pages import NO_STORE, page
 
 if TYPE_CHECKING:
@@ -45,16 +46,6 @@ def preview_jpeg(frame: av.VideoFrame) -> bytes:
 def router(service: EdgeService) -> APIRouter:
     routes = APIRouter()
 
-    def staff_only(request: Request) -> Response | None:
-        if not is_staff(request, service.staff):
-            return problem(403, "Staff only", "log in at /login?next=/admin")
-        return None
-
-    def change_refused(request: Request, room: str | None = None) -> Response | None:
-        if room is not None and room not in service.rooms:
-            return problem(404, "Unknown room", f"there is no room {room!r} here")
-        return staff_only(request) or csrf_refusal(request, service.staff)
-
     def check_files(drafts: dict[Path, str] | None = None) -> list[str]:
         config = service.config
         try:
@@ -77,11 +68,8 @@ def router(service: EdgeService) -> APIRouter:
             },
         )
 
-    @routes.get("/api/admin/state")
+    @routes.get("/api/admin/state", dependencies=[Staff])
     async def admin_state(request: Request) -> Response:
-        refusal = staff_only(request)
-        if refusal is not None:
-            return refusal
         health = service.health()
         zone = service.config.zone
         rooms: dict[str, object] = {}
@@ -111,56 +99,38 @@ def router(service: EdgeService) -> APIRouter:
             headers=NO_STORE,
         )
 
-    @routes.get("/api/admin/devices")
+    @routes.get("/api/admin/devices", dependencies=[Staff])
     async def admin_devices(request: Request) -> Response:
-        refusal = staff_only(request)
-        if refusal is not None:
-            return refusal
         from edge.live.devices import list_devices
 
         devices = await asyncio.to_thread(list_devices)
         return JSONResponse(devices, headers=NO_STORE)
 
-    @routes.get("/api/admin/check")
+    @routes.get("/api/admin/check", dependencies=[Staff])
     async def admin_check(request: Request) -> Response:
-        refusal = staff_only(request)
-        if refusal is not None:
-            return refusal
         problems = await asyncio.to_thread(check_files)
         return JSONResponse({"ok": not problems, "problems": problems}, headers=NO_STORE)
 
-    @routes.get("/api/admin/logs")
+    @routes.get("/api/admin/logs", dependencies=[Staff])
     async def admin_logs(request: Request, count: int = 100) -> Response:
-        refusal = staff_only(request)
-        if refusal is not None:
-            return refusal
         return JSONResponse(service.logbook.recent(max(1, min(count, 300))), headers=NO_STORE)
 
-    @routes.get("/api/admin/drills")
+    @routes.get("/api/admin/drills", dependencies=[Staff])
     async def admin_drills(request: Request) -> Response:
         """The saved drill reports, newest first (the principal's records)."""
-        refusal = staff_only(request)
-        if refusal is not None:
-            return refusal
         reports = await asyncio.to_thread(saved_drills, service.config.site.data_dir / "drills")
         return JSONResponse(reports, headers=NO_STORE)
 
-    @routes.get("/drills/{name}")
+    @routes.get("/drills/{name}", dependencies=[Staff])
     async def drill_report(name: str, request: Request) -> Response:
-        refusal = staff_only(request)
-        if refusal is not None:
-            return refusal
         path = service.config.site.data_dir / "drills" / name
         if not DRILL_REPORT.fullmatch(name) or not path.is_file():
             return problem(404, "No such report", f"no drill report {name!r}")
         text = await asyncio.to_thread(path.read_bytes)
         return Response(text, media_type="text/plain; charset=utf-8", headers=NO_STORE)
 
-    @routes.get("/api/admin/rooms/{room}/preview.jpg")
-    async def admin_preview(room: str, request: Request, source: str = "camera") -> Response:
-        refusal = staff_only(request)
-        if refusal is not None:
-            return refusal
+    @routes.get("/api/admin/rooms/{room}/preview.jpg", dependencies=[Staff])
+    async def admin_preview(room: Room, request: Request, source: str = "camera") -> Response:
         runtime = service.rooms.get(room)
         pipelines = runtime.pipelines if runtime is not None and runtime.capturing else []
         frames = [p.last_frame for p in pipelines if p.source.name == source]
@@ -170,26 +140,18 @@ def router(service: EdgeService) -> APIRouter:
         jpeg = await asyncio.to_thread(preview_jpeg, frame)
         return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)
 
-    @routes.get("/api/admin/rooms/{room}/config")
-    async def room_config(room: str, request: Request) -> Response:
-        refusal = staff_only(request)
-        if refusal is not None:
-            return refusal
-        file = service.config.room_files.get(room)
-        if file is None:
-            return problem(404, "Unknown room", f"there is no room {room!r} here")
+    @routes.get("/api/admin/rooms/{room}/config", dependencies=[Staff])
+    async def room_config(room: Room, request: Request) -> Response:
+        file = service.config.room_files[room]
         text = await asyncio.to_thread(file.read_text, encoding="utf-8")
         editable = not service.config.demo
         body = {"file": str(file), "text": text, "editable": editable}
         return JSONResponse(body, headers=NO_STORE)
 
-    @routes.post("/api/admin/rooms/{room}/config")
-    async def room_config_save(room: str, request: Request) -> Response:
+    @routes.post("/api/admin/rooms/{room}/config", dependencies=[StaffChange])
+    async def room_config_save(room: Room, request: Request) -> Response:
         """Check a room file's new text against the whole site; with `save`, write it
         (the old one kept as .bak) and apply what can be applied without a restart."""
-        refusal = change_refused(request, room)
-        if refusal is not None:
-            return refusal
         wish = await json_object(request, ROOM_FILE_LIMIT + 1024)
         if isinstance(wish, Response):
             return wish
@@ -216,22 +178,14 @@ def router(service: EdgeService) -> APIRouter:
             {"ok": True, "problems": [], "saved": True, "applied": applied, "restart": restart}
         )
 
-    @routes.get("/api/rooms/{room}/camera")
-    async def camera_state(room: str, request: Request) -> Response:
-        refusal = staff_only(request)
-        if refusal is not None:
-            return refusal
-        if room not in service.cameras:
-            return problem(404, "Unknown room", f"there is no room {room!r} here")
+    @routes.get("/api/rooms/{room}/camera", dependencies=[Staff])
+    async def camera_state(room: Room, request: Request) -> Response:
         return JSONResponse(await service.cameras[room].state(), headers=NO_STORE)
 
-    @routes.post("/api/rooms/{room}/camera")
-    async def camera_action(room: str, request: Request) -> Response:
+    @routes.post("/api/rooms/{room}/camera", dependencies=[StaffChange])
+    async def camera_action(room: Room, request: Request) -> Response:
         """{"action": "nudge", "pan": -1 | 0 | 1, "tilt": …, "zoom": …}, {"action":
         "recall", "name": "board"} or {"action": "save", "name": "board", "label": …}."""
-        refusal = change_refused(request, room)
-        if refusal is not None:
-            return refusal
         wish = await json_object(request)
         if isinstance(wish, Response):
             return wish

@@ -22,6 +22,7 @@ from edge.live import outlook, relay
 from edge.live.outlook import not_live
 from edge.live.service import EdgeService
 from edge.web import admin, console, lesson_commands, principal, rewatch
+from edge.web.deps import Refused, Room, Staff
 from edge.web.metrics import CONTENT_TYPE, exposition
 from edge.web.pages import STATIC, page
 from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
@@ -51,6 +52,11 @@ def create_app(service: EdgeService) -> FastAPI:
             await service.stop()
 
     app = FastAPI(title="classroom-edge", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.service = service  # for the dependencies (edge/web/deps.py)
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        return exc.response
 
     @app.exception_handler(BodyTimeout)
     async def body_timeout(request: Request, exc: BodyTimeout) -> JSONResponse:
@@ -157,12 +163,6 @@ def create_app(service: EdgeService) -> FastAPI:
     async def lesson_command(
         room: str, request: Request, command: lesson_commands.Command
     ) -> Response:
-        if room not in service.rooms:
-            return problem(404, "Unknown room", f"there is no room {room!r} here")
-        if not is_staff(request):
-            return problem(
-                403, "Staff only", "lessons are started and ended from the room or by staff"
-            )
         wishes = await access.json_object(request)
         if not isinstance(wishes, dict):
             return wishes
@@ -172,29 +172,25 @@ def create_app(service: EdgeService) -> FastAPI:
         status = 201 if command == "start" else 200
         return JSONResponse(lesson.as_json(service.config.zone), status_code=status)
 
-    @app.get("/api/rooms/{room}/lesson")
-    async def lesson_state(room: str, request: Request) -> Response:
-        if room not in service.rooms:
-            return problem(404, "Unknown room", f"there is no room {room!r} here")
-        if not is_staff(request):
-            return problem(403, "Staff only", "from the room's own screen or with the staff key")
+    @app.get("/api/rooms/{room}/lesson", dependencies=[Staff])
+    async def lesson_state(room: Room) -> Response:
         state = lesson_outlook(room, staff=True)
         recorder = service.recorders.get(room)
         state["recording"] = recorder.recording if recorder is not None else None
         state["warnings"] = service.warnings()
         return JSONResponse(state, headers={"Cache-Control": "no-store"})
 
-    @app.post("/api/rooms/{room}/lesson")
-    async def lesson_start(room: str, request: Request) -> Response:
+    @app.post("/api/rooms/{room}/lesson", dependencies=[Staff])
+    async def lesson_start(room: Room, request: Request) -> Response:
         """Start an extra lesson now: `{"minutes": 45, "subject": "", "teacher": ""}`."""
         return await lesson_command(room, request, "start")
 
-    @app.post("/api/rooms/{room}/lesson/end")
-    async def lesson_end(room: str, request: Request) -> Response:
+    @app.post("/api/rooms/{room}/lesson/end", dependencies=[Staff])
+    async def lesson_end(room: Room, request: Request) -> Response:
         return await lesson_command(room, request, "end")
 
-    @app.post("/api/rooms/{room}/lesson/extend")
-    async def lesson_extend(room: str, request: Request) -> Response:
+    @app.post("/api/rooms/{room}/lesson/extend", dependencies=[Staff])
+    async def lesson_extend(room: Room, request: Request) -> Response:
         """`{"minutes": 10}`: up to the next period's bell."""
         return await lesson_command(room, request, "extend")
 

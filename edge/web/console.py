@@ -18,9 +18,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from edge.access.links import room_links
-from edge.access.rules import is_staff, json_object, problem, staff_page_refusal
+from edge.access.rules import json_object, problem, staff_page_refusal
 from edge.live.ptz import CameraControlError
 from edge.web import lesson_commands
+from edge.web.deps import Room, Staff
 from edge.web.pages import page
 from edge.web.sheet import render_sheet
 
@@ -43,13 +44,6 @@ ACTIONS = (
 
 def router(service: EdgeService) -> APIRouter:
     routes = APIRouter()
-
-    def refused(room: str, request: Request) -> Response | None:
-        if room not in service.rooms:
-            return problem(404, "Unknown room", f"there is no room {room!r} here")
-        if not is_staff(request, service.staff):
-            return problem(403, "Staff only", "from the room's own screen or with a staff login")
-        return None
 
     def state(room: str) -> dict[str, object]:
         runtime = service.rooms[room]
@@ -99,17 +93,12 @@ def router(service: EdgeService) -> APIRouter:
             headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
         )
 
-    @routes.get("/api/rooms/{room}/console")
-    async def console_state(room: str, request: Request) -> Response:
-        return refused(room, request) or JSONResponse(
-            state(room), headers={"Cache-Control": "no-store"}
-        )
+    @routes.get("/api/rooms/{room}/console", dependencies=[Staff])
+    async def console_state(room: Room) -> Response:
+        return JSONResponse(state(room), headers={"Cache-Control": "no-store"})
 
-    @routes.get("/api/rooms/{room}/console/events")
-    async def console_events(room: str, request: Request) -> Response:
-        refusal = refused(room, request)
-        if refusal is not None:
-            return refusal
+    @routes.get("/api/rooms/{room}/console/events", dependencies=[Staff])
+    async def console_events(room: Room, request: Request) -> Response:
         classroom = service.classrooms[room]
 
         async def stream() -> AsyncIterator[str]:
@@ -132,11 +121,8 @@ def router(service: EdgeService) -> APIRouter:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    @routes.post("/api/rooms/{room}/console")
-    async def console_action(room: str, request: Request) -> Response:
-        refusal = refused(room, request)
-        if refusal is not None:
-            return refusal
+    @routes.post("/api/rooms/{room}/console", dependencies=[Staff])
+    async def console_action(room: Room, request: Request) -> Response:
         wish = await json_object(request)
         if not isinstance(wish, dict):
             return wish
@@ -174,20 +160,16 @@ def router(service: EdgeService) -> APIRouter:
             return problem(409, "Conflict", "Học sinh này không còn trong lớp trực tuyến.")
         return JSONResponse(state(room))
 
-    @routes.get("/api/classes/{class_name}/at-home")
-    async def at_home_get(class_name: str, request: Request, date: str = "") -> Response:
-        if not is_staff(request, service.staff):
-            return problem(403, "Staff only", "homeroom and subject teachers, from the board")
+    @routes.get("/api/classes/{class_name}/at-home", dependencies=[Staff])
+    async def at_home_get(class_name: str, date: str = "") -> Response:
         day = _day(date) or service.clock.now().astimezone(service.config.zone).date()
         home = service.attendance.at_home(day, class_name)
         body = {"date": day.isoformat(), "class": class_name}
         return JSONResponse({**body, "pupils": sorted(home) if home is not None else None})
 
-    @routes.post("/api/classes/{class_name}/at-home")
+    @routes.post("/api/classes/{class_name}/at-home", dependencies=[Staff])
     async def at_home_set(class_name: str, request: Request) -> Response:
         """`{"date": "YYYY-MM-DD", "pupils": [IDs]}`: who studies from home that day."""
-        if not is_staff(request, service.staff):
-            return problem(403, "Staff only", "homeroom and subject teachers, from the board")
         wish = await json_object(request)
         if not isinstance(wish, dict):
             return wish

@@ -1,0 +1,55 @@
+"""What the routes need, as FastAPI dependencies, each refusal in one place: the service,
+a room that exists (404), staff (403), staff allowed to change things (403 without the
+page's CSRF token). A dependency that refuses raises `Refused`, which `app` answers with
+its problem body."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from fastapi.responses import Response
+
+from edge.access.rules import csrf_refusal, is_staff, problem
+from edge.live.service import EdgeService
+
+
+class Refused(Exception):
+    """A request a dependency turned away; `response` is what the client gets."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def the_service(request: Request) -> EdgeService:
+    return cast(EdgeService, request.app.state.service)
+
+
+Service = Annotated[EdgeService, Depends(the_service)]
+
+
+def require_staff(request: Request, service: Service) -> None:
+    """The board itself, the staff key or a staff login; else 403."""
+    if not is_staff(request, service.staff):
+        raise Refused(problem(403, "Staff only", "log in at /login"))
+
+
+def require_staff_change(request: Request, service: Service) -> None:
+    """Staff, and a page that sent back its CSRF token (or the staff key); else 403."""
+    require_staff(request, service)
+    refusal = csrf_refusal(request, service.staff)
+    if refusal is not None:
+        raise Refused(refusal)
+
+
+def known_room(room: str, service: Service) -> str:
+    """The `{room}` of the path, when this mini-PC has it; else 404."""
+    if room not in service.rooms:
+        raise Refused(problem(404, "Unknown room", f"there is no room {room!r} here"))
+    return room
+
+
+Staff = Depends(require_staff)
+StaffChange = Depends(require_staff_change)
+Room = Annotated[str, Depends(known_room)]
