@@ -85,10 +85,12 @@ class Job:
 
 
 class ArchiveStore:
-    """`archive_jobs` in lessons.db; the CLI opens it too (`archive status|retry`)."""
+    """`archive_jobs` in lessons.db; the CLI opens it too (`archive status|retry`). Each
+    write is one statement; the service makes them from a thread (`Archiver`), off the
+    event loop, as lessons.db may be locked by the CLI or slow to sync."""
 
     def __init__(self, path: Path) -> None:
-        self._db = connect(path)
+        self._db = connect(path, threads=True)
 
     def close(self) -> None:
         self._db.close()
@@ -265,7 +267,7 @@ class DiskGuard:
 
     async def _evict(self, lesson_id: str, now: dt.datetime, why: str) -> None:
         freed = await asyncio.to_thread(self.recordings.delete_media, lesson_id)
-        self.jobs.update(lesson_id, now, evicted_at=now)
+        await asyncio.to_thread(self.jobs.update, lesson_id, now, evicted_at=now)
         self.evicted += 1
         logger.info("deleted the local copy of %s (%.1f MB, %s)", lesson_id, freed / 1e6, why)
 
@@ -320,7 +322,7 @@ class Archiver:
         self.uploaded_files = 0
 
     async def start(self) -> None:
-        self._enqueue()
+        await self._enqueue()
         loop = asyncio.get_running_loop()
         await self.guard.check(self.clock.now(), loop.time())
         self._tasks = [
@@ -339,16 +341,18 @@ class Archiver:
 
     # ------------------------------------------------------------ the queue
 
-    def _enqueue(self) -> None:
+    async def _enqueue(self) -> None:
         """A job for every recorded lesson that has files and no job yet."""
         now = self.clock.now()
         for lesson_id in self.jobs.unqueued():
             record = self.recordings.read(lesson_id)
             if record is None or not any(f.size for f in record.media()):
                 # nothing recorded (recording off, or closed before the first picture)
-                self.jobs.add(lesson_id, "empty", now)
+                await asyncio.to_thread(self.jobs.add, lesson_id, "empty", now)
                 continue
-            self.jobs.add(lesson_id, "composing" if self.composer else "queued", now)
+            await asyncio.to_thread(
+                self.jobs.add, lesson_id, "composing" if self.composer else "queued", now
+            )
             logger.info("lesson %s queued for the library", lesson_id)
 
     async def _nap(self, seconds: float) -> None:
@@ -373,7 +377,7 @@ class Archiver:
     async def _uploads(self) -> None:
         while True:
             try:
-                self._enqueue()
+                await self._enqueue()
                 now = self.clock.now()
                 self.paused = self._hold(now)
                 job = self.jobs.due(now) if self.paused is None else None
@@ -395,7 +399,8 @@ class Archiver:
         record = self.recordings.read(job.lesson_id)
         now = self.clock.now()
         if record is None:
-            self.jobs.update(
+            await asyncio.to_thread(
+                self.jobs.update,
                 job.lesson_id,
                 now,
                 state="queued",
@@ -406,7 +411,8 @@ class Archiver:
         folder = lesson_folder(record, self.zone)
         media = [f for f in record.media() if f.size]
         total = sum(f.size for f in media)
-        self.jobs.update(
+        await asyncio.to_thread(
+            self.jobs.update,
             job.lesson_id,
             now,
             state="uploading",
@@ -420,20 +426,25 @@ class Archiver:
         try:
             while not sending.done():
                 await asyncio.wait({sending}, timeout=PROGRESS_SECONDS)
-                self.jobs.update(job.lesson_id, self.clock.now(), bytes_done=self._sent)
+                await asyncio.to_thread(
+                    self.jobs.update, job.lesson_id, self.clock.now(), bytes_done=self._sent
+                )
                 why = self._hold(self.clock.now())
                 if why is not None and not sending.done():
                     sending.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await sending
-                    self.jobs.update(job.lesson_id, self.clock.now(), state="queued")
+                    await asyncio.to_thread(
+                        self.jobs.update, job.lesson_id, self.clock.now(), state="queued"
+                    )
                     logger.info("upload of %s paused: %s", job.lesson_id, why)
                     return
             sending.result()
         except (UploadError, OSError, ValueError) as exc:
             attempts = job.attempts + 1
             wait = self.manners.backoff(attempts)
-            self.jobs.update(
+            await asyncio.to_thread(
+                self.jobs.update,
                 job.lesson_id,
                 self.clock.now(),
                 state="queued",
@@ -504,7 +515,7 @@ class Archiver:
         problems = await library_problems(target, folder, files)
         if problems:
             raise UploadError("checked after the upload: " + "; ".join(problems))
-        self.jobs.update(lesson_id, self.clock.now(), bytes_done=total)
+        await asyncio.to_thread(self.jobs.update, lesson_id, self.clock.now(), bytes_done=total)
 
     def target_or_fail(self) -> Target:
         if self.target is None:
@@ -513,7 +524,9 @@ class Archiver:
 
     async def _archived(self, lesson_id: str, folder: PurePosixPath) -> None:
         now = self.clock.now()
-        self.jobs.update(lesson_id, now, state="done", archived_at=now, last_error="")
+        await asyncio.to_thread(
+            self.jobs.update, lesson_id, now, state="done", archived_at=now, last_error=""
+        )
         lesson = self.lessons.get(lesson_id)
         if lesson is not None and lesson.state == "recorded":
             with contextlib.suppress(TransitionError):  # synced: in a thread, off the loop
@@ -552,7 +565,7 @@ class Archiver:
                 raise  # shutdown: composed again at the next start
             except Exception as exc:  # no composed copy; the sources still go
                 logger.warning("lesson %s: no lesson.mp4: %s", job.lesson_id, exc)
-        self.jobs.update(job.lesson_id, self.clock.now(), state="queued")
+        await asyncio.to_thread(self.jobs.update, job.lesson_id, self.clock.now(), state="queued")
         self.wake()
 
     async def _guarding(self) -> None:
