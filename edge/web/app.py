@@ -161,12 +161,9 @@ def create_app(service: EdgeService) -> FastAPI:
         return access.is_staff(request, service.staff)
 
     async def lesson_command(
-        room: str, request: Request, command: lesson_commands.Command
+        room: str, command: lesson_commands.Command, wish: lesson_commands.LessonWish
     ) -> Response:
-        wishes = await access.json_object(request)
-        if not isinstance(wishes, dict):
-            return wishes
-        lesson = await lesson_commands.run(service.scheduler, room, command, wishes)
+        lesson = await lesson_commands.run(service.scheduler, room, command, wish)
         if isinstance(lesson, JSONResponse):
             return lesson
         status = 201 if command == "start" else 200
@@ -181,18 +178,18 @@ def create_app(service: EdgeService) -> FastAPI:
         return JSONResponse(state, headers={"Cache-Control": "no-store"})
 
     @app.post("/api/rooms/{room}/lesson", dependencies=[Staff])
-    async def lesson_start(room: Room, request: Request) -> Response:
+    async def lesson_start(room: Room, wish: lesson_commands.LessonBody) -> Response:
         """Start an extra lesson now: `{"minutes": 45, "subject": "", "teacher": ""}`."""
-        return await lesson_command(room, request, "start")
+        return await lesson_command(room, "start", wish)
 
     @app.post("/api/rooms/{room}/lesson/end", dependencies=[Staff])
-    async def lesson_end(room: Room, request: Request) -> Response:
-        return await lesson_command(room, request, "end")
+    async def lesson_end(room: Room, wish: lesson_commands.LessonBody) -> Response:
+        return await lesson_command(room, "end", wish)
 
     @app.post("/api/rooms/{room}/lesson/extend", dependencies=[Staff])
-    async def lesson_extend(room: Room, request: Request) -> Response:
+    async def lesson_extend(room: Room, wish: lesson_commands.LessonBody) -> Response:
         """`{"minutes": 10}`: up to the next period's bell."""
-        return await lesson_command(room, request, "extend")
+        return await lesson_command(room, "extend", wish)
 
     @app.get("/control/{room}")
     async def control_page(room: str) -> Response:

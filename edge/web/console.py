@@ -12,16 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import Field
 
 from edge.access.links import room_links
 from edge.access.rules import json_object, problem, staff_page_refusal
 from edge.live.ptz import CameraControlError
 from edge.web import lesson_commands
-from edge.web.deps import Room, Staff
+from edge.web.deps import Room, Staff, json_body
 from edge.web.pages import page
 from edge.web.sheet import render_sheet
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 PUSH_SECONDS = 1.0  # changes outside the classroom (the lesson, the mic) reach it this fast
 KEEPALIVE_SECONDS = 15.0
-ACTIONS = (
+Action = Literal[
     "allow_speak",
     "mute",
     "lower_hand",
@@ -38,8 +39,19 @@ ACTIONS = (
     "pause_camera",
     "resume_camera",
     "preset",
-    *lesson_commands.COMMANDS,
-)
+    "start",
+    "extend",
+    "end",
+]
+
+
+class ConsoleAction(lesson_commands.LessonWish):
+    """A console button: `{"action": ..., "key": participant, "name": preset, ...}`, with
+    a lesson command's `minutes`, `subject`, `teacher`."""
+
+    action: Action
+    key: str = Field("", max_length=200, description="the participant (the console's key)")
+    name: str = Field("", max_length=64, description="a camera preset's name")
 
 
 def router(service: EdgeService) -> APIRouter:
@@ -122,14 +134,11 @@ def router(service: EdgeService) -> APIRouter:
         )
 
     @routes.post("/api/rooms/{room}/console", dependencies=[Staff])
-    async def console_action(room: Room, request: Request) -> Response:
-        wish = await json_object(request)
-        if not isinstance(wish, dict):
-            return wish
-        if wish.get("action") not in ACTIONS:
-            return problem(400, "Malformed request", f"action: one of {', '.join(ACTIONS)}")
+    async def console_action(
+        room: Room, wish: Annotated[ConsoleAction, Depends(json_body(ConsoleAction))]
+    ) -> Response:
         classroom = service.classrooms[room]
-        action, key = wish["action"], str(wish.get("key", ""))
+        action, key = wish.action, wish.key
         done = True
         if action == "allow_speak":
             if service.rooms[room].speaker is None:
@@ -145,11 +154,11 @@ def router(service: EdgeService) -> APIRouter:
             done = classroom.lower_hand(key)
         elif action == "remove":
             done = await classroom.remove(key)
-        elif action in ("pause_camera", "resume_camera"):
+        elif action == "pause_camera" or action == "resume_camera":
             classroom.pause_camera(action == "pause_camera")
         elif action == "preset":
             try:
-                await service.cameras[room].recall(str(wish.get("name", "")))
+                await service.cameras[room].recall(wish.name)
             except CameraControlError as exc:
                 return problem(exc.status, "Camera", exc.message)
         else:  # start, extend, end: the same rules as the lesson API

@@ -1,16 +1,19 @@
 """What the routes need, as FastAPI dependencies, each refusal in one place: the service,
 a room that exists (404), staff (403), staff allowed to change things (403 without the
-page's CSRF token). A dependency that refuses raises `Refused`, which `app` answers with
-its problem body."""
+page's CSRF token), a JSON body read within its bound and checked by a pydantic model
+(413, 415, 400 naming the field). A dependency that refuses raises `Refused`, which `app`
+answers with its problem body."""
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar, cast
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 
-from edge.access.rules import csrf_refusal, is_staff, problem
+from edge.access.rules import csrf_refusal, is_staff, json_object, problem
 from edge.live.service import EdgeService
 
 
@@ -53,3 +56,25 @@ def known_room(room: str, service: Service) -> str:
 Staff = Depends(require_staff)
 StaffChange = Depends(require_staff_change)
 Room = Annotated[str, Depends(known_room)]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_body(model: type[M], limit: int = 16_384) -> Callable[[Request], Awaitable[M]]:
+    """A dependency: the request's JSON object (at most `limit` bytes) as a `model`."""
+
+    async def read(request: Request) -> M:
+        wish = await json_object(request, limit)
+        if isinstance(wish, Response):
+            raise Refused(wish)
+        try:
+            return model.model_validate(wish)
+        except ValidationError as exc:
+            wrong = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+                for error in exc.errors(include_url=False)
+            )
+            raise Refused(problem(400, "Malformed request", wrong)) from None
+
+    return read

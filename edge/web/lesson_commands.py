@@ -5,33 +5,47 @@ have checked the room and that the caller is staff."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Literal
 
+from fastapi import Depends
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edge.access.rules import problem
 from edge.school.lessons import Lesson
 from edge.school.scheduler import LessonConflict, Scheduler
+from edge.web.deps import json_body
 
 Command = Literal["start", "extend", "end"]
-COMMANDS: tuple[Command, ...] = ("start", "extend", "end")
-MINUTES = range(1, 121)  # whole minutes, for an extra lesson and for an extension alike
-TEXT = ("subject", "teacher")  # an extra lesson's, up to 64 characters each
+MOST_MINUTES = 120  # whole minutes, for an extra lesson and for an extension alike
+
+
+class LessonWish(BaseModel):
+    """The body of a lesson command (the lesson API's, or within a console action)."""
+
+    model_config = ConfigDict(extra="ignore")
+    minutes: int | None = Field(None, description="whole minutes, 1 to MOST_MINUTES")
+    subject: str = Field("", max_length=64, description="an extra lesson's subject")
+    teacher: str = Field("", max_length=64)
+
+    @field_validator("minutes", mode="before")
+    @classmethod
+    def _whole_minutes(cls, value: object) -> object:
+        if value is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MOST_MINUTES:
+            raise ValueError(f"a whole number from 1 to {MOST_MINUTES}")
+        return value
 
 
 async def run(
-    scheduler: Scheduler | None, room: str, command: Command, wish: dict[str, Any]
+    scheduler: Scheduler | None, room: str, command: Command, wish: LessonWish
 ) -> Lesson | JSONResponse:
-    """The lesson after `command`, or the problem to answer: 400 for a bad wish, 409 when
-    it does not fit what the room is doing, 503 while the scheduler is not running."""
-    minutes = wish.get("minutes", 45 if command == "start" else 5)  # the defaults
-    if command != "end" and (
-        isinstance(minutes, bool) or not isinstance(minutes, int) or minutes not in MINUTES
-    ):
-        return problem(400, "Malformed request", f"minutes: a whole number from 1 to {MINUTES[-1]}")
-    text = {key: wish.get(key, "") for key in TEXT}
-    if not all(isinstance(v, str) and len(v) <= 64 for v in text.values()):
-        return problem(400, "Malformed request", "subject, teacher: text up to 64 characters")
+    """The lesson after `command`, or the problem to answer: 409 when it does not fit
+    what the room is doing, 503 while the scheduler is not running (the body was checked
+    by `LessonWish`)."""
+    minutes = wish.minutes or (45 if command == "start" else 5)  # the defaults
+    text = {"subject": wish.subject, "teacher": wish.teacher}
     if scheduler is None:  # before the service has started, or while it stops
         return problem(
             503,
@@ -47,3 +61,7 @@ async def run(
         return await scheduler.end_now(room)
     except LessonConflict as exc:
         return problem(409, "Conflict", str(exc))
+
+
+LessonBody = Annotated[LessonWish, Depends(json_body(LessonWish))]
+"""A route's checked lesson command body (a FastAPI dependency)."""
