@@ -119,7 +119,7 @@ def seat(
         pupil_id = picked.id if picked is not None else None
     link = f"pupil:{grant.pupil_id}" if verified else f"class:{grant.class_name}"
     joining = Seat(grant, pupil_id, verified, address, link)
-    if service.classrooms[room].refuses(pupil_id, verified, address):
+    if service.rooms[room].classroom.refuses(pupil_id, verified, address):
         return problem(
             403, "Removed from the lesson", "Thầy cô đã mời em ra khỏi tiết học này.", headers
         )

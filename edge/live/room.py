@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import av
 
@@ -24,6 +26,7 @@ from capture import (
     VideoEncoder,
     slate,
 )
+from capture.supervise import run_every_step
 from edge.config.settings import (
     AlsaSource,
     BoardSource,
@@ -37,6 +40,11 @@ from edge.config.settings import (
 )
 from edge.school.lessons import Lesson
 from webrtc import Feeds, PacketBus, VideoLine
+
+if TYPE_CHECKING:
+    from edge.live.classroom import Classroom
+    from edge.live.ptz import CameraControl
+    from edge.recording.recorder import Recorder
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +87,23 @@ def audio_source(config: MicSource) -> Source:
 
 
 class Room:
-    """Owns the room's capture threads and buses; `start()`/`stop()`."""
+    """One classroom at run time, owning its parts: capture threads, encoders and buses,
+    the camera control, the classroom (who takes part), the recorder; `stop()` stops them
+    all, each step even when one fails."""
 
-    def __init__(self, name: str, settings: RoomSettings, loop: asyncio.AbstractEventLoop) -> None:
+    classroom: Classroom  # attached by the service once the room exists (it needs the room)
+    recorder: Recorder | None = None  # None: this room is not recorded
+
+    def __init__(
+        self,
+        name: str,
+        settings: RoomSettings,
+        loop: asyncio.AbstractEventLoop,
+        camera: CameraControl,
+    ) -> None:
         self.name = name
         self.settings = settings
+        self.camera = camera
         self.live = False  # viewers may join: the scheduler says a lesson is live
         self.lesson: Lesson | None = None
         self.capturing = False
@@ -237,7 +257,16 @@ class Room:
 
     async def stop(self) -> None:
         self.live = False
-        await self.cool()
+        steps: list[tuple[str, Callable[[], object]]] = []
+        if self.recorder is not None:
+            steps.append((f"room {self.name}: recorder", self.recorder.stop))
+        if hasattr(self, "classroom"):
+            steps.append((f"room {self.name}: classroom", self.classroom.stop))
+        steps += [
+            (f"room {self.name}: devices", self.cool),
+            (f"room {self.name}: camera control", self.camera.close),
+        ]
+        await run_every_step(steps)
 
     def health(self, now: float) -> dict[str, object]:
         sources = {

@@ -99,14 +99,12 @@ class EdgeService:
             on_closed=self._viewer_left,
             on_message=self._viewer_message,
         )
-        self.classrooms: dict[str, Classroom] = {}
         self.attendance = AttendanceStore(config.site.data_dir / "lessons.db")
         self._heartbeat: asyncio.Task[None] | None = None
         self.rooms: dict[str, Room] = {}
         self.store: LessonStore | None = None
         self.scheduler: Scheduler | None = None
         self.recordings = RecordingStore(config.site.data_dir / "recordings", config.zone)
-        self.recorders: dict[str, Recorder] = {}
         self.jobs: ArchiveStore | None = None
         self.archiver: Archiver | None = None
         self.throttle = Throttle()  # refused join and login attempts per address
@@ -119,7 +117,7 @@ class EdgeService:
             if config.site.relay is not None
             else None
         )  # [relay]: pupils play from Janus; None: the built-in fan-out serves them
-        self.cameras = {
+        self._cameras = {  # each room's, handed to the room at start
             name: CameraControl(
                 name,
                 room.camera.control if room.camera is not None else None,
@@ -161,7 +159,7 @@ class EdgeService:
         self.config.rooms[name] = new
         self.config.timetables[name] = fresh.timetables.get(name, [])
         self.rooms[name].settings = new
-        self.cameras[name].presets = dict(new.presets)
+        self.rooms[name].camera.presets = dict(new.presets)
         if self.scheduler is not None:
             self.scheduler.replan(self.plan(name))
         logger.info("room %s: applied %s without a restart", name, ", ".join(changed) or "nothing")
@@ -177,18 +175,17 @@ class EdgeService:
         loop = asyncio.get_running_loop()
         quiet_departures(loop)  # a pupil leaving is an INFO line, not an ERROR traceback
         self.rooms = {
-            name: Room(name, settings, loop) for name, settings in self.config.rooms.items()
+            name: Room(name, settings, loop, self._cameras[name])
+            for name, settings in self.config.rooms.items()
         }
-        self.classrooms = {
-            name: Classroom(
+        for room in self.rooms.values():
+            room.classroom = Classroom(
                 room,
                 clock=self.clock,
                 zone=self.config.zone,
                 names=self._name_of,
                 close_session=self.sessions.delete,
             )
-            for name, room in self.rooms.items()
-        }
         closed = self.attendance.close_dangling()
         if closed:
             logger.info("%d viewer session(s) a crash left open end when last seen", closed)
@@ -198,9 +195,9 @@ class EdgeService:
         self._heartbeat = supervised("attendance-heartbeat", self._beat)
         config, schedule = self.config, self.config.site.schedule
         self.store = LessonStore(config.site.data_dir / "lessons.db")
-        if config.site.recordings.enabled:
-            self.recorders = {
-                name: Recorder(
+        for name, room in self.rooms.items():
+            if config.site.recordings.enabled and config.rooms[name].record:
+                room.recorder = Recorder(
                     name,
                     room.buses,
                     recorded_tracks(config.rooms[name]),
@@ -210,9 +207,6 @@ class EdgeService:
                     school=config.site.school,
                     stop_below_bytes=config.site.recordings.stop_below_mb * 1_000_000,
                 )
-                for name, room in self.rooms.items()
-                if config.rooms[name].record
-            }
         self.jobs = ArchiveStore(config.site.data_dir / "lessons.db")
         self.archiver = self._archiver(self.store, self.jobs)
         await self.archiver.start()
@@ -284,23 +278,23 @@ class EdgeService:
             )
         except Exception:  # attendance must never break a viewer
             logger.exception("noting the join of session %s", session.id)
-        classroom = self.classrooms.get(str(info.get("room", "")))
-        if classroom is not None:
-            classroom.joined(session)
+        room = self.rooms.get(str(info.get("room", "")))
+        if room is not None:
+            room.classroom.joined(session)
 
     def _viewer_left(self, session: ViewerSession) -> None:
         try:
             self.attendance.left(session.id, self.clock.now())
         except Exception:
             logger.exception("noting the leave of session %s", session.id)
-        classroom = self.classrooms.get(str(session.info.get("room", "")))
-        if classroom is not None:
-            classroom.left(session)
+        room = self.rooms.get(str(session.info.get("room", "")))
+        if room is not None:
+            room.classroom.left(session)
 
     def _viewer_message(self, session: ViewerSession, message: Message) -> None:
-        classroom = self.classrooms.get(str(session.info.get("room", "")))
-        if classroom is not None:
-            classroom.message(session, message)
+        room = self.rooms.get(str(session.info.get("room", "")))
+        if room is not None:
+            room.classroom.message(session, message)
 
     def _name_of(self, pupil_id: str | None) -> str:
         pupil = self.roster.get(pupil_id) if pupil_id else None
@@ -322,16 +316,13 @@ class EdgeService:
         for name, part in (("scheduler", self.scheduler), ("relay", self.relay)):
             if part is not None:
                 steps.append((name, part.stop))
-        steps += [(f"recorder {n}", r.stop) for n, r in self.recorders.items()]
         if self.archiver is not None:
             steps.append(("archiver", self.archiver.stop))
         steps.append(("viewer sessions", self.sessions.stop))
-        steps += [(f"classroom {n}", c.stop) for n, c in self.classrooms.items()]
         steps += [(f"room {n}", room.stop) for n, room in self.rooms.items()]
         steps += [
             (name, s.close) for name, s in (("lessons", self.store), ("jobs", self.jobs)) if s
         ]
-        steps += [(f"camera control {n}", camera.close) for n, camera in self.cameras.items()]
         steps += [
             ("roster", self.roster.close),
             ("attendance", self.attendance.close),
@@ -361,8 +352,9 @@ class EdgeService:
     def health(self) -> dict[str, object]:
         now = asyncio.get_running_loop().time()
         rooms = {name: room.health(now) for name, room in self.rooms.items()}
-        for name, recorder in self.recorders.items():
-            rooms[name]["recorder"] = recorder.health()
+        for name, room in self.rooms.items():
+            if room.recorder is not None:
+                rooms[name]["recorder"] = room.recorder.health()
         warming = time.monotonic() - self.started_at < 10
         stalled = not warming and any(r["stalled"] for r in rooms.values())
         healthy = not stalled and not any(r["device_missing"] for r in rooms.values())
@@ -401,8 +393,8 @@ class EdgeService:
                     else f"Phòng {name}: {what} bị treo nhiều lần và không tự mở lại được. "
                     "Học sinh thấy thông báo mất hình; hãy báo Tổ CNTT khởi động lại dịch vụ."
                 )
-        for name, recorder in self.recorders.items():
-            if error := recorder.health()["error"]:
+        for name, room in self.rooms.items():
+            if room.recorder is not None and (error := room.recorder.health()["error"]):
                 found.append(f"Phòng {name}: không ghi hình được ({error}).")
         return found
 
@@ -420,27 +412,25 @@ class _Driver:
         preset = self.room.settings.start_preset
         if opening and preset is not None:
             try:
-                await self.service.cameras[self.room.name].recall(preset)
+                await self.room.camera.recall(preset)
             except CameraControlError as exc:  # the lesson goes on where the camera points
                 logger.warning("room %s: start preset %s: %s", self.room.name, preset, exc)
 
     async def go_live(self, lesson: Lesson) -> None:
         self.room.lesson = lesson
         self.room.live = True
-        self.service.classrooms[self.room.name].lesson_changed(lesson.id)
+        self.room.classroom.lesson_changed(lesson.id)
         logger.info("room %s: lesson %s live (%s)", self.room.name, lesson.id, lesson.subject)
-        recorder = self.service.recorders.get(self.room.name)
-        if recorder is not None:
-            await recorder.begin(lesson)
+        if self.room.recorder is not None:
+            await self.room.recorder.begin(lesson)
         if self.service.relay is not None:
             await self.service.relay.open(self.room)
 
     async def close(self, lesson: Lesson, *, keep_viewers: bool) -> None:
         if self.room.lesson is not None and self.room.lesson.id == lesson.id:
             self.room.lesson = None
-        recorder = self.service.recorders.get(self.room.name)
-        if recorder is not None:
-            await recorder.finish(lesson)  # lesson.json complete before `recorded`
+        if self.room.recorder is not None:
+            await self.room.recorder.finish(lesson)  # lesson.json complete before `recorded`
         if self.service.archiver is not None:
             self.service.archiver.wake()
         if keep_viewers:

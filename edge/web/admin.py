@@ -82,7 +82,7 @@ def router(service: EdgeService) -> APIRouter:
                 "lesson": live.as_json(zone) if live is not None else None,
                 "next": upcoming.as_json(zone) if upcoming is not None else None,
                 "health": health["rooms"][name],  # type: ignore[index]
-                "camera": await service.cameras[name].state(),
+                "camera": await service.rooms[name].camera.state(),
                 "file": str(service.config.room_files.get(name, "")),
             }
         jobs = service.jobs.jobs("composing", "queued", "uploading") if service.jobs else []
@@ -180,7 +180,7 @@ def router(service: EdgeService) -> APIRouter:
 
     @routes.get("/api/rooms/{room}/camera", dependencies=[Staff])
     async def camera_state(room: Room, request: Request) -> Response:
-        return JSONResponse(await service.cameras[room].state(), headers=NO_STORE)
+        return JSONResponse(await service.rooms[room].camera.state(), headers=NO_STORE)
 
     @routes.post("/api/rooms/{room}/camera", dependencies=[StaffChange])
     async def camera_action(room: Room, request: Request) -> Response:
@@ -189,7 +189,7 @@ def router(service: EdgeService) -> APIRouter:
         wish = await json_object(request)
         if isinstance(wish, Response):
             return wish
-        camera = service.cameras[room]
+        camera = service.rooms[room].camera
         action, name = wish.get("action"), wish.get("name")
         try:
             if action == "nudge":

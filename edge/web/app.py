@@ -172,7 +172,7 @@ def create_app(service: EdgeService) -> FastAPI:
     @app.get("/api/rooms/{room}/lesson", dependencies=[Staff])
     async def lesson_state(room: Room) -> Response:
         state = lesson_outlook(room, staff=True)
-        recorder = service.recorders.get(room)
+        recorder = service.rooms[room].recorder
         state["recording"] = recorder.recording if recorder is not None else None
         state["warnings"] = service.warnings()
         return JSONResponse(state, headers={"Cache-Control": "no-store"})
@@ -308,7 +308,7 @@ def create_app(service: EdgeService) -> FastAPI:
             "relay": service.relay is not None,  # play from Janus: POST /relay/{room}
             "ice_servers": [s.as_json() for s in service.ice_servers(grant.room)],
             "recordings": f"/recordings/{quote(grant.class_name)}?t={quote(token)}"
-            if service.recorders
+            if any(room.recorder is not None for room in service.rooms.values())
             else None,
         }
         return page("join.html", config)

@@ -59,12 +59,12 @@ def router(service: EdgeService) -> APIRouter:
 
     def state(room: str) -> dict[str, object]:
         runtime = service.rooms[room]
-        classroom = service.classrooms[room]
+        classroom, camera = runtime.classroom, runtime.camera
         scheduler = service.scheduler
         zone = service.config.zone
         outlook = scheduler.outlook(room) if scheduler is not None else {}  # one plan a push
         lesson, upcoming = outlook.get("live"), outlook.get("next")
-        recorder = service.recorders.get(room)
+        recorder = runtime.recorder
         today = service.clock.now().astimezone(zone).date()
         class_name = runtime.settings.class_name
         home = service.attendance.at_home(today, class_name)
@@ -81,7 +81,7 @@ def router(service: EdgeService) -> APIRouter:
             "warnings": service.warnings(),
             "pupils": [{"id": p.id, "name": p.name} for p in service.roster.pupils(class_name)],
             "at_home": sorted(home) if home is not None else None,
-            "presets": service.cameras[room].labels() if service.cameras[room].identity else {},
+            "presets": camera.labels() if camera.identity else {},
             **classroom.state(),
         }
 
@@ -111,7 +111,7 @@ def router(service: EdgeService) -> APIRouter:
 
     @routes.get("/api/rooms/{room}/console/events", dependencies=[Staff])
     async def console_events(room: Room, request: Request) -> Response:
-        classroom = service.classrooms[room]
+        classroom = service.rooms[room].classroom
 
         async def stream() -> AsyncIterator[str]:
             seen, sent, quiet = -1, "", 0.0
@@ -137,7 +137,7 @@ def router(service: EdgeService) -> APIRouter:
     async def console_action(
         room: Room, wish: Annotated[ConsoleAction, Depends(json_body(ConsoleAction))]
     ) -> Response:
-        classroom = service.classrooms[room]
+        classroom = service.rooms[room].classroom
         action, key = wish.action, wish.key
         done = True
         if action == "allow_speak":
@@ -158,7 +158,7 @@ def router(service: EdgeService) -> APIRouter:
             classroom.pause_camera(action == "pause_camera")
         elif action == "preset":
             try:
-                await service.cameras[room].recall(wish.name)
+                await service.rooms[room].camera.recall(wish.name)
             except CameraControlError as exc:
                 return problem(exc.status, "Camera", exc.message)
         else:  # start, extend, end: the same rules as the lesson API
@@ -196,7 +196,7 @@ def router(service: EdgeService) -> APIRouter:
         service.attendance.set_at_home(day, class_name, pupils, "console", service.clock.now())
         for name, runtime in service.rooms.items():
             if runtime.settings.class_name == class_name:
-                service.classrooms[name].changed()
+                service.rooms[name].classroom.changed()
         return JSONResponse(
             {"date": day.isoformat(), "class": class_name, "pupils": sorted(pupils)}
         )
