@@ -153,7 +153,7 @@ def relay_config(tmp: Path, janus: Janus, *, always_live: bool = True) -> Path:
     """The embedded demo with a [relay] table pointing at this Janus; with `always_live`
     False its room has no lesson until staff start one."""
     folder = tmp / "config"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "edge" / "demo", folder)
+    shutil.copytree(Path(__file__).resolve().parent.parent / "edge" / "config" / "demo", folder)
     if not always_live:
         room = folder / "rooms" / "demo.toml"
         room.write_text(room.read_text().replace("always_live = true", "always_live = false"))
