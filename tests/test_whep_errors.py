@@ -107,7 +107,7 @@ async def test_join_page(demo_service: Service) -> None:
         assert "{{CONFIG}}" not in page.text
         bad = await client.get(f"{demo_service.base}/join/not-a-token")
         assert (bad.status_code == 401 and "hết hạn" in bad.text) or "hiệu lực" in bad.text
-        script = await client.get(f"{demo_service.base}/static/join.js")
+        script = await client.get(f"{demo_service.base}/static/join/whep.js")
         assert script.status_code == 200 and "RTCPeerConnection" in script.text
 
 

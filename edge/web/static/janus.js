@@ -1,5 +1,5 @@
 /* classroom-edge: a small client for Janus's HTTP API and its streaming plugin (relay mode).
- * Plain ES2018, no dependencies. join.js uses it when the service relays through Janus:
+ * Plain ES2018, no dependencies. join/relay.js uses it when the service relays through Janus:
  *   var j = await classroomJanus.open(base, token, {onLost, onHangup});   // session + handle
  *   var offer = await j.watch(mountpoint);    // the plugin's JSEP offer
  *   await j.start(answer);                    // our answer; media flows

@@ -1,7 +1,7 @@
 /* classroom-edge: taking part in the lesson from home, over the class data channel.
  * Raise or lower a hand, send a message to the teacher (only the teacher sees it), and, when
  * the teacher allows, speak: the pupil's microphone goes out on the audio m-line (sendrecv)
- * and plays through the classroom speakers. Loaded before join.js, which calls
+ * and plays through the classroom speakers. Loaded before join/main.js, whose connection calls
  * window.classroomTalk.attach(session) for every peer connection it makes.
  * Test hook: window.classroomTalk.status = {open, hand, speaking, allowed, sent}. */
 (function () {

@@ -1,0 +1,107 @@
+/* classroom-edge, the pupil's page: relay mode (config.relay). The page asks POST /relay/{room} for
+ * a Janus grant instead of WHEP, plays the streaming plugin's offer (janus.js, window.classroomJanus),
+ * its camera/board/audio by mid, and beats the service's relay session resource while it watches. */
+
+import { authHeaders, waitForGathering, watchDtls } from './whep.js';
+import { withOutlook } from './waiting.js';
+
+// Janus offers: its transceivers come with the offer, matched by mid (mapRelayTransceivers).
+export function prepareRelay(s) {
+  s.camera = s.board = s.audio = null;
+  s.pc.onicecandidate = (ev) => { if (s.sent && s.janus) s.janus.trickle(ev.candidate); };
+}
+
+// Janus names its m-lines by the mountpoint's media ids: camera, board, audio (else: in order).
+export function mapRelayTransceivers(s) {
+  const videos = [];
+  s.pc.getTransceivers().forEach((tr) => {
+    const kind = tr.receiver.track && tr.receiver.track.kind;
+    if (tr.mid === 'camera') s.camera = tr;
+    else if (tr.mid === 'board') s.board = tr;
+    else if (tr.mid === 'audio' || (kind === 'audio' && !s.audio)) s.audio = tr;
+    else if (kind === 'video') videos.push(tr);
+  });
+  videos.forEach((tr) => {
+    if (!s.camera) s.camera = tr; else if (!s.board && tr !== s.camera) s.board = tr;
+  });
+}
+
+// The relay session resource: config.relay as a URL, else the WHEP endpoint's sibling.
+function relayEndpoint(config) {
+  if (typeof config.relay === 'string') return new URL(config.relay, location.href);
+  const url = new URL(config.whep, location.href);
+  url.pathname = url.pathname.replace(/\/whep\/([^/]+)\/?$/, '/relay/$1');
+  return url;
+}
+
+// A grant from the service (POST /relay/{room}), then Janus's offer and our answer.
+// Resolves like negotiate() in whep.js; throws on network errors, timeouts and Janus refusing.
+export async function negotiateRelay(app, s) {
+  const url = relayEndpoint(app.config);
+  const base = url.origin + url.pathname.replace(/\/+$/, '');
+  url.search = '';
+  if (app.me) url.searchParams.set('as', app.me.key);
+  const ctrl = window.AbortController ? new AbortController() : null;
+  const timer = setTimeout(() => { if (ctrl) ctrl.abort(); }, 15000);
+  const res = await fetch(url.href, {
+    method: 'POST', headers: authHeaders(app.config), cache: 'no-store', signal: ctrl ? ctrl.signal : undefined
+  }).finally(() => clearTimeout(timer));
+  const out = { status: res.status, retryAfter: parseInt(res.headers.get('Retry-After') || '', 10) };
+  if (res.status !== 201) {
+    out.problem = await res.json().catch(() => ({}));
+    if (res.status === 409 && !out.problem.now) out.problem = await withOutlook(app, out.problem);
+    return out;
+  }
+  const grant = await res.json();
+  const loc = res.headers.get('Location');
+  s.beatUrl = loc ? new URL(loc, url).href : base + '/' + encodeURIComponent(grant.session);
+  s.beatEvery = Math.max(5, Number(grant.beat_seconds) || 30) * 1000;
+  if (s === app.current) app.classroom.location = s.beatUrl;
+  if (grant.ice_servers) {
+    try { s.pc.setConfiguration({ iceServers: grant.ice_servers, bundlePolicy: 'max-bundle' }); } catch (e) { /* keep the page's */ }
+  }
+  s.janus = await window.classroomJanus.open(new URL(grant.janus, location.href).href, grant.token, {
+    onLost: s.drop,
+    onHangup: s.drop,
+    onCandidate: (c) => {
+      s.pc.addIceCandidate(c && c.candidate ? c : null).catch(() => {});
+    }
+  });
+  if (s === app.current) app.classroom.janus = { session: s.janus.session, handle: s.janus.handle, mountpoint: grant.mountpoint };
+  const offer = await s.janus.watch(grant.mountpoint);
+  await s.pc.setRemoteDescription(offer);
+  mapRelayTransceivers(s);
+  await s.pc.setLocalDescription(await s.pc.createAnswer());
+  await waitForGathering(s.pc, 2000);
+  s.sent = true;
+  await s.janus.start(s.pc.localDescription);
+  if (s.pc.iceGatheringState === 'complete') s.janus.trickle(null);
+  watchDtls(s);
+  return out;
+}
+
+// Tell the service the pupil still watches; 404: the session is gone, the next POST says why.
+export function startBeats(app, s) {
+  if (s.beatTimer || !s.beatUrl) return;
+  beat(app, s);
+  s.beatTimer = setInterval(() => beat(app, s), s.beatEvery);
+}
+
+function beat(app, s) {
+  if (!s.beatUrl || navigator.onLine === false) return;
+  fetch(s.beatUrl, { method: 'POST', headers: authHeaders(app.config), cache: 'no-store' }).then((res) => {
+    if (res.status !== 404 || s !== app.current) return;
+    s.beatUrl = null;
+    s.drop();
+  }).catch(() => { /* offline: the link checks notice */ });
+}
+
+// Leaving: stop the beats, close the Janus session, DELETE the relay session resource.
+export function closeRelay(app, s) {
+  clearInterval(s.beatTimer);
+  if (s.janus) { s.janus.close(); s.janus = null; }
+  if (s.beatUrl) {
+    fetch(s.beatUrl, { method: 'DELETE', headers: authHeaders(app.config), keepalive: true }).catch(() => {});
+    s.beatUrl = null;
+  }
+}

@@ -1,0 +1,132 @@
+/* classroom-edge, the pupil's page: the WHEP session (offer, POST, answer; PATCH trickle; DELETE).
+ * Offer transceivers, in order: camera video, board video (recvonly), classroom audio (sendrecv:
+ * the pupil's microphone when the teacher allows, see talk.js), and the "classroom" data channel.
+ * `app` is the page's state (main.js), `s` one session (connection.js: newSession). */
+
+// Every request to the service carries the join token.
+export function authHeaders(config, type) {
+  const h = { Authorization: 'Bearer ' + config.token };
+  if (type) h['Content-Type'] = type;
+  return h;
+}
+
+export function newPeerConnection(config) {
+  try {
+    return new RTCPeerConnection({ iceServers: config.ice_servers || [], bundlePolicy: 'max-bundle' });
+  } catch (e) {     // a malformed ICE entry must not lock pupils out
+    return new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  }
+}
+
+function preferH264(transceiver) {
+  if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver || !RTCRtpReceiver.getCapabilities) return;
+  const caps = RTCRtpReceiver.getCapabilities('video');
+  if (!caps || !caps.codecs) return;
+  const rank = (c) => {
+    const fmtp = c.sdpFmtpLine || '';
+    if (!/^video\/h264$/i.test(c.mimeType)) return 9;
+    if (!/packetization-mode=1/.test(fmtp)) return 5;
+    if (/profile-level-id=42e0/i.test(fmtp)) return 0;    // constrained baseline, what the server sends
+    return /profile-level-id=42/i.test(fmtp) ? 1 : 2;
+  };
+  const codecs = caps.codecs.map((c, i) => ({ c: c, i: i, r: rank(c) }));
+  if (!codecs.some((x) => x.r < 5)) return;
+  codecs.sort((a, b) => a.r - b.r || a.i - b.i);
+  try { transceiver.setCodecPreferences(codecs.map((x) => x.c)); } catch (e) { /* keep defaults */ }
+}
+
+// The page's own offer: its transceivers, the data channel (talk.js), candidates to trickle.
+export function prepareWhep(app, s) {
+  const pc = s.pc;
+  s.camera = pc.addTransceiver('video', { direction: 'recvonly' });
+  s.board = pc.addTransceiver('video', { direction: 'recvonly' });
+  // sendrecv: the microphone goes out here (replaceTrack) only when the teacher allows
+  s.audio = pc.addTransceiver('audio', { direction: 'sendrecv' });
+  s.channel = pc.createDataChannel('classroom');
+  if (window.classroomTalk) window.classroomTalk.attach(s);
+  preferH264(s.camera);
+  preferH264(s.board);
+  pc.onicecandidate = (ev) => {
+    if (!s.sent) return;             // gathered before the POST: already in the offer
+    s.pending.push(ev.candidate);    // null = end-of-candidates
+    trickle(app, s);
+  };
+}
+
+export function waitForGathering(pc, ms) {
+  return new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    const timer = setTimeout(done, ms);
+    function check() { if (pc.iceGatheringState === 'complete') done(); }
+    function done() { clearTimeout(timer); pc.removeEventListener('icegatheringstatechange', check); resolve(); }
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+// The server ending the session (lesson over, restart) shows up at once as DTLS close_notify.
+export function watchDtls(s) {
+  const tr = s.camera || s.pc.getTransceivers()[0];
+  const dtls = tr && tr.receiver.transport;
+  if (!dtls || !('onstatechange' in dtls)) return;
+  s.dtls = dtls;
+  dtls.onstatechange = () => {
+    if (dtls.state === 'closed' || dtls.state === 'failed') s.drop();
+  };
+}
+
+// Offer, POST, answer. Resolves {status, problem, retryAfter}; throws on network errors and timeouts.
+export async function negotiate(app, s) {
+  await s.pc.setLocalDescription(await s.pc.createOffer());
+  await waitForGathering(s.pc, 2000);
+  s.sent = true;
+  const url = new URL(app.config.whep, location.href);
+  if (app.classroom.saveData) url.searchParams.set('save_data', '1');
+  if (app.me) url.searchParams.set('as', app.me.key);
+  const whep = url.href;
+  const ctrl = window.AbortController ? new AbortController() : null;
+  const timer = setTimeout(() => { if (ctrl) ctrl.abort(); }, 15000);
+  const res = await fetch(whep, {
+    method: 'POST', headers: authHeaders(app.config, 'application/sdp'), body: s.pc.localDescription.sdp,
+    cache: 'no-store', signal: ctrl ? ctrl.signal : undefined
+  }).finally(() => clearTimeout(timer));
+  const out = { status: res.status, retryAfter: parseInt(res.headers.get('Retry-After') || '', 10) };
+  if (res.status !== 201) {
+    out.problem = await res.json().catch(() => ({}));
+    return out;
+  }
+  const answer = await res.text();
+  const loc = res.headers.get('Location');
+  s.location = loc ? new URL(loc, whep).href : null;
+  if (s === app.current) app.classroom.location = s.location;
+  await s.pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  watchDtls(s);
+  trickle(app, s);
+  return out;
+}
+
+// Candidates found after the POST go to the session with PATCH (RFC 8840 SDP fragment).
+function trickle(app, s) {
+  if (!s.location || !s.pending.some(Boolean)) return;
+  const cands = s.pending.splice(0), sdp = s.pc.localDescription.sdp;
+  const ufrag = /a=ice-ufrag:(\S+)/.exec(sdp), pwd = /a=ice-pwd:(\S+)/.exec(sdp);
+  if (!ufrag || !pwd) return;
+  const lines = ['a=ice-ufrag:' + ufrag[1], 'a=ice-pwd:' + pwd[1]];
+  sdp.split(/\r?\nm=/).slice(1).forEach((section, index) => {
+    const mid = (/a=mid:(\S+)/.exec(section) || [])[1];
+    const mine = cands.filter((c) => c && (c.sdpMid === mid || (c.sdpMid == null && c.sdpMLineIndex === index)));
+    if (!mine.length) return;
+    lines.push('m=' + section.split(/\r?\n/)[0], 'a=mid:' + mid);
+    mine.forEach((c) => { lines.push('a=' + c.candidate); });
+    if (cands.indexOf(null) >= 0) lines.push('a=end-of-candidates');
+  });
+  fetch(s.location, {
+    method: 'PATCH', headers: authHeaders(app.config, 'application/trickle-ice-sdpfrag'), body: lines.join('\r\n') + '\r\n'
+  }).catch(() => {});
+}
+
+// Leaving: DELETE the session resource (keepalive: it still goes out when the page unloads).
+export function deleteWhep(app, s) {
+  if (!s.location) return;
+  fetch(s.location, { method: 'DELETE', headers: authHeaders(app.config), keepalive: true }).catch(() => {});
+  s.location = null;
+}
