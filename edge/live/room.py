@@ -1,4 +1,5 @@
-"""A classroom at run time: its sources, one encoder per rendition, one bus per rendition."""
+"""A classroom at run time: its sources, one encoder per rendition, one bus per rendition,
+and the parts it owns: its camera control, its classroom (who takes part), its recorder."""
 
 from __future__ import annotations
 
