@@ -20,7 +20,7 @@ import httpx
 from edge.access.links import signer_for
 from edge.access.tokens import Grant
 from edge.config.settings import load
-from tests.conftest import run_service, write_site
+from tests.conftest import SMALL_ROOM, run_service, write_site
 from tests.whep_client import Viewer, eventually
 
 ROSTER = (
@@ -29,22 +29,6 @@ ROSTER = (
     "0101000002,Trần Thị Bình,6A1\n"
     "0101000003,Lê Văn Cường,6A1\n"
 )
-ROOM = """class = "6A1"
-always_live = true
-record = false
-[camera]
-kind = "test"
-width = 320
-height = 180
-fps = 15
-[mic]
-kind = "test"
-[[camera_renditions]]
-width = 320
-height = 180
-fps = 15
-bitrate_kbps = 300
-"""
 SITE = """school = "Trường Thử"
 roster = "roster.csv"
 [webrtc]
@@ -62,7 +46,7 @@ def client(address: str) -> httpx.AsyncClient:
 
 def site(tmp_path: Path) -> Path:
     (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
-    return write_site(tmp_path, {"r1": ROOM}, SITE)
+    return write_site(tmp_path, {"r1": SMALL_ROOM}, SITE)
 
 
 def tokens(links: list[dict[str, object]]) -> dict[str, str]:
@@ -222,6 +206,13 @@ async def test_bad_links_do_not_lock_out_a_good_one_and_tokens_are_strict(
             assert page.status_code == 200 and "Nguyễn Văn An" in page.text
             status = await Viewer(service.whep("r1"), good, decode_clock=False).connect(family)
             assert status.status_code == 201
+        # one bad link tried from many addresses waits too: the page counts it per link
+        guessed = f"{payload}.{'C' * 22}"
+        answers = []
+        for n in range(20, 31):
+            async with client(f"127.0.0.{n}") as elsewhere:
+                answers.append((await elsewhere.get(f"{service.base}/join/{guessed}")).status_code)
+        assert answers == [401] * 9 + [429] * 2, answers  # the tenth refusal says to wait
 
 
 def test_a_forged_host_is_not_the_board_and_a_logged_out_cookie_is_refused(

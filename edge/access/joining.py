@@ -51,9 +51,15 @@ def _throttle_keys(request: Request, token: str | None) -> tuple[str, ...]:
     return (address, "link:" + hashlib.sha256(token.encode()).hexdigest()[:24])
 
 
+def link_wait(service: EdgeService, request: Request, token: str | None) -> float | None:
+    """Seconds to wait when this address or this link (`token`) was refused too often
+    lately, else None: the same keys `check_link` counts refusals under."""
+    return service.throttle.wait(*_throttle_keys(request, token))
+
+
 def throttled(service: EdgeService, request: Request, headers: dict[str, str]) -> Response | None:
-    """A 429 when this address or this link was refused too often lately."""
-    wait = service.throttle.wait(*_throttle_keys(request, bearer(request)))
+    """A 429 when this address or the request's bearer link was refused too often."""
+    wait = link_wait(service, request, bearer(request))
     if wait is None:
         return None
     return problem(

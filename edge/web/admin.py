@@ -22,7 +22,7 @@ from edge.access.rules import is_staff, json_object, problem, staff_csrf
 from edge.config.files import write_atomically
 from edge.config.settings import ConfigError, load
 from edge.live.ptz import CameraControlError
-from edge.web.deps import Room, Staff, StaffChange
+from edge.web.deps import Room, StaffChange, StaffOnly
 from edge.web.pages import NO_STORE, page
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def router(service: EdgeService) -> APIRouter:
             },
         )
 
-    @routes.get("/api/admin/state", dependencies=[Staff])
+    @routes.get("/api/admin/state", dependencies=[StaffOnly])
     async def admin_state(request: Request) -> Response:
         health = service.health()
         zone = service.config.zone
@@ -99,29 +99,29 @@ def router(service: EdgeService) -> APIRouter:
             headers=NO_STORE,
         )
 
-    @routes.get("/api/admin/devices", dependencies=[Staff])
+    @routes.get("/api/admin/devices", dependencies=[StaffOnly])
     async def admin_devices(request: Request) -> Response:
         from edge.live.devices import list_devices
 
         devices = await asyncio.to_thread(list_devices)
         return JSONResponse(devices, headers=NO_STORE)
 
-    @routes.get("/api/admin/check", dependencies=[Staff])
+    @routes.get("/api/admin/check", dependencies=[StaffOnly])
     async def admin_check(request: Request) -> Response:
         problems = await asyncio.to_thread(check_files)
         return JSONResponse({"ok": not problems, "problems": problems}, headers=NO_STORE)
 
-    @routes.get("/api/admin/logs", dependencies=[Staff])
+    @routes.get("/api/admin/logs", dependencies=[StaffOnly])
     async def admin_logs(request: Request, count: int = 100) -> Response:
         return JSONResponse(service.logbook.recent(max(1, min(count, 300))), headers=NO_STORE)
 
-    @routes.get("/api/admin/drills", dependencies=[Staff])
+    @routes.get("/api/admin/drills", dependencies=[StaffOnly])
     async def admin_drills(request: Request) -> Response:
         """The saved drill reports, newest first (the principal's records)."""
         reports = await asyncio.to_thread(saved_drills, service.config.site.data_dir / "drills")
         return JSONResponse(reports, headers=NO_STORE)
 
-    @routes.get("/drills/{name}", dependencies=[Staff])
+    @routes.get("/drills/{name}", dependencies=[StaffOnly])
     async def drill_report(name: str, request: Request) -> Response:
         path = service.config.site.data_dir / "drills" / name
         if not DRILL_REPORT.fullmatch(name) or not path.is_file():
@@ -129,7 +129,7 @@ def router(service: EdgeService) -> APIRouter:
         text = await asyncio.to_thread(path.read_bytes)
         return Response(text, media_type="text/plain; charset=utf-8", headers=NO_STORE)
 
-    @routes.get("/api/admin/rooms/{room}/preview.jpg", dependencies=[Staff])
+    @routes.get("/api/admin/rooms/{room}/preview.jpg", dependencies=[StaffOnly])
     async def admin_preview(room: Room, request: Request, source: str = "camera") -> Response:
         runtime = service.rooms.get(room)
         pipelines = runtime.pipelines if runtime is not None and runtime.capturing else []
@@ -140,7 +140,7 @@ def router(service: EdgeService) -> APIRouter:
         jpeg = await asyncio.to_thread(preview_jpeg, frame)
         return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)
 
-    @routes.get("/api/admin/rooms/{room}/config", dependencies=[Staff])
+    @routes.get("/api/admin/rooms/{room}/config", dependencies=[StaffOnly])
     async def room_config(room: Room, request: Request) -> Response:
         file = service.config.room_files[room]
         text = await asyncio.to_thread(file.read_text, encoding="utf-8")
@@ -178,7 +178,7 @@ def router(service: EdgeService) -> APIRouter:
             {"ok": True, "problems": [], "saved": True, "applied": applied, "restart": restart}
         )
 
-    @routes.get("/api/rooms/{room}/camera", dependencies=[Staff])
+    @routes.get("/api/rooms/{room}/camera", dependencies=[StaffOnly])
     async def camera_state(room: Room, request: Request) -> Response:
         return JSONResponse(await service.rooms[room].camera.state(), headers=NO_STORE)
 

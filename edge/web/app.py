@@ -22,7 +22,7 @@ from edge.live import outlook, relay
 from edge.live.outlook import not_live
 from edge.live.service import EdgeService
 from edge.web import admin, console, lesson_commands, principal, rewatch
-from edge.web.deps import Refused, Room, Staff
+from edge.web.deps import Refused, Room, StaffOnly
 from edge.web.metrics import CONTENT_TYPE, exposition
 from edge.web.pages import STATIC, page
 from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
@@ -169,7 +169,7 @@ def create_app(service: EdgeService) -> FastAPI:
         status = 201 if command == "start" else 200
         return JSONResponse(lesson.as_json(service.config.zone), status_code=status)
 
-    @app.get("/api/rooms/{room}/lesson", dependencies=[Staff])
+    @app.get("/api/rooms/{room}/lesson", dependencies=[StaffOnly])
     async def lesson_state(room: Room) -> Response:
         state = lesson_outlook(room, staff=True)
         recorder = service.rooms[room].recorder
@@ -177,16 +177,16 @@ def create_app(service: EdgeService) -> FastAPI:
         state["warnings"] = service.warnings()
         return JSONResponse(state, headers={"Cache-Control": "no-store"})
 
-    @app.post("/api/rooms/{room}/lesson", dependencies=[Staff])
+    @app.post("/api/rooms/{room}/lesson", dependencies=[StaffOnly])
     async def lesson_start(room: Room, wish: lesson_commands.LessonBody) -> Response:
         """Start an extra lesson now: `{"minutes": 45, "subject": "", "teacher": ""}`."""
         return await lesson_command(room, "start", wish)
 
-    @app.post("/api/rooms/{room}/lesson/end", dependencies=[Staff])
+    @app.post("/api/rooms/{room}/lesson/end", dependencies=[StaffOnly])
     async def lesson_end(room: Room, wish: lesson_commands.LessonBody) -> Response:
         return await lesson_command(room, "end", wish)
 
-    @app.post("/api/rooms/{room}/lesson/extend", dependencies=[Staff])
+    @app.post("/api/rooms/{room}/lesson/extend", dependencies=[StaffOnly])
     async def lesson_extend(room: Room, wish: lesson_commands.LessonBody) -> Response:
         """`{"minutes": 10}`: up to the next period's bell."""
         return await lesson_command(room, "extend", wish)
@@ -280,11 +280,11 @@ def create_app(service: EdgeService) -> FastAPI:
         grant = joining.check_link(service, token, request)
         room = service.rooms.get(grant.room) if grant is not None else None
         if grant is None or room is None or grant.class_name != room.settings.class_name:
-            if (waiting := joining.throttled(service, request, {})) is not None:
+            if (wait := joining.link_wait(service, request, token)) is not None:
                 return HTMLResponse(
                     _link_error_page(TOO_MANY_ATTEMPTS),
                     status_code=429,
-                    headers={"Retry-After": waiting.headers["Retry-After"]},
+                    headers={"Retry-After": str(int(wait))},
                 )
             return HTMLResponse(_link_error_page(), status_code=401 if grant is None else 404)
         pupil = service.gate.pupil(grant)

@@ -22,7 +22,7 @@ from edge.access.links import room_links
 from edge.access.rules import json_object, problem, staff_page_refusal
 from edge.live.ptz import CameraControlError
 from edge.web import lesson_commands
-from edge.web.deps import Room, Staff, json_body
+from edge.web.deps import Room, StaffOnly, json_body
 from edge.web.pages import page
 from edge.web.sheet import render_sheet
 
@@ -31,18 +31,12 @@ if TYPE_CHECKING:
 
 PUSH_SECONDS = 1.0  # changes outside the classroom (the lesson, the mic) reach it this fast
 KEEPALIVE_SECONDS = 15.0
-Action = Literal[
-    "allow_speak",
-    "mute",
-    "lower_hand",
-    "remove",
-    "pause_camera",
-    "resume_camera",
-    "preset",
-    "start",
-    "extend",
-    "end",
-]
+Action = (
+    Literal[
+        "allow_speak", "mute", "lower_hand", "remove", "pause_camera", "resume_camera", "preset"
+    ]
+    | lesson_commands.Command  # start, extend, end: the same rules as the lesson API
+)
 
 
 class ConsoleAction(lesson_commands.LessonWish):
@@ -105,11 +99,11 @@ def router(service: EdgeService) -> APIRouter:
             headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
         )
 
-    @routes.get("/api/rooms/{room}/console", dependencies=[Staff])
+    @routes.get("/api/rooms/{room}/console", dependencies=[StaffOnly])
     async def console_state(room: Room) -> Response:
         return JSONResponse(state(room), headers={"Cache-Control": "no-store"})
 
-    @routes.get("/api/rooms/{room}/console/events", dependencies=[Staff])
+    @routes.get("/api/rooms/{room}/console/events", dependencies=[StaffOnly])
     async def console_events(room: Room, request: Request) -> Response:
         classroom = service.rooms[room].classroom
 
@@ -133,7 +127,7 @@ def router(service: EdgeService) -> APIRouter:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    @routes.post("/api/rooms/{room}/console", dependencies=[Staff])
+    @routes.post("/api/rooms/{room}/console", dependencies=[StaffOnly])
     async def console_action(
         room: Room, wish: Annotated[ConsoleAction, Depends(json_body(ConsoleAction))]
     ) -> Response:
@@ -169,14 +163,14 @@ def router(service: EdgeService) -> APIRouter:
             return problem(409, "Conflict", "Học sinh này không còn trong lớp trực tuyến.")
         return JSONResponse(state(room))
 
-    @routes.get("/api/classes/{class_name}/at-home", dependencies=[Staff])
+    @routes.get("/api/classes/{class_name}/at-home", dependencies=[StaffOnly])
     async def at_home_get(class_name: str, date: str = "") -> Response:
         day = _day(date) or service.clock.now().astimezone(service.config.zone).date()
         home = service.attendance.at_home(day, class_name)
         body = {"date": day.isoformat(), "class": class_name}
         return JSONResponse({**body, "pupils": sorted(home) if home is not None else None})
 
-    @routes.post("/api/classes/{class_name}/at-home", dependencies=[Staff])
+    @routes.post("/api/classes/{class_name}/at-home", dependencies=[StaffOnly])
     async def at_home_set(class_name: str, request: Request) -> Response:
         """`{"date": "YYYY-MM-DD", "pupils": [IDs]}`: who studies from home that day."""
         wish = await json_object(request)

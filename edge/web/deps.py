@@ -53,7 +53,7 @@ def known_room(room: str, service: Service) -> str:
     return room
 
 
-Staff = Depends(require_staff)
+StaffOnly = Depends(require_staff)
 StaffChange = Depends(require_staff_change)
 Room = Annotated[str, Depends(known_room)]
 
