@@ -118,12 +118,12 @@ def migrate(db: sqlite3.Connection, path: Path | str = "lessons.db") -> int:
         for number in range(version + 1, latest + 1):
             for statement in _statements(MIGRATIONS[number - 1]):
                 db.execute(statement)
-        db.execute(f"PRAGMA user_version = {max(version, latest)}")
+        db.execute(f"PRAGMA user_version = {latest}")
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-    return max(version, latest)
+    return latest
 
 
 def _version(db: sqlite3.Connection) -> int:
