@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -55,6 +56,13 @@ class TrackStats:
     first_frame_at: float | None = None
     latencies_ms: list[float] = field(default_factory=list)
     clock_ms: list[int] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    """`time.monotonic()` when each frame was decoded."""
+
+    def gaps(self, since: float, until: float) -> list[float]:
+        """Seconds between the frames decoded from `since` to `until` (monotonic)."""
+        times = [at for at in self.arrivals if since <= at <= until]
+        return [b - a for a, b in itertools.pairwise(times)]
 
 
 @dataclass
@@ -158,8 +166,9 @@ class Viewer:
             while True:
                 frame = await track.recv()
                 now = time.time()
+                stats.arrivals.append(time.monotonic())
                 if stats.first_frame_at is None:
-                    stats.first_frame_at = time.monotonic()
+                    stats.first_frame_at = stats.arrivals[-1]
                 stats.frames += 1
                 if name == "audio":
                     continue
