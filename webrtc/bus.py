@@ -92,14 +92,15 @@ class Subscription:
 
 class PacketBus:
     """Fans out one rendition's packets. `publish` runs on the event loop;
-    `publish_threadsafe` may be called from a capture thread."""
+    `publish_threadsafe` may be called from a capture thread once the bus knows its
+    loop (given here, or by `bind` from the loop before capture starts)."""
 
     def __init__(
         self,
         name: str,
         kind: MediaKind,
         *,
-        loop: asyncio.AbstractEventLoop,
+        loop: asyncio.AbstractEventLoop | None = None,
         request_keyframe: Callable[[], None] = lambda: None,
         queue_size: int = 30,
         nominal_bitrate: int = 0,
@@ -125,6 +126,13 @@ class PacketBus:
         self.last_packet_at: float | None = None
         self._gone_dropped = 0  # of subscriptions that ended
         self._gone_resyncs = 0
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop `publish_threadsafe` hands packets to."""
+        self._loop = loop
+
+    def _now(self) -> float:
+        return (self._loop or asyncio.get_running_loop()).time()
 
     @property
     def subscribers(self) -> int:
@@ -159,7 +167,7 @@ class PacketBus:
 
     def packet_rate(self) -> float:
         """Packets a second over the last `RATE_WINDOW` seconds (video: frames a second)."""
-        now = self._loop.time()
+        now = self._now()
         while self._recent and now - self._recent[0][0] > RATE_WINDOW:
             self._recent.popleft()
         if self._first_packet_at is None:
@@ -183,7 +191,7 @@ class PacketBus:
         than that, the nominal bitrate stands in for the time before its first packet.
         A whole window, not first to last packet: two stills a second apart (one brought
         forward for a joiner) are not a still per second."""
-        now = self._loop.time()
+        now = self._now()
         while self._recent and now - self._recent[0][0] > RATE_WINDOW:
             self._recent.popleft()
         bits = sum(size for _, size in self._recent) * 8
@@ -192,7 +200,7 @@ class PacketBus:
         return (bits + self.nominal_bitrate * unseen) / RATE_WINDOW
 
     def publish(self, packet: Packet) -> None:
-        now = self._loop.time()
+        now = self._now()
         self.packets += 1
         self.bytes += packet.size
         self.last_packet_at = now
@@ -207,5 +215,7 @@ class PacketBus:
 
     def publish_threadsafe(self, packet: Packet) -> None:
         # RuntimeError: the loop is closing, the packet has no one left to reach
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self.publish, packet)
+        # (no loop yet: nothing can be subscribed, the packet would reach no one)
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self.publish, packet)

@@ -27,12 +27,9 @@ def for_pupils(lesson: Lesson | None, zone: dt.tzinfo) -> dict[str, object] | No
 def lesson_outlook(service: EdgeService, room: str, staff: bool = False) -> dict[str, object]:
     """The room's live, next and ended (today) lessons and the school's time; staff also
     see ids and states."""
-    scheduler = service.scheduler
     zone = service.config.zone
-    if scheduler is None:
-        return {"live": None, "next": None, "ended": None, "now": None}
     now = service.clock.now()
-    found = scheduler.outlook(room, now)
+    found = service.scheduler.outlook(room, now)
     return {
         "now": now.astimezone(zone).isoformat(),
         **{

@@ -99,7 +99,6 @@ class Room:
         self,
         name: str,
         settings: RoomSettings,
-        loop: asyncio.AbstractEventLoop,
         camera: CameraControl,
     ) -> None:
         self.name = name
@@ -141,7 +140,7 @@ class Room:
             title, detail = RECONNECTING[source_name]
             missing = slate(top.width, top.height, title, detail)
             fps = getattr(source_config, "fps", None) or top.fps
-            self._add(source, encoders, loop, "video", missing, missing_after=max(1.0, 3 / fps))
+            self._add(source, encoders, "video", missing, missing_after=max(1.0, 3 / fps))
             self._video_feeds.append(
                 VideoLine(
                     [self.buses[encoder.name] for encoder in encoders],
@@ -166,7 +165,7 @@ class Room:
                     active=False,
                 )
                 audio_encoders.append(self.ducking_encoder)
-            self._add(audio_source(settings.mic), audio_encoders, loop, "audio")
+            self._add(audio_source(settings.mic), audio_encoders, "audio")
             self._audio_feed = self.buses["mic"]
         self.camera_paused = False
 
@@ -174,7 +173,6 @@ class Room:
         self,
         source: Source,
         encoders: list[VideoEncoder] | list[AudioEncoder],
-        loop: asyncio.AbstractEventLoop,
         kind: MediaKind,
         missing: av.VideoFrame | None = None,
         *,
@@ -184,7 +182,6 @@ class Room:
             self.buses[encoder.name] = PacketBus(
                 f"{self.name}/{encoder.name}",
                 kind,
-                loop=loop,
                 request_keyframe=encoder.request_keyframe,
                 queue_size=30 if kind == "video" else 25,
                 nominal_bitrate=encoder.bitrate,
@@ -207,7 +204,10 @@ class Room:
         """Open the devices and start the encoders (a lesson is about to begin)."""
         if not self.capturing:
             self.capturing = True
-            self.warmed_at = asyncio.get_running_loop().time()
+            loop = asyncio.get_running_loop()
+            for bus in self.buses.values():
+                bus.bind(loop)
+            self.warmed_at = loop.time()
             self.warmed_origin = time.monotonic()
             for pipeline in self.pipelines:
                 pipeline.start()
@@ -261,8 +261,7 @@ class Room:
         steps: list[tuple[str, Callable[[], object]]] = []
         if self.recorder is not None:
             steps.append((f"room {self.name}: recorder", self.recorder.stop))
-        if hasattr(self, "classroom"):
-            steps.append((f"room {self.name}: classroom", self.classroom.stop))
+        steps.append((f"room {self.name}: classroom", self.classroom.stop))
         steps += [
             (f"room {self.name}: devices", self.cool),
             (f"room {self.name}: camera control", self.camera.close),

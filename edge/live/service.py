@@ -101,12 +101,9 @@ class EdgeService:
         )
         self.attendance = AttendanceStore(config.site.data_dir / "lessons.db")
         self._heartbeat: asyncio.Task[None] | None = None
-        self.rooms: dict[str, Room] = {}
-        self.store: LessonStore | None = None
-        self.scheduler: Scheduler | None = None
+        self.store = LessonStore(config.site.data_dir / "lessons.db")
         self.recordings = RecordingStore(config.site.data_dir / "recordings", config.zone)
-        self.jobs: ArchiveStore | None = None
-        self.archiver: Archiver | None = None
+        self.jobs = ArchiveStore(config.site.data_dir / "lessons.db")
         self.throttle = Throttle()  # refused join and login attempts per address
         self.roster = open_roster(config)
         self.gate = Gate(self.signer, self.roster)
@@ -117,16 +114,56 @@ class EdgeService:
             if config.site.relay is not None
             else None
         )  # [relay]: pupils play from Janus; None: the built-in fan-out serves them
-        self._cameras = {  # each room's, handed to the room at start
-            name: CameraControl(
-                name,
-                room.camera.control if room.camera is not None else None,
-                room.presets,
-                None if config.demo else config.room_files.get(name),
-                backend=usb_backend,
-            )
-            for name, room in config.rooms.items()
+        self.rooms = {
+            name: self._room(name, settings, usb_backend) for name, settings in config.rooms.items()
         }
+        self.archiver = self._archiver(self.store, self.jobs)
+        schedule = config.site.schedule
+        self.scheduler = Scheduler(
+            self.store,
+            [self.plan(name) for name in config.rooms],
+            {name: _Driver(self, room) for name, room in self.rooms.items()},
+            clock=self.clock,
+            zone=config.zone,
+            calendar=config.site.calendar.calendar(),
+            rules=Rules(
+                lead=dt.timedelta(minutes=schedule.lead_minutes),
+                grace=dt.timedelta(minutes=schedule.grace_minutes),
+                rollover=dt.timedelta(minutes=schedule.rollover_minutes),
+                always_span=dt.timedelta(minutes=schedule.always_live_lesson_minutes),
+            ),
+        )
+
+    def _room(self, name: str, settings: RoomSettings, usb_backend: object | None) -> Room:
+        """Room `name` with its parts: camera control, classroom, recorder."""
+        config = self.config
+        camera = CameraControl(
+            name,
+            settings.camera.control if settings.camera is not None else None,
+            settings.presets,
+            None if config.demo else config.room_files.get(name),
+            backend=usb_backend,
+        )
+        room = Room(name, settings, camera)
+        room.classroom = Classroom(
+            room,
+            clock=self.clock,
+            zone=config.zone,
+            names=self._name_of,
+            close_session=self.sessions.delete,
+        )
+        if config.site.recordings.enabled and settings.record:
+            room.recorder = Recorder(
+                name,
+                room.buses,
+                recorded_tracks(settings),
+                self.recordings,
+                origin=room.origin,
+                clock=self.clock,
+                school=config.site.school,
+                stop_below_bytes=config.site.recordings.stop_below_mb * 1_000_000,
+            )
+        return room
 
     def ice_servers(self, label: str) -> list[IceServer]:
         """STUN/TURN for one page or session: the static servers and, with [webrtc.turn],
@@ -160,8 +197,7 @@ class EdgeService:
         self.config.timetables[name] = fresh.timetables.get(name, [])
         self.rooms[name].settings = new
         self.rooms[name].camera.presets = dict(new.presets)
-        if self.scheduler is not None:
-            self.scheduler.replan(self.plan(name))
+        self.scheduler.replan(self.plan(name))
         logger.info("room %s: applied %s without a restart", name, ", ".join(changed) or "nothing")
         return changed, []
 
@@ -172,58 +208,15 @@ class EdgeService:
         elif self.host not in ("0.0.0.0", "::", ""):
             gather_only([self.host])
         gather_in(self.gather_policy)
-        loop = asyncio.get_running_loop()
-        quiet_departures(loop)  # a pupil leaving is an INFO line, not an ERROR traceback
-        self.rooms = {
-            name: Room(name, settings, loop, self._cameras[name])
-            for name, settings in self.config.rooms.items()
-        }
-        for room in self.rooms.values():
-            room.classroom = Classroom(
-                room,
-                clock=self.clock,
-                zone=self.config.zone,
-                names=self._name_of,
-                close_session=self.sessions.delete,
-            )
-        closed = self.attendance.close_dangling()
+        quiet_departures(asyncio.get_running_loop())  # a pupil leaving: INFO, not a traceback
+        closed = await asyncio.to_thread(self.attendance.close_dangling)
         if closed:
             logger.info("%d viewer session(s) a crash left open end when last seen", closed)
         await self.sessions.start()
         if self.relay is not None:
             await self.relay.start()
         self._heartbeat = supervised("attendance-heartbeat", self._beat)
-        config, schedule = self.config, self.config.site.schedule
-        self.store = LessonStore(config.site.data_dir / "lessons.db")
-        for name, room in self.rooms.items():
-            if config.site.recordings.enabled and config.rooms[name].record:
-                room.recorder = Recorder(
-                    name,
-                    room.buses,
-                    recorded_tracks(config.rooms[name]),
-                    self.recordings,
-                    origin=room.origin,
-                    clock=self.clock,
-                    school=config.site.school,
-                    stop_below_bytes=config.site.recordings.stop_below_mb * 1_000_000,
-                )
-        self.jobs = ArchiveStore(config.site.data_dir / "lessons.db")
-        self.archiver = self._archiver(self.store, self.jobs)
         await self.archiver.start()
-        self.scheduler = Scheduler(
-            self.store,
-            [self.plan(name) for name in config.rooms],
-            {name: _Driver(self, room) for name, room in self.rooms.items()},
-            clock=self.clock,
-            zone=config.zone,
-            calendar=config.site.calendar.calendar(),
-            rules=Rules(
-                lead=dt.timedelta(minutes=schedule.lead_minutes),
-                grace=dt.timedelta(minutes=schedule.grace_minutes),
-                rollover=dt.timedelta(minutes=schedule.rollover_minutes),
-                always_span=dt.timedelta(minutes=schedule.always_live_lesson_minutes),
-            ),
-        )
         await self.scheduler.start()
 
     def _archiver(self, lessons: LessonStore, jobs: ArchiveStore) -> Archiver:
@@ -313,17 +306,14 @@ class EdgeService:
         steps: list[tuple[str, Callable[[], object]]] = []
         if self._heartbeat is not None:
             steps.append(("heartbeat", partial(cancel_all, [self._heartbeat])))
-        for name, part in (("scheduler", self.scheduler), ("relay", self.relay)):
-            if part is not None:
-                steps.append((name, part.stop))
-        if self.archiver is not None:
-            steps.append(("archiver", self.archiver.stop))
-        steps.append(("viewer sessions", self.sessions.stop))
+        steps.append(("scheduler", self.scheduler.stop))
+        if self.relay is not None:
+            steps.append(("relay", self.relay.stop))
+        steps += [("archiver", self.archiver.stop), ("viewer sessions", self.sessions.stop)]
         steps += [(f"room {n}", room.stop) for n, room in self.rooms.items()]
         steps += [
-            (name, s.close) for name, s in (("lessons", self.store), ("jobs", self.jobs)) if s
-        ]
-        steps += [
+            ("lessons", self.store.close),
+            ("jobs", self.jobs.close),
             ("roster", self.roster.close),
             ("attendance", self.attendance.close),
             ("candidates", partial(gather_only, None)),
@@ -362,14 +352,14 @@ class EdgeService:
             "status": "ok" if healthy else "degraded",
             "viewers": len(self.sessions.sessions),
             "rooms": rooms,
-            "archive": self.archiver.health() if self.archiver is not None else None,
+            "archive": self.archiver.health(),
             "warnings": self.warnings(),
         }
 
     def warnings(self) -> list[str]:
         """What staff must see (the console, /healthz): streaming goes on regardless."""
         found = []
-        if self.archiver is not None and self.archiver.guard.low:
+        if self.archiver.guard.low:
             free = self.archiver.guard.free / 1e6
             found.append(
                 f"Ổ đĩa sắp đầy: còn {free:.0f} MB, không còn bài đã lưu trữ nào để xoá. "
@@ -431,8 +421,7 @@ class _Driver:
             self.room.lesson = None
         if self.room.recorder is not None:
             await self.room.recorder.finish(lesson)  # lesson.json complete before `recorded`
-        if self.service.archiver is not None:
-            self.service.archiver.wake()
+        self.service.archiver.wake()
         if keep_viewers:
             logger.info("room %s: lesson %s closed, viewers stay", self.room.name, lesson.id)
             return

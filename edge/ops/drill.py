@@ -1114,7 +1114,6 @@ class MiniLesson:
             if self._task.done() or time.monotonic() > deadline:
                 raise DrillError(f"the drill's own service did not start on {self.base_url}")
             await asyncio.sleep(0.05)
-        assert self.service.scheduler is not None
         lesson = await self.service.scheduler.start_adhoc(
             self.room, minutes, subject="Kiểm tra phòng", teacher="Tổ CNTT"
         )
@@ -1127,7 +1126,6 @@ class MiniLesson:
         return links[0].token
 
     async def end_lesson(self) -> None:
-        assert self.service.scheduler is not None
         await self.service.scheduler.end_now(self.room)
 
     async def stop(self) -> None:

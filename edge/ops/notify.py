@@ -193,12 +193,10 @@ def status_text(
 
 def service_status(service: EdgeService) -> str:
     """The running service's status text, from its scheduler and health."""
-    scheduler = service.scheduler
     now = service.clock.now()
     zone = service.config.zone
     rooms = {
-        name: room_status(scheduler.outlook(name, now) if scheduler else {}, now, zone)
-        for name in service.rooms
+        name: room_status(service.scheduler.outlook(name, now), now, zone) for name in service.rooms
     }
     health = service.health()
     return status_text(

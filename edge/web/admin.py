@@ -74,7 +74,7 @@ def router(service: EdgeService) -> APIRouter:
         zone = service.config.zone
         rooms: dict[str, object] = {}
         for name, room in service.rooms.items():
-            outlook = service.scheduler.outlook(name) if service.scheduler is not None else {}
+            outlook = service.scheduler.outlook(name)
             live, upcoming = outlook.get("live"), outlook.get("next")
             rooms[name] = {
                 "class": room.settings.class_name,
@@ -85,7 +85,7 @@ def router(service: EdgeService) -> APIRouter:
                 "camera": await service.rooms[name].camera.state(),
                 "file": str(service.config.room_files.get(name, "")),
             }
-        jobs = service.jobs.jobs("composing", "queued", "uploading") if service.jobs else []
+        jobs = service.jobs.jobs("composing", "queued", "uploading")
         return JSONResponse(
             {
                 "status": health["status"],

@@ -54,9 +54,8 @@ def router(service: EdgeService) -> APIRouter:
     def state(room: str) -> dict[str, object]:
         runtime = service.rooms[room]
         classroom, camera = runtime.classroom, runtime.camera
-        scheduler = service.scheduler
         zone = service.config.zone
-        outlook = scheduler.outlook(room) if scheduler is not None else {}  # one plan a push
+        outlook = service.scheduler.outlook(room)  # one plan a push
         lesson, upcoming = outlook.get("live"), outlook.get("next")
         recorder = runtime.recorder
         today = service.clock.now().astimezone(zone).date()

@@ -39,20 +39,12 @@ class LessonWish(BaseModel):
 
 
 async def run(
-    scheduler: Scheduler | None, room: str, command: Command, wish: LessonWish
+    scheduler: Scheduler, room: str, command: Command, wish: LessonWish
 ) -> Lesson | JSONResponse:
     """The lesson after `command`, or the problem to answer: 409 when it does not fit
-    what the room is doing, 503 while the scheduler is not running (the body was checked
-    by `LessonWish`)."""
+    what the room is doing (the body was checked by `LessonWish`)."""
     minutes = wish.minutes or (45 if command == "start" else 5)  # the defaults
     text = {"subject": wish.subject, "teacher": wish.teacher}
-    if scheduler is None:  # before the service has started, or while it stops
-        return problem(
-            503,
-            "Not ready",
-            "Lịch tiết học chưa chạy (máy đang khởi động hoặc đang tắt): thử lại sau ít giây.",
-            {"Retry-After": "5"},
-        )
     try:
         if command == "start":
             return await scheduler.start_adhoc(room, float(minutes), **text)

@@ -36,7 +36,6 @@ def reports_for(
     service: EdgeService, day: dt.date, room: str | None
 ) -> tuple[DayReport, list[WeekRow]]:
     """The day's report and its school week's summary, from the running service."""
-    assert service.store is not None
     site = service.config.site
     return day_and_week(
         site.school,
