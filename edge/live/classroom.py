@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 MESSAGE_CHARS = 300
 KEPT_MESSAGES = 100
-SILENT_WARNING_SECONDS = 30.0
 
 
 @dataclass
@@ -289,7 +288,6 @@ class Classroom:
             (p for p in self.participants.values() if p.hand_at is not None),
             key=lambda p: p.hand_at or 0.0,
         )
-        silent = self.room.mic_silent_seconds()
         return {
             "version": self.version,
             "online": [
@@ -301,9 +299,6 @@ class Classroom:
             "messages": list(self.messages),
             "speaking": self.speaking,
             "speaker": self.room.speaker is not None,
-            "camera_paused": self.room.camera_paused,
-            "mic_silent_seconds": None if silent is None else round(silent),
-            "mic_silent": silent is not None and silent >= SILENT_WARNING_SECONDS,
         }  # fmt: skip
 
     async def stop(self) -> None:

@@ -10,33 +10,16 @@ from typing import TYPE_CHECKING
 from fastapi.responses import JSONResponse
 
 from edge.access.rules import problem
-from edge.school.lessons import Lesson
+from edge.live.state import room_state
 
 if TYPE_CHECKING:
     from edge.live.service import EdgeService
 
 
-def for_pupils(lesson: Lesson | None, zone: dt.tzinfo) -> dict[str, object] | None:
-    if lesson is None:
-        return None
-    full = lesson.as_json(zone)
-    keys = ("class", "subject", "teacher", "period", "session", "start", "end")
-    return {key: full[key] for key in keys}
-
-
 def lesson_outlook(service: EdgeService, room: str, staff: bool = False) -> dict[str, object]:
     """The room's live, next and ended (today) lessons and the school's time; staff also
     see ids and states."""
-    zone = service.config.zone
-    now = service.clock.now()
-    found = service.scheduler.outlook(room, now)
-    return {
-        "now": now.astimezone(zone).isoformat(),
-        **{
-            key: (lesson.as_json(zone) if staff and lesson else for_pupils(lesson, zone))
-            for key, lesson in found.items()
-        },
-    }
+    return room_state(service, room).outlook(service.config.zone, staff=staff)
 
 
 def not_live(service: EdgeService, room: str, headers: dict[str, str]) -> JSONResponse:

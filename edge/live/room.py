@@ -300,13 +300,7 @@ class Room:
                 "viewers": bus.subscribers,
                 "last_packet_age": age,
             }
-        return {
-            "live": self.live,
-            "capturing": self.capturing,
-            "camera_paused": self.camera_paused,
-            "mic_silent_seconds": self.mic_silent_seconds(),
-            "lesson": self.lesson.id if self.lesson is not None else None,
-            "class": self.settings.class_name,
+        return {  # with the room's state (edge/live/state.py) in /healthz
             "sources": sources,
             "renditions": buses,
             "stalled": stalled,

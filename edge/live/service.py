@@ -25,6 +25,7 @@ from edge.live.logbook import Logbook
 from edge.live.ptz import CameraControl, CameraControlError
 from edge.live.relay import Relay, read_secret
 from edge.live.room import Room
+from edge.live.state import room_state
 from edge.recording.archive import Archiver, ArchiveStore, DiskGuard, Manners
 from edge.recording.compose import Composer
 from edge.recording.library import DirectoryTarget, RcloneTarget, Target
@@ -52,10 +53,6 @@ HEARTBEAT = 30.0  # seconds between notes of who is still watching
 LIVE_ROOM_FIELDS = {"presets", "start_preset", "timetable", "excluded_subjects"}
 """Room settings a saved edit changes at once; the others (devices, encodings) need a
 restart of the service."""
-
-
-SOURCE_NAMES = {"camera": "Camera", "board": "Hình bảng", "mic": "Micro"}
-"""How staff read a source's name in warnings."""
 
 
 class EdgeService:
@@ -341,7 +338,11 @@ class EdgeService:
 
     def health(self) -> dict[str, object]:
         now = asyncio.get_running_loop().time()
-        rooms = {name: room.health(now) for name, room in self.rooms.items()}
+        zone = self.config.zone
+        rooms = {
+            name: {**room_state(self, name).for_staff(zone), **room.health(now)}
+            for name, room in self.rooms.items()
+        }
         for name, room in self.rooms.items():
             if room.recorder is not None:
                 rooms[name]["recorder"] = room.recorder.health()
@@ -365,27 +366,8 @@ class EdgeService:
                 f"Ổ đĩa sắp đầy: còn {free:.0f} MB, không còn bài đã lưu trữ nào để xoá. "
                 "Bài học vẫn phát trực tiếp; hãy báo Tổ CNTT."
             )
-        for name, room in self.rooms.items():
-            for source, reason in room.missing_devices():
-                what = SOURCE_NAMES.get(source, source)
-                found.append(
-                    f"Phòng {name}: {what} không có tín hiệu ({reason or 'không có hình'}). "
-                    "Học sinh thấy thông báo đang kết nối lại; tiếng vẫn phát. "
-                    "Kiểm tra dây cắm."
-                )
-        for name, room in self.rooms.items():
-            for source, ago, recovered in room.recent_hangs():
-                what = SOURCE_NAMES.get(source, source)
-                found.append(
-                    f"Phòng {name}: {what} bị treo {ago:.0f} giây trước; đã tự mở lại, "
-                    "không cần khởi động lại."
-                    if recovered
-                    else f"Phòng {name}: {what} bị treo nhiều lần và không tự mở lại được. "
-                    "Học sinh thấy thông báo mất hình; hãy báo Tổ CNTT khởi động lại dịch vụ."
-                )
-        for name, room in self.rooms.items():
-            if room.recorder is not None and (error := room.recorder.health()["error"]):
-                found.append(f"Phòng {name}: không ghi hình được ({error}).")
+        for name in self.rooms:
+            found += room_state(self, name).warnings
         return found
 
 

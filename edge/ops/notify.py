@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from capture.supervise import cancel_all, supervised
+from edge.live.state import room_state
 from edge.school.lessons import Lesson
 
 if TYPE_CHECKING:
@@ -193,11 +194,11 @@ def status_text(
 
 def service_status(service: EdgeService) -> str:
     """The running service's status text, from its scheduler and health."""
-    now = service.clock.now()
     zone = service.config.zone
-    rooms = {
-        name: room_status(service.scheduler.outlook(name, now), now, zone) for name in service.rooms
-    }
+    rooms = {}
+    for name in service.rooms:
+        state = room_state(service, name)
+        rooms[name] = room_status({"live": state.lesson, "next": state.next}, state.now, zone)
     health = service.health()
     return status_text(
         rooms, viewers=len(service.sessions.sessions), degraded=health["status"] != "ok"

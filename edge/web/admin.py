@@ -22,6 +22,7 @@ from edge.access.rules import is_staff, json_object, problem, staff_csrf
 from edge.config.files import write_atomically
 from edge.config.settings import ConfigError, load
 from edge.live.ptz import CameraControlError
+from edge.live.state import room_state
 from edge.web.deps import Room, StaffChange, StaffOnly
 from edge.web.pages import NO_STORE, page
 
@@ -74,13 +75,8 @@ def router(service: EdgeService) -> APIRouter:
         zone = service.config.zone
         rooms: dict[str, object] = {}
         for name, room in service.rooms.items():
-            outlook = service.scheduler.outlook(name)
-            live, upcoming = outlook.get("live"), outlook.get("next")
             rooms[name] = {
-                "class": room.settings.class_name,
-                "live": room.live,
-                "lesson": live.as_json(zone) if live is not None else None,
-                "next": upcoming.as_json(zone) if upcoming is not None else None,
+                **room_state(service, name).for_staff(zone),
                 "health": health["rooms"][name],  # type: ignore[index]
                 "camera": await service.rooms[name].camera.state(),
                 "file": str(service.config.room_files.get(name, "")),

@@ -21,6 +21,7 @@ from edge.access.tokens import Grant
 from edge.live import outlook, relay
 from edge.live.outlook import not_live
 from edge.live.service import EdgeService
+from edge.live.state import room_state
 from edge.web import admin, console, lesson_commands, principal, rewatch
 from edge.web.deps import Refused, Room, StaffOnly
 from edge.web.metrics import CONTENT_TYPE, exposition
@@ -171,11 +172,13 @@ def create_app(service: EdgeService) -> FastAPI:
 
     @app.get("/api/rooms/{room}/lesson", dependencies=[StaffOnly])
     async def lesson_state(room: Room) -> Response:
-        state = lesson_outlook(room, staff=True)
-        recorder = service.rooms[room].recorder
-        state["recording"] = recorder.recording if recorder is not None else None
-        state["warnings"] = service.warnings()
-        return JSONResponse(state, headers={"Cache-Control": "no-store"})
+        state = room_state(service, room)
+        body = {
+            **state.outlook(service.config.zone, staff=True),
+            "recording": state.recording,
+            "warnings": service.warnings(),
+        }
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     @app.post("/api/rooms/{room}/lesson", dependencies=[StaffOnly])
     async def lesson_start(room: Room, wish: lesson_commands.LessonBody) -> Response:

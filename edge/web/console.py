@@ -21,6 +21,7 @@ from pydantic import Field
 from edge.access.links import room_links
 from edge.access.rules import json_object, problem, staff_page_refusal
 from edge.live.ptz import CameraControlError
+from edge.live.state import room_state
 from edge.web import lesson_commands
 from edge.web.deps import Room, StaffOnly, json_body
 from edge.web.pages import page
@@ -52,26 +53,17 @@ def router(service: EdgeService) -> APIRouter:
     routes = APIRouter()
 
     def state(room: str) -> dict[str, object]:
+        """The room's state (edge/live/state.py) with the classroom's: who is online,
+        hands, messages; the class's pupils and who studies from home today."""
         runtime = service.rooms[room]
         classroom, camera = runtime.classroom, runtime.camera
         zone = service.config.zone
-        outlook = service.scheduler.outlook(room)  # one plan a push
-        lesson, upcoming = outlook.get("live"), outlook.get("next")
-        recorder = runtime.recorder
-        today = service.clock.now().astimezone(zone).date()
+        now = room_state(service, room)
         class_name = runtime.settings.class_name
-        home = service.attendance.at_home(today, class_name)
+        home = service.attendance.at_home(now.now.astimezone(zone).date(), class_name)
         return {
-            "room": room,
-            "class": class_name,
-            "live": runtime.live,
-            "lesson": lesson.as_json(zone) if lesson is not None else None,
-            "next": upcoming.as_json(zone) if upcoming is not None else None,
-            "recording": recorder.recording if recorder is not None else None,
-            "recording_error": recorder.health()["error"] if recorder is not None else None,
-            "records": recorder is not None,  # this room records its lessons at all
-            "now": service.clock.now().astimezone(zone).isoformat(),
-            "warnings": service.warnings(),
+            **now.for_staff(zone),
+            "warnings": service.warnings(),  # the whole mini-PC's: the board shows them all
             "pupils": [{"id": p.id, "name": p.name} for p in service.roster.pupils(class_name)],
             "at_home": sorted(home) if home is not None else None,
             "presets": camera.labels() if camera.identity else {},
