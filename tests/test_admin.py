@@ -116,6 +116,22 @@ async def test_admin_login_csrf_ptz_presets_and_config(
             "auto_focus",
         ]
 
+        # bodies are checked before anything moves: 400 naming the field
+        bad_bodies: list[tuple[dict[str, object], str]] = [
+            ({"action": "nudge", "pan": 11}, "pan"),
+            ({"action": "nudge", "pan": True}, "pan"),
+            ({"action": "recall"}, "needs the preset's name"),
+            ({"action": "spin"}, "action"),
+            ({"action": "nudge", "speed": 3}, "speed"),
+        ]
+        for body, named in bad_bodies:
+            answer = await client.post(camera, json=body, headers=token)
+            assert answer.status_code == 400 and named in answer.json()["detail"], answer.text
+        config_api = "/api/admin/rooms/r1/config"
+        answer = await client.post(config_api, json={"text": 5}, headers=token)
+        assert answer.status_code == 400 and "text" in answer.json()["detail"], answer.text
+        assert head.controls[CT_PANTILT_ABSOLUTE].current != (36000, 18000)
+
         # steer: two presses right (5° each), one up, one zoom in
         for body in (move, move, {"action": "nudge", "tilt": 1}, {"action": "nudge", "zoom": 1}):
             answer = await client.post(camera, json=body, headers=token)

@@ -24,16 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
-
 from capture.supervise import cancel_all, supervised
 from edge.access import joining
-from edge.access import rules as access
-from edge.access.rules import problem
-from edge.access.tokens import Grant
 from edge.config.settings import RelaySettings, RoomSettings
-from edge.live.outlook import not_live
 from webrtc.relay import (
     JanusAdmin,
     JanusError,
@@ -290,97 +283,3 @@ class Relay:
             for viewer in [v for v in self.viewers.values() if v.last_beat < limit]:
                 logger.info("relay session %s: no beat, ended", viewer.id)
                 await self.leave(viewer.id)
-
-
-def router(service: EdgeService) -> APIRouter:
-    """`/relay/{room}` (join), `/relay/{room}/{session}` (beat, leave)."""
-    routes = APIRouter()
-    cors = service.config.site.http.cors_origins
-
-    def headers_for(request: Request, methods: str) -> dict[str, str]:
-        return access.cors_headers(request, cors, methods)
-
-    def no_relay(headers: dict[str, str]) -> Response:
-        return problem(404, "No relay", "this service serves viewers itself (POST /whep)", headers)
-
-    @routes.options("/relay/{room}")
-    @routes.options("/relay/{room}/{session_id}")
-    async def relay_options(request: Request) -> Response:
-        return Response(status_code=204, headers=headers_for(request, "POST, DELETE, OPTIONS"))
-
-    @routes.post("/relay/{room}")
-    async def relay_join(room: str, request: Request) -> Response:
-        headers = headers_for(request, "POST, OPTIONS")
-        relay = service.relay
-        if relay is None:
-            return no_relay(headers)
-        runtime = service.rooms.get(room)
-        if runtime is None:
-            return problem(404, "Unknown room", f"there is no room {room!r} here", headers)
-        grant = joining.grant_for_room(service, request, room, headers)
-        if not isinstance(grant, Grant):
-            return grant
-        if not runtime.live:
-            return not_live(service, room, headers)  # what the waiting room shows, as WHEP
-        seat = joining.seat(service, request, room, grant, headers)
-        if not isinstance(seat, joining.Seat):
-            return seat
-        try:
-            viewer, room_relay = await relay.join(
-                runtime, seat, user_agent=request.headers.get("user-agent", "")
-            )
-        except JanusError as exc:
-            logger.warning("relay join in %s: %s", room, exc)
-            return problem(
-                503,
-                "Relay unavailable",
-                "Máy chủ phát lại đang bận, em thử lại sau ít phút.",
-                {**headers, "Retry-After": "5"},
-            )
-        body = {
-            "janus": relay.public_url,
-            "mountpoint": room_relay.mountpoint.id,
-            "token": viewer.token,
-            "session": viewer.id,
-            "ice_servers": [s.as_json() for s in service.ice_servers(f"{room}.relay")],
-            "beat_seconds": relay.settings.beat_seconds,
-        }
-        return JSONResponse(
-            body,
-            status_code=201,
-            headers={
-                **headers,
-                "Location": f"/relay/{room}/{viewer.id}",
-                "Cache-Control": "no-store",
-            },
-        )
-
-    def find(room: str, session_id: str) -> RelayViewer | None:
-        relay = service.relay
-        viewer = relay.viewers.get(session_id) if relay is not None else None
-        return viewer if viewer is not None and viewer.room == room else None
-
-    def gone(headers: dict[str, str]) -> Response:
-        return problem(404, "No such session", "the session has ended or never existed", headers)
-
-    @routes.post("/relay/{room}/{session_id}")
-    async def relay_beat(room: str, session_id: str, request: Request) -> Response:
-        headers = headers_for(request, "POST, DELETE, OPTIONS")
-        runtime = service.rooms.get(room)
-        if service.relay is None or find(room, session_id) is None or runtime is None:
-            return gone(headers)
-        if not runtime.live:
-            await service.relay.leave(session_id)
-            return gone(headers)
-        service.relay.beat(session_id)
-        return Response(status_code=204, headers=headers)
-
-    @routes.delete("/relay/{room}/{session_id}")
-    async def relay_leave(room: str, session_id: str, request: Request) -> Response:
-        headers = headers_for(request, "POST, DELETE, OPTIONS")
-        if service.relay is None or find(room, session_id) is None:
-            return gone(headers)
-        await service.relay.leave(session_id)
-        return Response(status_code=204, headers=headers)
-
-    return routes

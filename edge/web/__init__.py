@@ -1,3 +1,6 @@
-"""The HTTP face: the app (WHEP, the pupil's page, health), the console, lesson commands,
-the principal's reports, the admin page, re-watching, pages and static files, metrics.
-May import every layer of `edge` but `edge.ops`."""
+"""The HTTP face, a module per page family, each with its own `routes` (a FastAPI
+router whose routes get the service, the room, staff, the pupil's grant and checked
+bodies from `deps`): `whep`, `join` (the pupil's page), `lessons` (the lesson API),
+`console`, `principal` (reports, login), `admin`, `rewatch`, `relay_api`, `health`
+(healthz, metrics); `app` puts them together. May import every layer of `edge` but
+`edge.ops`."""

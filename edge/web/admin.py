@@ -11,19 +11,20 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import av
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from edge.access.rules import is_staff, json_object, problem, staff_csrf
+from edge.access.rules import is_staff, problem, staff_csrf
 from edge.config.files import write_atomically
 from edge.config.settings import ConfigError, load
 from edge.live.ptz import CameraControlError
 from edge.live.state import room_state
-from edge.web.deps import Room, StaffChange, StaffOnly
+from edge.web.deps import Room, Service, StaffChange, StaffOnly, json_body
 from edge.web.pages import NO_STORE, page
 
 if TYPE_CHECKING:
@@ -44,168 +45,195 @@ def preview_jpeg(frame: av.VideoFrame) -> bytes:
     return out.getvalue()
 
 
-def router(service: EdgeService) -> APIRouter:
-    routes = APIRouter()
+routes = APIRouter()
 
-    def check_files(drafts: dict[Path, str] | None = None) -> list[str]:
-        config = service.config
-        try:
-            load(config.path, demo=config.demo, data_dir=config.site.data_dir, drafts=drafts)
-        except ConfigError as exc:
-            return exc.problems
-        return []
 
-    @routes.get("/admin")
-    async def admin_page(request: Request) -> Response:
-        if not is_staff(request, service.staff):
-            return RedirectResponse("/login?next=/admin", status_code=303)
-        return page(
-            "admin.html",
-            {
-                "school": service.config.site.school,
-                "rooms": sorted(service.rooms),
-                "csrf": staff_csrf(request, service.staff),
-                "demo": service.config.demo,
-            },
+def check_files(service: EdgeService, drafts: dict[Path, str] | None = None) -> list[str]:
+    """What `load` refuses of the config files as they are (or with `drafts` in place)."""
+    config = service.config
+    try:
+        load(config.path, demo=config.demo, data_dir=config.site.data_dir, drafts=drafts)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+@routes.get("/admin")
+async def admin_page(service: Service, request: Request) -> Response:
+    if not is_staff(request, service.staff):
+        return RedirectResponse("/login?next=/admin", status_code=303)
+    return page(
+        "admin.html",
+        {
+            "school": service.config.site.school,
+            "rooms": sorted(service.rooms),
+            "csrf": staff_csrf(request, service.staff),
+            "demo": service.config.demo,
+        },
+    )
+
+
+@routes.get("/api/admin/state", dependencies=[StaffOnly])
+async def admin_state(service: Service, request: Request) -> Response:
+    health = service.health()
+    zone = service.config.zone
+    rooms: dict[str, object] = {}
+    for name, room in service.rooms.items():
+        rooms[name] = {
+            **room_state(service, name).for_staff(zone),
+            "health": health["rooms"][name],  # type: ignore[index]
+            "camera": await room.camera.state(),
+            "file": str(service.config.room_files.get(name, "")),
+        }
+    jobs = service.jobs.jobs("composing", "queued", "uploading")
+    return JSONResponse(
+        {
+            "status": health["status"],
+            "viewers": health["viewers"],
+            "warnings": health["warnings"],
+            "rooms": rooms,
+            "archive": health["archive"],
+            "queue": [job.as_json(zone) for job in jobs[:50]],
+            "now": service.clock.now().astimezone(zone).isoformat(),
+        },
+        headers=NO_STORE,
+    )
+
+
+@routes.get("/api/admin/devices", dependencies=[StaffOnly])
+async def admin_devices(service: Service, request: Request) -> Response:
+    from edge.live.devices import list_devices
+
+    devices = await asyncio.to_thread(list_devices)
+    return JSONResponse(devices, headers=NO_STORE)
+
+
+@routes.get("/api/admin/check", dependencies=[StaffOnly])
+async def admin_check(service: Service, request: Request) -> Response:
+    problems = await asyncio.to_thread(check_files, service)
+    return JSONResponse({"ok": not problems, "problems": problems}, headers=NO_STORE)
+
+
+@routes.get("/api/admin/logs", dependencies=[StaffOnly])
+async def admin_logs(service: Service, request: Request, count: int = 100) -> Response:
+    return JSONResponse(service.logbook.recent(max(1, min(count, 300))), headers=NO_STORE)
+
+
+@routes.get("/api/admin/drills", dependencies=[StaffOnly])
+async def admin_drills(service: Service, request: Request) -> Response:
+    """The saved drill reports, newest first (the principal's records)."""
+    reports = await asyncio.to_thread(saved_drills, service.config.site.data_dir / "drills")
+    return JSONResponse(reports, headers=NO_STORE)
+
+
+@routes.get("/drills/{name}", dependencies=[StaffOnly])
+async def drill_report(service: Service, name: str, request: Request) -> Response:
+    path = service.config.site.data_dir / "drills" / name
+    if not DRILL_REPORT.fullmatch(name) or not path.is_file():
+        return problem(404, "No such report", f"no drill report {name!r}")
+    text = await asyncio.to_thread(path.read_bytes)
+    return Response(text, media_type="text/plain; charset=utf-8", headers=NO_STORE)
+
+
+@routes.get("/api/admin/rooms/{room}/preview.jpg", dependencies=[StaffOnly])
+async def admin_preview(
+    service: Service, room: Room, request: Request, source: str = "camera"
+) -> Response:
+    runtime = service.rooms.get(room)
+    pipelines = runtime.pipelines if runtime is not None and runtime.capturing else []
+    frames = [p.last_frame for p in pipelines if p.source.name == source]
+    frame = frames[0] if frames else None
+    if not isinstance(frame, av.VideoFrame):
+        return problem(404, "No picture", f"{room}/{source} is not capturing now")
+    jpeg = await asyncio.to_thread(preview_jpeg, frame)
+    return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)
+
+
+@routes.get("/api/admin/rooms/{room}/config", dependencies=[StaffOnly])
+async def room_config(service: Service, room: Room, request: Request) -> Response:
+    file = service.config.room_files[room]
+    text = await asyncio.to_thread(file.read_text, encoding="utf-8")
+    editable = not service.config.demo
+    body = {"file": str(file), "text": text, "editable": editable}
+    return JSONResponse(body, headers=NO_STORE)
+
+
+class RoomFile(BaseModel):
+    """A room file's new text; `save`: write it, else only check it."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(max_length=ROOM_FILE_LIMIT, description="the room file's TOML")
+    save: bool = False
+
+
+class CameraWish(BaseModel):
+    """`{"action": "nudge", "pan": -1 | 0 | 1, "tilt": …, "zoom": …}`, `{"action":
+    "recall", "name": "board"}` or `{"action": "save", "name": "board", "label": …}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["nudge", "recall", "save"]
+    pan: StrictInt = Field(0, ge=-10, le=10, description="whole steps")
+    tilt: StrictInt = Field(0, ge=-10, le=10)
+    zoom: StrictInt = Field(0, ge=-10, le=10)
+    name: str = Field("", max_length=64, description="a preset's name")
+    label: str = Field("", max_length=100, description="how the buttons show the preset")
+
+    @model_validator(mode="after")
+    def _named(self) -> CameraWish:
+        if self.action != "nudge" and not self.name:
+            raise ValueError(f"{self.action} needs the preset's name")
+        return self
+
+
+@routes.post("/api/admin/rooms/{room}/config", dependencies=[StaffChange])
+async def room_config_save(
+    room: Room,
+    wish: Annotated[RoomFile, Depends(json_body(RoomFile, ROOM_FILE_LIMIT * 4 + 1024))],
+    service: Service,
+) -> Response:
+    """Check a room file's new text against the whole site; with `save`, write it (the
+    old one kept as .bak) and apply what can be applied without a restart."""
+    file = service.config.room_files[room]
+    problems = await asyncio.to_thread(check_files, service, {file: wish.text})
+    if problems:
+        return JSONResponse({"ok": False, "problems": problems}, status_code=422)
+    if not wish.save:
+        return JSONResponse({"ok": True, "problems": [], "saved": False})
+    if service.config.demo:
+        return problem(409, "Demo", "the embedded demo's files are not edited")
+    try:
+        await asyncio.to_thread(_save_with_backup, file, wish.text)
+        fresh = await asyncio.to_thread(
+            load, service.config.path, data_dir=service.config.site.data_dir
         )
+    except (OSError, ConfigError) as exc:
+        return problem(500, "Not saved", f"{file}: {exc}")
+    applied, restart = service.apply_room(room, fresh)
+    return JSONResponse(
+        {"ok": True, "problems": [], "saved": True, "applied": applied, "restart": restart}
+    )
 
-    @routes.get("/api/admin/state", dependencies=[StaffOnly])
-    async def admin_state(request: Request) -> Response:
-        health = service.health()
-        zone = service.config.zone
-        rooms: dict[str, object] = {}
-        for name, room in service.rooms.items():
-            rooms[name] = {
-                **room_state(service, name).for_staff(zone),
-                "health": health["rooms"][name],  # type: ignore[index]
-                "camera": await service.rooms[name].camera.state(),
-                "file": str(service.config.room_files.get(name, "")),
-            }
-        jobs = service.jobs.jobs("composing", "queued", "uploading")
-        return JSONResponse(
-            {
-                "status": health["status"],
-                "viewers": health["viewers"],
-                "warnings": health["warnings"],
-                "rooms": rooms,
-                "archive": health["archive"],
-                "queue": [job.as_json(zone) for job in jobs[:50]],
-                "now": service.clock.now().astimezone(zone).isoformat(),
-            },
-            headers=NO_STORE,
-        )
 
-    @routes.get("/api/admin/devices", dependencies=[StaffOnly])
-    async def admin_devices(request: Request) -> Response:
-        from edge.live.devices import list_devices
+@routes.get("/api/rooms/{room}/camera", dependencies=[StaffOnly])
+async def camera_state(service: Service, room: Room, request: Request) -> Response:
+    return JSONResponse(await service.rooms[room].camera.state(), headers=NO_STORE)
 
-        devices = await asyncio.to_thread(list_devices)
-        return JSONResponse(devices, headers=NO_STORE)
 
-    @routes.get("/api/admin/check", dependencies=[StaffOnly])
-    async def admin_check(request: Request) -> Response:
-        problems = await asyncio.to_thread(check_files)
-        return JSONResponse({"ok": not problems, "problems": problems}, headers=NO_STORE)
-
-    @routes.get("/api/admin/logs", dependencies=[StaffOnly])
-    async def admin_logs(request: Request, count: int = 100) -> Response:
-        return JSONResponse(service.logbook.recent(max(1, min(count, 300))), headers=NO_STORE)
-
-    @routes.get("/api/admin/drills", dependencies=[StaffOnly])
-    async def admin_drills(request: Request) -> Response:
-        """The saved drill reports, newest first (the principal's records)."""
-        reports = await asyncio.to_thread(saved_drills, service.config.site.data_dir / "drills")
-        return JSONResponse(reports, headers=NO_STORE)
-
-    @routes.get("/drills/{name}", dependencies=[StaffOnly])
-    async def drill_report(name: str, request: Request) -> Response:
-        path = service.config.site.data_dir / "drills" / name
-        if not DRILL_REPORT.fullmatch(name) or not path.is_file():
-            return problem(404, "No such report", f"no drill report {name!r}")
-        text = await asyncio.to_thread(path.read_bytes)
-        return Response(text, media_type="text/plain; charset=utf-8", headers=NO_STORE)
-
-    @routes.get("/api/admin/rooms/{room}/preview.jpg", dependencies=[StaffOnly])
-    async def admin_preview(room: Room, request: Request, source: str = "camera") -> Response:
-        runtime = service.rooms.get(room)
-        pipelines = runtime.pipelines if runtime is not None and runtime.capturing else []
-        frames = [p.last_frame for p in pipelines if p.source.name == source]
-        frame = frames[0] if frames else None
-        if not isinstance(frame, av.VideoFrame):
-            return problem(404, "No picture", f"{room}/{source} is not capturing now")
-        jpeg = await asyncio.to_thread(preview_jpeg, frame)
-        return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)
-
-    @routes.get("/api/admin/rooms/{room}/config", dependencies=[StaffOnly])
-    async def room_config(room: Room, request: Request) -> Response:
-        file = service.config.room_files[room]
-        text = await asyncio.to_thread(file.read_text, encoding="utf-8")
-        editable = not service.config.demo
-        body = {"file": str(file), "text": text, "editable": editable}
-        return JSONResponse(body, headers=NO_STORE)
-
-    @routes.post("/api/admin/rooms/{room}/config", dependencies=[StaffChange])
-    async def room_config_save(room: Room, request: Request) -> Response:
-        """Check a room file's new text against the whole site; with `save`, write it
-        (the old one kept as .bak) and apply what can be applied without a restart."""
-        wish = await json_object(request, ROOM_FILE_LIMIT + 1024)
-        if isinstance(wish, Response):
-            return wish
-        text, save = wish.get("text"), wish.get("save") is True
-        if not isinstance(text, str) or len(text) > ROOM_FILE_LIMIT:
-            return problem(400, "Malformed request", "text: the room file's TOML")
-        file = service.config.room_files[room]
-        problems = await asyncio.to_thread(check_files, {file: text})
-        if problems:
-            return JSONResponse({"ok": False, "problems": problems}, status_code=422)
-        if not save:
-            return JSONResponse({"ok": True, "problems": [], "saved": False})
-        if service.config.demo:
-            return problem(409, "Demo", "the embedded demo's files are not edited")
-        try:
-            await asyncio.to_thread(_save_with_backup, file, text)
-            fresh = await asyncio.to_thread(
-                load, service.config.path, data_dir=service.config.site.data_dir
-            )
-        except (OSError, ConfigError) as exc:
-            return problem(500, "Not saved", f"{file}: {exc}")
-        applied, restart = service.apply_room(room, fresh)
-        return JSONResponse(
-            {"ok": True, "problems": [], "saved": True, "applied": applied, "restart": restart}
-        )
-
-    @routes.get("/api/rooms/{room}/camera", dependencies=[StaffOnly])
-    async def camera_state(room: Room, request: Request) -> Response:
-        return JSONResponse(await service.rooms[room].camera.state(), headers=NO_STORE)
-
-    @routes.post("/api/rooms/{room}/camera", dependencies=[StaffChange])
-    async def camera_action(room: Room, request: Request) -> Response:
-        """{"action": "nudge", "pan": -1 | 0 | 1, "tilt": …, "zoom": …}, {"action":
-        "recall", "name": "board"} or {"action": "save", "name": "board", "label": …}."""
-        wish = await json_object(request)
-        if isinstance(wish, Response):
-            return wish
-        camera = service.rooms[room].camera
-        action, name = wish.get("action"), wish.get("name")
-        try:
-            if action == "nudge":
-                steps = {k: _step(wish.get(k)) for k in ("pan", "tilt", "zoom")}
-                position = await camera.nudge(**steps)
-            elif action in ("recall", "save") and isinstance(name, str):
-                if action == "recall":
-                    position = await camera.recall(name)
-                else:
-                    label = wish.get("label")
-                    position = await camera.save(name, label if isinstance(label, str) else "")
-            else:
-                return problem(400, "Malformed request", "action: nudge, recall or save (name)")
-        except CameraControlError as exc:
-            return problem(exc.status, "Camera", exc.message)
-        except ValueError as exc:
-            return problem(400, "Malformed request", str(exc))
-        return JSONResponse({"position": position.as_json(), "presets": camera.labels()})
-
-    return routes
+@routes.post("/api/rooms/{room}/camera", dependencies=[StaffChange])
+async def camera_action(
+    room: Room, wish: Annotated[CameraWish, Depends(json_body(CameraWish))], service: Service
+) -> Response:
+    camera = service.rooms[room].camera
+    try:
+        if wish.action == "nudge":
+            position = await camera.nudge(pan=wish.pan, tilt=wish.tilt, zoom=wish.zoom)
+        elif wish.action == "recall":
+            position = await camera.recall(wish.name)
+        else:
+            position = await camera.save(wish.name, wish.label)
+    except CameraControlError as exc:
+        return problem(exc.status, "Camera", exc.message)
+    return JSONResponse({"position": position.as_json(), "presets": camera.labels()})
 
 
 def saved_drills(folder: Path) -> list[dict[str, object]]:
@@ -229,14 +257,6 @@ def saved_drills(folder: Path) -> list[dict[str, object]]:
             }
         )
     return found
-
-
-def _step(value: Any) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 10:
-        raise ValueError("pan, tilt and zoom are whole steps between -10 and 10")
-    return value
 
 
 def _save_with_backup(file: Path, text: str) -> None:

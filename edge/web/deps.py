@@ -1,8 +1,9 @@
 """What the routes need, as FastAPI dependencies, each refusal in one place: the service,
 a room that exists (404), staff (403), staff allowed to change things (403 without the
-page's CSRF token), a JSON body read within its bound and checked by a pydantic model
-(413, 415, 400 naming the field). A dependency that refuses raises `Refused`, which `app`
-answers with its problem body."""
+page's CSRF token), a pupil's grant for the room (401, 429), the CORS headers for players
+on other sites, a JSON body read within its bound and checked by a pydantic model (413,
+415, 400 naming the field). A dependency that refuses raises `Refused`, which `app`
+answers with its problem body (and the CORS headers)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from edge.access.rules import csrf_refusal, is_staff, json_object, problem
+from edge.access import joining
+from edge.access.rules import cors_headers, csrf_refusal, is_staff, json_object, problem
+from edge.access.tokens import Grant
 from edge.live.service import EdgeService
 
 
@@ -56,6 +59,37 @@ def known_room(room: str, service: Service) -> str:
 StaffOnly = Depends(require_staff)
 StaffChange = Depends(require_staff_change)
 Room = Annotated[str, Depends(known_room)]
+
+
+def cors(methods: str) -> Callable[[Request, EdgeService], dict[str, str]]:
+    """A dependency: the CORS headers for a player on an allowed site (`[http]
+    cors_origins`) of a route answering `methods`; none for other sites."""
+
+    def headers(request: Request, service: Service) -> dict[str, str]:
+        return cors_headers(request, service.config.site.http.cors_origins, methods)
+
+    return headers
+
+
+Cors = Annotated[dict[str, str], Depends(cors("GET, POST, OPTIONS"))]
+
+
+def pupil_grant(room: Room, request: Request, service: Service, headers: Cors) -> Grant:
+    """The grant of the request's link (the bearer) for `room`; 401 or 429 else."""
+    grant = joining.grant_for_room(service, request, room, headers)
+    if not isinstance(grant, Grant):
+        raise Refused(grant)
+    return grant
+
+
+def pupil_or_staff(room: Room, request: Request, service: Service, headers: Cors) -> None:
+    """Staff, or a valid link for `room`."""
+    if not is_staff(request, service.staff):
+        pupil_grant(room, request, service, headers)
+
+
+PupilGrant = Annotated[Grant, Depends(pupil_grant)]
+PupilOrStaff = Depends(pupil_or_staff)
 
 
 M = TypeVar("M", bound=BaseModel)
