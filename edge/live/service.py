@@ -45,6 +45,7 @@ from webrtc import (
     is_loopback,
     quiet_departures,
 )
+from webrtc.dtls import harden
 from webrtc.ice import GatherPolicy, TurnRest, UdpPorts, gather_in
 
 logger = logging.getLogger(__name__)
@@ -205,6 +206,7 @@ class EdgeService:
         elif self.host not in ("0.0.0.0", "::", ""):
             gather_only([self.host])
         gather_in(self.gather_policy)
+        harden()  # DTLS suites and SRTP profiles of our choice (webrtc/dtls.py)
         quiet_departures(asyncio.get_running_loop())  # a pupil leaving: INFO, not a traceback
         closed = await asyncio.to_thread(self.attendance.close_dangling)
         if closed:
@@ -315,6 +317,7 @@ class EdgeService:
             ("attendance", self.attendance.close),
             ("candidates", partial(gather_only, None)),
             ("interfaces", partial(gather_in, None)),
+            ("dtls", partial(harden, False)),
             ("log book", self.logbook.remove),
         ]
         await run_every_step(steps)
