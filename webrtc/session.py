@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from . import packer
 from .bus import PacketBus
-from .channel import ClassChannel
 from .choice import Level, LinkReport, RateController, VideoLine, build_ladder
 from .pacer import Clock, Pacer
 from .packer import SenderCodec
@@ -89,8 +88,6 @@ class ViewerSession:
         self.connected_at: float | None = None
         self.outputs: list[VideoOutput] = []
         self.audio: tuple[RTCRtpSender, PacketTrack] | None = None
-        self.incoming_audio: MediaStreamTrack | None = None  # a viewer allowed to talk back
-        self.channel: ClassChannel | None = None
         self.ladder: list[Level] = []
         self.controller: RateController | None = None
         self.pacer = Pacer(rate=UNPACED, clock=clock)
@@ -118,11 +115,12 @@ class ViewerSession:
 
     async def answer(self, offer_sdp: str) -> str:
         """Apply the offer (m-lines: first video = camera, second = board, audio = mic)
-        and return the answer with all candidates gathered (no trickle from us)."""
+        and return the answer with all candidates gathered (no trickle from us). Viewing
+        is receiving only: whatever the offer's directions, we only send (a pupil's turn
+        to speak is a WHIP session of its own)."""
         description = parse_offer(offer_sdp)
         video_lines = list(self.feeds.video)
         audio_feed = self.feeds.audio
-        talk_transceiver: Any = None
         for media in description.media:
             if media.kind not in ("audio", "video"):
                 continue
@@ -132,13 +130,8 @@ class ViewerSession:
                 line = video_lines.pop(0) if video_lines else None
             else:
                 bus, audio_feed = audio_feed, None
-            talks = media.kind == "audio" and media.direction in ("sendrecv", "sendonly")
             direction = "sendonly" if line or bus else "inactive"
-            if talks:  # the page can send its microphone here when the teacher allows
-                direction = "sendrecv" if bus else "recvonly"
             transceiver = self.pc.addTransceiver(media.kind, direction=direction)
-            if talks:
-                talk_transceiver = transceiver
             transceiver.setCodecPreferences(_codecs(media.kind))
             if line is not None:
                 track = PacketTrack("video")
@@ -164,8 +157,6 @@ class ViewerSession:
                 f"cannot negotiate the offer ({exc}); video must allow H.264 "
                 "(constrained baseline, packetization-mode=1) and audio Opus",
             ) from exc
-        if talk_transceiver is not None:
-            self.incoming_audio = talk_transceiver.receiver.track
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self._pace()
@@ -342,8 +333,6 @@ class ViewerSession:
             return
         self._closing = True
         try:
-            if self.channel is not None:
-                self.channel.close()
             for track in self.tracks:
                 track.stop()
             await self.pacer.stop()

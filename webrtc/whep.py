@@ -9,14 +9,11 @@ import secrets
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from aiortc import RTCPeerConnection
 
 from capture.supervise import cancel_all, supervised
 
-from .channel import LABEL as CHANNEL_LABEL
-from .channel import ClassChannel, Message
 from .ice import IceServer, rtc_configuration
 from .sdp import OfferError, parse_sdpfrag
 from .session import ADAPT_INTERVAL, Feeds, ViewerSession
@@ -40,9 +37,7 @@ class SessionManager:
         max_sessions: int = 200,
         on_connected: Callable[[ViewerSession], None] | None = None,
         on_closed: Callable[[ViewerSession], None] | None = None,
-        on_message: Callable[[ViewerSession, Message], None] | None = None,
     ) -> None:
-        self.on_message = on_message  # a message on a viewer's class data channel
         self.on_connected = on_connected  # a session's media began to flow
         self.on_closed = on_closed  # a session that had connected has ended
         self.ice_servers = ice_servers if callable(ice_servers) else list(ice_servers)
@@ -78,13 +73,6 @@ class SessionManager:
         session.info.update(info)
         self.sessions[session_id] = session
 
-        @pc.on("datachannel")
-        def _on_channel(channel: Any) -> None:
-            if channel.label == CHANNEL_LABEL and session.channel is None:
-                session.channel = ClassChannel(
-                    channel, lambda message: self._message(session, message)
-                )
-
         @pc.on("connectionstatechange")
         def _on_state() -> None:
             if pc.connectionState == "connected" and session.connected_at is None:
@@ -100,10 +88,6 @@ class SessionManager:
             await self._close(session)
             raise
         return session, answer
-
-    def _message(self, session: ViewerSession, message: Message) -> None:
-        if self.on_message is not None and session.id in self.sessions:
-            self.on_message(session, message)
 
     async def trickle(self, session_id: str, body: str) -> None:
         session = self.sessions.get(session_id)

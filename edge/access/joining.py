@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -113,6 +113,12 @@ def _holders(service: EdgeService) -> Iterator[dict[str, object]]:
             yield viewer.info
 
 
+def link_of(grant: Grant) -> str:
+    """What a grant's link is, for the caps and for telling whose a channel is:
+    "pupil:ID" (a pupil's own link) or "class:CLASS" (the class link)."""
+    return f"pupil:{grant.pupil_id}" if grant.pupil_id is not None else f"class:{grant.class_name}"
+
+
 def seat(
     service: EdgeService, request: Request, room: str, grant: Grant, headers: dict[str, str]
 ) -> Seat | Response:
@@ -123,15 +129,24 @@ def seat(
     if pupil_id is None and request.query_params.get("as"):  # picked on the class link
         picked = service.classmate(grant.class_name, request.query_params["as"])
         pupil_id = picked.id if picked is not None else None
-    link = f"pupil:{grant.pupil_id}" if verified else f"class:{grant.class_name}"
-    joining = Seat(grant, pupil_id, verified, address, link)
+    joining = Seat(grant, pupil_id, verified, address, link_of(grant))
     if service.rooms[room].classroom.refuses(pupil_id, verified, address):
         return problem(
             403, "Removed from the lesson", "Thầy cô đã mời em ra khỏi tiết học này.", headers
         )
+    return crowded(service, joining, _holders(service), headers) or joining
+
+
+def crowded(
+    service: EdgeService, seat: Seat, holders: Iterable[dict[str, object]], headers: dict[str, str]
+) -> Response | None:
+    """The 429 when `holders` (the infos of what is open now: media sessions, or pages'
+    channels) already fill `seat`'s link or address (`[webrtc] max_per_pupil`,
+    `max_per_class_link`, `max_per_address`); None: room for one more."""
     limits = service.config.site.webrtc
+    verified, link, address = seat.verified, seat.link, seat.address
     same_link = same_address = 0
-    for info in _holders(service):
+    for info in holders:
         same_link += info.get("link") == link
         same_address += info.get("address") == address
     cap = limits.max_per_pupil if verified else limits.max_per_class_link
@@ -151,4 +166,4 @@ def seat(
             "Có quá nhiều người xem từ cùng một mạng. Em thử lại sau ít phút.",
             headers,
         )
-    return joining
+    return None

@@ -207,33 +207,20 @@ class Relay:
                 )
 
     async def join(
-        self, room: Room, seat: joining.Seat, *, user_agent: str
+        self, room: Room, seat: joining.Seat, *, user_agent: str, channel: str | None = None
     ) -> tuple[RelayViewer, RoomRelay]:
-        """A new relay viewer: a Janus token, attendance, a fresh keyframe. Raises
-        `JanusError` when Janus is away."""
+        """A new relay viewer: a Janus token, its place in the classroom (the page's
+        `channel`, or one of its own), a fresh keyframe. Raises `JanusError` when Janus
+        is away."""
         relay = await self.open(room)
         if relay is None:
             raise JanusError("no mountpoint")
         token = secrets.token_urlsafe(24)
         await self.admin.add_token(token)
-        viewer = RelayViewer(
-            secrets.token_urlsafe(12), room.name, token, seat.info(), time.monotonic()
-        )
+        info = {**seat.info(), "room": room.name, "user_agent": user_agent, "channel": channel}
+        viewer = RelayViewer(secrets.token_urlsafe(12), room.name, token, info, time.monotonic())
         self.viewers[viewer.id] = viewer
-        service = self.service
-        try:
-            service.attendance.joined(
-                viewer.id,
-                room=room.name,
-                class_name=seat.grant.class_name,
-                pupil_id=seat.pupil_id,
-                verified=seat.verified,
-                at=service.clock.now(),
-                address=seat.address,
-                device=user_agent,
-            )
-        except Exception:  # attendance must never break a viewer
-            logger.exception("noting the join of relay session %s", viewer.id)
+        self.service.media_started(viewer.id, None, info)
         self.request_keyframes(room.name)
         handle = asyncio.get_running_loop().call_later(
             KEYFRAME_AGAIN_AFTER, self._keyframes_later, room.name
@@ -257,18 +244,13 @@ class Relay:
         if viewer is None:
             return False
         viewer.last_beat = time.monotonic()
-        with contextlib.suppress(Exception):
-            self.service.attendance.seen([viewer_id], self.service.clock.now())
         return True
 
     async def leave(self, viewer_id: str) -> bool:
         viewer = self.viewers.pop(viewer_id, None)
         if viewer is None:
             return False
-        try:
-            self.service.attendance.left(viewer_id, self.service.clock.now())
-        except Exception:
-            logger.exception("noting the leave of relay session %s", viewer_id)
+        self.service.media_ended(viewer_id, viewer.info)
         try:
             await self.admin.remove_token(viewer.token)
         except JanusError as exc:

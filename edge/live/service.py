@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from capture.supervise import cancel_all, run_every_step, supervised
 from edge.access.gate import Gate
@@ -20,7 +21,7 @@ from edge.access.rules import Staff, own_names
 from edge.access.staff import StaffSessions
 from edge.access.throttle import Throttle
 from edge.config.settings import Config, LibrarySettings, RoomSettings
-from edge.live.classroom import Classroom
+from edge.live.classroom import Channel, Classroom
 from edge.live.logbook import Logbook
 from edge.live.ptz import CameraControl, CameraControlError
 from edge.live.relay import Relay, read_secret
@@ -38,8 +39,9 @@ from edge.school.roster import Pupil
 from edge.school.scheduler import RoomPlan, Rules, Scheduler
 from webrtc import (
     IceServer,
-    Message,
+    Publishers,
     SessionManager,
+    TalkSession,
     ViewerSession,
     gather_only,
     is_loopback,
@@ -95,7 +97,11 @@ class EdgeService:
             max_sessions=config.site.webrtc.max_viewers,
             on_connected=self._viewer_joined,
             on_closed=self._viewer_left,
-            on_message=self._viewer_message,
+        )
+        self.publishers = Publishers(  # pupils' microphones, one turn each (WHIP)
+            () if self.loopback else lambda: self.ice_servers("edge"),
+            max_sessions=max(2, len(config.rooms) * 2),
+            on_closed=self._talk_closed,
         )
         self.attendance = AttendanceStore(config.site.data_dir / "lessons.db")
         self._heartbeat: asyncio.Task[None] | None = None
@@ -148,7 +154,10 @@ class EdgeService:
             clock=self.clock,
             zone=config.zone,
             names=self._name_of,
-            close_session=self.sessions.delete,
+            close_media=self.close_media,
+            close_talk=self.publishers.delete,
+            on_present=self._present,
+            on_absent=self._absent,
         )
         if config.site.recordings.enabled and settings.record:
             room.recorder = Recorder(
@@ -212,6 +221,9 @@ class EdgeService:
         if closed:
             logger.info("%d viewer session(s) a crash left open end when last seen", closed)
         await self.sessions.start()
+        await self.publishers.start()
+        for room in self.rooms.values():
+            await room.classroom.start()
         if self.relay is not None:
             await self.relay.start()
         self._heartbeat = supervised("attendance-heartbeat", self._beat)
@@ -256,37 +268,69 @@ class EdgeService:
         return next((p for p in self.roster.pupils(class_name) if self.pick_key(p) == key), None)
 
     def _viewer_joined(self, session: ViewerSession) -> None:
-        info = session.info
-        try:
-            self.attendance.joined(
-                session.id,
-                room=str(info.get("room", "")),
-                class_name=str(info.get("class_name", "")),
-                pupil_id=info.get("pupil_id"),
-                verified=bool(info.get("verified", False)),
-                at=self.clock.now(),
-                address=str(info.get("address", "")),
-                device=str(info.get("user_agent", "")),
-            )
-        except Exception:  # attendance must never break a viewer
-            logger.exception("noting the join of session %s", session.id)
-        room = self.rooms.get(str(info.get("room", "")))
-        if room is not None:
-            room.classroom.joined(session)
+        self.media_started(session.id, session, session.info)
 
     def _viewer_left(self, session: ViewerSession) -> None:
-        try:
-            self.attendance.left(session.id, self.clock.now())
-        except Exception:
-            logger.exception("noting the leave of session %s", session.id)
-        room = self.rooms.get(str(session.info.get("room", "")))
-        if room is not None:
-            room.classroom.left(session)
+        self.media_ended(session.id, session.info)
 
-    def _viewer_message(self, session: ViewerSession, message: Message) -> None:
-        room = self.rooms.get(str(session.info.get("room", "")))
+    def media_started(
+        self, media_id: str, session: ViewerSession | None, info: dict[str, Any]
+    ) -> None:
+        """A media session plays (WHEP: `session`; relayed: None): for the page's channel
+        that asked for it, or, from a player without a page, as a channel of its own."""
+        room = self.rooms.get(str(info.get("room", "")))
+        if room is None:
+            return
+        channel_id = info.get("channel")
+        if channel_id and room.classroom.link_media(str(channel_id), media_id, session):
+            return
+        pupil_id = info.get("pupil_id")
+        verified = bool(info.get("verified", False))
+        stand_in = Channel(
+            id=media_id,
+            key=str(pupil_id) if pupil_id and verified else f"viewer:{media_id}",
+            room=room.name,
+            class_name=str(info.get("class_name", "")),
+            pupil_id=pupil_id,
+            verified=verified,
+            address=str(info.get("address", "")),
+            link=str(info.get("link", "")),
+            user_agent=str(info.get("user_agent", "")),
+            implicit=True,
+        )
+        room.classroom.open(stand_in)
+        room.classroom.link_media(media_id, media_id, session)
+
+    def media_ended(self, media_id: str, info: dict[str, Any]) -> None:
+        room = self.rooms.get(str(info.get("room", "")))
         if room is not None:
-            room.classroom.message(session, message)
+            room.classroom.unlink_media(media_id)
+            room.classroom.leave(media_id)  # a stand-in channel ends with its media
+
+    async def close_media(self, media_id: str) -> None:
+        """End a media session, built-in or relayed."""
+        if not await self.sessions.delete(media_id) and self.relay is not None:
+            await self.relay.leave(media_id)
+
+    def _talk_closed(self, talk: TalkSession) -> None:
+        room = self.rooms.get(str(talk.info.get("room", "")))
+        if room is not None:
+            room.classroom.talk_ended(talk)
+
+    def _present(self, channel: Channel) -> None:
+        self.attendance.joined(
+            channel.id,
+            room=channel.room,
+            class_name=channel.class_name,
+            pupil_id=channel.pupil_id,
+            verified=channel.verified,
+            at=self.clock.now(),
+            address=channel.address,
+            device=channel.user_agent,
+        )
+
+    def _absent(self, channel: Channel) -> None:
+        self.attendance.left(channel.id, self.clock.now())
 
     def _name_of(self, pupil_id: str | None) -> str:
         pupil = self.roster.get(pupil_id) if pupil_id else None
@@ -296,8 +340,13 @@ class EdgeService:
         """Who is still watching, every `HEARTBEAT` seconds: a crash loses no more."""
         while True:
             await asyncio.sleep(HEARTBEAT)
-            watching = [s.id for s in self.sessions.sessions.values() if s.connected_at]
-            self.attendance.seen(watching, self.clock.now())
+            present = [
+                channel.id
+                for room in self.rooms.values()
+                for channel in room.classroom.channels.values()
+                if channel.present
+            ]
+            self.attendance.seen(present, self.clock.now())
 
     async def stop(self) -> None:
         """Stop and release everything, in order; a step that fails is logged and the
@@ -309,6 +358,7 @@ class EdgeService:
         if self.relay is not None:
             steps.append(("relay", self.relay.stop))
         steps += [("archiver", self.archiver.stop), ("viewer sessions", self.sessions.stop)]
+        steps.append(("talk sessions", self.publishers.stop))
         steps += [(f"room {n}", room.stop) for n, room in self.rooms.items()]
         steps += [
             ("lessons", self.store.close),
@@ -411,6 +461,7 @@ class _Driver:
             logger.info("room %s: lesson %s closed, viewers stay", self.room.name, lesson.id)
             return
         self.room.live = False
+        self.room.classroom.lesson_ended()  # every page is told, before its media ends
         closed = await self.service.close_viewers(self.room.name)
         if self.service.relay is not None:
             closed += await self.service.relay.close_viewers(self.room.name)

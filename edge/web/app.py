@@ -17,6 +17,7 @@ from edge.access.rules import cors_headers, problem
 from edge.live.service import EdgeService
 from edge.web import (
     admin,
+    channel,
     console,
     health,
     join,
@@ -31,7 +32,7 @@ from edge.web.pages import STATIC
 
 logger = logging.getLogger(__name__)
 
-ROUTERS = (whep, join, lessons, console, rewatch, principal, admin, relay_api, health)
+ROUTERS = (whep, channel, join, lessons, console, rewatch, principal, admin, relay_api, health)
 
 
 def create_app(service: EdgeService) -> FastAPI:

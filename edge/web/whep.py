@@ -79,6 +79,9 @@ async def whep_post(
     seat = joining.seat(service, request, room, grant, headers)
     if not isinstance(seat, joining.Seat):
         return seat
+    channel = runtime.classroom.channels.get(request.query_params.get("channel") or "")
+    if channel is not None and (channel.implicit or channel.link != seat.link):
+        return problem(403, "Forbidden", "this channel belongs to another link", headers)
     try:
         session, answer = await service.sessions.create(
             runtime.feeds(),
@@ -86,6 +89,7 @@ async def whep_post(
             save_data=request.query_params.get("save_data", "") in ("1", "true"),
             room=room,
             user_agent=request.headers.get("user-agent", ""),
+            channel=channel.id if channel is not None else None,
             **seat.info(),
         )
     except OfferError as exc:

@@ -1,8 +1,10 @@
-/* classroom-edge: taking part in the lesson from home, over the class data channel.
+/* classroom-edge: taking part in the lesson from home, on the classroom channel (Server-Sent
+ * Events from the service, POSTs to it), whatever path the picture takes (WHEP or Janus).
  * Raise or lower a hand, send a message to the teacher (only the teacher sees it), and, when
- * the teacher allows, speak: the pupil's microphone goes out on the audio m-line (sendrecv)
- * and plays through the classroom speakers. Loaded before join/main.js, whose connection calls
- * window.classroomTalk.attach(session) for every peer connection it makes.
+ * the teacher allows, speak: the pupil's microphone is published for that turn only (WHIP) and
+ * plays through the classroom speakers. Loaded before join/main.js, whose connection calls
+ * `await window.classroomTalk.attach(session, config, pick)` for every media session it makes
+ * (the channel opens once and outlives media reconnects) and `leave()` when the page goes.
  * Test hook: window.classroomTalk.status = {open, hand, speaking, allowed, sent}. */
 (function () {
   'use strict';
@@ -27,8 +29,21 @@
   };
 
   var status = { open: false, hand: false, speaking: false, allowed: false, sent: 0 };
-  var current = null;   // the session whose channel is in use
+  var config = null, pick = null;
+  var chan = null;      // {id, url, source, opening}: the classroom channel
+  var talk = null;      // {pc, location}: the microphone published for this turn
   var micTrack = null;
+  var device = (function () {
+    var id = null;
+    try { id = sessionStorage.getItem('ce-device'); } catch (e) { /* private mode */ }
+    if (!id || !/^[A-Za-z0-9_-]{8,64}$/.test(id)) {
+      var bytes = new Uint8Array(12);
+      crypto.getRandomValues(bytes);
+      id = Array.prototype.map.call(bytes, function (b) { return ('0' + b.toString(16)).slice(-2); }).join('');
+      try { sessionStorage.setItem('ce-device', id); } catch (e) { /* kept for this page only */ }
+    }
+    return id;
+  })();
   var $ = function (id) { return document.getElementById(id); };
 
   function note(text) { var el = $('talk-note'); if (el) el.textContent = text || ''; }
@@ -46,28 +61,117 @@
     mic.setAttribute('aria-pressed', String(status.speaking));
   }
 
+  function headers(type) {
+    var h = { Authorization: 'Bearer ' + config.token };
+    if (type) h['Content-Type'] = type;
+    return h;
+  }
+
+  // The channel, opened once (a reconnect of the media keeps it). Resolves its id, or null.
+  function openChannel() {
+    if (!config || !config.classroom) return Promise.resolve(null);
+    if (chan) return chan.opening;
+    var mine = chan = { id: null, url: null, source: null };
+    var url = new URL(config.classroom, location.href);
+    if (pick) url.searchParams.set('as', pick);
+    mine.opening = fetch(url.href, {
+      method: 'POST', headers: headers('application/json'), body: JSON.stringify({ device: device }), cache: 'no-store'
+    }).then(function (res) {
+      if (res.status !== 201) throw new Error('channel ' + res.status);
+      return res.json();
+    }).then(function (body) {
+      if (chan !== mine) return null;
+      mine.id = body.channel;
+      mine.url = new URL(url.pathname + '/' + body.channel, location.href).href;
+      listen(mine, new URL(body.events, location.href).href);
+      return mine.id;
+    }).catch(function () {
+      if (chan === mine) chan = null;     // the next media session tries again
+      return null;
+    });
+    return mine.opening;
+  }
+
+  function listen(mine, url) {
+    var source = mine.source = new EventSource(url);
+    source.onopen = function () {
+      if (chan !== mine) return;
+      status.open = true;
+      if (status.hand) send({ type: 'hand', up: true });     // a new channel keeps the hand up
+      render();
+    };
+    source.onmessage = function (ev) { if (chan === mine) onMessage(ev.data); };
+    source.onerror = function () {
+      if (chan !== mine) return;
+      status.open = false;
+      render();
+      if (source.readyState === 2) {     // CLOSED: the channel is gone (404): open a new one
+        closeChannel(false);
+        setTimeout(openChannel, 2000);
+      }                                  // else the browser reconnects by itself
+    };
+  }
+
+  function closeChannel(goodbye) {
+    var mine = chan;
+    chan = null;
+    status.open = false;
+    if (!mine) return;
+    if (mine.source) mine.source.close();
+    if (goodbye && mine.url) {
+      fetch(mine.url, { method: 'DELETE', headers: headers(), keepalive: true }).catch(function () {});
+    }
+  }
+
   function send(message) {
-    var ch = current && current.channel;
-    if (!ch || ch.readyState !== 'open') { note(T.offline); return false; }
-    ch.send(JSON.stringify(message));
+    if (!chan || !chan.url || !status.open) { note(T.offline); return false; }
+    fetch(chan.url, { method: 'POST', headers: headers('application/json'), body: JSON.stringify(message) })
+      .then(function (res) { if (res.status === 429) note(T.offline); })
+      .catch(function () { note(T.offline); });
     return true;
   }
 
   function stopMic() {
     if (micTrack) { micTrack.stop(); micTrack = null; }
-    if (current && current.audio) current.audio.sender.replaceTrack(null).catch(function () {});
+    if (talk) {
+      try { talk.pc.close(); } catch (e) { /* closed */ }
+      if (talk.location) fetch(talk.location, { method: 'DELETE', headers: headers(), keepalive: true }).catch(function () {});
+      talk = null;
+    }
     status.speaking = false;
   }
 
+  function gathered(pc, ms) {
+    return new Promise(function (resolve) {
+      if (pc.iceGatheringState === 'complete') return resolve();
+      var timer = setTimeout(resolve, ms);
+      pc.addEventListener('icegatheringstatechange', function () {
+        if (pc.iceGatheringState === 'complete') { clearTimeout(timer); resolve(); }
+      });
+    });
+  }
+
+  // The turn to speak: the microphone goes to the service (WHIP) until the turn ends.
   async function startMic() {
-    if (!current || !current.audio) return;
     if (!navigator.mediaDevices || !window.isSecureContext) { note(T.insecure); return; }
+    if (!chan || !chan.id) { note(T.offline); return; }
     try {
       var stream = await navigator.mediaDevices.getUserMedia({
         audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true }
       });
       micTrack = stream.getAudioTracks()[0];
-      await current.audio.sender.replaceTrack(micTrack);
+      var pc = new RTCPeerConnection({ iceServers: config.ice_servers || [], bundlePolicy: 'max-bundle' });
+      talk = { pc: pc, location: null };
+      pc.addTransceiver(micTrack, { direction: 'sendonly' });
+      await pc.setLocalDescription(await pc.createOffer());
+      await gathered(pc, 2000);
+      var url = new URL(config.whip, location.href);
+      url.searchParams.set('channel', chan.id);
+      var res = await fetch(url.href, { method: 'POST', headers: headers('application/sdp'), body: pc.localDescription.sdp });
+      if (res.status !== 201) throw new Error('whip ' + res.status);
+      var where = res.headers.get('Location');
+      if (talk && talk.pc === pc) talk.location = where ? new URL(where, url.href).href : null;
+      await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
       status.speaking = true;
       note(T.speaking);
     } catch (e) {
@@ -81,38 +185,33 @@
     var m;
     try { m = JSON.parse(data); } catch (e) { return; }
     if (!m || typeof m.type !== 'string') return;
-    if (m.type === 'hand') { status.hand = !!m.up; if (status.hand) note(T.handUp); }
+    if (m.type === 'hello') { status.allowed = !!m.speak; if (m.hand) status.hand = true; }
+    else if (m.type === 'hand') { status.hand = !!m.up; if (status.hand) note(T.handUp); }
     else if (m.type === 'sent') { status.sent += 1; note(T.sent); }
     else if (m.type === 'speak') {
       status.allowed = !!m.allowed;
       if (status.allowed) note(T.allowed); else { if (status.speaking) note(T.stopped); stopMic(); }
-    } else if (m.type === 'removed') {
+    } else if (m.type === 'removed' || m.type === 'ended') {
       stopMic();
       status.allowed = status.hand = false;
+      closeChannel(false);
     }
     render();
   }
 
-  function attach(s) {
-    current = s;
-    status.open = false;
-    s.channel.onopen = function () {
-      if (s !== current) return;
-      status.open = true;
-      if (status.hand) send({ type: 'hand', up: true });     // a rejoin keeps the hand up
-      render();
-    };
-    s.channel.onclose = function () { if (s === current) { status.open = false; render(); } };
-    s.channel.onmessage = function (ev) { if (s === current) onMessage(ev.data); };
+  // A media session is being made: the channel it belongs to (opened now if need be).
+  function attach(s, cfg, picked) {
+    config = cfg;
+    if (picked !== pick) { closeChannel(true); pick = picked; }
     render();
+    return openChannel();
   }
 
-  function detach(s) {
-    if (s !== current) return;
+  // The page goes away: the turn and the channel end.
+  function leave() {
     stopMic();
-    status.open = status.allowed = false;
-    try { s.channel.close(); } catch (e) { /* closed with the connection */ }
-    current = null;
+    status.allowed = false;
+    closeChannel(true);
     render();
   }
 
@@ -133,5 +232,5 @@
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', bind); else bind();
-  window.classroomTalk = { attach: attach, detach: detach, status: status };
+  window.classroomTalk = { attach: attach, leave: leave, status: status };
 })();

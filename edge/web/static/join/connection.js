@@ -2,7 +2,7 @@
  * (connecting, live, waiting, ...), one session at a time (WHEP, or Janus in relay mode), and
  * starting again after a drop with backoff, at the bell, or as soon as the network is back. */
 
-import { newPeerConnection, prepareWhep, negotiate, deleteWhep } from './whep.js';
+import { newPeerConnection, prepareWhep, joinChannel, negotiate, deleteWhep } from './whep.js';
 import { prepareRelay, mapRelayTransceivers, negotiateRelay, startBeats, closeRelay } from './relay.js';
 import { waitingView, showCountdown, showLessonNow, schoolNow } from './waiting.js';
 import { resetQuality, updateNotice, pollSession, renderSession } from './quality.js';
@@ -58,7 +58,7 @@ function newSession(app) {
   };
   pc.onconnectionstatechange = pc.oniceconnectionstatechange = () => onLinkChange(app, s);
   pc.ontrack = (ev) => { if (s === app.current) onTrack(app, s, ev); };
-  if (s.relay) prepareRelay(s); else prepareWhep(app, s);
+  if (s.relay) { prepareRelay(s); joinChannel(app, s); } else prepareWhep(app, s);
   return s;
 }
 
@@ -102,7 +102,6 @@ export function teardown(app, s) {
   s.bytes = 0;
   clearTimeout(s.discTimer);
   clearTimeout(s.connectTimer);
-  if (window.classroomTalk) window.classroomTalk.detach(s);
   s.pc.ontrack = s.pc.onicecandidate = s.pc.onconnectionstatechange = s.pc.oniceconnectionstatechange = null;
   if (s.dtls) s.dtls.onstatechange = null;
   try { s.pc.close(); } catch (e) { /* already closed */ }
@@ -204,4 +203,5 @@ export function leave(app) {
   app.busy = 0;
   clearTimeout(app.retryTimer);
   teardown(app, app.current);
+  if (window.classroomTalk) window.classroomTalk.leave();
 }

@@ -41,6 +41,8 @@ export async function negotiateRelay(app, s) {
   const base = url.origin + url.pathname.replace(/\/+$/, '');
   url.search = '';
   if (app.me) url.searchParams.set('as', app.me.key);
+  const channel = await s.channelReady;
+  if (channel) url.searchParams.set('channel', channel);
   const ctrl = window.AbortController ? new AbortController() : null;
   const timer = setTimeout(() => { if (ctrl) ctrl.abort(); }, 15000);
   const res = await fetch(url.href, {

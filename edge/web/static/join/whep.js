@@ -1,6 +1,7 @@
 /* classroom-edge, the pupil's page: the WHEP session (offer, POST, answer; PATCH trickle; DELETE).
- * Offer transceivers, in order: camera video, board video (recvonly), classroom audio (sendrecv:
- * the pupil's microphone when the teacher allows, see talk.js), and the "classroom" data channel.
+ * Offer transceivers, in order: camera video, board video, classroom audio, all receive-only;
+ * taking part (hand, messages, a turn to speak) is the classroom channel's (talk.js), which the
+ * POST names (`?channel=`) so the teacher's "remove" ends this session too.
  * `app` is the page's state (main.js), `s` one session (connection.js: newSession). */
 
 // Every request to the service carries the join token.
@@ -35,15 +36,19 @@ function preferH264(transceiver) {
   try { transceiver.setCodecPreferences(codecs.map((x) => x.c)); } catch (e) { /* keep defaults */ }
 }
 
-// The page's own offer: its transceivers, the data channel (talk.js), candidates to trickle.
+// The classroom channel this session belongs to (opened by talk.js once), or null.
+export function joinChannel(app, s) {
+  const talk = window.classroomTalk;
+  s.channelReady = talk ? talk.attach(s, app.config, app.me ? app.me.key : null) : Promise.resolve(null);
+}
+
+// The page's own offer: its transceivers, candidates to trickle.
 export function prepareWhep(app, s) {
   const pc = s.pc;
   s.camera = pc.addTransceiver('video', { direction: 'recvonly' });
   s.board = pc.addTransceiver('video', { direction: 'recvonly' });
-  // sendrecv: the microphone goes out here (replaceTrack) only when the teacher allows
-  s.audio = pc.addTransceiver('audio', { direction: 'sendrecv' });
-  s.channel = pc.createDataChannel('classroom');
-  if (window.classroomTalk) window.classroomTalk.attach(s);
+  s.audio = pc.addTransceiver('audio', { direction: 'recvonly' });
+  joinChannel(app, s);
   preferH264(s.camera);
   preferH264(s.board);
   pc.onicecandidate = (ev) => {
@@ -82,6 +87,8 @@ export async function negotiate(app, s) {
   const url = new URL(app.config.whep, location.href);
   if (app.classroom.saveData) url.searchParams.set('save_data', '1');
   if (app.me) url.searchParams.set('as', app.me.key);
+  const channel = await s.channelReady;
+  if (channel) url.searchParams.set('channel', channel);
   const whep = url.href;
   const ctrl = window.AbortController ? new AbortController() : null;
   const timer = setTimeout(() => { if (ctrl) ctrl.abort(); }, 15000);
