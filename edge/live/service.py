@@ -44,6 +44,7 @@ from webrtc import (
     is_loopback,
     quiet_departures,
 )
+from webrtc.guard import guard_datagrams
 from webrtc.ice import GatherPolicy, TurnRest, UdpPorts, gather_in
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,7 @@ class EdgeService:
         elif self.host not in ("0.0.0.0", "::", ""):
             gather_only([self.host])
         gather_in(self.gather_policy)
+        guard_datagrams(True)  # only the pupil's ICE pair reaches DTLS/SRTP (issue 24)
         quiet_departures(asyncio.get_running_loop())  # a pupil leaving: INFO, not a traceback
         closed = await asyncio.to_thread(self.attendance.close_dangling)
         if closed:
@@ -318,6 +320,7 @@ class EdgeService:
             ("attendance", self.attendance.close),
             ("candidates", partial(gather_only, None)),
             ("interfaces", partial(gather_in, None)),
+            ("datagram guard", partial(guard_datagrams, False)),
             ("log book", self.logbook.remove),
         ]
         await run_every_step(steps)
