@@ -371,10 +371,14 @@ class EdgeService:
         for name, room in self.rooms.items():
             for source, reason in room.missing_devices():
                 what = SOURCE_NAMES.get(source, source)
+                effect = (
+                    "Học sinh vẫn xem hình nhưng không nghe tiếng lớp. "
+                    if source == "mic"
+                    else "Học sinh thấy thông báo đang kết nối lại; tiếng vẫn phát. "
+                )
                 found.append(
                     f"Phòng {name}: {what} không có tín hiệu ({reason or 'không có hình'}). "
-                    "Học sinh thấy thông báo đang kết nối lại; tiếng vẫn phát. "
-                    "Kiểm tra dây cắm."
+                    f"{effect}Kiểm tra dây cắm."
                 )
         for name, room in self.rooms.items():
             for source, ago, recovered in room.recent_hangs():
