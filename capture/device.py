@@ -3,7 +3,10 @@ the X11 screen of the smart board, and ALSA microphones."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import fcntl
+import logging
 import os
 import time
 from pathlib import Path
@@ -15,6 +18,8 @@ from .discovery import Ioctl, resolve_camera
 from .source import Source, SourceError
 
 V4L2InputFormat = Literal["mjpeg", "yuyv422", "h264"]
+
+logger = logging.getLogger(__name__)
 
 
 class DeviceSource(Source):
@@ -142,3 +147,45 @@ class AlsaMicrophone(DeviceSource):
         super().__init__(name, device, {"sample_rate": str(sample_rate), "channels": str(channels)})
         if "ALSA_CONFIG_PATH" not in os.environ and SYSTEM_ALSA_CONFIG.exists():
             os.environ["ALSA_CONFIG_PATH"] = str(SYSTEM_ALSA_CONFIG)
+        quiet_alsa()
+
+
+# alsa-lib's error handler: void (*)(const char *file, int line, const char *function,
+# int err, const char *fmt, ...); the variadic rest is ignored (the caller cleans up)
+_AlsaErrorHandler = ctypes.CFUNCTYPE(
+    None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p
+)
+
+
+def _ignore_alsa_error(file: bytes, line: int, function: bytes, err: int, fmt: bytes) -> None:
+    """alsa-lib's own messages (it prints them on stderr at every retry of a missing
+    device, once a second): the source's error says what failed, logged once a minute."""
+
+
+_alsa_error = _AlsaErrorHandler(_ignore_alsa_error)  # kept: alsa-lib holds the pointer
+
+
+_alsa_quiet: list[str] = []
+
+
+def quiet_alsa() -> list[str]:
+    """Route alsa-lib's error messages (which it writes to stderr itself) to nowhere, in
+    the alsa-lib PyAV loaded (its wheels bundle one: found among the process's mapped
+    libraries) and the system's. Idempotent; the libraries it quieted."""
+    if _alsa_quiet:
+        return _alsa_quiet
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        maps = ""
+    paths = {line.split()[-1] for line in maps.splitlines() if "/libasound" in line}
+    system = ctypes.util.find_library("asound")
+    for path in sorted(paths) + ([system] if system else []):
+        try:
+            library = ctypes.CDLL(path)
+            library.snd_lib_error_set_handler(_alsa_error)
+        except (OSError, AttributeError) as exc:
+            logger.debug("alsa-lib %s not quieted: %s", path, exc)
+            continue
+        _alsa_quiet.append(path)
+    return _alsa_quiet

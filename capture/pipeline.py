@@ -29,7 +29,9 @@ class SourcePipeline:
 
     With a `missing` picture (a slate), a video source that delivers nothing for
     `missing_after` seconds (unplugged, not found) is replaced by that picture at
-    `missing_fps` until frames come again, so viewers and the recording see why.
+    `missing_fps` until frames come again, so viewers and the recording see why. A
+    source without one (a microphone) that has failed for `missing_after` seconds is
+    marked missing (`showing_missing`) until frames come again.
 
     A watchdog thread that shares no lock with them looks four times a second: an
     encode that has not returned within `hang_after` seconds, or a source that says it
@@ -60,7 +62,9 @@ class SourcePipeline:
         self.missing_fps = missing_fps
         self.hang_after = hang_after
         self.stall_after = stall_after
-        self.showing_missing = False  # the slate went out: the device gives no picture
+        self.showing_missing = False
+        """The device gives nothing: its slate went out (a video source), or it has failed
+        for `missing_after` seconds (a source without a slate, like a microphone)."""
         self.last_frame: Frame | None = None  # what went out last (a preview)
         self.hangs = 0  # encoder or device calls that never returned, since start
         self.last_hang: tuple[float, str] | None = None  # (monotonic time, what hung)
@@ -115,7 +119,8 @@ class SourcePipeline:
         self._restart_pause = self.stall_after
         if self.showing_missing:
             self.showing_missing = False
-            logger.info("source %s: picture back", self.source.name)
+            what = "picture" if self.missing is not None else "signal"
+            logger.info("source %s: %s back", self.source.name, what)
             for encoder in self.encoders.values():
                 encoder.request_keyframe()  # viewers see the picture at once
         self._encode(frame, captured_at)
@@ -184,6 +189,14 @@ class SourcePipeline:
                 and now >= self._next_restart
             ):
                 self._replace(f"the device has given nothing for {now - self._last_frame_at:.1f} s")
+            failing = self.source.failing_since
+            if (
+                self.missing is None  # no slate to send (a microphone): missing all the same
+                and state == "failed"
+                and failing is not None
+                and now - failing >= self.missing_after
+            ):
+                self.showing_missing = True  # until a frame comes (`_on_frame`)
 
     def _replace(self, why: str) -> None:
         """Leave the stuck threads behind and go on with fresh ones."""

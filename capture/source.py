@@ -15,6 +15,9 @@ logger = logging.getLogger(__name__)
 
 MediaKind = Literal["video", "audio"]
 Frame = av.VideoFrame | av.AudioFrame
+LOG_AGAIN_AFTER = 60.0
+"""Seconds before a source that keeps failing the same way logs it again."""
+
 FrameSink = Callable[[Frame, float], None]
 """Called in the source's thread with a frame and its capture time (`time.monotonic()`)."""
 
@@ -48,6 +51,8 @@ class Source(ABC):
         self._thread: threading.Thread | None = None
         self._sink: FrameSink | None = None
         self.abandoned = 0  # threads left stuck in a device or encoder call
+        self.log_again_after = LOG_AGAIN_AFTER
+        self._warned_at: float | None = None  # monotonic time the failure was last logged
 
     def start(self, sink: FrameSink) -> None:
         if self._thread is not None:
@@ -113,12 +118,20 @@ class Source(ABC):
                 if not self.current:
                     return
                 error = str(exc) or type(exc).__name__
-                # said once per new error (an unplugged camera is retried every second)
-                log = logger.warning if error != self.error else logger.debug
+                now = time.monotonic()
+                # said once per new error, then once every `log_again_after` seconds (an
+                # unplugged camera or a missing microphone is retried every second)
+                again = (
+                    self._warned_at is not None and now - self._warned_at >= self.log_again_after
+                )
+                log = logger.debug
+                if error != self.error or self._warned_at is None or again:
+                    log, self._warned_at = logger.warning, now
                 self.state, self.error = "failed", error
                 if self.failing_since is None:
-                    self.failing_since = time.monotonic()
-                log("source %s failed: %s; retrying in %.1f s", self.name, exc, pause)
+                    self.failing_since = now
+                failing = f" (failing for {now - self.failing_since:.0f} s)" if again else ""
+                log("source %s failed%s: %s; retrying in %.1f s", self.name, failing, exc, pause)
                 self._stopping.wait(pause)
                 pause = min(pause * 2, self._retry_max)
 

@@ -5,12 +5,15 @@ the service, encoders and an aiortc viewer above it are real."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from capture import TestCamera
+from capture import AlsaMicrophone, TestCamera
+from capture.source import Source, SourceError
 from edge.access.tokens import Grant
 from edge.live.service import EdgeService
 from edge.school.clock import SystemClock
@@ -56,3 +59,69 @@ async def test_unplugged_camera_shows_a_slate_and_comes_back(tmp_path: Path) -> 
             assert health["status"] == "ok" and not health["warnings"]
         finally:
             await viewer.close()
+
+
+MISSING_MIC = SMALL_ROOM.replace(
+    '[mic]\nkind = "test"', '[mic]\nkind = "alsa"\ndevice = "plughw:CARD=KhongCoMicro,DEV=0"'
+)
+
+
+async def test_a_missing_microphone_says_so_once_and_in_healthz(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A microphone whose ALSA device does not exist: the pupil still sees the camera,
+    /healthz says `missing: true` for it (as for a missing camera), the failure is logged
+    once (then once a minute), and alsa-lib's own lines (once a second) stay off stderr."""
+    assert MISSING_MIC != SMALL_ROOM
+    caplog.set_level(logging.DEBUG, logger="capture")
+    config = write_site(tmp_path, {"r1": MISSING_MIC})
+    async with serve_in_process(config, tmp_path / "data", SystemClock()) as (service, base):
+        mic = service.rooms["r1"].pipelines[-1].source
+        assert isinstance(mic, AlsaMicrophone)
+        viewer = Viewer(f"{base}/whep/r1", token(service), video_lines=1, decode_clock=False)
+        try:
+            assert (await viewer.connect()).status_code == 201
+            assert await eventually(lambda: viewer.stats["camera"].frames >= 15, 20)
+            assert await eventually(lambda: mic.failing_since is not None, 10)
+            failing_from = mic.failing_since
+            assert failing_from is not None
+            await eventually(lambda: time.monotonic() - failing_from > 3.5, 5)
+            async with httpx.AsyncClient() as client:
+                health = (await client.get(f"{base}/healthz")).json()
+            assert viewer.stats["camera"].frames >= 40  # the picture goes on
+        finally:
+            await viewer.close()
+    sources = health["rooms"]["r1"]["sources"]
+    assert sources["mic"]["missing"] is True and sources["mic"]["state"] in ("failed", "opening")
+    assert "KhongCoMicro" in sources["mic"]["error"]
+    assert sources["camera"]["missing"] is False
+    assert health["status"] == "degraded" and health["rooms"]["r1"]["device_missing"]
+    assert any("Micro không có tín hiệu" in w and "không nghe" in w for w in health["warnings"])
+    failures = [r for r in caplog.records if r.getMessage().startswith("source mic failed")]
+    assert len(failures) >= 4  # retried every second ...
+    assert [r.levelno for r in failures].count(logging.WARNING) == 1  # ... said once
+    err = capfd.readouterr().err
+    assert "ALSA lib" not in err, err[-2000:]
+
+
+class Failing(Source):
+    kind = "audio"
+
+    def _run(self) -> None:
+        raise SourceError("hw:CARD=KhongCo: no such device")
+
+
+def test_a_source_that_keeps_failing_logs_again_once_a_while(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="capture.source")
+    source = Failing("mic", retry_max=0.02)
+    source.log_again_after = 0.3  # 60 s in the service
+    source.start(lambda frame, at: None)
+    time.sleep(1.0)
+    source.stop()
+    failures = [r for r in caplog.records if r.getMessage().startswith("source mic failed")]
+    warnings = [r.getMessage() for r in failures if r.levelno == logging.WARNING]
+    assert len(failures) >= 20, len(failures)
+    assert 2 <= len(warnings) <= 5, warnings
+    assert "failing for" not in warnings[0] and "(failing for " in warnings[1]

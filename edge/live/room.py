@@ -235,7 +235,8 @@ class Room:
                 )
 
     def missing_devices(self) -> list[tuple[str, str | None]]:
-        """Video sources giving no picture now (their slate is out), with the reason."""
+        """Sources giving nothing now (a video source's slate is out, a microphone has
+        failed for a while), with the reason."""
         return [(p.source.name, p.source.error) for p in self.pipelines if p.showing_missing]
 
     def recent_hangs(self, within: float = 60.0) -> list[tuple[str, float, bool]]:

@@ -48,6 +48,7 @@ from webrtc import (
     quiet_departures,
 )
 from webrtc.dtls import harden
+from webrtc.guard import guard_datagrams
 from webrtc.ice import GatherPolicy, TurnRest, UdpPorts, gather_in
 
 logger = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ class EdgeService:
             gather_only([self.host])
         gather_in(self.gather_policy)
         harden()  # DTLS suites and SRTP profiles of our choice (webrtc/dtls.py)
+        guard_datagrams(True)  # only the pupil's ICE pair reaches DTLS/SRTP (issue 24)
         quiet_departures(asyncio.get_running_loop())  # a pupil leaving: INFO, not a traceback
         closed = await asyncio.to_thread(self.attendance.close_dangling)
         if closed:
@@ -368,6 +370,7 @@ class EdgeService:
             ("candidates", partial(gather_only, None)),
             ("interfaces", partial(gather_in, None)),
             ("dtls", partial(harden, False)),
+            ("datagram guard", partial(guard_datagrams, False)),
             ("log book", self.logbook.remove),
         ]
         await run_every_step(steps)

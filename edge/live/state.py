@@ -130,9 +130,14 @@ def room_warnings(room: Room, mic_silent_seconds: float | None) -> list[str]:
         )
     for source, reason in room.missing_devices():
         what = SOURCE_NAMES.get(source, source)
+        effect = (
+            "Học sinh vẫn xem hình nhưng không nghe tiếng lớp. "
+            if source == "mic"
+            else "Học sinh thấy thông báo đang kết nối lại; tiếng vẫn phát. "
+        )
         found.append(
             f"Phòng {name}: {what} không có tín hiệu ({reason or 'không có hình'}). "
-            "Học sinh thấy thông báo đang kết nối lại; tiếng vẫn phát. Kiểm tra dây cắm."
+            f"{effect}Kiểm tra dây cắm."
         )
     for source, ago, recovered in room.recent_hangs():
         what = SOURCE_NAMES.get(source, source)

@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from capture.supervise import RESTARTS
+from webrtc.guard import DROPS, Cause
 
 if TYPE_CHECKING:
     from edge.live.service import EdgeService
@@ -55,6 +56,15 @@ class ServiceCollector(Collector):
         for loop, count in sorted(RESTARTS.items()):
             restarts.add_metric([loop], float(count))
         yield restarts
+        drops = CounterMetricFamily(
+            "classroom_edge_media_drops",
+            "Datagrams the media ports dropped before DTLS/SRTP (empty, oversized, malformed "
+            "STUN, before ICE, not from the pupil's ICE pair)",
+            labels=["cause"],
+        )
+        for cause in Cause:
+            drops.add_metric([cause.value], float(DROPS.counts[cause]))
+        yield drops
         yield from self._media()
         archive = health["archive"]
         if isinstance(archive, dict):
