@@ -133,9 +133,9 @@ async def test_a_class_link_cannot_take_the_room_nor_be_taken_for_a_pupil(
             )
             assert [(p["verified"], p["devices"]) for p in ans] == [(False, 1), (True, 2)], state
             fake, real = ans
-            assert real["key"] == "0101000001" and fake["key"].startswith("viewer:")
+            assert real["key"] == "0101000001" and fake["key"].startswith("device:")
             # what Mallory writes shows as the class link's, never as An's own
-            assert await eventually(lambda: impostor.data_channel.readyState == "open", 10)
+            assert impostor.classroom is not None and impostor.classroom.streaming.is_set()
             impostor.send({"type": "message", "text": "Em xin phép về sớm ạ"})
 
             async def written() -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from capture import read_timestamp
 from capture.timecode import estimate_square
+from tests.classroom_client import ClassroomChannel, classroom_url
 
 
 async def eventually(condition: Callable[[], bool], within: float, step: float = 0.05) -> bool:
@@ -81,10 +81,9 @@ class Viewer:
     cache_clock_square: bool = False
     """With `clock_square` None: find the size once per picture width, not on every read."""
     channel: bool = False
-    """Open the class data channel ("classroom"), as the pupil's page does."""
-    received: list[dict[str, Any]] = field(default_factory=list)
-    """The JSON messages that came on the class data channel."""
-    data_channel: Any = None
+    """Open a classroom channel first and name it in the WHEP POST, as the pupil's page
+    does (tests/classroom_client.py)."""
+    classroom: ClassroomChannel | None = None
     _squares: dict[int, float] = field(default_factory=dict)
     pc: RTCPeerConnection = field(init=False)
     location: str | None = None
@@ -108,9 +107,6 @@ class Viewer:
         if self.audio:
             transceivers.append(("audio", self.pc.addTransceiver("audio", direction="recvonly")))
         self._transceivers = transceivers
-        if self.channel:
-            self.data_channel = self.pc.createDataChannel("classroom")
-            self.data_channel.on("message", lambda text: self.received.append(json.loads(text)))
         for name, transceiver in transceivers:
             if name != "audio":
                 capabilities = RTCRtpReceiver.getCapabilities("video")
@@ -131,11 +127,19 @@ class Viewer:
     async def connect(self, client: httpx.AsyncClient | None = None) -> httpx.Response:
         await self.offer()
         transceivers = self._transceivers
+        whep_url = self.whep_url
+        if self.channel and self.classroom is None:
+            self.classroom = ClassroomChannel(
+                classroom_url(self.whep_url), self.token, client=client
+            )
+            if (await self.classroom.open()).status_code == 201:
+                url = httpx.URL(self.whep_url)
+                whep_url = str(url.copy_merge_params({"channel": self.classroom.id or ""}))
         own = client or httpx.AsyncClient(timeout=20)
         try:
             self.posted_at = time.monotonic()
             self.response = await own.post(
-                self.whep_url,
+                whep_url,
                 content=self.pc.localDescription.sdp,
                 headers={
                     "Content-Type": "application/sdp",
@@ -154,9 +158,15 @@ class Viewer:
                 self._tasks.append(asyncio.create_task(self._consume(name, track)))
         return self.response
 
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        """The messages that came on the classroom channel (`channel=True`)."""
+        return self.classroom.received if self.classroom is not None else []
+
     def send(self, message: dict[str, Any]) -> None:
-        """A message on the class data channel (open it with `channel=True`)."""
-        self.data_channel.send(json.dumps(message, ensure_ascii=False))
+        """A message on the classroom channel (open it with `channel=True`)."""
+        assert self.classroom is not None
+        self.classroom.send(message)
 
     async def _consume(self, name: str, track: MediaStreamTrack | None) -> None:
         if track is None:  # closed before this task ran
@@ -206,3 +216,5 @@ class Viewer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pc.close()
+        if self.classroom is not None:
+            await self.classroom.close()

@@ -48,6 +48,8 @@ async def join_page(token: str, request: Request, service: Service) -> Response:
     )
     config = {
         "whep": f"{service.base_url}/whep/{grant.room}",
+        "classroom": f"{service.base_url}/classroom/{grant.room}",  # the classroom channel
+        "whip": f"{service.base_url}/whip/{grant.room}",  # the microphone, when allowed
         "token": token,
         "room": grant.room,
         "class": grant.class_name,
