@@ -1,4 +1,8 @@
-"""WebRTC: the packet bus, viewer sessions (aiortc) and WHEP. Knows nothing of school life."""
+"""WebRTC: the packet bus, viewer sessions (aiortc) and WHEP. Knows nothing of school life.
+
+`webrtc.viewer` (not imported here: the service does not need it) is the other side, a
+WHEP viewer on aiortc that decodes: the drill's loopback viewer and the tests' viewer.
+"""
 
 from .bus import PacketBus, Subscription
 from .channel import ClassChannel, Message
