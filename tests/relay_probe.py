@@ -39,6 +39,7 @@ HOOK = """
   const c = window.classroom;
   return c ? {state: c.state, quality: c.quality, relay: c.relay, janus: c.janus,
               location: c.location,
+              channel: window.classroomTalk && window.classroomTalk.status.channel,
               bytesReceived: c.bytesReceived, token: c.config && c.config.token,
               mids: c.pc ? c.pc.getTransceivers().map((t) => [t.mid, t.receiver.track.kind]) : [],
               saveDataShown: !document.getElementById('save-data').hidden,

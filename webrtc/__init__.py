@@ -1,5 +1,9 @@
 """WebRTC: the packet bus, viewer sessions (aiortc) and WHEP, talk sessions and WHIP.
-Knows nothing of school life."""
+Knows nothing of school life.
+
+`webrtc.viewer` (not imported here: the service does not need it) is the other side, a
+WHEP viewer on aiortc that decodes: the drill's loopback viewer and the tests' viewer.
+"""
 
 from .bus import PacketBus, Subscription
 from .choice import VideoLine

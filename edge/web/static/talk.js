@@ -5,7 +5,7 @@
  * plays through the classroom speakers. Loaded before join/main.js, whose connection calls
  * `await window.classroomTalk.attach(session, config, pick)` for every media session it makes
  * (the channel opens once and outlives media reconnects) and `leave()` when the page goes.
- * Test hook: window.classroomTalk.status = {open, hand, speaking, allowed, sent}. */
+ * Test hook: window.classroomTalk.status = {open, hand, speaking, allowed, sent, channel}. */
 (function () {
   'use strict';
 
@@ -28,7 +28,7 @@
     insecure: 'The browser allows the microphone only on a secure (https) page. Please tell your teacher.'
   };
 
-  var status = { open: false, hand: false, speaking: false, allowed: false, sent: 0 };
+  var status = { open: false, hand: false, speaking: false, allowed: false, sent: 0, channel: null };
   var config = null, pick = null;
   var chan = null;      // {id, url, source, opening}: the classroom channel
   var talk = null;      // {pc, location}: the microphone published for this turn
@@ -81,7 +81,7 @@
       return res.json();
     }).then(function (body) {
       if (chan !== mine) return null;
-      mine.id = body.channel;
+      mine.id = status.channel = body.channel;
       mine.url = new URL(url.pathname + '/' + body.channel, location.href).href;
       listen(mine, new URL(body.events, location.href).href);
       return mine.id;
@@ -116,6 +116,7 @@
     var mine = chan;
     chan = null;
     status.open = false;
+    status.channel = null;
     if (!mine) return;
     if (mine.source) mine.source.close();
     if (goodbye && mine.url) {
