@@ -7,7 +7,9 @@ answers 201 {"janus", "mountpoint", "token", "session", "ice_servers", "beat_sec
 The pupil's page then talks to Janus's own HTTP API (`static/janus.js`: a session with
 the token, the streaming plugin, watch the mountpoint); it beats
 `POST /relay/{room}/{session}` every `beat_seconds` (204, or 404 once the session is
-gone), so attendance counts it like a WHEP viewer, and `DELETE`s it on leaving.
+gone) and `DELETE`s it on leaving. A join names the page's classroom channel
+(`?channel=`), which is the pupil's presence and place in the console on either path; a
+relay viewer without one is present on its own while it beats.
 """
 
 from __future__ import annotations

@@ -31,8 +31,7 @@ from edge.access import joining
 from edge.access.rules import bounded_body, problem
 from edge.access.tokens import Grant
 from edge.live.classroom import MESSAGE_CHARS, Channel
-from edge.live.outlook import not_live
-from edge.web.deps import Cors, PupilGrant, Refused, Room, Service, json_body
+from edge.web.deps import Cors, PupilGrant, Refused, Room, Service, admit, json_body
 from edge.web.whep import SDP, content_type
 from webrtc import MAX_OFFER_BYTES, OfferError
 
@@ -95,9 +94,7 @@ async def open_channel(
     headers: Cors,
 ) -> Response:
     runtime = service.rooms[room]
-    if not runtime.live:
-        return not_live(service, room, headers)
-    seat = joining.seat(service, request, room, grant, headers)
+    seat = admit(service, request, room, grant, headers)  # as WHEP
     if not isinstance(seat, joining.Seat):
         return seat
     classroom = runtime.classroom

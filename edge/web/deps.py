@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from edge.access import joining
 from edge.access.rules import cors_headers, csrf_refusal, is_staff, json_object, problem
 from edge.access.tokens import Grant
+from edge.live.outlook import not_live
 from edge.live.service import EdgeService
 
 
@@ -89,6 +90,19 @@ def pupil_or_staff(room: Room, request: Request, service: Service, headers: Cors
 
 
 PupilGrant = Annotated[Grant, Depends(pupil_grant)]
+
+
+def admit(
+    service: EdgeService, request: Request, room: str, grant: Grant, headers: dict[str, str]
+) -> joining.Seat | Response:
+    """Who joins `room` on `grant` now, or the answer that says why not: 409 while no
+    lesson is live (with the waiting room's outlook), 403 removed by the teacher, 429 a
+    cap reached. The one admission of WHEP, the relay and the classroom channel."""
+    if not service.rooms[room].live:
+        return not_live(service, room, headers)
+    return joining.seat(service, request, room, grant, headers)
+
+
 PupilOrStaff = Depends(pupil_or_staff)
 
 

@@ -12,9 +12,8 @@ from fastapi.responses import JSONResponse
 
 from edge.access import joining
 from edge.access.rules import problem
-from edge.live.outlook import not_live
 from edge.live.relay import Relay, RelayViewer
-from edge.web.deps import PupilGrant, Refused, Room, Service, cors
+from edge.web.deps import PupilGrant, Refused, Room, Service, admit, cors
 from webrtc.relay import JanusError
 
 logger = logging.getLogger(__name__)
@@ -64,9 +63,7 @@ async def relay_join(
     headers: Headers,
 ) -> Response:
     runtime = service.rooms[room]
-    if not runtime.live:
-        return not_live(service, room, headers)  # what the waiting room shows, as WHEP
-    seat = joining.seat(service, request, room, grant, headers)
+    seat = admit(service, request, room, grant, headers)  # as WHEP
     if not isinstance(seat, joining.Seat):
         return seat
     channel = runtime.classroom.channels.get(request.query_params.get("channel") or "")

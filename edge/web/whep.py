@@ -11,8 +11,7 @@ from fastapi.responses import JSONResponse
 
 from edge.access import joining
 from edge.access.rules import bounded_body, problem
-from edge.live.outlook import not_live
-from edge.web.deps import PupilGrant, Refused, Room, Service, cors
+from edge.web.deps import PupilGrant, Refused, Room, Service, admit, cors
 from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
 from webrtc.client_json import parse_client_json
 
@@ -70,13 +69,11 @@ async def whep_post(
             413, "Offer too large", f"an SDP offer is at most {MAX_OFFER_BYTES} bytes", headers
         )
     runtime = service.rooms[room]
-    if not runtime.live:
-        return not_live(service, room, headers)
     try:
         offer = body.decode("utf-8")
     except UnicodeDecodeError:
         return problem(400, "Malformed SDP", "the offer is not UTF-8 text", headers)
-    seat = joining.seat(service, request, room, grant, headers)
+    seat = admit(service, request, room, grant, headers)
     if not isinstance(seat, joining.Seat):
         return seat
     channel = runtime.classroom.channels.get(request.query_params.get("channel") or "")
