@@ -196,6 +196,7 @@
       stopMic();
       status.allowed = status.hand = false;
       closeChannel(false);
+      if (m.type === 'removed') document.dispatchEvent(new CustomEvent('classroom:removed'));
     }
     render();
   }

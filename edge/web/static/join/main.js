@@ -128,6 +128,9 @@ function bindEvents() {
     keepAwake(app, app.wantAwake);
     retryNow(app);
   });
+  // the teacher removed this pupil (talk.js heard it on the channel): the picture ends now,
+  // on either path, not at the next failed reconnect
+  document.addEventListener('classroom:removed', () => fail(app, app.t('removed'), app.t('removedHelp'), false));
   window.addEventListener('pagehide', () => leave(app));
   window.addEventListener('pageshow', (ev) => { if (ev.persisted) retryNow(app); });
   setInterval(() => { sampleStats(app).catch(() => {}); }, 2000);
