@@ -6,7 +6,7 @@ Run inside the viewer's network namespace (tests/test_participation.py does):
 The console logs in with the staff cookie. The pupil's page plays the lesson; the pupil
 raises a hand and sends a message, each timed until the console shows it; the teacher
 taps "Cho nói", the pupil turns the microphone on (Chromium's fake microphone plays
-TONE.wav) and talks for a few seconds; the teacher taps "Tắt mic".
+TONE.wav) and talks for a few seconds; the teacher taps "Tắt mic", then "Mời ra".
 """
 
 from __future__ import annotations
@@ -94,6 +94,13 @@ def main() -> None:
         result["talk_ended"] = time.time()
         result["pupil_speaking_at_end"] = pupil.evaluate("window.classroomTalk.status.speaking")
         result["after"] = health(base)
+        # the teacher removes the pupil: the page says so at once and its picture ends
+        console.click(f'#online li[data-key="{key}"] button:has-text("Mời ra")')
+        result["removed_after"] = timed(
+            pupil, "window.classroom.state === 'error' && !window.classroomTalk.status.open"
+        )
+        result["removed_text"] = pupil.inner_text("#overlay")
+        result["online_after_removal"] = timed(console, "window.consoleState().online.length === 0")
     Path(result_path).write_text(json.dumps(result, ensure_ascii=False, indent=1))
 
 

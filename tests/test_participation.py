@@ -1,4 +1,5 @@
-"""Taking part, in Debian Chromium: a pupil and the teacher's console (tests/talk_probe.py).
+"""Taking part, in Debian Chromium: a pupil and the teacher's console (tests/talk_probe.py),
+on both media paths: the built-in WHEP, and Janus (`[relay]`) in a namespace between.
 
 The service runs in a network namespace of the test's own with a real ALSA playback
 device for the classroom speakers: an ALSA `file` PCM (in the service's own ~/.asoundrc)
@@ -6,15 +7,18 @@ that writes what it plays to a file, the lowest layer there is without a sound c
 The browser, in another namespace, holds two pages: the pupil's and the console (staff
 login cookie). The pupil's hand and message reach the console within 1 s; allowed to
 speak, the pupil's (fake, 440 Hz) microphone comes out of the classroom speakers, and
-the pupil hears the ducked classroom microphone meanwhile.
+the pupil hears the ducked classroom microphone meanwhile (on the WHEP path); removed,
+the page says so at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,9 @@ from edge.access.links import staff_key
 from edge.access.staff import StaffSessions, set_password
 from edge.config.settings import load
 from tests.conftest import ARTIFACTS, ROOT, run_service, write_site
-from tests.netns import available, two_hosts
+from tests.janus_env import available as janus_available
+from tests.janus_env import relay_hosts, run_janus
+from tests.netns import Host, available, two_hosts
 
 pytestmark = [
     pytest.mark.browser,
@@ -71,8 +77,34 @@ def dominant_hz(raw: bytes) -> tuple[float, float]:
     return float(frequencies[spectrum.argmax()]), float(np.sqrt(np.mean(signal**2)))
 
 
-def test_a_pupil_raises_a_hand_writes_and_is_heard_in_the_classroom(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def path_of(media: str, tmp_path: Path, config: Path) -> Iterator[tuple[Host, Host]]:
+    """(the service's host, the browser's host) for the pupil's media path: the built-in
+    WHEP (two namespaces), or Janus in a namespace between them (`[relay]` added)."""
+    if media == "whep":
+        with two_hosts() as (server, viewer):
+            yield server, viewer
+        return
+    with relay_hosts("talk") as hosts, run_janus(tmp_path, hosts) as janus:
+        text = config.read_text(encoding="utf-8")
+        (config.parent / "janus-admin.secret").write_text(janus.admin_secret + "\n")
+        config.write_text(
+            text
+            + f'\n[relay]\nkind = "janus"\napi_url = "{janus.api_url}"\n'
+            + f'admin_url = "{janus.admin_url}"\nadmin_secret_file = "janus-admin.secret"\n'
+            + f'public_url = "{janus.viewer_api_url}"\n',
+            encoding="utf-8",
+        )
+        yield hosts.service, hosts.viewer
+
+
+@pytest.mark.parametrize("media", ["whep", "relay"])
+def test_a_pupil_raises_a_hand_writes_and_is_heard_in_the_classroom(
+    tmp_path: Path, media: str
+) -> None:
     assert Path("/usr/bin/chromium").exists(), "Debian chromium missing (see README test command)"
+    if media == "relay":
+        assert janus_available(), "Debian janus missing (see README test command)"
     ARTIFACTS.mkdir(exist_ok=True)
     home = tmp_path / "home"  # the service's HOME: ALSA reads ~/.asoundrc from it
     home.mkdir()
@@ -84,14 +116,14 @@ def test_a_pupil_raises_a_hand_writes_and_is_heard_in_the_classroom(tmp_path: Pa
     write_tone(tone)
     (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
     config = write_site(tmp_path, {"r1": ROOM}, 'school = "Trường Thử"\nroster = "roster.csv"\n')
-    result_path, screenshot = tmp_path / "result.json", ARTIFACTS / "console-1280x800.png"
+    result_path, screenshot = tmp_path / "result.json", ARTIFACTS / f"console-{media}-1280x800.png"
     # the teacher logged in from another machine before the service (re)started: the
     # console there works with that login's cookie (a login kept across restarts)
     data = tmp_path / "data"
     set_password(data, "mật-khẩu-GV-2026")
     cookie = StaffSessions(data, staff_key(load(config, data_dir=data))).open()
     with (
-        two_hosts() as (server, viewer),
+        path_of(media, tmp_path, config) as (server, viewer),
         run_service(
             tmp_path,
             ["--config", str(config)],
@@ -119,7 +151,7 @@ def test_a_pupil_raises_a_hand_writes_and_is_heard_in_the_classroom(tmp_path: Pa
             cwd=ROOT,
         )
     result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
-    (ARTIFACTS / "participation-result.json").write_text(
+    (ARTIFACTS / f"participation-{media}-result.json").write_text(
         json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8"
     )
     print(
@@ -136,6 +168,7 @@ def test_a_pupil_raises_a_hand_writes_and_is_heard_in_the_classroom(tmp_path: Pa
     assert result["pupil_note"] == "Đã gửi tin nhắn cho thầy cô."
     assert result["hand_lowered_after"] < 2 and result["allowed_after"] < 5
     assert not result["pupil_speaking_at_end"]
+    assert result["removed_after"] < 3 and "mời em ra khỏi tiết học" in result["removed_text"]
 
     # the classroom speakers played the pupil's microphone: the 440 Hz tone
     raw = speaker_out.read_bytes()
@@ -145,9 +178,10 @@ def test_a_pupil_raises_a_hand_writes_and_is_heard_in_the_classroom(tmp_path: Pa
     # (the browser's voice processing, gain control and noise suppression, makes it quieter)
     assert abs(frequency - TONE_HZ) < 5 and level > 0.005, (frequency, level)
     print(f"speakers played {played:.1f} s, {frequency:.0f} Hz at RMS {level:.3f}")
-    # while the pupil talked, they got the ducked microphone, nobody else was sent it
+    # while the pupil talked, a WHEP pupil got the ducked microphone, nobody else was sent
+    # it (Janus sends every pupil the one mix)
     ducked = result["during"]["rooms"]["r1"]["renditions"]["mic/ducked"]
-    assert ducked["packets"] > 100 and ducked["viewers"] == 1, ducked
+    assert ducked["packets"] > 100 and ducked["viewers"] == (1 if media == "whep" else 0), ducked
     after = result["after"]["rooms"]["r1"]["renditions"]["mic/ducked"]
     assert after["viewers"] == 0, after
     assert screenshot.stat().st_size > 10_000
