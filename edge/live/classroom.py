@@ -331,10 +331,13 @@ class Classroom:
             await self.reap_once()
 
     async def reap_once(self) -> None:
-        """Close the channels whose event stream has been gone longer than `GRACE`."""
+        """Close the channels whose event stream has been gone longer than `GRACE` and
+        that no media plays for (a page whose events a proxy holds back keeps watching,
+        present through its media, until that ends too)."""
         now = self._monotonic()
         for channel in list(self.channels.values()):
-            if channel.lost_at is not None and now - channel.lost_at > GRACE:
+            lost = channel.lost_at is not None and now - channel.lost_at > GRACE
+            if lost and not channel.media:
                 self._close(channel, f"no event stream for {GRACE:.0f} s")
                 self._touch()
         await self._run_pending()
