@@ -129,9 +129,9 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
     assert result["classmate_ended_after"] is not None, result
 
     # the page destroyed the Janus session it left on reload; the lesson's end took the
-    # tokens back (the last page's destroy then comes too late: Janus reaps that session,
-    # like the one lost with the link, after its session_timeout)
+    # tokens back and destroyed the last page's session too (not left to Janus's timeout)
     assert rejoined["janus"]["session"] not in janus_sessions, (rejoined, janus_sessions)
+    assert reloaded["janus"]["session"] not in janus_sessions, (reloaded, janus_sessions)
     assert janus_tokens == [], janus_tokens
 
     # attendance comes from the classroom channels: the pupil's, verified; the

@@ -6,8 +6,9 @@ service hands out at `POST /relay/{room}` and takes back when the session ends.
 answers 201 {"janus", "mountpoint", "token", "session", "ice_servers", "beat_seconds"}.
 The pupil's page then talks to Janus's own HTTP API (`static/janus.js`: a session with
 the token, the streaming plugin, watch the mountpoint); it beats
-`POST /relay/{room}/{session}` every `beat_seconds` (204, or 404 once the session is
-gone) and `DELETE`s it on leaving. A join names the page's classroom channel
+`POST /relay/{room}/{session}?janus=SESSION` every `beat_seconds` (204, or 404 once the
+session is gone; the Janus session it names is destroyed when the viewer ends) and
+`DELETE`s it on leaving. A join names the page's classroom channel
 (`?channel=`), which is the pupil's presence and place in the console on either path; a
 relay viewer without one is present on its own while it beats.
 """
@@ -91,6 +92,7 @@ class RelayViewer:
     token: str  # the Janus token of this viewer
     info: dict[str, object]  # who: `joining.Seat.info()`
     last_beat: float  # time.monotonic()
+    janus_session: int | None = None  # the page's Janus session, as its first beat said
 
 
 @dataclass
@@ -241,11 +243,15 @@ class Relay:
             for media in relay.forwarder.media:
                 media.bus.request_keyframe()
 
-    def beat(self, viewer_id: str) -> bool:
+    def beat(self, viewer_id: str, janus_session: int | None = None) -> bool:
+        """The page still watches; `janus_session`: the Janus session it watches in, which
+        the service destroys when the viewer leaves (kept from the first beat that says)."""
         viewer = self.viewers.get(viewer_id)
         if viewer is None:
             return False
         viewer.last_beat = time.monotonic()
+        if viewer.janus_session is None:
+            viewer.janus_session = janus_session
         return True
 
     async def leave(self, viewer_id: str) -> bool:
@@ -257,6 +263,11 @@ class Relay:
             await self.admin.remove_token(viewer.token)
         except JanusError as exc:
             logger.warning("relay session %s: removing its Janus token: %s", viewer_id, exc)
+        if viewer.janus_session is not None:  # at once, not after Janus's session timeout
+            try:
+                await self.admin.call("destroy_session", session_id=viewer.janus_session)
+            except JanusError as exc:  # the page destroyed it already, most often
+                logger.info("relay session %s: destroying its Janus session: %s", viewer_id, exc)
         return True
 
     async def _reap(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from edge.access import joining
@@ -101,13 +101,18 @@ async def relay_join(
 
 @routes.post("/relay/{room}/{session_id}")
 async def relay_beat(
-    relay: TheRelay, viewer: Viewer, service: Service, headers: Headers
+    relay: TheRelay,
+    viewer: Viewer,
+    service: Service,
+    headers: Headers,
+    janus: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> Response:
+    """The page still watches (`?janus=`: in this Janus session)."""
     runtime = service.rooms.get(viewer.room)
     if runtime is None or not runtime.live:
         await relay.leave(viewer.id)
         return problem(404, "No such session", "the lesson has ended", headers)
-    relay.beat(viewer.id)
+    relay.beat(viewer.id, janus)
     return Response(status_code=204, headers=headers)
 
 

@@ -91,7 +91,8 @@ export function startBeats(app, s) {
 
 function beat(app, s) {
   if (!s.beatUrl || navigator.onLine === false) return;
-  fetch(s.beatUrl, { method: 'POST', headers: authHeaders(app.config), cache: 'no-store' }).then((res) => {
+  const url = s.janus ? s.beatUrl + '?janus=' + encodeURIComponent(s.janus.session) : s.beatUrl;
+  fetch(url, { method: 'POST', headers: authHeaders(app.config), cache: 'no-store' }).then((res) => {
     if (res.status !== 404 || s !== app.current) return;
     s.beatUrl = null;
     s.drop();
