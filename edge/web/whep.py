@@ -91,6 +91,8 @@ async def whep_post(
         )
     except OfferError as exc:
         return problem(exc.status, exc.title, exc.detail, headers)
+    if channel is not None:  # linked at once: a removal before it connects ends it too
+        runtime.classroom.link_media(channel.id, session.id, session)
     response = Response(
         answer,
         status_code=201,
