@@ -97,7 +97,8 @@ def test_chromium_plays_via_janus(tmp_path: Path) -> None:
     assert any(r.startswith("GET ") and "maxev=" in r for r in janus_calls), janus_calls  # events
     session_url = hook["location"]
     assert session_url.startswith(f"{service.base}/relay/demo/"), hook
-    assert f"POST {session_url}" in requests, requests  # a beat once connected
+    # a beat once connected, naming the page's Janus session
+    assert f"POST {session_url}?janus={hook['janus']['session']}" in requests, requests
     # the pupil sees the lesson, in Vietnamese, named; no save-data switch (one rendition)
     assert str(pupil["name"]) in result["text"], result["text"]
     assert "Đang học trực tiếp" in result["text"], result["text"]
