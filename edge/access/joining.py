@@ -32,6 +32,7 @@ class Seat:
     verified: bool  # the pupil's own link; a pick on the class link never is
     address: str
     link: str  # "pupil:ID" or "class:CLASS": what the caps count
+    channel: str | None = None  # the page's classroom channel this media plays for
 
     def info(self) -> dict[str, object]:
         """What a session carries about its viewer (attendance, the console, the caps)."""
@@ -41,6 +42,7 @@ class Seat:
             "verified": self.verified,
             "address": self.address,
             "link": self.link,
+            "channel": self.channel,
         }
 
 

@@ -211,17 +211,17 @@ class Relay:
                 )
 
     async def join(
-        self, room: Room, seat: joining.Seat, *, user_agent: str, channel: str | None = None
+        self, room: Room, seat: joining.Seat, *, user_agent: str
     ) -> tuple[RelayViewer, RoomRelay]:
         """A new relay viewer: a Janus token, its place in the classroom (the page's
-        `channel`, or one of its own), a fresh keyframe. Raises `JanusError` when Janus
-        is away."""
+        channel the seat names, or one of its own), a fresh keyframe. Raises
+        `JanusError` when Janus is away."""
         relay = await self.open(room)
         if relay is None:
             raise JanusError("no mountpoint")
         token = secrets.token_urlsafe(24)
         await self.admin.add_token(token)
-        info = {**seat.info(), "room": room.name, "user_agent": user_agent, "channel": channel}
+        info = {**seat.info(), "room": room.name, "user_agent": user_agent}
         viewer = RelayViewer(secrets.token_urlsafe(12), room.name, token, info, time.monotonic())
         self.viewers[viewer.id] = viewer
         self.service.media_started(viewer.id, None, info)

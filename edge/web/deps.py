@@ -7,6 +7,7 @@ answers with its problem body (and the CORS headers)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar, cast
 
@@ -96,11 +97,21 @@ def admit(
     service: EdgeService, request: Request, room: str, grant: Grant, headers: dict[str, str]
 ) -> joining.Seat | Response:
     """Who joins `room` on `grant` now, or the answer that says why not: 409 while no
-    lesson is live (with the waiting room's outlook), 403 removed by the teacher, 429 a
-    cap reached. The one admission of WHEP, the relay and the classroom channel."""
+    lesson is live (with the waiting room's outlook), 403 removed by the teacher or a
+    `?channel=` of another link's, 429 a cap reached. The one admission of WHEP, the
+    relay and the classroom channel; the seat names the page's channel, if any."""
     if not service.rooms[room].live:
         return not_live(service, room, headers)
-    return joining.seat(service, request, room, grant, headers)
+    seat = joining.seat(service, request, room, grant, headers)
+    wanted = request.query_params.get("channel")
+    if not isinstance(seat, joining.Seat) or not wanted:
+        return seat
+    channel = service.rooms[room].classroom.channels.get(wanted)
+    if channel is None:  # it closed meanwhile: the media stands on its own
+        return seat
+    if channel.implicit or channel.link != seat.link:
+        return problem(403, "Forbidden", "this channel belongs to another link", headers)
+    return dataclasses.replace(seat, channel=channel.id)
 
 
 PupilOrStaff = Depends(pupil_or_staff)

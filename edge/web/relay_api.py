@@ -66,15 +66,9 @@ async def relay_join(
     seat = admit(service, request, room, grant, headers)  # as WHEP
     if not isinstance(seat, joining.Seat):
         return seat
-    channel = runtime.classroom.channels.get(request.query_params.get("channel") or "")
-    if channel is not None and (channel.implicit or channel.link != seat.link):
-        return problem(403, "Forbidden", "this channel belongs to another link", headers)
     try:
         viewer, room_relay = await relay.join(
-            runtime,
-            seat,
-            user_agent=request.headers.get("user-agent", ""),
-            channel=channel.id if channel is not None else None,
+            runtime, seat, user_agent=request.headers.get("user-agent", "")
         )
     except JanusError as exc:
         logger.warning("relay join in %s: %s", room, exc)

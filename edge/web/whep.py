@@ -76,9 +76,6 @@ async def whep_post(
     seat = admit(service, request, room, grant, headers)
     if not isinstance(seat, joining.Seat):
         return seat
-    channel = runtime.classroom.channels.get(request.query_params.get("channel") or "")
-    if channel is not None and (channel.implicit or channel.link != seat.link):
-        return problem(403, "Forbidden", "this channel belongs to another link", headers)
     try:
         session, answer = await service.sessions.create(
             runtime.feeds(),
@@ -86,13 +83,12 @@ async def whep_post(
             save_data=request.query_params.get("save_data", "") in ("1", "true"),
             room=room,
             user_agent=request.headers.get("user-agent", ""),
-            channel=channel.id if channel is not None else None,
             **seat.info(),
         )
     except OfferError as exc:
         return problem(exc.status, exc.title, exc.detail, headers)
-    if channel is not None:  # linked at once: a removal before it connects ends it too
-        runtime.classroom.link_media(channel.id, session.id, session)
+    if seat.channel is not None:  # linked at once: a removal before it connects ends it too
+        runtime.classroom.link_media(seat.channel, session.id, session)
     response = Response(
         answer,
         status_code=201,
