@@ -81,6 +81,21 @@ def video_source(name: str, config: CameraSource | BoardSource, top: VideoRendit
     raise TypeError(f"unknown video source {config!r}")
 
 
+def video_encoder(source: str, rendition: VideoRendition, origin: float) -> VideoEncoder:
+    """The encoder of one rendition of `source` ("camera" or "board")."""
+    return VideoEncoder(
+        f"{source}/{rendition.name}",
+        width=rendition.width,
+        height=rendition.height,
+        fps=rendition.fps,
+        bitrate=rendition.bitrate_kbps * 1000,
+        origin=origin,
+        keyframe_interval=rendition.keyframe_interval,
+        preset=rendition.preset,
+        stills=rendition.stills,
+    )
+
+
 def audio_source(config: MicSource) -> Source:
     if isinstance(config, AlsaSource):
         return AlsaMicrophone("mic", config.device, channels=config.channels)
@@ -121,20 +136,7 @@ class Room:
             if source_config is None:
                 self._video_feeds.append(None)
                 continue
-            encoders = [
-                VideoEncoder(
-                    f"{source_name}/{r.name}",
-                    width=r.width,
-                    height=r.height,
-                    fps=r.fps,
-                    bitrate=r.bitrate_kbps * 1000,
-                    origin=origin,
-                    keyframe_interval=r.keyframe_interval,
-                    preset=r.preset,
-                    stills=r.stills,
-                )
-                for r in renditions
-            ]
+            encoders = [video_encoder(source_name, r, origin) for r in renditions]
             top = renditions[0]
             source = video_source(source_name, source_config, top)
             title, detail = RECONNECTING[source_name]

@@ -19,7 +19,7 @@ from typing import Any
 
 import av
 
-from capture import AudioEncoder, Frame, Source, VideoEncoder
+from capture import AudioEncoder, Frame, Source
 from edge.config.settings import (
     Config,
     RoomSettings,
@@ -28,7 +28,7 @@ from edge.config.settings import (
     V4L2Source,
     VideoRendition,
 )
-from edge.live.room import audio_source, video_source
+from edge.live.room import audio_source, video_encoder, video_source
 
 from .report import SOURCE_NAMES, Status, Step, fixed
 
@@ -274,17 +274,7 @@ def encoder_shares(settings: RoomSettings, captured: dict[str, Captured]) -> dic
             shares["mic"] = spent / max(samples / AUDIO_RATE, 1e-9)
             continue
         for rendition in renditions(settings, name):
-            video = VideoEncoder(
-                f"{name}/{rendition.name}",
-                width=rendition.width,
-                height=rendition.height,
-                fps=rendition.fps,
-                bitrate=rendition.bitrate_kbps * 1000,
-                origin=origin,
-                keyframe_interval=rendition.keyframe_interval,
-                preset=rendition.preset,
-                stills=rendition.stills,
-            )
+            video = video_encoder(name, rendition, origin)
             times, cpu = [], []
             for frame, moment in got.frames:
                 if not video.wants(moment):
