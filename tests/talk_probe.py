@@ -64,6 +64,11 @@ def main() -> None:
             "window.classroomTalk.status.open",
             40,
         )
+        result["layout"] = pupil.evaluate(
+            "({swap: !document.getElementById('swap').hidden,"
+            " board: !document.getElementById('board').hidden,"
+            " cameraBig: document.getElementById('camera').classList.contains('big')})"
+        )  # the room has no board: the camera fills the stage
         result["online_after"] = timed(console, "window.consoleState().online.length === 1")
         online = console.evaluate("window.consoleState().online[0]")
         result["online"] = online

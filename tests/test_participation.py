@@ -159,6 +159,8 @@ def test_a_pupil_raises_a_hand_writes_and_is_heard_in_the_classroom(
         f"{result['message_after']} s after the pupil's tap"
     )
     assert not result["console_errors"], result["console_errors"]
+    # a room without a board: the camera fills the stage, nothing to swap
+    assert result["layout"] == {"swap": False, "board": False, "cameraBig": True}, result
     assert result["online"]["name"] == "Nguyễn Văn An" and result["online"]["verified"]
     assert result["hand_after"] <= 1.0, result
     assert result["message_after"] <= 1.0, result

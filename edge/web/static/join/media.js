@@ -40,6 +40,15 @@ export function swap(app) {
   pip.classList.replace('pip', 'big');
 }
 
+// A room without a board: the camera fills the stage and there is nothing to swap.
+export function showBoard(app, present) {
+  const els = app.els;
+  els.board.hidden = !present;
+  document.getElementById('swap').hidden = !present;
+  document.querySelectorAll('.tip').forEach((tip) => { tip.hidden = !present; });     // "rotate to see the board"
+  if (!present && els.camera.classList.contains('pip')) swap(app);
+}
+
 export function updateFullscreenLabel(app) {
   const on = document.fullscreenElement || document.webkitFullscreenElement;
   app.els.fullscreen.textContent = app.t(on ? 'exitFullscreen' : 'fullscreen');

@@ -4,6 +4,7 @@
 
 import { authHeaders, waitForGathering, watchDtls } from './whep.js';
 import { withOutlook } from './waiting.js';
+import { showBoard } from './media.js';
 
 // Janus offers: its transceivers come with the offer, matched by mid (mapRelayTransceivers).
 export function prepareRelay(s) {
@@ -73,6 +74,7 @@ export async function negotiateRelay(app, s) {
   const offer = await s.janus.watch(grant.mountpoint);
   await s.pc.setRemoteDescription(offer);
   mapRelayTransceivers(s);
+  showBoard(app, !!s.board);     // Janus offers no board line for a room without one
   await s.pc.setLocalDescription(await s.pc.createAnswer());
   await waitForGathering(s.pc, 2000);
   s.sent = true;

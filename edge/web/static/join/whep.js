@@ -4,6 +4,8 @@
  * POST names (`?channel=`) so the teacher's "remove" ends this session too.
  * `app` is the page's state (main.js), `s` one session (connection.js: newSession). */
 
+import { showBoard } from './media.js';
+
 // Every request to the service carries the join token.
 export function authHeaders(config, type) {
   const h = { Authorization: 'Bearer ' + config.token };
@@ -106,6 +108,7 @@ export async function negotiate(app, s) {
   s.location = loc ? new URL(loc, whep).href : null;
   if (s === app.current) app.classroom.location = s.location;
   await s.pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  showBoard(app, s.board.currentDirection !== 'inactive');     // inactive: the room has none
   watchDtls(s);
   trickle(app, s);
   return out;
