@@ -181,14 +181,19 @@ class SourcePipeline:
             now = time.monotonic()
             busy = self._busy_since
             state = self.source.state
+            quiet_since = self._last_frame_at
+            if state == "opening" and self.source.failing_since is not None:
+                # a retry after a device error (a missing microphone, every second) has
+                # not hung unless this very attempt takes too long
+                quiet_since = max(quiet_since, self.source.opening_since)
             if busy is not None and now - busy > self.hang_after:
                 self._replace(f"an encoder has not answered for {now - busy:.1f} s")
             elif (
                 state in ("running", "opening")
-                and now - self._last_frame_at > self.stall_after
+                and now - quiet_since > self.stall_after
                 and now >= self._next_restart
             ):
-                self._replace(f"the device has given nothing for {now - self._last_frame_at:.1f} s")
+                self._replace(f"the device has given nothing for {now - quiet_since:.1f} s")
             failing = self.source.failing_since
             if (
                 self.missing is None  # no slate to send (a microphone): missing all the same

@@ -46,6 +46,7 @@ class Source(ABC):
         self.error: str | None = None
         self.frames = 0
         self.failing_since: float | None = None  # monotonic time of the first failure in a row
+        self.opening_since = 0.0  # monotonic time the current attempt to open began
         self._retry_max = retry_max
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,7 +109,7 @@ class Source(ABC):
     def _main(self) -> None:
         pause = 0.5
         while not self._stopping.is_set() and self.current:
-            self.state = "opening"
+            self.state, self.opening_since = "opening", time.monotonic()
             try:
                 self._run()
                 pause = 0.5

@@ -85,7 +85,8 @@ async def test_a_missing_microphone_says_so_once_and_in_healthz(
             assert await eventually(lambda: mic.failing_since is not None, 10)
             failing_from = mic.failing_since
             assert failing_from is not None
-            await eventually(lambda: time.monotonic() - failing_from > 3.5, 5)
+            # past the pipeline's stall limit (3.5 s): retries after errors are no hang
+            await eventually(lambda: time.monotonic() - failing_from > 5.0, 7)
             async with httpx.AsyncClient() as client:
                 health = (await client.get(f"{base}/healthz")).json()
             assert viewer.stats["camera"].frames >= 40  # the picture goes on
