@@ -28,12 +28,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.access import joining
-from edge.access.rules import bounded_body, problem
+from edge.access.rules import problem
 from edge.access.tokens import Grant
 from edge.live.classroom import MESSAGE_CHARS, Channel
 from edge.web.deps import Cors, PupilGrant, Refused, Room, Service, admit, json_body
-from edge.web.whep import SDP, content_type
-from webrtc import MAX_OFFER_BYTES, OfferError
+from edge.web.whep import SDP, read_offer
+from webrtc import OfferError
 
 KEEPALIVE_SECONDS = 15.0
 
@@ -208,19 +208,14 @@ async def whip_post(
     """A pupil's microphone for the turn the teacher gave their device."""
     classroom = service.rooms[room].classroom
     channel = classroom.channels.get(request.query_params.get("channel", ""))
-    if channel is None or channel.implicit or not _same_link(channel, grant):
+    mine = channel is not None and not channel.implicit and _same_link(channel, grant)
+    if channel is None or not mine or not classroom.may_talk(channel):
         return problem(403, "Not allowed to speak", "Em chưa được thầy cô mời phát biểu.", headers)
-    if not classroom.may_talk(channel):
-        return problem(403, "Not allowed to speak", "Em chưa được thầy cô mời phát biểu.", headers)
-    if content_type(request) != SDP:
-        return problem(415, "Unsupported media type", f"the offer must be sent as {SDP}", headers)
-    body = await bounded_body(request, MAX_OFFER_BYTES)
-    if body is None:
-        return problem(413, "Offer too large", f"at most {MAX_OFFER_BYTES} bytes", headers)
+    offer = await read_offer(request, headers)
+    if isinstance(offer, Response):
+        return offer
     try:
-        talk, answer = await service.publishers.create(
-            body.decode("utf-8", "replace"), room=room, channel=channel.id
-        )
+        talk, answer = await service.publishers.create(offer, room=room, channel=channel.id)
     except OfferError as exc:
         return problem(exc.status, exc.title, exc.detail, headers)
     replaced = classroom.talk_started(channel, talk)

@@ -47,15 +47,8 @@ def viewer_session(
 Session = Annotated[ViewerSession, Depends(viewer_session)]
 
 
-@routes.options("/whep/{room}")
-async def whep_options(headers: JoinCors) -> Response:
-    return Response(status_code=204, headers={**headers, "Accept-Post": SDP})
-
-
-@routes.post("/whep/{room}")
-async def whep_post(
-    room: Room, grant: PupilGrant, request: Request, service: Service, headers: JoinCors
-) -> Response:
+async def read_offer(request: Request, headers: dict[str, str]) -> str | Response:
+    """The request's SDP offer (WHEP's, WHIP's), or the 415, 413 or 400 to answer."""
     if content_type(request) != SDP:
         return problem(
             415,
@@ -68,11 +61,25 @@ async def whep_post(
         return problem(
             413, "Offer too large", f"an SDP offer is at most {MAX_OFFER_BYTES} bytes", headers
         )
-    runtime = service.rooms[room]
     try:
-        offer = body.decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError:
         return problem(400, "Malformed SDP", "the offer is not UTF-8 text", headers)
+
+
+@routes.options("/whep/{room}")
+async def whep_options(headers: JoinCors) -> Response:
+    return Response(status_code=204, headers={**headers, "Accept-Post": SDP})
+
+
+@routes.post("/whep/{room}")
+async def whep_post(
+    room: Room, grant: PupilGrant, request: Request, service: Service, headers: JoinCors
+) -> Response:
+    offer = await read_offer(request, headers)
+    if isinstance(offer, Response):
+        return offer
+    runtime = service.rooms[room]
     seat = admit(service, request, room, grant, headers)
     if not isinstance(seat, joining.Seat):
         return seat
