@@ -9,10 +9,12 @@ from zoneinfo import ZoneInfo
 
 from openpyxl import load_workbook
 
+from edge.school.attendance import Presence
 from edge.school.lessons import Lesson
 from edge.school.reports import (
     NO_RATE,
     NOT_MARKED,
+    UNVERIFIED,
     DayReport,
     Rules,
     period_attendance,
@@ -69,3 +71,32 @@ def test_a_blank_rate_says_why_and_the_stream_is_no_subject() -> None:
     assert summary["K2"].value == NO_RATE
     week = book["Tuần"]
     assert week["F2"].value == 0.0 and week["G2"].value == NO_RATE
+
+
+def test_a_name_picked_on_the_class_link_never_adds_to_the_pupils_own_minutes() -> None:
+    """An watches 10 minutes by her own link while someone on the class link picks her
+    name for 40; Bình is only ever picked on the class link (20 minutes)."""
+    binh = Pupil("0101000002", "Trần Thị Bình", "6A1")
+
+    def seen(session: str, pupil: str, verified: bool, start: int, stop: int) -> Presence:
+        at = START + dt.timedelta(minutes=start)
+        gone = START + dt.timedelta(minutes=stop)
+        return Presence(session, "r1", "6A1", pupil, verified, at, gone)
+
+    sessions = [
+        seen("an-own", PUPILS[0].id, True, 0, 10),
+        seen("an-picked", PUPILS[0].id, False, 2, 42),
+        seen("binh-picked", binh.id, False, 5, 25),
+    ]
+    period = period_attendance(
+        lesson("timetable", "Toán", 1),
+        [*PUPILS, binh],
+        sessions,
+        None,
+        Rules(),
+        START + dt.timedelta(hours=1),
+    )
+    an, picked = period.pupils
+    assert (an.minutes, an.verified, an.status, an.note) == (10.0, True, "left_early", "")
+    assert (picked.minutes, picked.verified, picked.note) == (20.0, False, UNVERIFIED)
+    assert picked.first_join == START + dt.timedelta(minutes=5)

@@ -119,11 +119,13 @@ def period_attendance(
     rules: Rules,
     now: dt.datetime,
 ) -> PeriodRow:
-    """Who watched `lesson`, from the sessions that overlap it."""
+    """Who watched `lesson`, from the sessions that overlap it. A pupil's own link
+    counts alone when it was used: a name picked on the class link (unverified) never
+    adds minutes to the pupil's own; it counts, noted as unverified, only for a pupil
+    who did not join by their own link."""
     end = min(lesson.ends_at or lesson.end or now, now)
     length = max((end - lesson.start).total_seconds(), 1.0)
-    spans: dict[str, list[tuple[dt.datetime, dt.datetime]]] = {}
-    verified: dict[str, bool] = {}
+    spans: dict[tuple[str, bool], list[tuple[dt.datetime, dt.datetime]]] = {}
     unnamed: set[str] = set()
     for session in sessions:
         start = max(session.joined_at, lesson.start)
@@ -133,11 +135,11 @@ def period_attendance(
         if session.pupil_id is None:
             unnamed.add(session.session_id)
             continue
-        spans.setdefault(session.pupil_id, []).append((start, stop))
-        verified[session.pupil_id] = verified.get(session.pupil_id, False) or session.verified
+        spans.setdefault((session.pupil_id, session.verified), []).append((start, stop))
     rows = []
     for pupil in pupils:
-        own = spans.get(pupil.id, [])
+        verified = (pupil.id, True) in spans
+        own = spans.get((pupil.id, verified), [])
         home = None if at_home is None else pupil.id in at_home
         if not own:
             rows.append(PupilRow(pupil, home, "absent", None, 0.0, None))
@@ -150,7 +152,7 @@ def period_attendance(
             status = "left_early"
         else:
             status = "present"
-        rows.append(PupilRow(pupil, home, status, first, seconds / 60, verified[pupil.id]))
+        rows.append(PupilRow(pupil, home, status, first, seconds / 60, verified))
     online = sum(1 for row in rows if row.status != "absent")
     expected = None if at_home is None else len(at_home & {p.id for p in pupils})
     return PeriodRow(lesson, end, len(pupils), expected, online, len(unnamed), rows)
