@@ -475,13 +475,72 @@ async def _viewers(args: argparse.Namespace) -> None:
         print(json.dumps({"event": "bye", "statuses": statuses}), flush=True)
 
 
+async def _frame_widths(receiver: Any, seconds: float) -> list[tuple[float, int]]:
+    """(seconds since the start, width) of each frame decoded for `seconds`."""
+    started = time.monotonic()
+    widths: list[tuple[float, int]] = []
+    while (left := started + seconds - time.monotonic()) > 0:
+        try:
+            frame = await asyncio.wait_for(receiver.track.recv(), left)
+        except TimeoutError:
+            break
+        widths.append((round(time.monotonic() - started, 3), int(frame.width)))
+    return widths
+
+
+async def _renditions(args: argparse.Namespace) -> None:
+    """One decoding relay viewer doing what the page does about renditions: it watches
+    (Janus sends the best substream), then asks for "save data" (PATCH), reads the
+    state's substreams and asks Janus for them (`configure`), then reports a lossy link
+    as the page's measures would (POST {"link"}); prints one JSON line of what it saw."""
+    headers = {"Authorization": f"Bearer {args.token}"}
+    out: dict[str, Any] = {}
+    async with httpx.AsyncClient(timeout=20, headers=headers) as client:
+        answer = await client.post(args.relay)
+        answer.raise_for_status()
+        join: dict[str, Any] = answer.json()
+        out["join_state"] = join["state"]
+        session = f"{args.relay}/{join['session']}"
+        viewer = StreamingViewer(join["janus"], join["token"], int(join["mountpoint"]))
+        await viewer.watch()
+        try:
+            camera = viewer.mids["camera"]
+            out["top"] = await _frame_widths(camera, 4.0)
+            patched = await client.patch(session, json={"save_data": True})
+            out["patch_status"] = patched.status_code
+            state = (await client.get(session)).json()
+            out["saving_state"] = state
+            streams = [
+                {"mid": mid, "send": sub is not None, "substream": sub or 0}
+                for mid, sub in state["substreams"].items()
+            ]
+            where = f"/{viewer.session_id}/{viewer.handle_id}"
+            for stream in streams:  # as the page does: one per mid (Janus 1.1)
+                body = {"request": "configure", **stream}
+                await viewer._post(where, {"janus": "message", "body": body})
+            out["saving"] = await _frame_widths(camera, 5.0)
+            await client.patch(session, json={"save_data": False})
+            lossy = {"interval": 2.0, "bytes": 200_000, "packets": 700, "lost": 300, "rtt": 0.05}
+            stepped = await client.post(session, json={"link": lossy})
+            out["lossy_status"] = stepped.status_code
+            out["lossy_state"] = stepped.json()
+            bad = await client.post(session, json={"link": {**lossy, "lost": -1}})
+            out["bad_report_status"] = bad.status_code
+        finally:
+            await viewer.close()
+            await client.delete(session)
+    print(json.dumps(out), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="relay viewers for the Janus tests")
     parser.add_argument("--relay", required=True, help="http://SERVICE/relay/ROOM")
     parser.add_argument("--token", required=True, help="a join token")
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--ready-timeout", type=float, default=20.0)
-    asyncio.run(_viewers(parser.parse_args()))
+    parser.add_argument("--renditions", action="store_true", help="one decoding viewer")
+    args = parser.parse_args()
+    asyncio.run(_renditions(args) if args.renditions else _viewers(args))
 
 
 if __name__ == "__main__":

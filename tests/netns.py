@@ -107,13 +107,14 @@ def star(clients: int, tag: str | None = None) -> Iterator[tuple[str, list[Link]
                 ip("netns", "delete", namespace)
 
 
-def shape(namespace: str, device: str, rate_kbit: int | None) -> None:
-    """Limit what leaves `device` to `rate_kbit` (tc tbf), or lift the limit (None)."""
+def shape(namespace: str, device: str, rate_kbit: int | None, latency_ms: int = 100) -> None:
+    """Limit what leaves `device` to `rate_kbit` (tc tbf, a queue of `latency_ms`), or
+    lift the limit (None)."""
     command = ["ip", "netns", "exec", namespace, "tc", "qdisc"]
     if rate_kbit is None:
         subprocess.run([*command, "del", "dev", device, "root"], check=True, timeout=20)
         return
-    tbf = ["tbf", "rate", f"{rate_kbit}kbit", "burst", "16kbit", "latency", "100ms"]
+    tbf = ["tbf", "rate", f"{rate_kbit}kbit", "burst", "16kbit", "latency", f"{latency_ms}ms"]
     subprocess.run(
         [*command, "add", "dev", device, "root", *tbf],
         check=True,

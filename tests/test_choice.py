@@ -5,7 +5,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from webrtc.choice import LinkReport, RateController, VideoLine, build_ladder
+from webrtc.choice import (
+    LinkReport,
+    PageReport,
+    RateController,
+    RemoteChoice,
+    VideoLine,
+    build_ladder,
+)
 
 
 @dataclass(frozen=True)
@@ -118,3 +125,50 @@ def test_camera_pauses_only_when_its_lowest_rendition_stays_congested() -> None:
     starved = replay(controller, link, 16, 10)
     paused_at = next(t for t, level in starved if level == 0)
     assert 3.0 <= paused_at - 16 <= 6.0, starved
+
+
+@dataclass(frozen=True)
+class PricedBus(FakeBus):
+    """A bus whose wire cost is its nominal bitrate, plus audio's overhead."""
+
+    rendition: str = ""
+
+    def wire_bitrate(self) -> float:
+        return self.nominal_bitrate * 1.05
+
+
+def test_a_relay_viewer_is_chosen_for_by_what_its_page_measured() -> None:
+    """The Janus relay's viewers: the same ladder and controller, fed by the page's own
+    measures every 2 s; "save data" caps at once; heavy loss steps down at once, a clean
+    link climbs back one level at a time after the hold."""
+    camera = [PricedBus("camera/low", 250_000, "low"), PricedBus("camera/high", 1_200_000, "high")]
+    board = [PricedBus("board/stills", 50_000, "stills"), PricedBus("board/high", 500_000, "high")]
+    audio = PricedBus("mic", 40_000, "mic")
+    now = [0.0]
+    choice = RemoteChoice(
+        [VideoLine(camera, can_pause=True), VideoLine(board)],  # type: ignore[arg-type]
+        audio,  # type: ignore[arg-type]
+        clock=lambda: now[0],
+    )
+    assert choice.describe()["video"] == ["high", "high"] and choice.level == 3
+    assert choice.set_save_data(True) == (camera[0], board[0])  # type: ignore[comparison-overlap]
+    assert choice.describe()["save_data"] is True
+    saving = choice.level
+    unsaved = choice.set_save_data(False)  # up only as the link proves it
+    assert unsaved == (camera[0], board[0])  # type: ignore[comparison-overlap]
+
+    def report(loss: float, rate: float = 1_900_000) -> int:
+        now[0] += 2.0
+        packets = 1000
+        lost = round(packets * loss / (1 - loss))
+        choice.report(PageReport(2.0, int(rate * 2 / 8), packets, lost, 0.03))
+        return choice.level
+
+    assert [report(0.0) for _ in range(10)][-1] == 3 > saving
+    assert report(0.3, rate=600_000) < 3  # 30 % lost: down at once
+    lowered = choice.level
+    assert choice.describe()["poor"] is True
+    climbed = [report(0.0) for _ in range(15)]  # 30 s clean
+    assert climbed[-1] == 3 and climbed[0] == lowered, climbed
+    steps = [b - a for a, b in itertools.pairwise([lowered, *climbed])]
+    assert all(step in (0, 1) for step in steps), climbed  # one level at a time

@@ -129,7 +129,8 @@ def mountpoint_when_ready(hosts: RelayHosts, janus: Janus, timeout: float = 20) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = mountpoint_info(janus, hosts, mountpoint_id("demo"))
-        if info is not None and all("age_ms" in m for m in info["media"]):
+        fed = [m for m in (info or {}).get("media", []) if m["mid"] != "ducked"]
+        if info is not None and fed and all("age_ms" in m for m in fed):
             return info
         time.sleep(0.5)
     raise AssertionError(f"no fed mountpoint: {info}")
@@ -137,10 +138,11 @@ def mountpoint_when_ready(hosts: RelayHosts, janus: Janus, timeout: float = 20) 
 
 def test_relay_config_picks_the_recorded_streams() -> None:
     config = load(demo=True)
-    assert relayed_buses(config.rooms["demo"]) == [
-        ("camera", "camera/high"),
-        ("board", "board/high"),
-        ("audio", "mic"),
+    assert relayed_buses(config.rooms["demo"]) == [  # simulcast: cheapest first
+        ("camera", ("camera/low", "camera/high")),
+        ("board", ("board/stills", "board/high")),
+        ("audio", ("mic",)),
+        ("ducked", ("mic/ducked",)),
     ]
     assert mountpoint_id("demo") == mountpoint_id("demo") != mountpoint_id("p101")
     assert 0 < mountpoint_id("demo") < 2**52
@@ -155,8 +157,10 @@ def test_janus_fans_out_twenty_viewers(
         ("camera", "video", "h264"),
         ("board", "video", "h264"),
         ("audio", "audio", "opus"),
+        ("ducked", "audio", "opus"),
     ], info
-    assert all(m["age_ms"] < 2000 for m in info["media"]), info  # packets arrive now
+    # packets arrive now (the ducked microphone only while a pupil speaks)
+    assert all(m["age_ms"] < 2000 for m in info["media"][:3]), info
 
     one = Viewers(hosts, service, 1, tmp_path / "viewers-1.log")
     ready = one.read()
@@ -211,3 +215,50 @@ total = db.execute("SELECT count(*) FROM presence").fetchone()[0]
 still = db.execute("SELECT count(*) FROM presence WHERE left_at IS NULL").fetchone()[0]
 print(json.dumps({"sessions": total, "open": still}))
 """
+
+
+def test_a_relay_viewer_gets_the_rendition_chosen_for_it(
+    relay_lab: tuple[RelayHosts, Janus, Service],
+) -> None:
+    """Janus simulcasts each video, one substream per rendition: a decoding viewer gets
+    the best, then with "save data" the service's state names the cheapest substream and
+    Janus switches to it; a page reporting heavy loss is stepped down."""
+    hosts, janus, service = relay_lab
+    mountpoint_when_ready(hosts, janus)
+    token = str(next(link for link in service.links() if link["kind"] == "class")["token"])
+    done = subprocess.run(
+        hosts.viewer.command(
+            sys.executable,
+            str(ROOT / "tests" / "janus_env.py"),
+            "--relay",
+            f"{service.base}/relay/demo",
+            "--token",
+            token,
+            "--renditions",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    joined = seen["join_state"]
+    assert joined["video"] == {"camera": "high", "board": "high"}, joined
+    assert joined["substreams"] == {"camera": 1, "board": 1} and joined["levels"] > 2, joined
+    top = {width for _, width in seen["top"]}
+    assert top == {1280}, seen["top"]
+    # save data: the cheapest of each (camera 640 px, board stills)
+    assert seen["patch_status"] == 204
+    saving = seen["saving_state"]
+    assert saving["save_data"] is True and saving["substreams"] == {"camera": 0, "board": 0}
+    assert saving["video"] == {"camera": "low", "board": "stills"}, saving
+    switched = [at for at, width in seen["saving"] if width == 640]
+    assert switched and seen["saving"][-1][1] == 640, seen["saving"]
+    print(f"\nJanus switched to the low camera {switched[0]:.2f} s after configure")
+    # a page reporting 30 % loss: down at once, as a WHEP session would be
+    assert seen["lossy_status"] == 200
+    lossy = seen["lossy_state"]
+    assert lossy["level"] < joined["level"] and lossy["poor"] is True, lossy
+    assert lossy["substreams"]["camera"] in (0, None), lossy
+    assert seen["bad_report_status"] == 400

@@ -6,7 +6,7 @@ WHEP viewer on aiortc that decodes: the drill's loopback viewer and the tests' v
 """
 
 from .bus import PacketBus, Subscription
-from .choice import VideoLine
+from .choice import PageReport, RemoteChoice, VideoLine
 from .departures import quiet_departures
 from .ice import IceServer, gather_only, is_loopback, rtc_configuration
 from .sdp import MAX_OFFER_BYTES, OfferError
@@ -20,7 +20,9 @@ __all__ = [
     "IceServer",
     "OfferError",
     "PacketBus",
+    "PageReport",
     "Publishers",
+    "RemoteChoice",
     "SessionManager",
     "Subscription",
     "TalkSession",

@@ -15,8 +15,9 @@ hold good links down. Sessions report it for diagnosis.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .bus import PacketBus
 
@@ -252,3 +253,96 @@ class RateController:
     def _set(self, level: int, now: float) -> None:
         self.level = level
         self.changed_at = now
+
+
+def save_data_cap(ladder: Sequence[Level], lines: Sequence[VideoLine]) -> int:
+    """The "save data" cap: the best level that keeps every line at its cheapest."""
+    cheapest = [min(line.renditions, key=lambda b: b.nominal_bitrate) for line in lines]
+    return max(
+        i
+        for i, level in enumerate(ladder)
+        if all(bus is None or bus is low for bus, low in zip(level, cheapest, strict=True))
+    )
+
+
+@dataclass
+class PageReport:
+    """What a viewer's page measured of the media it received over `interval` seconds
+    (`getStats`): bytes and video packets received, video packets lost, and the
+    round-trip time of its candidate pair (None if it does not say)."""
+
+    interval: float
+    bytes: int
+    packets: int
+    lost: int
+    rtt: float | None = None
+
+
+class RemoteChoice:
+    """The rendition choice of a viewer that another server sends to (the Janus relay,
+    which forwards the substream each viewer asks for): the same ladder and controller as
+    a session of ours, fed with what the viewer's page measured instead of receiver
+    reports, and nothing to pace. `level` is the choice now; `clock` is injectable."""
+
+    def __init__(
+        self,
+        lines: Sequence[VideoLine],
+        audio: PacketBus | None,
+        *,
+        save_data: bool = False,
+        clock: Callable[[], float],
+    ) -> None:
+        self.lines = list(lines)
+        self.audio = audio
+        self.save_data = save_data
+        self._clock = clock
+        self.ladder = build_ladder(self.lines)
+        self.controller = RateController(start_estimate=self.costs()[-1] * 1.3)
+        self.level = self.controller.update(LinkReport(clock(), 0, 0.0), self.costs(), self.cap)
+
+    @property
+    def cap(self) -> int | None:
+        return save_data_cap(self.ladder, self.lines) if self.save_data else None
+
+    def costs(self) -> list[float]:
+        """Bits/s each level costs on the wire, audio included."""
+        audio = self.audio.wire_bitrate() if self.audio is not None else 0.0
+        return [
+            audio + sum(bus.wire_bitrate() for bus in level if bus is not None)
+            for level in self.ladder
+        ]
+
+    def chosen(self) -> Level:
+        return self.ladder[self.level]
+
+    def report(self, page: PageReport) -> Level:
+        """Feed one page report; the level to use now."""
+        received = page.packets + page.lost
+        loss = page.lost / received if received > 0 else None
+        delivered = page.bytes * 8 / page.interval if page.interval > 0 else None
+        sent_bits = round(page.bytes * 8 * (1 + (loss or 0.0)))  # what left, lost included
+        report = LinkReport(self._clock(), sent_bits, page.interval, loss, page.rtt, delivered)
+        self.level = self.controller.update(report, self.costs(), self.cap)
+        return self.chosen()
+
+    def set_save_data(self, save_data: bool) -> Level:
+        """The page's "save data" switch; takes effect at once."""
+        self.save_data = save_data
+        report = LinkReport(self._clock(), 0, 0.0)
+        self.level = self.controller.update(report, self.costs(), self.cap)
+        return self.chosen()
+
+    def describe(self) -> dict[str, Any]:
+        """What the viewer gets now, in the words of a session of ours (`describe()`)."""
+        controller = self.controller
+        return {
+            "video": [None if bus is None else bus.rendition for bus in self.chosen()],
+            "level": self.level,
+            "levels": len(self.ladder),
+            "save_data": self.save_data,
+            "poor": controller.poor,
+            "estimate_kbps": round(controller.estimate / 1000),
+            "costs_kbps": [round(cost / 1000) for cost in self.costs()],
+            "loss": round(controller.last_loss, 3),
+            "reason": controller.reason,
+        }

@@ -16,7 +16,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from . import packer
 from .bus import PacketBus
-from .choice import Level, LinkReport, RateController, VideoLine, build_ladder
+from .choice import Level, LinkReport, RateController, VideoLine, build_ladder, save_data_cap
 from .pacer import Clock, Pacer
 from .packer import SenderCodec
 from .resync import Resequencer, SequenceShift
@@ -191,12 +191,7 @@ class ViewerSession:
         """With `save_data`, the best level that keeps every line at its cheapest."""
         if not self.save_data:
             return None
-        cheapest = [min(o.line.renditions, key=lambda b: b.nominal_bitrate) for o in self.outputs]
-        return max(
-            i
-            for i, level in enumerate(self.ladder)
-            if all(bus is None or bus is low for bus, low in zip(level, cheapest, strict=True))
-        )
+        return save_data_cap(self.ladder, [output.line for output in self.outputs])
 
     def costs(self) -> list[float]:
         """Bits/s each level costs on the wire, audio included."""

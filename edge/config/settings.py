@@ -471,7 +471,8 @@ class RelaySettings(Model):
         None,
         ge=1024,
         le=65000,
-        description="First UDP port of the mountpoints (room N uses base + 10N .. + 10N + 2); "
+        description="First UDP port of the mountpoints (room N uses base + 10N .. base + 10N + 9: "
+        "camera and board three substreams and RTCP each, the microphone, its ducked copy); "
         "default: Janus picks from its rtp_port_range",
     )
     beat_seconds: int = Field(

@@ -11,6 +11,13 @@ session is gone; the Janus session it names is destroyed when the viewer ends) a
 `DELETE`s it on leaving. A join names the page's classroom channel
 (`?channel=`), which is the pupil's presence and place in the console on either path; a
 relay viewer without one is present on its own while it beats.
+
+Renditions: each video stream of the mountpoint is simulcast, one substream per
+rendition (at most three, cheapest first), and each relay viewer has the same ladder and
+rate controller as a WHEP session, fed by what its page measures (`report()`, every
+2 s) and capped by "save data"; the page asks Janus for the substreams chosen. While a
+relay pupil speaks, their page takes the mountpoint's `ducked` audio stream instead of
+`audio` (the room's microphone, quieter while the speakers play).
 """
 
 from __future__ import annotations
@@ -24,13 +31,16 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from capture.supervise import cancel_all, supervised
 from edge.access import joining
-from edge.config.settings import RelaySettings, RoomSettings
+from edge.config.settings import RelaySettings, RoomSettings, VideoRendition
+from webrtc import PageReport, RemoteChoice, VideoLine
 from webrtc.relay import (
+    PORTS_PER_MEDIA,
+    SIMULCAST_MAX,
     JanusAdmin,
     JanusError,
     Mountpoint,
@@ -46,7 +56,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PAYLOAD_TYPES = {"camera": 96, "board": 97, "audio": 111}
+PAYLOAD_TYPES = {"camera": 96, "board": 97, "audio": 111, "ducked": 111}
+VIDEO_MIDS = ("camera", "board")  # the order of `Room.feeds().video`
 KEYFRAME_AGAIN_AFTER = 1.5  # s: a joiner's peer connection is up by then; ask once more
 REAP_EVERY = 5.0  # s
 MISSED_BEATS = 2.5  # a session silent this many beats is gone
@@ -64,18 +75,39 @@ def mountpoint_secret(admin_secret: str, room: str) -> str:
     return hmac.new(admin_secret.encode(), f"mountpoint:{room}".encode(), "sha256").hexdigest()
 
 
-def relayed_buses(room: RoomSettings) -> list[tuple[str, str]]:
-    """(mid, bus name): the camera's top rendition, the board's first that is not
-    stills, the microphone; those the room has."""
-    found = []
+def relayed_buses(room: RoomSettings) -> list[tuple[str, tuple[str, ...]]]:
+    """(mid, bus names): the camera's and the board's renditions, cheapest first (Janus
+    simulcasts three at most: the cheapest and the two best), the microphone, and its
+    ducked copy for a pupil who speaks; those the room has."""
+
+    def substreams(source: str, renditions: list[VideoRendition]) -> tuple[str, ...]:
+        ordered = sorted(renditions, key=lambda r: r.bitrate_kbps)
+        if len(ordered) > SIMULCAST_MAX:
+            ordered = [ordered[0], *ordered[1 - SIMULCAST_MAX :]]
+        return tuple(f"{source}/{r.name}" for r in ordered)
+
+    found: list[tuple[str, tuple[str, ...]]] = []
     if room.camera is not None:
-        found.append(("camera", f"camera/{room.camera_renditions[0].name}"))
+        found.append(("camera", substreams("camera", room.camera_renditions)))
     if room.board is not None:
-        boards = [r for r in room.board_renditions if not r.stills] or room.board_renditions
-        found.append(("board", f"board/{boards[0].name}"))
+        found.append(("board", substreams("board", room.board_renditions)))
     if room.mic is not None:
-        found.append(("audio", "mic"))
+        found.append(("audio", ("mic",)))
+        if room.speaker is not None:
+            found.append(("ducked", ("mic/ducked",)))
     return found
+
+
+PORTS_PER_ROOM = 10  # with `port_base`: camera 4, board 4, audio 1, ducked audio 1
+
+
+def relayed_media(room: Room) -> list[RelayMedia]:
+    """The mountpoint's streams of `room` (`relayed_buses`), with its buses."""
+    return [
+        RelayMedia(mid, tuple(room.buses[name] for name in names), PAYLOAD_TYPES[mid])
+        for mid, names in relayed_buses(room.settings)
+        if all(name in room.buses for name in names)
+    ]
 
 
 def read_secret(settings: RelaySettings, config_path: Path | None) -> str:
@@ -92,7 +124,23 @@ class RelayViewer:
     token: str  # the Janus token of this viewer
     info: dict[str, object]  # who: `joining.Seat.info()`
     last_beat: float  # time.monotonic()
+    choice: RemoteChoice  # its renditions
+    mids: tuple[str, ...]  # the mountpoint's video mids, in `choice`'s line order
     janus_session: int | None = None  # the page's Janus session, as its first beat said
+
+    def state(self) -> dict[str, Any]:
+        """What the viewer gets now, as a WHEP session's resource says it, and the
+        Janus substream of each video mid (None: not sent)."""
+        described = self.choice.describe()
+        names = dict(zip(self.mids, described["video"], strict=True))
+        described["video"] = {mid: names.get(mid) for mid in VIDEO_MIDS}
+        described["substreams"] = {
+            mid: None if bus is None else list(line.renditions).index(bus)
+            for mid, line, bus in zip(
+                self.mids, self.choice.lines, self.choice.chosen(), strict=True
+            )
+        }
+        return described
 
 
 @dataclass
@@ -144,15 +192,13 @@ class Relay:
             existing = self.rooms.get(room.name)
             if existing is not None:
                 return existing
-            media = [
-                RelayMedia(mid, room.buses[bus], PAYLOAD_TYPES[mid])
-                for mid, bus in relayed_buses(room.settings)
-                if bus in room.buses
-            ]
+            media = relayed_media(room)
             ports = None
             if self.settings.port_base is not None:
                 index = sorted(self.service.config.rooms).index(room.name)
-                ports = [self.settings.port_base + 10 * index + 2 * i for i in range(len(media))]
+                first = self.settings.port_base + PORTS_PER_ROOM * index
+                count = sum(PORTS_PER_MEDIA[m.kind] for m in media)
+                ports = list(range(first, first + count))
             try:
                 mountpoint = await create_mountpoint(
                     self.admin,
@@ -165,7 +211,7 @@ class Relay:
             except JanusError as exc:
                 logger.warning("room %s: no relay mountpoint: %s", room.name, exc)
                 return None
-            forwarder = RtpForwarder(self.rtp_host, media, mountpoint.ports)
+            forwarder = RtpForwarder(self.rtp_host, media, mountpoint.ports, mountpoint.rtcp_ports)
             await forwarder.start()
             relay = self.rooms[room.name] = RoomRelay(mountpoint, forwarder)
             logger.info(
@@ -211,7 +257,7 @@ class Relay:
                 )
 
     async def join(
-        self, room: Room, seat: joining.Seat, *, user_agent: str
+        self, room: Room, seat: joining.Seat, *, user_agent: str, save_data: bool = False
     ) -> tuple[RelayViewer, RoomRelay]:
         """A new relay viewer: a Janus token, its place in the classroom (the page's
         channel the seat names, or one of its own), a fresh keyframe. Raises
@@ -222,7 +268,19 @@ class Relay:
         token = secrets.token_urlsafe(24)
         await self.admin.add_token(token)
         info = {**seat.info(), "room": room.name, "user_agent": user_agent}
-        viewer = RelayViewer(secrets.token_urlsafe(12), room.name, token, info, time.monotonic())
+        videos = [m for m in relay.forwarder.media if m.kind == "video"]
+        audio = next((m.buses[0] for m in relay.forwarder.media if m.mid == "audio"), None)
+        lines = [VideoLine(m.buses, can_pause=m.mid == "camera") for m in videos]
+        choice = RemoteChoice(lines, audio, save_data=save_data, clock=time.monotonic)
+        viewer = RelayViewer(
+            secrets.token_urlsafe(12),
+            room.name,
+            token,
+            info,
+            time.monotonic(),
+            choice,
+            tuple(m.mid for m in videos),
+        )
         self.viewers[viewer.id] = viewer
         self.service.media_started(viewer.id, None, info)
         self.request_keyframes(room.name)
@@ -237,11 +295,13 @@ class Relay:
         self.request_keyframes(room)
 
     def request_keyframes(self, room: str) -> None:
-        """An IDR on every relayed video stream (Janus also keeps the last one)."""
+        """An IDR on every relayed video substream (Janus asks again by PLI when a viewer
+        waits for one)."""
         relay = self.rooms.get(room)
         if relay is not None:
             for media in relay.forwarder.media:
-                media.bus.request_keyframe()
+                for bus in media.buses:
+                    bus.request_keyframe()
 
     def beat(self, viewer_id: str, janus_session: int | None = None) -> bool:
         """The page still watches; `janus_session`: the Janus session it watches in, which
@@ -253,6 +313,12 @@ class Relay:
         if viewer.janus_session is None:
             viewer.janus_session = janus_session
         return True
+
+    def report(self, viewer: RelayViewer, page: PageReport) -> None:
+        """What the viewer's page measured: it counts as a beat, and moves its renditions
+        to what its link carries."""
+        viewer.last_beat = time.monotonic()
+        viewer.choice.report(page)
 
     async def leave(self, viewer_id: str) -> bool:
         viewer = self.viewers.pop(viewer_id, None)

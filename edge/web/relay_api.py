@@ -1,6 +1,9 @@
 """Joining through the Janus relay (`[relay]`): `POST /relay/{room}` with the join link as
-the bearer gives the page Janus's address, the mountpoint and a token; then
-`POST /relay/{room}/{session}` beats and `DELETE` leaves."""
+the bearer (`?save_data=1` as WHEP) gives the page Janus's address, the mountpoint and a
+token. The session resource `/relay/{room}/{session}` then works like WHEP's: `GET` says
+what the viewer gets (and which Janus substream of each video mid to ask for), `PATCH`
+`{"save_data": …}`, `POST` beats (with `{"link": …}`, what the page measured, it answers
+the state as `GET` does), `DELETE` leaves."""
 
 from __future__ import annotations
 
@@ -9,17 +12,40 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from edge.access import joining
 from edge.access.rules import problem
 from edge.live.relay import Relay, RelayViewer
-from edge.web.deps import PupilGrant, Refused, Room, Service, admit, cors
+from edge.web.deps import PupilGrant, Refused, Room, Service, admit, cors, json_body
+from webrtc import PageReport
 from webrtc.relay import JanusError
 
 logger = logging.getLogger(__name__)
 
 routes = APIRouter()
-Headers = Annotated[dict[str, str], Depends(cors("POST, DELETE, OPTIONS"))]
+Headers = Annotated[dict[str, str], Depends(cors("GET, POST, PATCH, DELETE, OPTIONS"))]
+
+
+class LinkMeasure(BaseModel):
+    """What the page's `getStats` showed since its last report."""
+
+    model_config = ConfigDict(extra="forbid")
+    interval: float = Field(ge=0.2, le=60, description="seconds covered")
+    bytes: int = Field(ge=0, le=10**9, description="media bytes received")
+    packets: int = Field(ge=0, le=10**7, description="video packets received")
+    lost: int = Field(ge=0, le=10**7, description="video packets lost")
+    rtt: float | None = Field(None, ge=0, le=60, description="candidate pair's round trip, s")
+
+
+class BeatBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    link: LinkMeasure
+
+
+class Wishes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    save_data: bool
 
 
 def the_relay(service: Service, headers: Headers) -> Relay:
@@ -68,7 +94,10 @@ async def relay_join(
         return seat
     try:
         viewer, room_relay = await relay.join(
-            runtime, seat, user_agent=request.headers.get("user-agent", "")
+            runtime,
+            seat,
+            user_agent=request.headers.get("user-agent", ""),
+            save_data=request.query_params.get("save_data", "") in ("1", "true"),
         )
     except JanusError as exc:
         logger.warning("relay join in %s: %s", room, exc)
@@ -85,6 +114,7 @@ async def relay_join(
         "session": viewer.id,
         "ice_servers": [s.as_json() for s in service.ice_servers(f"{room}.relay")],
         "beat_seconds": relay.settings.beat_seconds,
+        "state": viewer.state(),
     }
     return JSONResponse(
         body,
@@ -93,21 +123,47 @@ async def relay_join(
     )
 
 
+def _state(viewer: RelayViewer, headers: dict[str, str]) -> Response:
+    return JSONResponse(viewer.state(), headers={**headers, "Cache-Control": "no-store"})
+
+
+@routes.get("/relay/{room}/{session_id}")
+async def relay_state(viewer: Viewer, headers: Headers) -> Response:
+    """What the viewer gets now (as WHEP's session resource), and Janus's substreams."""
+    return _state(viewer, headers)
+
+
+@routes.patch("/relay/{room}/{session_id}")
+async def relay_wishes(
+    viewer: Viewer, wishes: Annotated[Wishes, Depends(json_body(Wishes, 1024))], headers: Headers
+) -> Response:
+    """`{"save_data": true}` caps the viewer at the cheapest renditions."""
+    viewer.choice.set_save_data(wishes.save_data)
+    return Response(status_code=204, headers=headers)
+
+
 @routes.post("/relay/{room}/{session_id}")
 async def relay_beat(
     relay: TheRelay,
     viewer: Viewer,
     service: Service,
+    request: Request,
     headers: Headers,
     janus: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
 ) -> Response:
-    """The page still watches (`?janus=`: in this Janus session)."""
+    """The page still watches (`?janus=`: in this Janus session); with a JSON body
+    `{"link": …}` it also says what it measured, and gets the state back."""
     runtime = service.rooms.get(viewer.room)
     if runtime is None or not runtime.live:
         await relay.leave(viewer.id)
         return problem(404, "No such session", "the lesson has ended", headers)
     relay.beat(viewer.id, janus)
-    return Response(status_code=204, headers=headers)
+    if request.headers.get("content-type") is None:
+        return Response(status_code=204, headers=headers)
+    body = await json_body(BeatBody, 1024)(request)
+    link = body.link
+    relay.report(viewer, PageReport(link.interval, link.bytes, link.packets, link.lost, link.rtt))
+    return _state(viewer, headers)
 
 
 @routes.delete("/relay/{room}/{session_id}")

@@ -3,6 +3,7 @@
  *   var j = await classroomJanus.open(base, token, {onLost, onHangup});   // session + handle
  *   var offer = await j.watch(mountpoint);    // the plugin's JSEP offer
  *   await j.start(answer);                    // our answer; media flows
+ *   j.configure([{mid, send, substream, fallback}]);   // what this viewer is sent, per mid
  *   j.trickle(candidate | null); j.close();
  * Events come by long-poll (bounded: 40 s a request, up to 4 failures in a row with backoff);
  * a keepalive goes every 25 s. Hooks: onLost (the session is gone or unreachable), onHangup
@@ -174,6 +175,12 @@
       },
       start: function (answer) {
         return message({ request: 'start' }, { type: answer.type, sdp: answer.sdp });
+      },
+      // one request per mid: Janus 1.1 (Debian 12's) reads mid, send, substream at the top level
+      configure: function (streams) {
+        return streams.reduce(function (done, stream) {
+          return done.then(function () { return message(Object.assign({ request: 'configure' }, stream)); });
+        }, Promise.resolve());
       },
       trickle: function (candidate) {
         if (closed) return;

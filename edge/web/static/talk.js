@@ -33,6 +33,7 @@
   var chan = null;      // {id, url, source, opening}: the classroom channel
   var talk = null;      // {pc, location}: the microphone published for this turn
   var micTrack = null;
+  var heardAllowed = false;   // status.allowed as last announced (classroom:allowed)
   var device = (function () {
     var id = null;
     try { id = sessionStorage.getItem('ce-device'); } catch (e) { /* private mode */ }
@@ -59,6 +60,10 @@
     mic.hidden = !status.allowed;
     mic.textContent = status.speaking ? T.micOff : T.micOn;
     mic.setAttribute('aria-pressed', String(status.speaking));
+    if (status.allowed !== heardAllowed) {     // the page's player hears the ducked mix meanwhile
+      heardAllowed = status.allowed;
+      document.dispatchEvent(new CustomEvent('classroom:allowed', { detail: heardAllowed }));
+    }
   }
 
   function headers(type) {

@@ -66,6 +66,7 @@ function onTrack(app, s, ev) {
   const els = app.els;
   const tr = ev.transceiver || s.pc.getTransceivers().filter((x) => x.receiver === ev.receiver)[0];
   if (s.relay) mapRelayTransceivers(s);
+  if (s.relay && tr === s.ducked) return;     // played while the pupil may speak (relayHears)
   const el = tr === s.camera ? els.camera : tr === s.board ? els.board : ev.track.kind === 'audio' ? els.sound : null;
   if (!el) return;
   el.srcObject = new MediaStream([ev.track]);

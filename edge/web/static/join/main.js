@@ -14,13 +14,15 @@
  * latest GET of the WHEP session resource (renditions the server chose, its link estimate),
  * saveData the pupil's "save data" choice, bytesReceived the bytes this page received so far;
  * relay is true when the page plays from Janus, janus then {session, handle, mountpoint} and
- * location the service's relay session resource (what the beats POST to). */
+ * location the service's relay session resource (what the beats and the page's measures POST to,
+ * whose state says the renditions chosen, as WHEP's does). */
 
 import { STRINGS, pickLang, translator } from './strings.js';
 import { setState, fail, showReconnecting, teardown, connect, retry, retryNow, leave } from './connection.js';
 import { rememberedChoice, remember, renderPicker } from './picker.js';
 import { sampleStats, initialSaveData, renderSaveData, setSaveData } from './quality.js';
 import { unmute, toggleMute, swap, toggleFullscreen, updateFullscreenLabel, keepAwake } from './media.js';
+import { relayHears } from './relay.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -92,7 +94,6 @@ function renderHeader() {
   }
   els.board.setAttribute('aria-label', t('board'));
   els.camera.setAttribute('aria-label', t('camera'));
-  els['save-data'].hidden = classroom.relay;     // Janus relays one rendition: nothing to save
   updateFullscreenLabel(app);
   renderSaveData(app);
 }
@@ -131,6 +132,7 @@ function bindEvents() {
   // the teacher removed this pupil (talk.js heard it on the channel): the picture ends now,
   // on either path, not at the next failed reconnect
   document.addEventListener('classroom:removed', () => fail(app, app.t('removed'), app.t('removedHelp'), false));
+  document.addEventListener('classroom:allowed', (ev) => relayHears(app, !!ev.detail));
   window.addEventListener('pagehide', () => leave(app));
   window.addEventListener('pageshow', (ev) => { if (ev.persisted) retryNow(app); });
   setInterval(() => { sampleStats(app).catch(() => {}); }, 2000);

@@ -4,6 +4,7 @@
 
 import { authHeaders } from './whep.js';
 import { swap } from './media.js';
+import { applyRelayChoice } from './relay.js';
 
 const SAVE_KEY = 'classroom-edge.saveData';
 const RENDITION_WORDS = { high: 'qHigh', hd: 'qHigh', medium: 'qMid', mid: 'qMid', low: 'qLow', sd: 'qLow' };
@@ -14,7 +15,7 @@ export async function sampleStats(app) {
   const s = app.current, classroom = app.classroom;
   if (!s || classroom.state !== 'live' || document.hidden) return;
   const report = await s.pc.getStats();
-  const now = { pc: s.pc, at: Date.now(), lost: 0, recv: 0, frames: {}, all: 0, stalls: 0 };
+  const now = { pc: s.pc, at: Date.now(), lost: 0, recv: 0, frames: {}, all: 0, stalls: 0, bytes: 0 };
   const pairs = {};
   let selected = null, nominated = null, fps = null, transportBytes = null, rtpBytes = 0;
   report.forEach((r) => {
@@ -34,6 +35,7 @@ export async function sampleStats(app) {
     }
   });
   if (s !== app.current) return;
+  now.bytes = rtpBytes;
   s.bytes = Math.max(s.bytes, transportBytes !== null ? transportBytes : rtpBytes);
   showDataUsed(app);
   const prev = app.prevStats && app.prevStats.pc === s.pc ? app.prevStats : null;
@@ -49,8 +51,20 @@ export async function sampleStats(app) {
   const pair = (selected && pairs[selected]) || nominated;
   const rtt = pair && typeof pair.currentRoundTripTime === 'number' ? pair.currentRoundTripTime : null;
   const loss = dRecv + dLost ? dLost / (dRecv + dLost) : 1;
+  if (s.relay) addLinkReport(s, dt, Math.max(0, now.bytes - prev.bytes), dRecv, dLost, rtt);
   app.heavyLoss = loss >= 0.1;
   showQuality(app, grade(loss, fps, rtt));
+}
+
+// Relay mode: what this page received, for the service to choose renditions by (it cannot see
+// Janus's receiver reports); summed until the next report goes (fetchSession).
+function addLinkReport(s, interval, bytes, packets, lost, rtt) {
+  const r = s.linkReport || (s.linkReport = { interval: 0, bytes: 0, packets: 0, lost: 0, rtt: null });
+  r.interval = Math.min(60, r.interval + interval);
+  r.bytes += bytes;
+  r.packets += Math.max(0, packets);
+  r.lost += lost;
+  if (rtt !== null) r.rtt = Math.min(60, rtt);
 }
 
 function grade(loss, fps, rtt) {
@@ -163,23 +177,33 @@ export function pollSession(app, on) {
 
 async function fetchSession(app) {
   const s = app.current, classroom = app.classroom;
+  let sending = null;
   if (!s || !s.location || classroom.state !== 'live' || document.hidden || navigator.onLine === false) return;
   const ctrl = app.pollCtrl = window.AbortController ? new AbortController() : null;
   const timer = setTimeout(() => { if (ctrl) ctrl.abort(); }, 5000);
   try {
-    const res = await fetch(s.location, {
+    const report = s.relay && s.linkReport && s.linkReport.interval >= 0.2 ? s.linkReport : null;
+    s.linkReport = null;
+    sending = report;
+    const res = await fetch(s.location, report ? {     // relay: the beat with what the page measured
+      method: 'POST', headers: authHeaders(app.config, 'application/json'), body: JSON.stringify({ link: report }),
+      cache: 'no-store', signal: ctrl ? ctrl.signal : undefined
+    } : {
       headers: authHeaders(app.config), cache: 'no-store', signal: ctrl ? ctrl.signal : undefined
     });
     if (res.status !== 200) return;
+    sending = null;
     const state = await res.json();
     if (s !== app.current || classroom.state !== 'live' || !state || !state.video) return;
     classroom.session = state;
+    if (s.relay) applyRelayChoice(app, s, state);
     renderSession(app);
     updateNotice(app);
     if (state.save_data !== classroom.saveData && Date.now() - s.patchedAt > 3000) sendSaveData(app, s);
   } finally {
     clearTimeout(timer);
     if (app.pollCtrl === ctrl) app.pollCtrl = null;
+    if (sending) addLinkReport(s, sending.interval, sending.bytes, sending.packets, sending.lost, sending.rtt);     // not sent: next time
   }
 }
 

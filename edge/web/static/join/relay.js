@@ -1,6 +1,9 @@
 /* classroom-edge, the pupil's page: relay mode (config.relay). The page asks POST /relay/{room} for
  * a Janus grant instead of WHEP, plays the streaming plugin's offer (janus.js, window.classroomJanus),
- * its camera/board/audio by mid, and beats the service's relay session resource while it watches. */
+ * its camera/board/audio by mid, and beats the service's relay session resource while it watches.
+ * The service chooses the renditions as for WHEP, from what this page measures (quality.js reports
+ * it every 2 s); the page asks Janus for the substreams chosen (applyRelayChoice). While the pupil
+ * may speak, the page plays the mountpoint's `ducked` audio instead of `audio`. */
 
 import { authHeaders, waitForGathering, watchDtls } from './whep.js';
 import { withOutlook } from './waiting.js';
@@ -8,7 +11,8 @@ import { showBoard } from './media.js';
 
 // Janus offers: its transceivers come with the offer, matched by mid (mapRelayTransceivers).
 export function prepareRelay(s) {
-  s.camera = s.board = s.audio = null;
+  s.camera = s.board = s.audio = s.ducked = null;
+  s.substreams = null;
   s.pc.onicecandidate = (ev) => { if (s.sent && s.janus) s.janus.trickle(ev.candidate); };
 }
 
@@ -19,6 +23,7 @@ export function mapRelayTransceivers(s) {
     const kind = tr.receiver.track && tr.receiver.track.kind;
     if (tr.mid === 'camera') s.camera = tr;
     else if (tr.mid === 'board') s.board = tr;
+    else if (tr.mid === 'ducked') s.ducked = tr;
     else if (tr.mid === 'audio' || (kind === 'audio' && !s.audio)) s.audio = tr;
     else if (kind === 'video') videos.push(tr);
   });
@@ -41,6 +46,7 @@ export async function negotiateRelay(app, s) {
   const url = relayEndpoint(app.config);
   const base = url.origin + url.pathname.replace(/\/+$/, '');
   url.search = '';
+  if (app.classroom.saveData) url.searchParams.set('save_data', '1');
   if (app.me) url.searchParams.set('as', app.me.key);
   const channel = await s.channelReady;
   if (channel) url.searchParams.set('channel', channel);
@@ -59,6 +65,7 @@ export async function negotiateRelay(app, s) {
   const loc = res.headers.get('Location');
   s.beatUrl = loc ? new URL(loc, url).href : base + '/' + encodeURIComponent(grant.session);
   s.beatEvery = Math.max(5, Number(grant.beat_seconds) || 30) * 1000;
+  s.location = s.beatUrl;     // the session resource: GET, PATCH save data, POST what the page measured
   if (s === app.current) app.classroom.location = s.beatUrl;
   if (grant.ice_servers) {
     try { s.pc.setConfiguration({ iceServers: grant.ice_servers, bundlePolicy: 'max-bundle' }); } catch (e) { /* keep the page's */ }
@@ -81,7 +88,37 @@ export async function negotiateRelay(app, s) {
   await s.janus.start(s.pc.localDescription);
   if (s.pc.iceGatheringState === 'complete') s.janus.trickle(null);
   watchDtls(s);
+  applyRelayChoice(app, s, grant.state);
   return out;
+}
+
+// The renditions the service chose (its state's `substreams`: mid -> Janus substream, null: not
+// sent), and the microphone this pupil hears: only what changed goes to Janus.
+export function applyRelayChoice(app, s, state) {
+  if (!s.janus || s.janus.closed || !state || !state.substreams) return;
+  const streams = [];
+  Object.keys(state.substreams).forEach((mid) => {
+    const sub = state.substreams[mid];
+    streams.push(sub === null ? { mid: mid, send: false } : { mid: mid, send: true, substream: sub, fallback: 1000000 });
+  });
+  if (s.ducked) {
+    const ducked = !!(window.classroomTalk && window.classroomTalk.status.allowed);
+    streams.push({ mid: 'audio', send: !ducked }, { mid: 'ducked', send: ducked });
+  }
+  const wanted = JSON.stringify(streams);
+  if (wanted === s.substreams) return;
+  s.substreams = wanted;
+  s.janus.configure(streams).catch(() => { if (s.substreams === wanted) s.substreams = null; });
+}
+
+// Allowed to speak: hear the ducked microphone (the room's speakers play this pupil), else the room.
+export function relayHears(app, allowed) {
+  const s = app.current;
+  if (!s || !s.relay || !s.ducked) return;
+  const tr = allowed ? s.ducked : s.audio;
+  if (tr && tr.receiver.track) app.els.sound.srcObject = new MediaStream([tr.receiver.track]);
+  if (app.els.sound.srcObject && !app.els.sound.muted) app.els.sound.play().catch(() => {});
+  if (app.classroom.session) applyRelayChoice(app, s, app.classroom.session);
 }
 
 // Tell the service the pupil still watches; 404: the session is gone, the next POST says why.
@@ -104,6 +141,7 @@ function beat(app, s) {
 // Leaving: stop the beats, close the Janus session, DELETE the relay session resource.
 export function closeRelay(app, s) {
   clearInterval(s.beatTimer);
+  s.location = null;     // the beat URL: DELETEd below, once
   if (s.janus) { s.janus.close(); s.janus = null; }
   if (s.beatUrl) {
     fetch(s.beatUrl, { method: 'DELETE', headers: authHeaders(app.config), keepalive: true }).catch(() => {});
