@@ -18,7 +18,7 @@ from typing import Any
 import av
 import numpy as np
 
-from .device import SYSTEM_ALSA_CONFIG
+from .device import SYSTEM_ALSA_CONFIG, quiet_alsa
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class Speaker:
         self._last_rms = 0.0
         if "ALSA_CONFIG_PATH" not in os.environ and SYSTEM_ALSA_CONFIG.exists():
             os.environ["ALSA_CONFIG_PATH"] = str(SYSTEM_ALSA_CONFIG)
+        quiet_alsa()  # a missing speaker is said by `error`, not by alsa-lib on stderr
 
     @property
     def level(self) -> float:
@@ -96,18 +97,21 @@ class Speaker:
                     rms = float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
                     if rms > 0.01:  # about -40 dBFS: someone is talking
                         self._last_rms, self._loud_until = rms, time.monotonic() + LEVEL_HOLD
-                    if container is None:
-                        try:
+                    try:
+                        if container is None:
                             container, stream = self._open()
-                        except (OSError, ValueError) as exc:  # av.FFmpegError is an OSError
-                            self.error = str(exc)
+                        chunk.pts = pts
+                        pts += chunk.samples
+                        for packet in stream.encode(chunk):
+                            container.mux(packet)  # (a missing device fails here, not at open)
+                    except (OSError, ValueError) as exc:  # av.FFmpegError is an OSError
+                        if self.error is None:
                             logger.warning("speaker %s: %s", self.device, exc)
-                            time.sleep(1.0)
-                            continue
-                    chunk.pts = pts
-                    pts += chunk.samples
-                    for packet in stream.encode(chunk):
-                        container.mux(packet)
+                        self.error = str(exc)
+                        self._discard(container)
+                        container = stream = None
+                        time.sleep(1.0)  # then the next frame tries again
+                        continue
                     self.played += 1
                     self.error = None
         finally:
@@ -118,3 +122,11 @@ class Speaker:
                     container.close()
                 except (OSError, ValueError) as exc:
                     logger.warning("closing speaker %s: %s", self.device, exc)
+
+    @staticmethod
+    def _discard(container: Any) -> None:
+        if container is not None:
+            try:
+                container.close()
+            except (OSError, ValueError):
+                pass

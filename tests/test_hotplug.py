@@ -6,10 +6,14 @@ the service, encoders and an aiortc viewer above it are real."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import av
 import httpx
+import numpy as np
 import pytest
 
 from capture import AlsaMicrophone, TestCamera
@@ -17,7 +21,7 @@ from capture.source import Source, SourceError
 from edge.access.tokens import Grant
 from edge.live.service import EdgeService
 from edge.school.clock import SystemClock
-from tests.conftest import SMALL_ROOM, serve_in_process, write_site
+from tests.conftest import ROOT, SMALL_ROOM, serve_in_process, write_site
 from tests.test_console import camera_clock_gone, camera_clock_good
 from tests.whep_client import Viewer, eventually
 
@@ -126,3 +130,55 @@ def test_a_source_that_keeps_failing_logs_again_once_a_while(
     assert len(failures) >= 20, len(failures)
     assert 2 <= len(warnings) <= 5, warnings
     assert "failing for" not in warnings[0] and "(failing for " in warnings[1]
+
+
+MISSING_SPEAKER = """
+import time
+import av, numpy as np
+from capture.playback import Speaker
+speaker = Speaker("plughw:CARD=KhongCoLoa,DEV=0")
+speaker.start()
+for _ in range(3):
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.int16), format="s16", layout="mono")
+    frame.sample_rate = 48000
+    speaker.play(frame)
+    time.sleep(0.5)
+speaker.stop()
+print(speaker.error)
+"""
+
+
+def test_a_missing_speaker_says_so_without_alsa_lib_on_stderr() -> None:
+    """The classroom speakers' device is missing: the speaker says why (the console shows
+    it), and alsa-lib's own lines stay off stderr (a process of its own: the quieting is
+    once per process)."""
+    done = subprocess.run(
+        [sys.executable, "-c", MISSING_SPEAKER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "KhongCoLoa" in done.stdout, done.stdout
+    assert "ALSA lib" not in done.stderr, done.stderr[-2000:]
+
+
+async def test_a_missing_speaker_is_a_staff_warning(tmp_path: Path) -> None:
+    """A pupil allowed to speak, and the classroom speakers' device missing: staff read
+    why in /healthz's warnings (the console shows the same), in Vietnamese."""
+    room = SMALL_ROOM + '[speaker]\nkind = "alsa"\ndevice = "plughw:CARD=KhongCoLoa,DEV=0"\n'
+    config = write_site(tmp_path, {"r1": room})
+    async with serve_in_process(config, tmp_path / "data", SystemClock()) as (service, base):
+        speaker = service.rooms["r1"].speaker
+        assert speaker is not None
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 960), np.int16), format="s16", layout="mono"
+        )
+        frame.sample_rate = 48000
+        speaker.play(frame)  # what a speaking pupil's WHIP session does
+        assert await eventually(lambda: speaker.error is not None, 10)
+        async with httpx.AsyncClient() as client:
+            health = (await client.get(f"{base}/healthz")).json()
+    worded = [w for w in health["warnings"] if w.startswith("Phòng r1: Loa lớp học")]
+    assert worded and "KhongCoLoa" in worded[0] and "kiểm tra loa" in worded[0], health

@@ -12,6 +12,7 @@ import pytest
 from edge.access.tokens import Grant, TokenSigner
 from tests.conftest import Service, run_service, write_site
 from tests.whep_client import Viewer, eventually
+from webrtc.viewer import WhepViewer
 
 OFFER_HEADERS = {"Content-Type": "application/sdp"}
 
@@ -200,3 +201,11 @@ async def test_a_viewer_that_never_connects_is_dropped(site_service: Service) ->
     assert await eventually(dropped, 12, step=0.5)  # connect_timeout = 5 s
     process = site_service.health(detail=True)["process"]
     assert isinstance(process, dict) and process["peer_connections"] == 0
+
+
+async def test_a_viewer_that_never_offered_closes_quietly() -> None:
+    """The drill and the tests close their viewers in `finally`, also when the offer
+    never ran (the service refused before it, or a timeout)."""
+    viewer = WhepViewer("http://127.0.0.1:9/whep/demo", "no-token")
+    await viewer.close()
+    await viewer.close()

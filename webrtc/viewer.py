@@ -230,4 +230,5 @@ class WhepViewer:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.pc.close()
+        if self._transceivers:  # (no peer connection before `offer()`)
+            await self.pc.close()
