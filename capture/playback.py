@@ -8,6 +8,7 @@ voice back).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -126,7 +127,5 @@ class Speaker:
     @staticmethod
     def _discard(container: Any) -> None:
         if container is not None:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 container.close()
-            except (OSError, ValueError):
-                pass
