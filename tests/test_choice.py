@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from dataclasses import dataclass
 
 from webrtc.choice import (
@@ -13,6 +15,7 @@ from webrtc.choice import (
     VideoLine,
     build_ladder,
 )
+from webrtc.lag import LoopLag
 
 
 @dataclass(frozen=True)
@@ -172,3 +175,36 @@ def test_a_relay_viewer_is_chosen_for_by_what_its_page_measured() -> None:
     assert climbed[-1] == 3 and climbed[0] == lowered, climbed
     steps = [b - a for a, b in itertools.pairwise([lowered, *climbed])]
     assert all(step in (0, 1) for step in steps), climbed  # one level at a time
+
+
+def test_our_own_loop_running_late_is_not_the_pupils_queue() -> None:
+    """A receiver report read 400 ms late by a busy event loop: the round trip aiortc
+    computes grows by as much. Taken as the pupil's queue it would step them down; the
+    loop's own lateness is taken off first."""
+
+    def run(server_lag: float) -> int:
+        controller = RateController(start_estimate=2_000_000)
+        level = 0
+        for tick in range(40):
+            late = 0.4 if tick >= 20 else 0.0  # the loop falls behind at 10 s
+            rtt = 0.03 + late
+            report = LinkReport(tick * 0.5, 800_000, 0.5, 0.0, rtt, None, late * server_lag)
+            level = controller.update(report, COSTS)
+        return level
+
+    assert run(server_lag=1.0) == 3  # the lateness is known: nothing changes
+    assert run(server_lag=0.0) < 3  # unknown: it reads as a queue on the link
+
+
+async def test_the_loop_lag_ticker_sees_the_loop_blocked() -> None:
+    lag = LoopLag()
+    await lag.start()
+    try:
+        await asyncio.sleep(0.2)
+        assert lag.recent(1.0) < 0.1
+        # what blocking work on the loop (a hash, a report) does to everyone on it
+        asyncio.get_running_loop().call_soon(time.sleep, 0.3)
+        await asyncio.sleep(0.45)
+        assert 0.2 <= lag.recent(1.0) < 1.0, lag.recent(1.0)
+    finally:
+        await lag.stop()

@@ -60,6 +60,7 @@ async def test_metrics_move_as_viewers_come_and_go(tmp_path: Path) -> None:
         assert 10 <= value(before, "classroom_edge_rendition_fps", **high) <= 17
         assert 40 <= value(before, "classroom_edge_rendition_fps", room="r1", rendition="mic") <= 60
         assert value(before, "classroom_edge_rendition_bitrate_bps", **high) > 20_000
+        assert 0 <= value(before, "classroom_edge_loop_lag_seconds") < 2.0  # a quiet loop
         assert value(before, "classroom_edge_encode_seconds_total", **high) > 0
         assert value(before, "classroom_edge_archive_queue_depth") == 0
 

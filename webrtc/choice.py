@@ -2,10 +2,10 @@
 
 A level picks one rendition (or none) for each video line of a viewer; audio is in
 every level. The controller turns what the viewer's receiver reports tell (loss, and
-round-trip time growing over its floor as a queue builds) into an estimate of what the
-link carries and picks the best level that fits: down at once on heavy loss or a
-growing delay, up only after a hold time, one level at a time, and a level that fails
-soon after a step up doubles the hold.
+round-trip time growing over its floor as a queue builds, less our own event loop's
+lateness) into an estimate of what the link carries and picks the best level that
+fits: down at once on heavy loss or a growing delay, up only after a hold time, one
+level at a time, and a level that fails soon after a step up doubles the hold.
 
 REMB is not used to decide: the receivers' estimators start far below the real rate
 and aiortc's stays at about half of it on a clean loopback (measured), so it would
@@ -73,6 +73,7 @@ class LinkReport:
     loss: float | None = None  # fraction lost in fresh receiver reports, None if none came
     rtt: float | None = None  # seconds, smoothed, None if unknown
     delivered: float | None = None  # bits/s that got through in those reports, if known
+    server_lag: float = 0.0  # seconds our own event loop ran late lately: not the link's
 
 
 @dataclass
@@ -138,9 +139,11 @@ class RateController:
             self.reason = f"loss {loss:.0%}"
             return True, delivered_share
         if report.rtt is not None:
-            self.min_rtt = min(self.min_rtt, report.rtt)
-            if report.rtt > self.min_rtt + self.rtt_margin:
-                self.reason = f"rtt {report.rtt * 1000:.0f} ms"
+            # a report read late by a busy loop reads as a longer round trip: not the link's
+            rtt = max(report.rtt - report.server_lag, 0.0)
+            self.min_rtt = min(self.min_rtt, rtt)
+            if rtt > self.min_rtt + self.rtt_margin:
+                self.reason = f"rtt {rtt * 1000:.0f} ms"
                 return True, delivered_share * 0.9
         return False, delivered_share
 

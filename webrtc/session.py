@@ -264,8 +264,9 @@ class ViewerSession:
             return None
         return min((nacked - last_nacked) / (sent - last_sent), 1.0)
 
-    async def adapt(self) -> None:
-        """Read the viewer's reports and switch renditions to what its link carries."""
+    async def adapt(self, server_lag: float = 0.0) -> None:
+        """Read the viewer's reports and switch renditions to what its link carries;
+        `server_lag`: how late our event loop ran lately (it reads reports late)."""
         if self.controller is None or self.pc.connectionState != "connected":
             return
         now = self._clock()
@@ -276,7 +277,7 @@ class ViewerSession:
             loss = nack_loss if loss is None else max(loss, nack_loss)
         sent = self.pacer.sent_bytes - self._last_sent
         self._last_tick, self._last_sent = now, self.pacer.sent_bytes
-        report = LinkReport(now, sent * 8, interval, loss, rtt, delivered)
+        report = LinkReport(now, sent * 8, interval, loss, rtt, delivered, server_lag)
         self._apply(self.controller.update(report, self.costs(), self.cap))
         self.pacer.rate = self._pacing_rate()
 

@@ -15,10 +15,13 @@ from aiortc import RTCPeerConnection
 from capture.supervise import cancel_all, supervised
 
 from .ice import IceServer, rtc_configuration
+from .lag import LoopLag
 from .sdp import OfferError, parse_sdpfrag
 from .session import ADAPT_INTERVAL, Feeds, ViewerSession
 
 logger = logging.getLogger(__name__)
+
+LAG_WINDOW = 2.0  # s: a receiver report read now may have waited behind this much lateness
 
 
 class SessionManager:
@@ -47,8 +50,10 @@ class SessionManager:
         self.peer_connections: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.lag = LoopLag()  # the loop's own lateness, taken off the viewers' round trips
 
     async def start(self) -> None:
+        await self.lag.start()
         self._tasks = [
             supervised("whep-reaper", self._reap),
             supervised("whep-adapt", self._adapt),
@@ -57,6 +62,7 @@ class SessionManager:
     async def stop(self) -> None:
         await cancel_all(self._tasks)
         self._tasks = []
+        await self.lag.stop()
         await asyncio.gather(*(self._close(s) for s in list(self.sessions.values())))
 
     async def create(
@@ -129,9 +135,10 @@ class SessionManager:
 
     async def _adapt_once(self) -> None:
         # a method of its own, so no frame keeps the last session alive while sleeping
+        server_lag = self.lag.recent(LAG_WINDOW)
         for session in list(self.sessions.values()):
             try:
-                await session.adapt()
+                await session.adapt(server_lag)
             except Exception:  # one viewer's oddity must not stop the others
                 logger.exception("adapting session %s", session.id)
 

@@ -65,6 +65,11 @@ class ServiceCollector(Collector):
         for cause in Cause:
             drops.add_metric([cause.value], float(DROPS.counts[cause]))
         yield drops
+        yield GaugeMetricFamily(
+            "classroom_edge_loop_lag_seconds",
+            "How late the event loop ran at worst over the last 5 s (media waits this long)",
+            value=self.service.sessions.lag.recent(5.0),
+        )
         yield from self._media()
         archive = health["archive"]
         if isinstance(archive, dict):
