@@ -97,13 +97,25 @@ def main() -> None:
         console.wait_for_function("window.consoleState && window.consoleState()", timeout=15000)
         pupil = context.new_page()
         pupil.on("pageerror", lambda e: result["console_errors"].append(f"pupil: {e}"))
+        said: list[str] = []
+        pupil.on("console", lambda m: said.append(f"{m.type}: {m.text}"))
+        pupil.on("requestfailed", lambda r: said.append(f"failed: {r.method} {r.url}"))
         pupil.goto(join_url)
-        result["live_after"] = timed(
-            pupil,
-            "window.classroom && window.classroom.state === 'live' && "
-            "window.classroomTalk.status.open",
-            40,
-        )
+        try:
+            result["live_after"] = timed(
+                pupil,
+                "window.classroom && window.classroom.state === 'live' && "
+                "window.classroomTalk.status.open",
+                40,
+            )
+        except Exception:  # say what the page was doing, then fail
+            where = pupil.evaluate(
+                "({state: window.classroom && window.classroom.state,"
+                " talk: window.classroomTalk && window.classroomTalk.status,"
+                " overlay: document.getElementById('overlay').innerText})"
+            )
+            print(json.dumps({"page": where, "said": said, **result}), file=sys.stderr)
+            raise
         result["layout"] = pupil.evaluate(
             "({swap: !document.getElementById('swap').hidden,"
             " board: !document.getElementById('board').hidden,"
