@@ -556,15 +556,17 @@ def workbook(
             if number:
                 sheet.append([])
             sheet.append(headers)
-            for cell in sheet[sheet.max_row]:
+            for column in range(1, len(headers) + 1):
+                cell = sheet.cell(row=sheet.max_row, column=column)
                 cell.font, cell.fill = bold, fill
                 cell.alignment = Alignment(wrap_text=True, vertical="top")
             for row in rows:
                 sheet.append(row)
-                for cell, value in zip(sheet[sheet.max_row], row, strict=True):
+                line = sheet.max_row
+                for column, value in enumerate(row, start=1):
                     form = XLSX_FORMATS.get(type(value))
                     if form is not None:
-                        cell.number_format = form
+                        sheet.cell(row=line, column=column).number_format = form
             for column, header in enumerate(headers, start=1):
                 values = [str(header)] + [vietnamese(r[column - 1]) for r in rows]
                 widths[column] = max(widths.get(column, 0), min(max(map(len, values)) + 2, 40))
