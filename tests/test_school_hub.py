@@ -216,7 +216,8 @@ async def test_a_school_morning_reaches_the_hub(tmp_path: Path) -> None:
             )
             viewers.append(viewer)
             assert (await viewer.connect()).status_code == 201
-            assert await eventually(lambda v=viewer: v.pc.connectionState == "connected", 20)
+            pc = viewer.pc
+            assert await eventually(lambda: pc.connectionState == "connected", 20)  # noqa: B023
         await clock.advance_to(at("07:20"))
         await viewers[1].close()  # Châu leaves p2 early
         await clock.advance_to(at("07:46"))  # tiết 1 over: recorded, delivered at the next beat
