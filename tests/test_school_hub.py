@@ -280,6 +280,15 @@ async def test_a_school_morning_reaches_the_hub(tmp_path: Path) -> None:
         assert "Không phát: Thể dục: không học trực tuyến (GDTC)" in day
         assert "Không lên sóng được" in day and "Chưa nhận được báo cáo" not in day
         assert "Nguyễn Văn An" in day and "Tổng hợp tuần" in day
+        assert day.count("Đã phát xong (phòng không ghi hình)") == 3  # record = false
+
+        # the district's week per grade: 3 periods streamed, none recorded, 1 missed
+        answer = await client.get(
+            f"{hub.base}/school/district",
+            params={"date": WEDNESDAY.isoformat()},
+            headers=hub.staff(),
+        )
+        assert "<td>Khối 6</td><td>3</td><td>3</td><td>0</td><td>1</td>" in answer.text, answer.text
 
         # a room's key cannot write another room's rows
         key_p1 = (tmp_path / "keys" / "p1.key").read_bytes().strip()

@@ -152,6 +152,7 @@ class Delivery:
             rules=Rules(site.attendance.present_share, site.attendance.late_minutes),
             now=now,
         )
+        records = site.recordings.enabled and config.rooms[room].record
         found = []
         for period, cells in zip(report.periods, period_cells(report, zone), strict=True):
             pupils = sorted((p.pupil.id, p.pupil.name) for p in period.pupils)
@@ -163,6 +164,7 @@ class Delivery:
                         "room": room,
                         "lesson": period.lesson.id,
                         "state": period.lesson.state,
+                        "records": records,  # False: "recorded" means ended, with no video
                         "roster": roster,
                         "cells": cells.as_json(),
                     },

@@ -123,6 +123,7 @@ def _held_line(held: HeldLesson, base: dict[str, Any]) -> PeriodLine:
         "live": "Đang phát trực tiếp",
         "closing": "Đang kết thúc",
         "recorded": "Đã phát, đã ghi hình",
+        "ended": "Đã phát xong (phòng không ghi hình)",
         "archived": "Đã phát, đã lưu vào thư viện",
     }.get(held.state, "Đã phát")
     return PeriodLine(

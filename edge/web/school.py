@@ -103,6 +103,8 @@ async def receive_lesson(service: Service, request: Request) -> Response:
         lesson, state, roster = str(data["lesson"]), str(data["state"]), str(data["roster"])
     except (KeyError, TypeError, ValueError) as exc:
         return problem(400, "Malformed request", f"cells: {exc}")
+    if state in ("recorded", "archived") and data.get("records") is False:
+        state = "ended"  # the room does not record: the lesson is over, there is no video
     if not lesson or len(lesson) > 200:
         return problem(400, "Malformed request", "lesson: an id of 1 to 200 characters")
     expected = service.config.site.school_hub
