@@ -173,6 +173,11 @@ async def test_a_school_morning_reaches_the_hub(tmp_path: Path) -> None:
         name: Server(config, tmp_path / f"{name}-data", clock, free_port())
         for name, config in room_configs.items()
     }
+    drills = tmp_path / "p1-data" / "drills"
+    drills.mkdir(parents=True)
+    (drills / "p1-2026-11-20-0700.json").write_text(
+        json.dumps({"room": "p1", "started": "2026-11-20T07:00:00+07:00", "passed": True})
+    )
     started = time.monotonic()
     await hub.start()
     for room in rooms.values():
@@ -202,6 +207,11 @@ async def test_a_school_morning_reaches_the_hub(tmp_path: Path) -> None:
         page = await rooms_view()
         for name in rooms:
             assert 'class="bad"' not in row_of(page, name), row_of(page, name)
+        assert 'class="ok"' in row_of(page, "p1") and "20/11/2026: đạt" in row_of(page, "p1")
+        assert "Chưa diễn tập lần nào" in row_of(page, "p2")
+        metrics = (await client.get(f"{rooms['p1'].base}/metrics")).text
+        assert 'classroom_edge_drill_passed{room="p1"} 1.0' in metrics
+        assert 'classroom_edge_lesson_due{room="p1"} 0.0' in metrics
 
         # 07:00: pupils join p1 and p2 with their own links (real aiortc viewers)
         await clock.advance_to(at("07:00"))
@@ -218,6 +228,8 @@ async def test_a_school_morning_reaches_the_hub(tmp_path: Path) -> None:
             assert (await viewer.connect()).status_code == 201
             pc = viewer.pc
             assert await eventually(lambda: pc.connectionState == "connected", 20)  # noqa: B023
+        metrics = (await client.get(f"{rooms['p1'].base}/metrics")).text
+        assert 'classroom_edge_lesson_due{room="p1"} 1.0' in metrics
         await clock.advance_to(at("07:20"))
         await viewers[1].close()  # Châu leaves p2 early
         await clock.advance_to(at("07:46"))  # tiết 1 over: recorded, delivered at the next beat

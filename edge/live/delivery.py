@@ -54,8 +54,25 @@ def backoff(attempts: int, base: float, longest: float) -> float:
     return float(wait * random.uniform(0.8, 1.2))
 
 
+_DRILLS: dict[tuple[Path, str], tuple[int, dict[str, Any] | None]] = {}
+
+
 def last_drill(folder: Path, room: str) -> dict[str, Any] | None:
-    """The room's newest drill report in `<data dir>/drills`: when, passed, verdict."""
+    """The room's newest drill report in `<data dir>/drills`: when, passed, verdict. Read
+    again only when the folder changed (a scrape of /metrics costs one `stat`)."""
+    try:
+        changed = folder.stat().st_mtime_ns
+    except OSError:
+        return None
+    cached = _DRILLS.get((folder, room))
+    if cached is not None and cached[0] == changed:
+        return cached[1]
+    found = _read_drills(folder, room)
+    _DRILLS[(folder, room)] = (changed, found)
+    return found
+
+
+def _read_drills(folder: Path, room: str) -> dict[str, Any] | None:
     found: dict[str, Any] | None = None
     for path in sorted(folder.glob(f"{room}-*.json")) if folder.is_dir() else []:
         try:
@@ -111,39 +128,47 @@ class Delivery:
         clock = self.service.clock
         beat = min(link.settings.beat_seconds for link in self.links.values())
         next_beat = clock.now()
+        days = 2  # the first turn also reports yesterday's lessons a stop may have left
         while True:
             now = clock.now()
             if now >= next_beat:
-                await self.queue_all(now)
-                next_beat = now + dt.timedelta(seconds=beat)
+                await self.queue_all(now, days)
+                next_beat, days = now + dt.timedelta(seconds=beat), 1
             await self._send_due()
             due = await asyncio.to_thread(self.outbox.next_due)
             wake = next_beat if due is None else min(next_beat, due)
             await clock.sleep_until(max(wake, clock.now() + dt.timedelta(milliseconds=100)))
 
-    async def queue_all(self, now: dt.datetime) -> None:
-        """Each room's heartbeat and its lessons' reports, into the outbox."""
+    async def queue_all(self, now: dt.datetime, days: int = 1) -> None:
+        """Each room's heartbeat and the reports of its lessons of the last `days` days
+        (today: 1), into the outbox."""
         beats = {name: self.heartbeat(name, now) for name in self.links}  # on the loop
-        await asyncio.to_thread(self._queue, beats, now)
+        await asyncio.to_thread(self._queue, beats, now, days)
 
-    def _queue(self, beats: dict[str, dict[str, Any]], now: dt.datetime) -> None:
+    def _queue(self, beats: dict[str, dict[str, Any]], now: dt.datetime, days: int) -> None:
+        today = now.astimezone(self.service.config.zone).date()
         for name, beat in beats.items():
             beat["plan"] = self._plan(name, now)
+            beat["drill"] = last_drill(self.service.config.site.data_dir / "drills", name)
             body = json.dumps(beat, ensure_ascii=False, sort_keys=True).encode()
             self.outbox.put(f"beat:{name}", name, BEAT_PATH, body, now)
-            for lesson_id, report in self.lesson_reports(name, now):
-                body = json.dumps(report, ensure_ascii=False, sort_keys=True).encode()
-                self.outbox.put(f"lesson:{name}:{lesson_id}", name, LESSONS_PATH, body, now)
+            for back in range(days - 1, -1, -1):
+                day = today - dt.timedelta(days=back)
+                for lesson_id, report in self.lesson_reports(name, day, now):
+                    body = json.dumps(report, ensure_ascii=False, sort_keys=True).encode()
+                    self.outbox.put(f"lesson:{name}:{lesson_id}", name, LESSONS_PATH, body, now)
 
-    def lesson_reports(self, room: str, now: dt.datetime) -> list[tuple[str, dict[str, Any]]]:
-        """Today's lessons of `room` held so far, as the cells of its own report."""
+    def lesson_reports(
+        self, room: str, day: dt.date, now: dt.datetime
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The lessons of `room` on `day` held so far, as the cells of its own report."""
         service = self.service
         config = service.config
         zone = config.zone
         site = config.site
         report = day_report(
             site.school,
-            now.astimezone(zone).date(),
+            day,
             [room],
             lessons=service.store,
             roster=service.roster,
@@ -209,7 +234,6 @@ class Delivery:
             "archive_oldest_seconds": archive["oldest_seconds"],
             "hub_waiting": waiting,
             "hub_oldest_seconds": round(oldest),
-            "drill": last_drill(service.config.site.data_dir / "drills", room),
         }
 
     async def _send_due(self) -> None:
