@@ -209,6 +209,8 @@ async def test_a_school_morning_reaches_the_hub(tmp_path: Path) -> None:
             assert 'class="bad"' not in row_of(page, name), row_of(page, name)
         assert 'class="ok"' in row_of(page, "p1") and "20/11/2026: đạt" in row_of(page, "p1")
         assert "Chưa diễn tập lần nào" in row_of(page, "p2")
+        not_hub = await client.get(f"{rooms['p1'].base}/school", headers=rooms["p1"].staff())
+        assert not_hub.status_code == 404 and "Không phải máy chủ của trường" in not_hub.text
         metrics = (await client.get(f"{rooms['p1'].base}/metrics")).text
         assert 'classroom_edge_drill_passed{room="p1"} 1.0' in metrics
         assert 'classroom_edge_lesson_due{room="p1"} 0.0' in metrics

@@ -29,6 +29,11 @@ def test_the_shipped_hub_checks_and_serves_the_school_pages(tmp_path: Path) -> N
         unsigned = httpx.post(service.base + "/api/school/beat", json={"room": "p101"}, timeout=10)
         assert unsigned.status_code == 401
         assert unsigned.headers["content-type"] == "application/problem+json"
+        wrong_day = httpx.get(service.base + "/school?date=2026-13-01", headers=staff, timeout=10)
+        assert wrong_day.status_code == 400 and "Ngày không hợp lệ" in wrong_day.text
+        export = httpx.get(service.base + "/school/export?format=pdf", headers=staff, timeout=10)
+        assert export.status_code == 400
+        assert export.headers["content-type"] == "application/problem+json"
         huge = httpx.post(service.base + "/api/school/beat", content=b"x" * 100_000, timeout=10)
         assert huge.status_code == 413
 
