@@ -540,39 +540,47 @@ def render_school_xlsx(
 def workbook(
     school: str, title: str, sheets: Sequence[tuple[str, list[tuple[list[str], list[list[Cell]]]]]]
 ) -> bytes:
-    """Sheets of tables (headers, rows), a blank row between two tables of one sheet."""
+    """Sheets of tables (headers, rows), a blank row between two tables of one sheet.
+    Written as it goes (openpyxl's write-only mode: a school's week is ~10^6 cells)."""
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
-    book = Workbook()
+    book = Workbook(write_only=True)
     bold, fill = Font(bold=True), PatternFill("solid", fgColor="DDEBF7")
-    for index, (name, tables) in enumerate(sheets):
-        sheet = book.active if index == 0 else book.create_sheet()
-        assert sheet is not None
-        sheet.title = name
+    top = Alignment(wrap_text=True, vertical="top")
+    for name, tables in sheets:
+        sheet = book.create_sheet(name)
         widths: dict[int, int] = {}
+        for headers, rows in tables:
+            for column, header in enumerate(headers, start=1):
+                longest = max((len(vietnamese(r[column - 1])) for r in rows), default=0)
+                width = min(max(longest, len(header)) + 2, 40)
+                widths[column] = max(widths.get(column, 0), width)
+        for column, width in widths.items():  # before any row, in write-only mode
+            sheet.column_dimensions[get_column_letter(column)].width = width
+        sheet.freeze_panes = "A2"
         for number, (headers, rows) in enumerate(tables):
             if number:
                 sheet.append([])
-            sheet.append(headers)
-            for column in range(1, len(headers) + 1):
-                cell = sheet.cell(row=sheet.max_row, column=column)
-                cell.font, cell.fill = bold, fill
-                cell.alignment = Alignment(wrap_text=True, vertical="top")
+            heads = []
+            for header in headers:
+                cell = WriteOnlyCell(sheet, value=header)
+                cell.font, cell.fill, cell.alignment = bold, fill, top
+                heads.append(cell)
+            sheet.append(heads)
             for row in rows:
-                sheet.append(row)
-                line = sheet.max_row
-                for column, value in enumerate(row, start=1):
+                cells: list[object] = []
+                for value in row:
                     form = XLSX_FORMATS.get(type(value))
-                    if form is not None:
-                        sheet.cell(row=line, column=column).number_format = form
-            for column, header in enumerate(headers, start=1):
-                values = [str(header)] + [vietnamese(r[column - 1]) for r in rows]
-                widths[column] = max(widths.get(column, 0), min(max(map(len, values)) + 2, 40))
-        sheet.freeze_panes = "A2"
-        for column, width in widths.items():
-            sheet.column_dimensions[get_column_letter(column)].width = width
+                    if form is None:
+                        cells.append(value)
+                    else:
+                        cell = WriteOnlyCell(sheet, value=value)
+                        cell.number_format = form
+                        cells.append(cell)
+                sheet.append(cells)
     book.properties.title = title
     book.properties.creator = school
     out = io.BytesIO()
