@@ -163,6 +163,12 @@ nav a { margin-right: 1em; }
 .dot.bad { background: #c00; } .dot.warn { background: #e0a000; } .dot.ok { background: #2a2; }
 .late { border: 1px solid #e0a000; background: #fff8e0; padding: 0.4em 0.6em; }
 @media print { .no-print { display: none; } body { max-width: none; } }
+@media (max-width: 640px) {  /* a phone: each room a card, each cell with its name */
+  .rooms thead { display: none; }
+  .rooms tr { display: block; border: 1px solid #999; margin-bottom: 0.6em; }
+  .rooms td { display: block; border: none; padding: 2px 6px; }
+  .rooms td[data-label]::before { content: attr(data-label) ": "; font-weight: bold; }
+}
 """
 )
 
@@ -362,8 +368,8 @@ async def school_export(
     )
 
 
+ROOM_LABELS = ["", "Lớp", "Tình trạng", "Cần xử lý", "Tiết tiếp theo", "Diễn tập", "Liên lạc"]
 ROOM_HEADERS = [
-    "",
     "Phòng",
     "Lớp",
     "Tình trạng",
@@ -405,22 +411,36 @@ async def rooms_page(service: Service, request: Request) -> Response:
     for line in lines:
         heard = line.heard.astimezone(zone).strftime("%H:%M:%S %d/%m") if line.heard else "—"
         problems = "<br>".join(html.escape(p) for p in line.problems) or "—"
+        cells = [
+            f'<span class="dot {line.level}"></span>Phòng {html.escape(line.room)}',
+            html.escape(line.class_name),
+            html.escape(line.state),
+            problems,
+            html.escape(line.next_bell or "—"),
+            html.escape(line.drill),
+            heard,
+        ]
         body += (
             f'<tr class="{line.level}" data-room="{html.escape(line.room)}">'
-            f'<td><span class="dot {line.level}"></span></td>'
-            f"<td>{html.escape(line.room)}</td><td>{html.escape(line.class_name)}</td>"
-            f'<td class="state">{html.escape(line.state)}</td><td>{problems}</td>'
-            f"<td>{html.escape(line.next_bell or '—')}</td><td>{html.escape(line.drill)}</td>"
-            f"<td>{heard}</td></tr>"
+            + "".join(
+                f'<td class="state" data-label="{label}">{cell}</td>'
+                if label == "Tình trạng"
+                else (f'<td data-label="{label}">{cell}</td>' if label else f"<td>{cell}</td>")
+                for label, cell in zip(ROOM_LABELS, cells, strict=True)
+            )
+            + "</tr>"
         )
     red = sum(1 for line in lines if line.level == "bad")
+    heed = sum(1 for line in lines if line.level == "warn")
     summary = (
         f'<p class="late">{red} phòng cần xử lý ngay.</p>'
         if red
-        else "<p>Mọi phòng đều bình thường.</p>"
+        else "<p>Không có phòng nào cần xử lý ngay.</p>"
     )
+    if heed:
+        summary += f"<p>{heed} phòng có việc cần lưu ý (màu vàng).</p>"
     table = (
-        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f'<div class="scroll"><table class="rooms"><thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table></div>"
     )
     stamp = (
