@@ -107,6 +107,7 @@ def main() -> None:
                         "x",
                         PeriodCells.from_json(data["cells"]),
                         now,
+                        now,
                     )
                     took.append(time.perf_counter() - began)
         took.sort()

@@ -323,6 +323,19 @@ async def test_a_school_morning_reaches_the_hub(tmp_path: Path) -> None:
         assert (await client.post(url, content=forged, headers=wrong)).status_code == 401
         with sqlite3.connect(tmp_path / "hub-data" / "school.db") as db:
             assert db.execute("SELECT COUNT(*) FROM lessons").fetchone()[0] == 3
+        # a report signed before the one kept (a replay) changes nothing
+        key_p2 = (tmp_path / "keys" / "p2.key").read_bytes().strip()
+        with sqlite3.connect(tmp_path / "hub-data" / "school.db") as db:
+            lesson_id = db.execute(  # tiết 2, delivered when the hub came back, at 08:50
+                "SELECT lesson_id FROM lessons WHERE room = 'p2' ORDER BY sent_at DESC"
+            ).fetchone()[0]
+        replay = json.loads(forged)
+        replay["lesson"], replay["cells"]["summary"][9] = lesson_id, 99  # Trực tuyến
+        old = json.dumps(replay).encode()
+        earlier = signed_headers(key_p2, "p2", clock.now() - dt.timedelta(seconds=200), old)
+        assert (await client.post(url, content=old, headers=earlier)).status_code == 204
+        again = await client.get(f"{hub.base}/school/export", params=date, headers=hub.staff())
+        assert again.content == merged
 
         # the week as one workbook: a sheet per day and the summary, the report's columns
         answer = await client.get(

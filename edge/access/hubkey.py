@@ -35,6 +35,11 @@ def signed_headers(key: bytes, room: str, now: dt.datetime, body: bytes) -> dict
     }
 
 
+def sent_at(headers: dict[str, str]) -> dt.datetime:
+    """When a request `verify` accepted was signed."""
+    return dt.datetime.fromisoformat(headers[TIME_HEADER.lower()])
+
+
 def verify(
     keys: dict[str, bytes],
     headers: dict[str, str],
@@ -43,7 +48,8 @@ def verify(
     max_skew: float,
 ) -> tuple[int, str] | str:
     """The room that signed `body`, or (status, why not): 401 unsigned, unknown room,
-    a stale time or a wrong signature; 403 signed with another room's key."""
+    a stale time or a wrong signature; 403 signed with another room's key. `headers`
+    with lower-case names."""
     room = headers.get(ROOM_HEADER.lower(), "")
     sent = headers.get(TIME_HEADER.lower(), "")
     given = headers.get(SIGNATURE_HEADER.lower(), "")

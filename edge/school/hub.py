@@ -25,13 +25,15 @@ SCHEMA = (
         roster TEXT NOT NULL,
         cells TEXT NOT NULL,
         received_at TEXT NOT NULL,
+        sent_at TEXT NOT NULL,
         PRIMARY KEY (room, lesson_id)
     )""",
     "CREATE INDEX IF NOT EXISTS lessons_by_day ON lessons (day, class, start)",
     """CREATE TABLE IF NOT EXISTS beats (
         room TEXT PRIMARY KEY,
         body TEXT NOT NULL,
-        received_at TEXT NOT NULL
+        received_at TEXT NOT NULL,
+        sent_at TEXT NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS plans (
         room TEXT NOT NULL,
@@ -88,16 +90,20 @@ class HubStore:
         roster: str,
         cells: PeriodCells,
         now: dt.datetime,
-    ) -> None:
-        """The lesson as the room last reported it (a repeat replaces, never adds)."""
+        sent: dt.datetime,
+    ) -> bool:
+        """The lesson as the room last reported it: a repeat replaces, never adds; a
+        report sent before the one kept (a replay, a late retry) changes nothing. True
+        when kept."""
         with self._lock:
-            self._db.execute(
+            changed = self._db.execute(
                 "INSERT INTO lessons (room, lesson_id, day, class, start, state, roster, cells,"
-                " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " received_at, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(room, lesson_id) DO UPDATE SET day = excluded.day,"
                 " class = excluded.class, start = excluded.start, state = excluded.state,"
                 " roster = excluded.roster, cells = excluded.cells,"
-                " received_at = excluded.received_at",
+                " received_at = excluded.received_at, sent_at = excluded.sent_at"
+                " WHERE excluded.sent_at >= lessons.sent_at",
                 (
                     room,
                     lesson_id,
@@ -108,8 +114,10 @@ class HubStore:
                     roster,
                     json.dumps(cells.as_json(), ensure_ascii=False),
                     _iso(now),
+                    _iso(sent),
                 ),
-            )
+            ).rowcount
+        return changed > 0
 
     def lessons(self, first: dt.date, last: dt.date) -> list[HeldLesson]:
         """The lessons of days `first` to `last`, by day, class and start."""
@@ -130,14 +138,18 @@ class HubStore:
             for row in rows
         ]
 
-    def put_beat(self, room: str, body: dict[str, Any], now: dt.datetime) -> None:
+    def put_beat(
+        self, room: str, body: dict[str, Any], now: dt.datetime, sent: dt.datetime
+    ) -> None:
+        """The room's heartbeat, unless a later one is kept already."""
         text = json.dumps(body, ensure_ascii=False)
         with self._lock:
             self._db.execute(
-                "INSERT INTO beats (room, body, received_at) VALUES (?, ?, ?)"
+                "INSERT INTO beats (room, body, received_at, sent_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT(room) DO UPDATE SET body = excluded.body,"
-                " received_at = excluded.received_at",
-                (room, text, _iso(now)),
+                " received_at = excluded.received_at, sent_at = excluded.sent_at"
+                " WHERE excluded.sent_at >= beats.sent_at",
+                (room, text, _iso(now), _iso(sent)),
             )
 
     def beats(self) -> dict[str, Beat]:

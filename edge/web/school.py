@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from edge.access.hubkey import verify
+from edge.access.hubkey import sent_at, verify
 from edge.access.rules import bounded_body, is_staff, problem
 from edge.config.settings import SchoolHubSettings
 from edge.school.hub import HeldLesson, HubStore
@@ -61,7 +61,9 @@ def _hub(service: EdgeService) -> tuple[HubStore, SchoolHubSettings] | None:
     return service.hub, settings
 
 
-async def _signed(service: EdgeService, request: Request, limit: int) -> tuple[str, Any] | Response:
+async def _signed(
+    service: EdgeService, request: Request, limit: int
+) -> tuple[str, Any, dt.datetime] | Response:
     """The room that signed the request and its JSON body, or the problem to answer."""
     hub = _hub(service)
     if hub is None:
@@ -89,7 +91,7 @@ async def _signed(service: EdgeService, request: Request, limit: int) -> tuple[s
         return problem(
             403, "Forbidden", f"room {signer} cannot write room {data.get('room')!r}'s rows"
         )
-    return signer, data
+    return signer, data, sent_at(dict(request.headers))
 
 
 @routes.post("/api/school/lessons")
@@ -97,7 +99,7 @@ async def receive_lesson(service: Service, request: Request) -> Response:
     got = await _signed(service, request, REPORT_LIMIT)
     if isinstance(got, Response):
         return got
-    room, data = got
+    room, data, sent = got
     try:
         cells = PeriodCells.from_json(data["cells"])
         lesson, state, roster = str(data["lesson"]), str(data["state"]), str(data["roster"])
@@ -116,7 +118,7 @@ async def receive_lesson(service: Service, request: Request) -> Response:
             f"room {room} teaches {expected.rooms[room].class_name}, not {cells.class_name}",
         )
     await asyncio.to_thread(
-        service.hub.put_lesson, room, lesson, state, roster, cells, service.clock.now()
+        service.hub.put_lesson, room, lesson, state, roster, cells, service.clock.now(), sent
     )
     return Response(status_code=204)
 
@@ -126,7 +128,7 @@ async def receive_beat(service: Service, request: Request) -> Response:
     got = await _signed(service, request, BEAT_LIMIT)
     if isinstance(got, Response):
         return got
-    room, data = got
+    room, data, sent = got
     assert service.hub is not None
     plan = data.get("plan")
     periods: list[Any] | None = None
@@ -141,7 +143,7 @@ async def receive_beat(service: Service, request: Request) -> Response:
 
     def store() -> None:
         assert service.hub is not None
-        service.hub.put_beat(room, data, now)
+        service.hub.put_beat(room, data, now, sent)
         if day is not None and periods is not None:
             service.hub.put_plan(room, day, periods)
 
