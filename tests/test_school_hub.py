@@ -294,6 +294,7 @@ async def test_a_school_morning_reaches_the_hub(tmp_path: Path) -> None:
         assert "Không phát: Thể dục: không học trực tuyến (GDTC)" in day
         assert "Không lên sóng được" in day and "Chưa nhận được báo cáo" not in day
         assert "Nguyễn Văn An" in day and "Tổng hợp tuần" in day
+        assert "<b>Thứ Tư 25/11</b>" in day and "/school?date=2026-11-23" in day
         assert day.count("Đã phát xong (phòng không ghi hình)") == 3  # record = false
 
         # the district's week per grade: 3 periods streamed, none recorded, 1 missed

@@ -298,6 +298,15 @@ async def school_page(service: Service, request: Request, date: str = "") -> Res
         f'<a href="/school/export?date={day.isoformat()}&format=csv">Tải CSV trong ngày</a> · '
         '<a href="javascript:print()">In</a></form>'
     ]
+    monday = _week(day)[0]
+    days = []
+    for n in range(6):
+        each = monday + dt.timedelta(days=n)
+        label = f"{WEEKDAYS[n]} {each:%d/%m}"
+        days.append(
+            f"<b>{label}</b>" if each == day else f'<a href="/school?date={each}">{label}</a>'
+        )
+    parts.append(f'<p class="no-print">Các ngày trong tuần: {" · ".join(days)}</p>')
     if silent:
         listed = ", ".join(f"phòng {r} (lớp {names[r]})" for r in silent)
         parts.append(
