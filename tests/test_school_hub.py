@@ -304,6 +304,15 @@ async def test_a_school_morning_reaches_the_hub(tmp_path: Path) -> None:
             headers=hub.staff(),
         )
         assert "<td>Khối 6</td><td>3</td><td>3</td><td>0</td><td>1</td>" in answer.text, answer.text
+        answer = await client.get(
+            f"{hub.base}/school/district",
+            params={"date": WEDNESDAY.isoformat(), "format": "xlsx"},
+            headers=hub.staff(),
+        )
+        from openpyxl import load_workbook
+
+        grades = load_workbook(io.BytesIO(answer.content))["Theo khối"]
+        assert [c.value for c in grades[2]][:8] == ["Khối 6", 3, 3, 0, 1, 4, 2, 50.0]
 
         # a room's key cannot write another room's rows
         key_p1 = (tmp_path / "keys" / "p1.key").read_bytes().strip()
