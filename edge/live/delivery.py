@@ -251,7 +251,8 @@ class Delivery:
             if error is None:
                 self.delivered += 1
                 await asyncio.to_thread(self.outbox.sent, item, now)
-                if item.attempts:  # the hub is back: what waited goes now
+                if self.last_error:  # the hub is back: what waited goes now
+                    self.last_error = ""
                     await asyncio.to_thread(self.outbox.retry_now, now)
                 continue
             self.last_error = error
