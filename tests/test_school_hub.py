@@ -27,7 +27,7 @@ from edge.live.service import EdgeService
 from edge.school.clock import ManualClock
 from edge.school.reports import DETAIL_HEADERS
 from edge.web.app import create_app
-from tests.conftest import free_port, write_site
+from tests.conftest import ARTIFACTS, free_port, write_site
 from tests.whep_client import Viewer, eventually
 from webrtc import gather_only
 
@@ -157,6 +157,43 @@ def write_school(tmp: Path, hub_port: int) -> tuple[Path, dict[str, Path]]:
     return hub / "edge.toml", rooms
 
 
+PAGES = {
+    "school": f"/school?date={WEDNESDAY.isoformat()}",
+    "school-rooms": "/school/rooms",
+    "school-district": f"/school/district?date={WEDNESDAY.isoformat()}",
+}
+NOT_FOR_PEOPLE = ("{", "null", "true", "false", "school_hub", "key_file", "None", "Traceback")
+
+
+def look_in_chromium(base: str, staff: dict[str, str], names: tuple[str, ...]) -> None:
+    """The hub's pages as the principal and the IT staff see them, on a computer and a
+    phone: Vietnamese, nothing for machines, as wide as the screen; screenshots."""
+    from tests.browser_probe import chromium
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium(
+        viewport={"width": 1280, "height": 800}, locale="vi-VN", extra_http_headers=staff
+    ) as context:
+        page = context.new_page()
+        for width, height in ((1280, 800), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            for name in names:
+                page.goto(base + PAGES[name])
+                text = page.inner_text("body")
+                assert page.evaluate("document.documentElement.lang") == "vi"
+                assert not [word for word in NOT_FOR_PEOPLE if word in text], (name, text)
+                wide = page.evaluate("document.documentElement.scrollWidth")
+                assert wide <= width, f"{name} is {wide} px wide on a {width} px screen"
+                page.screenshot(
+                    path=str(ARTIFACTS / f"{name}-{width}x{height}.png"), full_page=True
+                )
+                if name == "school-district":
+                    continue
+                missed = page.locator("tbody tr", has_text="Không lên sóng").locator("td")
+                color = missed.first.evaluate("cell => getComputedStyle(cell).backgroundColor")
+                assert color == "rgb(248, 208, 208)", (name, color)  # red
+
+
 def csv_parts(data: bytes) -> tuple[list[str], list[str], list[str]]:
     """A report CSV's head (title, summary header), summary rows and detail rows."""
     lines = data.decode("utf-8").split("\r\n")
@@ -249,6 +286,7 @@ async def test_a_school_morning_reaches_the_hub(tmp_path: Path) -> None:
             page, "p3"
         ), row_of(page, "p3")
         assert 'class="bad"' not in row_of(page, "p2"), row_of(page, "p2")  # p2 is live
+        await asyncio.to_thread(look_in_chromium, hub.base, hub.staff(), ("school-rooms",))
 
         # the hub goes away (no network); p2's tiết 2 ends unreported; p2 restarts
         await hub.stop()
@@ -359,6 +397,9 @@ async def test_a_school_morning_reaches_the_hub(tmp_path: Path) -> None:
         assert book.sheetnames == ["Thứ Tư 25-11", "Tổng hợp tuần"]
         sheet = book["Thứ Tư 25-11"]
         assert [c.value for c in sheet[2]][7:11] == [2, 2, 1, 50.0]
+        await asyncio.to_thread(
+            look_in_chromium, hub.base, hub.staff(), ("school", "school-district")
+        )
         print(f"school morning: {time.monotonic() - started:.1f} s")
     finally:
         for viewer in viewers:
