@@ -191,7 +191,7 @@ async def test_admin_login_csrf_ptz_presets_and_config(
             f"{room_file}:4: always_lve: unknown key; did you mean 'always_live'? "
             "(expected one of: class, always_live, camera, board, mic, speaker, "
             "camera_renditions, board_renditions, audio, timetable, excluded_subjects, "
-            "record, presets, start_preset)"
+            "record, presets, start_preset, hub)"
         ]
         assert room_file.read_text(encoding="utf-8") == text
         assert (await client.post(edit, json={"text": text, "save": True})).status_code == 403

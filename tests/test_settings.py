@@ -239,7 +239,7 @@ def test_check_config_prints_the_expected_lines(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         f"{edge}:2: shedule: unknown key; did you mean 'schedule'? (expected one of: school, "
         "timezone, data_dir, roster, http, webrtc, links, bells, calendar, schedule, "
-        "recordings, library, attendance, relay)",
+        "recordings, library, attendance, relay, school_hub)",
         f"{edge}:5: recordings.retention_dayz: unknown key; did you mean 'retention_days'? "
         "(expected one of: enabled, retention_days, min_free_mb, stop_below_mb, compose, "
         "compose_nice)",

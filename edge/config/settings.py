@@ -489,6 +489,59 @@ class AttendanceSettings(Model):
     )
 
 
+ROOM_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+HUB_KEY_BYTES = 16  # a room's key file holds at least this many bytes (not counting spaces)
+
+
+class HubRoomSettings(Model):
+    class_name: str = Field(
+        ...,
+        alias="class",
+        pattern=r"^[\w.-]{1,16}$",
+        description="The class taught there, e.g. 6A1",
+    )
+    key_file: Path = Field(
+        ...,
+        description="The room's key (relative to this file): the same bytes as the room's "
+        "[hub] key_file, e.g. made by `head -c 32 /dev/urandom | base64`",
+    )
+
+
+class SchoolHubSettings(Model):
+    """[school_hub]: this process is the school hub the rooms report to."""
+
+    rooms: dict[Annotated[str, Field(pattern=ROOM_NAME)], HubRoomSettings] = Field(
+        ..., min_length=1, max_length=100, description="[school_hub.rooms.NAME]: each room"
+    )
+    bell_grace_seconds: int = Field(
+        30, ge=0, le=50, description="A room not live this long after its bell is shown red"
+    )
+    lost_after_seconds: int = Field(
+        90, ge=10, le=3600, description="A room silent this long is shown as unreachable"
+    )
+    max_skew_seconds: int = Field(
+        300, ge=10, le=3600, description="A report signed further from the hub's time is refused"
+    )
+
+
+class HubLinkSettings(Model):
+    """[hub] of a room file: the school hub this room reports to."""
+
+    url: str = Field(
+        ..., pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", description="The hub's address"
+    )
+    key_file: Path = Field(
+        ..., description="This room's key (relative to the room file); the hub has the same"
+    )
+    beat_seconds: float = Field(15, ge=1, le=60, description="Seconds between heartbeats")
+    retry_base_seconds: float = Field(
+        5, ge=0.1, le=600, description="First wait after a failed delivery (doubles each time)"
+    )
+    retry_max_seconds: float = Field(
+        300, ge=1, le=3600, description="Longest wait between two delivery attempts"
+    )
+
+
 class SiteSettings(Model):
     school: str = Field(..., min_length=1, description="School name, shown to pupils")
     timezone: str = Field("Asia/Ho_Chi_Minh", description="IANA time zone of the school")
@@ -506,6 +559,9 @@ class SiteSettings(Model):
     library: LibrarySettings = Field(default_factory=LibrarySettings)  # type: ignore[arg-type]
     attendance: AttendanceSettings = Field(default_factory=AttendanceSettings)  # type: ignore[arg-type]
     relay: RelaySettings | None = Field(None, description="[relay]: Janus relay (absent: off)")
+    school_hub: SchoolHubSettings | None = Field(
+        None, description="[school_hub]: serve /school for the rooms of the school (absent: off)"
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -747,6 +803,9 @@ class RoomSettings(Model):
     )
     start_preset: str | None = Field(
         None, description="The preset the camera goes to when a lesson's devices open"
+    )
+    hub: HubLinkSettings | None = Field(
+        None, description="[hub]: the school hub this room reports to (absent: none)"
     )
 
     @field_validator("start_preset")
@@ -1025,7 +1084,7 @@ def _load(file: Path, *, demo: bool, drafts: Mapping[Path, str] | None = None) -
             problems += exc.problems
         except ValidationError as exc:
             problems += _problems(room_file, room_text, exc, RoomSettings)
-    if not rooms and not problems:
+    if not rooms and not problems and (site is None or site.school_hub is None):
         problems.append(f"{file}:1: (file): no room files in {room_dir} (expected rooms/NAME.toml)")
     if site is not None and site.http.certificate is not None:
         site, tls_problems = _with_tls_files(site, file, text)
@@ -1044,6 +1103,14 @@ def _load(file: Path, *, demo: bool, drafts: Mapping[Path, str] | None = None) -
             )
     if roster_path is not None and roster_path.is_file() and rooms:
         problems += _roster_problems(roster_path, {room.class_name for room in rooms.values()})
+    if site is not None and site.school_hub is not None:
+        site, hub_problems = _with_hub_keys(site, file, text)
+        problems += hub_problems
+    for name, room in list(rooms.items()):
+        if room.hub is not None:
+            fixed, key_problems = _with_link_key(room, room_files[name], room_texts[name])
+            rooms[name] = fixed
+            problems += key_problems
     timetables: dict[str, list[Period]] = {}
     for name, room in rooms.items():
         if site is None:
@@ -1101,6 +1168,62 @@ def _with_tls_files(site: SiteSettings, file: Path, text: str) -> tuple[SiteSett
         ]
     fixed = http.model_copy(update={"certificate": cert, "private_key": key})
     return site.model_copy(update={"http": fixed}), []
+
+
+def _key_problem(path: Path) -> str | None:
+    """Why `path` cannot be a room's key, or None."""
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        problem = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror
+        return f"{problem} {path}"
+    if len(key) < HUB_KEY_BYTES:
+        return f"{path} holds {len(key)} bytes"
+    return None
+
+
+KEY_EXPECTED = f"a file of at least {HUB_KEY_BYTES} random bytes, e.g. base64 of 32"
+
+
+def _with_hub_keys(site: SiteSettings, file: Path, text: str) -> tuple[SiteSettings, list[str]]:
+    """[school_hub] with each room's key file made absolute, or why one is unusable (a
+    missing file, too short, or the same key as another room's: it could sign its rows)."""
+    hub = site.school_hub
+    assert hub is not None
+    lines = key_lines(text)
+    problems: list[str] = []
+    rooms: dict[str, HubRoomSettings] = {}
+    owners: dict[bytes, str] = {}
+    for name, room in hub.rooms.items():
+        path = room.key_file if room.key_file.is_absolute() else file.parent / room.key_file
+        where = f"{file}:{line_of(lines, ('school_hub', 'rooms', name, 'key_file'))}: "
+        where += f"school_hub.rooms.{name}.key_file"
+        wrong = _key_problem(path)
+        if wrong is not None:
+            problems.append(f"{where}: room {name}: {wrong} (expected {KEY_EXPECTED})")
+            continue
+        key = path.read_bytes().strip()
+        if key in owners:
+            problems.append(
+                f"{where}: room {name}: the same key as room {owners[key]} "
+                "(expected a key of its own: a room must not sign another room's rows)"
+            )
+        owners.setdefault(key, name)
+        rooms[name] = room.model_copy(update={"key_file": path})
+    fixed = hub.model_copy(update={"rooms": rooms})
+    return site.model_copy(update={"school_hub": fixed}), problems
+
+
+def _with_link_key(room: RoomSettings, file: Path, text: str) -> tuple[RoomSettings, list[str]]:
+    """The room with its [hub] key file made absolute, or why it is unusable."""
+    link = room.hub
+    assert link is not None
+    path = link.key_file if link.key_file.is_absolute() else file.parent / link.key_file
+    wrong = _key_problem(path)
+    if wrong is not None:
+        line = line_of(key_lines(text), ("hub", "key_file"))
+        return room, [f"{file}:{line}: hub.key_file: {wrong} (expected {KEY_EXPECTED})"]
+    return room.model_copy(update={"hub": link.model_copy(update={"key_file": path})}), []
 
 
 def _with_turn_secret(site: SiteSettings, file: Path, text: str) -> tuple[SiteSettings, list[str]]:

@@ -16,12 +16,14 @@ from typing import Any
 
 from capture.supervise import cancel_all, run_every_step, supervised
 from edge.access.gate import Gate
+from edge.access.hubkey import read_key
 from edge.access.links import open_roster, public_url, signer_for, staff_key
 from edge.access.rules import Staff, own_names
 from edge.access.staff import StaffSessions
 from edge.access.throttle import Throttle
 from edge.config.settings import Config, LibrarySettings, RoomSettings
 from edge.live.classroom import Channel, Classroom
+from edge.live.delivery import Delivery
 from edge.live.logbook import Logbook
 from edge.live.ptz import CameraControl, CameraControlError
 from edge.live.relay import Relay, read_secret
@@ -34,6 +36,7 @@ from edge.recording.recorder import Recorder, Tracks
 from edge.recording.recordings import RecordingStore
 from edge.school.attendance import AttendanceStore
 from edge.school.clock import Clock, SystemClock
+from edge.school.hub import HubStore
 from edge.school.lessons import Lesson, LessonStore
 from edge.school.roster import Pupil
 from edge.school.scheduler import RoomPlan, Rules, Scheduler
@@ -123,6 +126,12 @@ class EdgeService:
             name: self._room(name, settings, usb_backend) for name, settings in config.rooms.items()
         }
         self.archiver = self._archiver(self.store, self.jobs)
+        self.delivery = Delivery.for_service(self)  # rooms with a [hub]: reports to it
+        hub = config.site.school_hub  # [school_hub]: this process is the school's hub
+        self.hub = HubStore(config.site.data_dir / "school.db") if hub is not None else None
+        self.hub_keys = (
+            {name: read_key(room.key_file) for name, room in hub.rooms.items()} if hub else {}
+        )
         schedule = config.site.schedule
         self.scheduler = Scheduler(
             self.store,
@@ -231,6 +240,8 @@ class EdgeService:
         self._heartbeat = supervised("attendance-heartbeat", self._beat)
         await self.archiver.start()
         await self.scheduler.start()
+        if self.delivery is not None:
+            await self.delivery.start()
 
     def _archiver(self, lessons: LessonStore, jobs: ArchiveStore) -> Archiver:
         site = self.config.site
@@ -354,6 +365,10 @@ class EdgeService:
         """Stop and release everything, in order; a step that fails is logged and the
         others still run (the recordings are closed, the database written)."""
         steps: list[tuple[str, Callable[[], object]]] = []
+        if self.delivery is not None:
+            steps.append(("hub delivery", self.delivery.stop))
+        if self.hub is not None:
+            steps.append(("school hub", self.hub.close))
         if self._heartbeat is not None:
             steps.append(("heartbeat", partial(cancel_all, [self._heartbeat])))
         steps.append(("scheduler", self.scheduler.stop))

@@ -128,7 +128,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
     where = config.path or "embedded demo"
-    print(f"{where}: ok ({len(config.rooms)} room(s): {', '.join(sorted(config.rooms))})")
+    hub = config.site.school_hub
+    if hub is not None:
+        print(
+            f"{where}: ok (school hub of {len(hub.rooms)} room(s): {', '.join(sorted(hub.rooms))})"
+        )
+    if config.rooms or hub is None:
+        print(f"{where}: ok ({len(config.rooms)} room(s): {', '.join(sorted(config.rooms))})")
     return 0
 
 

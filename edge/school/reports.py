@@ -319,6 +319,105 @@ def detail_rows(report: DayReport, zone: dt.tzinfo) -> list[list[Cell]]:
 
 
 @dataclass(frozen=True)
+class PeriodCells:
+    """One period of a report as cells: its summary row and its pupils' rows, with what
+    the week's summary needs. What a room sends the school hub, and all the hub keeps."""
+
+    class_name: str
+    day: dt.date
+    start: dt.datetime
+    expected: int | None
+    online: int
+    summary: list[Cell]
+    details: list[list[Cell]]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "class": self.class_name,
+            "day": self.day.isoformat(),
+            "start": self.start.isoformat(),
+            "expected": self.expected,
+            "online": self.online,
+            "summary": [cell_json(c) for c in self.summary],
+            "details": [[cell_json(c) for c in row] for row in self.details],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PeriodCells:
+        """The cells `as_json` wrote; ValueError, TypeError or KeyError when malformed."""
+        expected = data["expected"]
+        if expected is not None and not isinstance(expected, int):
+            raise TypeError("expected: a number or null")
+        summary = [cell_value(c) for c in data["summary"]]
+        details = [[cell_value(c) for c in row] for row in data["details"]]
+        if len(summary) != len(SUMMARY_HEADERS) or any(
+            len(row) != len(DETAIL_HEADERS) for row in details
+        ):
+            raise ValueError("cells: not the report's columns")
+        start = dt.datetime.fromisoformat(str(data["start"]))
+        if start.tzinfo is None:
+            raise ValueError("start: a time with its offset")
+        return cls(
+            class_name=str(data["class"]),
+            day=dt.date.fromisoformat(str(data["day"])),
+            start=start,
+            expected=expected,
+            online=int(data["online"]),
+            summary=summary,
+            details=details,
+        )
+
+
+def cell_json(value: Cell) -> object:
+    """A cell as JSON keeping its type: dates and times tagged, floats apart from ints."""
+    if isinstance(value, dt.time):
+        return {"time": value.strftime("%H:%M")}
+    if isinstance(value, dt.date):
+        return {"date": value.isoformat()}
+    if isinstance(value, float):
+        return {"float": value}
+    return value
+
+
+def cell_value(data: object) -> Cell:
+    """The cell `cell_json` wrote; ValueError when it is none."""
+    if (
+        data is None
+        or isinstance(data, str)
+        or (isinstance(data, int) and not isinstance(data, bool))
+    ):
+        return data
+    if isinstance(data, dict) and len(data) == 1:
+        ((tag, value),) = data.items()
+        if tag == "time" and isinstance(value, str):
+            return dt.time.fromisoformat(value)
+        if tag == "date" and isinstance(value, str):
+            return dt.date.fromisoformat(value)
+        if tag == "float" and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    raise ValueError(f"not a report cell: {data!r}")
+
+
+def period_cells(report: DayReport, zone: dt.tzinfo) -> list[PeriodCells]:
+    """Each period of `report` as cells, in the report's order."""
+    found = []
+    for period in report.periods:
+        one = DayReport(report.school, report.day, [period])
+        found.append(
+            PeriodCells(
+                class_name=period.lesson.class_name,
+                day=report.day,
+                start=period.lesson.start,
+                expected=period.expected,
+                online=period.online,
+                summary=summary_rows(one, zone)[0],
+                details=detail_rows(one, zone),
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
 class WeekRow:
     class_name: str
     day: dt.date
@@ -329,21 +428,32 @@ class WeekRow:
 
 
 def week_summary(reports: Sequence[DayReport]) -> list[WeekRow]:
+    return week_of_cells(
+        [
+            PeriodCells(p.lesson.class_name, r.day, p.lesson.start, p.expected, p.online, [], [])
+            for r in reports
+            for p in r.periods
+        ]
+    )
+
+
+def week_of_cells(periods: Sequence[PeriodCells]) -> list[WeekRow]:
+    """Per day and class: periods held, those at home, online per period on average."""
     rows = []
-    for report in reports:
-        classes = sorted({p.lesson.class_name for p in report.periods})
-        for class_name in classes:
-            periods = [p for p in report.periods if p.lesson.class_name == class_name]
-            expected = periods[0].expected
-            mean = sum(p.online for p in periods) / len(periods)
-            percent = round(100 * mean / expected, 1) if expected else None
-            rows.append(
-                WeekRow(class_name, report.day, len(periods), expected, round(mean, 1), percent)
+    for day in sorted({p.day for p in periods}):
+        that_day = [p for p in periods if p.day == day]
+        for class_name in sorted({p.class_name for p in that_day}):
+            held = sorted(
+                (p for p in that_day if p.class_name == class_name), key=lambda p: p.start
             )
+            expected = held[0].expected
+            mean = sum(p.online for p in held) / len(held)
+            percent = round(100 * mean / expected, 1) if expected else None
+            rows.append(WeekRow(class_name, day, len(held), expected, round(mean, 1), percent))
     return rows
 
 
-def _week_cells(week: Sequence[WeekRow]) -> list[list[Cell]]:
+def week_cells(week: Sequence[WeekRow]) -> list[list[Cell]]:
     return [
         [
             w.class_name,
@@ -365,19 +475,22 @@ def _csv_writer(out: io.StringIO) -> Any:
 
 def render_csv(report: DayReport, zone: dt.tzinfo) -> bytes:
     """Two tables in one file: the summary, a blank line, the per-pupil detail."""
+    return render_cells_csv(report.school, report.day, period_cells(report, zone))
+
+
+def render_cells_csv(school: str, day: dt.date, periods: Sequence[PeriodCells]) -> bytes:
+    """The CSV of `render_csv` from periods' cells: a room's own, or the school hub's
+    from every room's (the same bytes for the same periods)."""
     out = io.StringIO()
     writer = _csv_writer(out)
     writer.writerow(
-        [
-            f"Báo cáo điểm danh học trực tuyến · {report.school} · "
-            f"{WEEKDAYS[report.day.weekday()]} {report.day:%d/%m/%Y}"
-        ]
+        [f"Báo cáo điểm danh học trực tuyến · {school} · {WEEKDAYS[day.weekday()]} {day:%d/%m/%Y}"]
     )
     writer.writerow(SUMMARY_HEADERS)
-    writer.writerows([vietnamese(c) for c in row] for row in summary_rows(report, zone))
+    writer.writerows([vietnamese(c) for c in p.summary] for p in periods)
     writer.writerow([])
     writer.writerow(DETAIL_HEADERS)
-    writer.writerows([vietnamese(c) for c in row] for row in detail_rows(report, zone))
+    writer.writerows([vietnamese(c) for c in row] for p in periods for row in p.details)
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
@@ -385,7 +498,7 @@ def render_week_csv(week: Sequence[WeekRow]) -> bytes:
     out = io.StringIO()
     writer = _csv_writer(out)
     writer.writerow(WEEK_HEADERS)
-    writer.writerows([vietnamese(c) for c in row] for row in _week_cells(week))
+    writer.writerows([vietnamese(c) for c in row] for row in week_cells(week))
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
@@ -397,38 +510,81 @@ XLSX_FORMATS: dict[type, str] = {
 
 
 def render_xlsx(report: DayReport, week: Sequence[WeekRow], zone: dt.tzinfo) -> bytes:
+    sheets = [
+        ("Tổng hợp", [(SUMMARY_HEADERS, summary_rows(report, zone))]),
+        ("Chi tiết", [(DETAIL_HEADERS, detail_rows(report, zone))]),
+        ("Tuần", [(WEEK_HEADERS, week_cells(week))]),
+    ]
+    return workbook(report.school, f"Điểm danh {report.day:%d/%m/%Y}", sheets)
+
+
+def render_school_xlsx(
+    school: str, days: Sequence[tuple[dt.date, Sequence[PeriodCells]]], week: Sequence[WeekRow]
+) -> bytes:
+    """The school hub's workbook: a sheet per day (the summary, then every pupil, in the
+    per-room report's columns) and the week's summary."""
+    sheets: list[tuple[str, list[tuple[list[str], list[list[Cell]]]]]] = [
+        (
+            f"{WEEKDAYS[day.weekday()]} {day:%d-%m}",
+            [
+                (SUMMARY_HEADERS, [p.summary for p in periods]),
+                (DETAIL_HEADERS, [row for p in periods for row in p.details]),
+            ],
+        )
+        for day, periods in days
+    ]
+    sheets.append(("Tổng hợp tuần", [(WEEK_HEADERS, week_cells(week))]))
+    first = days[0][0] if days else None
+    title = f"Điểm danh toàn trường từ {first:%d/%m/%Y}" if first else "Điểm danh toàn trường"
+    return workbook(school, title, sheets)
+
+
+def workbook(
+    school: str, title: str, sheets: Sequence[tuple[str, list[tuple[list[str], list[list[Cell]]]]]]
+) -> bytes:
+    """Sheets of tables (headers, rows), a blank row between two tables of one sheet.
+    Written as it goes (openpyxl's write-only mode: a school's week is ~10^6 cells)."""
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
-    book = Workbook()
+    book = Workbook(write_only=True)
     bold, fill = Font(bold=True), PatternFill("solid", fgColor="DDEBF7")
-    sheets = (
-        ("Tổng hợp", SUMMARY_HEADERS, summary_rows(report, zone)),
-        ("Chi tiết", DETAIL_HEADERS, detail_rows(report, zone)),
-        ("Tuần", WEEK_HEADERS, _week_cells(week)),
-    )
-    for index, (title, headers, rows) in enumerate(sheets):
-        sheet = book.active if index == 0 else book.create_sheet()
-        assert sheet is not None
-        sheet.title = title
-        sheet.append(headers)
-        for cell in sheet[1]:
-            cell.font, cell.fill = bold, fill
-            cell.alignment = Alignment(wrap_text=True, vertical="top")
-        for row in rows:
-            sheet.append(row)
-            for cell, value in zip(sheet[sheet.max_row], row, strict=True):
-                form = XLSX_FORMATS.get(type(value))
-                if form is not None:
-                    cell.number_format = form
-        sheet.freeze_panes = "A2"
-        for column, header in enumerate(headers, start=1):
-            values = [str(header)] + [vietnamese(r[column - 1]) for r in rows]
-            width = min(max(len(v) for v in values) + 2, 40)
+    top = Alignment(wrap_text=True, vertical="top")
+    for name, tables in sheets:
+        sheet = book.create_sheet(name)
+        widths: dict[int, int] = {}
+        for headers, rows in tables:
+            for column, header in enumerate(headers, start=1):
+                longest = max((len(vietnamese(r[column - 1])) for r in rows), default=0)
+                width = min(max(longest, len(header)) + 2, 40)
+                widths[column] = max(widths.get(column, 0), width)
+        for column, width in widths.items():  # before any row, in write-only mode
             sheet.column_dimensions[get_column_letter(column)].width = width
-    book.properties.title = f"Điểm danh {report.day:%d/%m/%Y}"
-    book.properties.creator = report.school
+        sheet.freeze_panes = "A2"
+        for number, (headers, rows) in enumerate(tables):
+            if number:
+                sheet.append([])
+            heads = []
+            for header in headers:
+                cell = WriteOnlyCell(sheet, value=header)
+                cell.font, cell.fill, cell.alignment = bold, fill, top
+                heads.append(cell)
+            sheet.append(heads)
+            for row in rows:
+                cells: list[object] = []
+                for value in row:
+                    form = XLSX_FORMATS.get(type(value))
+                    if form is None:
+                        cells.append(value)
+                    else:
+                        cell = WriteOnlyCell(sheet, value=value)
+                        cell.number_format = form
+                        cells.append(cell)
+                sheet.append(cells)
+    book.properties.title = title
+    book.properties.creator = school
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
@@ -477,6 +633,6 @@ def render_html(report: DayReport, week: Sequence[WeekRow], zone: dt.tzinfo) -> 
         parts.append(_table(DETAIL_HEADERS, detail_rows(report, zone)))
     if week:
         parts.append("<h2>Tổng hợp tuần</h2>")
-        parts.append(_table(WEEK_HEADERS, _week_cells(week)))
+        parts.append(_table(WEEK_HEADERS, week_cells(week)))
     parts.append("</body></html>")
     return "".join(parts)

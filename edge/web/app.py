@@ -25,6 +25,7 @@ from edge.web import (
     principal,
     relay_api,
     rewatch,
+    school,
     whep,
 )
 from edge.web.deps import Refused
@@ -32,7 +33,19 @@ from edge.web.pages import STATIC
 
 logger = logging.getLogger(__name__)
 
-ROUTERS = (whep, channel, join, lessons, console, rewatch, principal, admin, relay_api, health)
+ROUTERS = (
+    whep,
+    channel,
+    join,
+    lessons,
+    console,
+    rewatch,
+    principal,
+    admin,
+    school,
+    relay_api,
+    health,
+)
 
 
 def create_app(service: EdgeService) -> FastAPI:

@@ -3,6 +3,7 @@ scrape (nothing is counted twice, nothing goes stale)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -11,12 +12,20 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from capture.supervise import RESTARTS
+from edge.live.delivery import last_drill
 from webrtc.guard import DROPS, Cause
 
 if TYPE_CHECKING:
     from edge.live.service import EdgeService
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _moment(text: object) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
 
 
 class ServiceCollector(Collector):
@@ -39,6 +48,47 @@ class ServiceCollector(Collector):
         failed = GaugeMetricFamily(
             "classroom_edge_recording_failed_parts", "Recording parts that failed", labels=["room"]
         )
+        due = GaugeMetricFamily(
+            "classroom_edge_lesson_due",
+            "The timetable says a lesson of the room streams now (its bell has rung)",
+            labels=["room"],
+        )
+        silent = GaugeMetricFamily(
+            "classroom_edge_mic_silent",
+            "1: the classroom microphone has heard nothing for 30 s or more",
+            labels=["room"],
+        )
+        drill_time = GaugeMetricFamily(
+            "classroom_edge_drill_last_timestamp_seconds",
+            "When the room's last drill started (Unix time); absent: never drilled",
+            labels=["room"],
+        )
+        drill_passed = GaugeMetricFamily(
+            "classroom_edge_drill_passed", "1: the room's last drill passed", labels=["room"]
+        )
+        drills = self.service.config.site.data_dir / "drills"
+        for name, room in rooms.items():
+            due.add_metric([name], 1.0 if room["lesson"] is not None else 0.0)
+            silent.add_metric([name], 1.0 if room["mic_silent"] else 0.0)
+            drill = last_drill(drills, name)
+            started = _moment(drill["started"]) if drill is not None else None
+            if drill is not None and started is not None:
+                drill_time.add_metric([name], started.timestamp())
+                drill_passed.add_metric([name], 1.0 if drill["passed"] else 0.0)
+        yield from (due, silent, drill_time, drill_passed)
+        delivery = self.service.delivery
+        if delivery is not None:
+            waiting, oldest = delivery.waiting
+            yield GaugeMetricFamily(
+                "classroom_edge_hub_queue_depth",
+                "Lesson reports waiting to reach the school hub",
+                value=float(waiting),
+            )
+            yield GaugeMetricFamily(
+                "classroom_edge_hub_oldest_seconds",
+                "Age of the oldest lesson report waiting for the school hub",
+                value=oldest,
+            )
         for name, room in rooms.items():
             live.add_metric([name], 1.0 if room["live"] else 0.0)
             for rendition, state in room["renditions"].items():
