@@ -2,7 +2,7 @@
 
 from .device import AlsaMicrophone, ScreenGrab, V4L2Camera
 from .discovery import AmbiguousDevice, DeviceMissing, resolve_camera
-from .encoder import AudioEncoder, Encoder, Packet, VideoEncoder
+from .encoder import AudioEncoder, Encoder, Packet, VideoCodec, VideoEncoder
 from .pipeline import MAX_ABANDONED, PacketSink, SourcePipeline
 from .playback import Speaker
 from .source import Frame, MediaKind, Source, SourceError
@@ -49,6 +49,7 @@ __all__ = [
     "UvcError",
     "V4L2Camera",
     "V4l2Head",
+    "VideoCodec",
     "VideoEncoder",
     "burn_timestamp",
     "find_usb_cameras",

@@ -1,4 +1,5 @@
-"""Encoders (PyAV): H.264 constrained baseline for video, Opus for audio.
+"""Encoders (PyAV): H.264 constrained baseline for video (VP8 twins on demand), Opus for
+audio.
 
 One encoder per rendition; every consumer shares its packets. Packets carry
 `pts` in the encoder's `time_base`, derived from the frames' capture times, so
@@ -12,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import av
 import numpy as np
@@ -30,10 +31,18 @@ else:
     Packet = av.Packet
 
 
+VideoCodec = Literal["h264", "vp8"]
+VP8_CPU_USED = 12  # libvpx realtime speed (0..16): ~8 ms a 720p frame on one N100-class core
+
+
 class VideoEncoder:
     """libx264, constrained baseline, zero latency, no B-frames, Annex-B with SPS/PPS
     before every IDR; an IDR at least every `keyframe_interval` seconds and on request
     (forced ones at most one per `min_forced_interval` seconds).
+
+    `codec="vp8"` is libvpx in realtime mode instead (no lag, error resilient, the same
+    keyframe rules), for viewers whose browser has no H.264. `active` False makes the
+    pipeline skip it and drop its codec context (a twin nobody watches costs nothing).
 
     `stills=True` makes every frame an IDR (for the worst links: each one decodes on
     its own, so a lost one costs nothing but its own picture); a keyframe request then
@@ -54,10 +63,14 @@ class VideoEncoder:
         preset: str = "veryfast",
         threads: int = 2,
         stills: bool = False,
+        codec: VideoCodec = "h264",
+        active: bool = True,
     ) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"{name}: width and height must be even")
         self.name = name
+        self.codec = codec
+        self.active = active
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
         self.stills = stills
         self.keyframe_interval = 1 / fps if stills else keyframe_interval
@@ -83,7 +96,11 @@ class VideoEncoder:
 
     def wants(self, captured_at: float) -> bool:
         """Whether a frame captured now fits this rendition's frame rate (or, for
-        stills, whether a keyframe request can be served now)."""
+        stills, whether a keyframe request can be served now). An inactive encoder
+        wants none and lets its codec context go (here, in the encoding thread)."""
+        if not self.active:
+            self._codec = None
+            return False
         if captured_at - self._last_frame >= 0.9 / self.fps:
             return True
         return (
@@ -93,6 +110,8 @@ class VideoEncoder:
         )
 
     def _open(self) -> av.VideoCodecContext:
+        if self.codec == "vp8":
+            return self._open_vp8()
         codec = av.CodecContext.create("libx264", "w")
         codec.width, codec.height = self.width, self.height
         codec.pix_fmt = "yuv420p"
@@ -124,9 +143,35 @@ class VideoEncoder:
         }
         return codec
 
+    def _open_vp8(self) -> av.VideoCodecContext:
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width, codec.height = self.width, self.height
+        codec.pix_fmt = "yuv420p"
+        codec.time_base = VIDEO_TIME_BASE
+        codec.framerate = Fraction(self.fps).limit_denominator(1000)
+        codec.bit_rate = self.bitrate
+        codec.thread_count = self._threads
+        codec.gop_size = 1 if self.stills else max(int(self.fps * self.keyframe_interval * 2), 2)
+        codec.qmin, codec.qmax = 4, 56
+        rate = str(self.bitrate)
+        codec.options = {
+            "deadline": "realtime",
+            "cpu-used": str(VP8_CPU_USED),
+            "lag-in-frames": "0",
+            "auto-alt-ref": "0",
+            "error-resilient": "1",
+            "static-thresh": "1",
+            "maxrate": rate,
+            "bufsize": rate,  # one second, as the H.264 VBV
+            "undershoot-pct": "95",
+            "overshoot-pct": "15",
+        }
+        return codec
+
     def encode(self, frame: av.VideoFrame, captured_at: float) -> list[Packet]:
-        if self._codec is None:
-            self._codec = self._open()
+        codec = self._codec
+        if codec is None:
+            codec = self._codec = self._open()
         if (
             frame.width != self.width
             or frame.height != self.height
@@ -143,7 +188,7 @@ class VideoEncoder:
         frame.pts = round((captured_at - self._origin) / VIDEO_TIME_BASE)
         frame.time_base = VIDEO_TIME_BASE
         started = time.perf_counter()
-        packets = list(self._codec.encode(frame))
+        packets = list(codec.encode(frame))
         self.last_encode_seconds = time.perf_counter() - started
         self.encode_seconds += self.last_encode_seconds
         self._last_frame = captured_at

@@ -11,6 +11,7 @@ from .departures import quiet_departures
 from .ice import IceServer, gather_only, is_loopback, rtc_configuration
 from .sdp import MAX_OFFER_BYTES, OfferError
 from .session import Feeds, ViewerSession
+from .twins import OnDemand
 from .whep import SessionManager
 from .whip import Publishers, TalkSession
 
@@ -19,6 +20,7 @@ __all__ = [
     "Feeds",
     "IceServer",
     "OfferError",
+    "OnDemand",
     "PacketBus",
     "Publishers",
     "SessionManager",

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from aiortc.mediastreams import MediaStreamError
 
-from capture import MediaKind, Packet
+from capture import MediaKind, Packet, VideoCodec
 
 from .packer import SharedPacker
 
@@ -105,8 +105,10 @@ class PacketBus:
         queue_size: int = 30,
         nominal_bitrate: int = 0,
         self_contained: bool = False,
+        codec: VideoCodec = "h264",
     ) -> None:
         self.name = name
+        self.codec = codec  # of a video bus: what its packets are
         # every frame decodes on its own (stills): a lost one needs no repair, so only
         # new subscribers ask for a keyframe, never a viewer's loss
         self.self_contained = self_contained
@@ -118,7 +120,7 @@ class PacketBus:
         self._loop = loop
         self._request_keyframe = request_keyframe
         self._subscribers: list[Subscription] = []
-        self.packer = SharedPacker(kind)
+        self.packer = SharedPacker(kind, codec=codec)
         self.packets = 0
         self.bytes = 0
         self.keyframes = 0

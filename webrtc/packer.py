@@ -7,15 +7,17 @@ name-mangled encoder slot); `tests/test_packer.py` guards them against upgrades.
 from __future__ import annotations
 
 import collections
+import random
 import time
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from aiortc import RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import convert_timebase
 
-from capture import Packet
+from capture import Packet, VideoCodec
 
 if TYPE_CHECKING:
     from .resync import SequenceShift
@@ -27,10 +29,13 @@ AUDIO_CLOCK_BASE = Fraction(1, 48000)  # Opus RTP clock, whatever the channel co
 
 class SharedPacker:
     """Stands in for a sender's encoder: `pack()` results are cached per packet,
-    so N viewers split and packetize each packet once, not N times."""
+    so N viewers split and packetize each packet once, not N times. VP8 frames get one
+    picture ID sequence per bus, the same for every viewer."""
 
-    def __init__(self, kind: str, cache_size: int = 64) -> None:
+    def __init__(self, kind: str, cache_size: int = 64, codec: VideoCodec = "h264") -> None:
         self.kind = kind
+        self.codec = codec
+        self._picture_id = random.randint(0, (1 << 15) - 1)
         self._cache: collections.OrderedDict[int, tuple[Packet, list[bytes], int]] = (
             collections.OrderedDict()
         )
@@ -46,7 +51,11 @@ class SharedPacker:
             return cached[1], cached[2]
         self.misses += 1
         if self.kind == "video":
-            payloads = H264Encoder._packetize(H264Encoder._split_bitstream(bytes(packet)))
+            if self.codec == "vp8":
+                payloads = Vp8Encoder._packetize(bytes(packet), self._picture_id)
+                self._picture_id = (self._picture_id + 1) % (1 << 15)
+            else:
+                payloads = H264Encoder._packetize(H264Encoder._split_bitstream(bytes(packet)))
             timestamp = convert_timebase(packet.pts or 0, packet.time_base, VIDEO_CLOCK_BASE)
         else:
             payloads = [bytes(packet)]

@@ -118,3 +118,74 @@ def _candidate(text: str) -> RTCIceCandidate:
     ):
         raise ValueError("component, priority or port out of range")
     return candidate
+
+
+def _sections(text: str) -> tuple[list[str], list[list[str]]]:
+    """The session-level lines of an SDP text and the lines of each m-section."""
+    head: list[str] = []
+    media: list[list[str]] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line:
+            continue
+        if line.startswith("m="):
+            media.append([line])
+        elif media:
+            media[-1].append(line)
+        else:
+            head.append(line)
+    return head, media
+
+
+def _mid(section: list[str]) -> str | None:
+    return next((line[6:].strip() for line in section if line.startswith("a=mid:")), None)
+
+
+def _join(head: list[str], media: list[list[str]]) -> str:
+    return "\r\n".join(head + [line for section in media for line in section]) + "\r\n"
+
+
+def without_sections(offer: str, mids: set[str]) -> str:
+    """The offer without the m-sections of `mids` (and without them in its BUNDLE group),
+    for a peer connection that cannot answer them. Their ICE candidates move to the first
+    section left when it has none (a bundled offer may list them on the first only)."""
+    head, media = _sections(offer)
+    kept = [s for s in media if _mid(s) not in mids]
+    gone = [s for s in media if _mid(s) in mids]
+    if kept and not any(line.startswith("a=candidate:") for line in kept[0]):
+        moved = [
+            line
+            for section in gone
+            for line in section
+            if line.startswith(("a=candidate:", "a=end-of-candidates"))
+        ]
+        kept[0] = kept[0] + list(dict.fromkeys(moved))
+    head = [
+        " ".join(w for w in line.split(" ") if w not in mids)
+        if line.startswith("a=group:BUNDLE")
+        else line
+        for line in head
+    ]
+    return _join(head, kept)
+
+
+def with_rejected(answer: str, offer: str, mids: set[str]) -> str:
+    """`answer` (to the offer without `mids`) with those m-sections put back in the
+    offer's order as rejected ones: port 0, inactive, outside the BUNDLE group."""
+    head, answered = _sections(answer)
+    by_mid = {_mid(s): s for s in answered}
+    media: list[list[str]] = []
+    for section in _sections(offer)[1]:
+        mid = _mid(section)
+        if mid in mids:
+            kind, _port, proto, *formats = section[0][2:].split(" ")
+            media.append(
+                [
+                    f"m={kind} 0 {proto} {formats[0] if formats else '0'}",
+                    "c=IN IP4 0.0.0.0",
+                    "a=inactive",
+                    f"a=mid:{mid}",
+                ]
+            )
+        elif mid in by_mid:
+            media.append(by_mid[mid])
+    return _join(head, media)

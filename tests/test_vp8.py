@@ -1,0 +1,149 @@
+"""Every browser plays: VP8 twins for offers without H.264, encoded once and only while
+needed; an offer with no video codec in common still gets the sound."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.conftest import Service
+from tests.whep_client import Viewer, eventually
+from webrtc import OnDemand
+
+
+def test_twins_run_while_needed_and_linger() -> None:
+    now = [100.0]
+    calls: list[bool] = []
+    twins = OnDemand("twins", calls.append, linger=30.0, clock=lambda: now[0])
+    twins.check()
+    assert calls == [] and not twins.active
+    twins.acquire()
+    twins.acquire()  # a second VP8 viewer shares them
+    assert calls == [True] and twins.users == 2
+    twins.release()
+    now[0] += 100
+    twins.check()
+    assert calls == [True], "one viewer still watches"
+    twins.release()
+    now[0] += 29
+    twins.check()
+    assert calls == [True], "off only after the linger"
+    twins.acquire()  # back within the linger (a rejoin): no restart
+    twins.release()
+    now[0] += 29.9
+    twins.check()
+    assert calls == [True]
+    now[0] += 0.1
+    twins.check()
+    assert calls == [True, False] and not twins.active and twins.starts == 1
+    twins.acquire()
+    assert calls == [True, False, True] and twins.starts == 2
+
+
+async def test_stop_switches_twins_off() -> None:
+    calls: list[bool] = []
+    twins = OnDemand("twins", calls.append, poll=0.01)
+    await twins.start()
+    twins.acquire()
+    await twins.stop()
+    assert calls == [True, False] and twins._tasks == []
+
+
+def video_codecs(answer: str) -> list[set[str]]:
+    """The codec names each video m-section of an SDP answers with (rtx aside)."""
+    sections = answer.split("\r\nm=")[1:]
+    return [
+        {c.upper() for c in re.findall(r"a=rtpmap:\d+ ([\w-]+)/", s)} - {"RTX"}
+        for s in sections
+        if s.startswith("video")
+    ]
+
+
+def renditions(service: Service) -> dict[str, dict[str, object]]:
+    room = service.health(detail=True)["rooms"]["demo"]  # type: ignore[index]
+    return room["renditions"]  # type: ignore[no-any-return]
+
+
+async def test_vp8_viewer_gets_the_shared_twins(demo_service: Service) -> None:
+    before = renditions(demo_service)
+    assert {"camera/vp8/high", "board/vp8/high"} <= set(before)
+    assert all(r["packets"] == 0 for name, r in before.items() if "/vp8/" in name), (
+        "twins run before anyone needs them"
+    )
+    vp8 = [Viewer(demo_service.whep(), demo_service.token(), video_codec="vp8") for _ in range(2)]
+    h264 = Viewer(demo_service.whep(), demo_service.token(), audio=False)
+    try:
+        for viewer in (*vp8, h264):
+            response = await viewer.connect()
+            assert response.status_code == 201, response.text
+        assert video_codecs(vp8[0].response.text) == [{"VP8"}, {"VP8"}]  # type: ignore[union-attr]
+        assert video_codecs(h264.response.text) == [{"H264"}, {"H264"}]  # type: ignore[union-attr]
+        assert await eventually(
+            lambda: all(
+                v.stats[name].frames >= 10 for v in (*vp8, h264) for name in ("camera", "board")
+            ),
+            20,
+        ), {name: s.frames for v in (*vp8, h264) for name, s in v.stats.items()}
+        assert vp8[0].stats["camera"].width == 1280 and vp8[0].stats["board"].width >= 1280
+        assert await eventually(lambda: vp8[0].stats["audio"].frames >= 25, 10)
+        now = renditions(demo_service)
+        watched = {name: r["viewers"] for name, r in now.items() if "/vp8/" in name}
+        # both VP8 viewers on the same twin buses (one encode each), none on H.264's share
+        assert watched["camera/vp8/high"] == 2 and watched["board/vp8/high"] == 2, watched
+        assert now["camera/high"]["viewers"] == before["camera/high"]["viewers"] + 1  # type: ignore[operator]
+        async with httpx.AsyncClient(timeout=10) as client:
+            state = (await client.get(vp8[0].location or "")).json()
+        assert state["codecs"] == ["vp8", "vp8"] and state["video"]["camera"] == "high"
+    finally:
+        for viewer in (*vp8, h264):
+            await viewer.close()
+
+
+async def test_audio_only_offer_gets_audio(demo_service: Service) -> None:
+    viewer = Viewer(demo_service.whep(), demo_service.token(), video_lines=0)
+    try:
+        response = await viewer.connect()
+        assert response.status_code == 201, response.text
+        assert await eventually(lambda: viewer.stats["audio"].frames >= 25, 10)
+    finally:
+        await viewer.close()
+
+
+async def test_no_video_codec_in_common_still_answers_audio(demo_service: Service) -> None:
+    viewer = Viewer(demo_service.whep(), demo_service.token())
+    await viewer.offer()
+    offer = viewer.pc.localDescription.sdp
+    await viewer.pc.close()
+    # what a browser offering only VP9 and AV1 sends: the same lines, other codecs
+    offer = re.sub(r"(a=rtpmap:\d+ )(?:VP8|H264)/90000", r"\1VP9/90000", offer)
+    async with httpx.AsyncClient(timeout=20) as client:
+        response = await client.post(
+            demo_service.whep(),
+            content=offer,
+            headers={
+                "Content-Type": "application/sdp",
+                "Authorization": f"Bearer {demo_service.token()}",
+            },
+        )
+        assert response.status_code == 201, response.text
+        answer = response.text
+        sections = answer.split("\r\nm=")[1:]
+        ports = [section.split(" ")[:2] for section in sections]
+        assert ports[:2] == [["video", "0"], ["video", "0"]], ports  # rejected
+        assert ports[2][0] == "audio" and ports[2][1] != "0", ports
+        audio = sections[2]
+        assert "opus/48000" in audio and "a=sendonly" in audio
+        mids = [re.findall(r"a=mid:(\S+)", section) for section in sections]
+        bundle = re.search(r"a=group:BUNDLE ([^\r\n]*)", answer)
+        assert bundle is not None and bundle.group(1).split() == mids[2]
+        state = (
+            await client.get(str(httpx.URL(demo_service.whep()).join(response.headers["location"])))
+        ).json()
+        assert state["codecs"] == [None, None] and state["video"] == {"camera": None, "board": None}
+        await client.delete(str(httpx.URL(demo_service.whep()).join(response.headers["location"])))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    pytest.main([__file__])
