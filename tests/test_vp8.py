@@ -131,13 +131,17 @@ async def test_no_video_codec_in_common_still_answers_audio(demo_service: Servic
         answer = response.text
         sections = answer.split("\r\nm=")[1:]
         ports = [section.split(" ")[:2] for section in sections]
-        assert ports[:2] == [["video", "0"], ["video", "0"]], ports  # rejected
-        assert ports[2][0] == "audio" and ports[2][1] != "0", ports
+        mids = [re.findall(r"a=mid:(\S+)", section)[0] for section in sections]
+        # the board's line is rejected; the camera's, the offer's BUNDLE tag, stays in the
+        # bundle (browsers cannot move it) but inactive: nothing is ever sent on it
+        assert ports[1] == ["video", "0"] and "a=inactive" in sections[1], ports
+        assert ports[0][0] == "video" and "a=inactive" in sections[0], sections[0]
+        assert "VP9/90000" in sections[0] and "H264" not in answer and "VP8" not in answer
         audio = sections[2]
+        assert ports[2][0] == "audio" and ports[2][1] != "0", ports
         assert "opus/48000" in audio and "a=sendonly" in audio
-        mids = [re.findall(r"a=mid:(\S+)", section) for section in sections]
         bundle = re.search(r"a=group:BUNDLE ([^\r\n]*)", answer)
-        assert bundle is not None and bundle.group(1).split() == mids[2]
+        assert bundle is not None and bundle.group(1).split() == [mids[0], mids[2]], answer
         state = (
             await client.get(str(httpx.URL(demo_service.whep()).join(response.headers["location"])))
         ).json()

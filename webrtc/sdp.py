@@ -168,24 +168,52 @@ def without_sections(offer: str, mids: set[str]) -> str:
     return _join(head, kept)
 
 
+def _bundle(head: list[str]) -> list[str]:
+    line = next((x for x in head if x.startswith("a=group:BUNDLE")), "")
+    return line.split()[1:]
+
+
+TRANSPORT = ("c=", "a=candidate:", "a=end-of-candidates", "a=ice-", "a=fingerprint:", "a=setup:")
+
+
 def with_rejected(answer: str, offer: str, mids: set[str]) -> str:
     """`answer` (to the offer without `mids`) with those m-sections put back in the
-    offer's order as rejected ones: port 0, inactive, outside the BUNDLE group."""
+    offer's order as rejected ones: port 0, inactive, outside the BUNDLE group.
+
+    Except the offer's BUNDLE tag (its first bundled m-section): a browser that bundles
+    everything on it (Chromium with max-bundle) cannot move its transport to another
+    line ("Failed to setup RTCP mux"), so that one stays in the bundle, inactive, with
+    the offer's first codec named and nothing ever sent on it."""
     head, answered = _sections(answer)
+    offer_head, offered = _sections(offer)
     by_mid = {_mid(s): s for s in answered}
+    tag = next(iter(_bundle(offer_head)), None)
+    kept_tag = tag if tag in mids and answered else None
     media: list[list[str]] = []
-    for section in _sections(offer)[1]:
+    for section in offered:
         mid = _mid(section)
-        if mid in mids:
-            kind, _port, proto, *formats = section[0][2:].split(" ")
+        kind, _port, proto, *formats = section[0][2:].split(" ")
+        first = formats[0] if formats else "0"
+        if mid is not None and mid == kept_tag:
+            transport = answered[0]
+            port = transport[0].split(" ")[1]
+            rtpmap = [
+                x for x in section if x.startswith((f"a=rtpmap:{first} ", f"a=fmtp:{first} "))
+            ]
+            lines = [x for x in transport[1:] if x.startswith(TRANSPORT)]
+            opening = f"m={kind} {port} {proto} {first}"
+            media.append([opening, *lines, "a=inactive", f"a=mid:{mid}", "a=rtcp-mux", *rtpmap])
+        elif mid in mids:
             media.append(
-                [
-                    f"m={kind} 0 {proto} {formats[0] if formats else '0'}",
-                    "c=IN IP4 0.0.0.0",
-                    "a=inactive",
-                    f"a=mid:{mid}",
-                ]
+                [f"m={kind} 0 {proto} {first}", "c=IN IP4 0.0.0.0", "a=inactive", f"a=mid:{mid}"]
             )
         elif mid in by_mid:
             media.append(by_mid[mid])
+    if kept_tag is not None:
+        head = [
+            f"a=group:BUNDLE {' '.join([kept_tag, *_bundle(head)])}"
+            if line.startswith("a=group:BUNDLE")
+            else line
+            for line in head
+        ]
     return _join(head, media)
