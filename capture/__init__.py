@@ -2,7 +2,14 @@
 
 from .device import AlsaMicrophone, ScreenGrab, V4L2Camera
 from .discovery import AmbiguousDevice, DeviceMissing, resolve_camera
-from .encoder import AudioEncoder, Encoder, Packet, VideoCodec, VideoEncoder
+from .encoder import (
+    AudioEncoder,
+    BackgroundEncoder,
+    Encoder,
+    Packet,
+    VideoCodec,
+    VideoEncoder,
+)
 from .pipeline import MAX_ABANDONED, PacketSink, SourcePipeline
 from .playback import Speaker
 from .source import Frame, MediaKind, Source, SourceError
@@ -27,6 +34,7 @@ __all__ = [
     "AlsaMicrophone",
     "AmbiguousDevice",
     "AudioEncoder",
+    "BackgroundEncoder",
     "ControlRange",
     "DeviceMissing",
     "Encoder",

@@ -4,10 +4,15 @@ needed; an offer with no video codec in common still gets the sound."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 
+import av
 import httpx
+import numpy as np
 import pytest
 
+from capture import BackgroundEncoder, Packet
 from tests.conftest import Service
 from tests.whep_client import Viewer, eventually
 from webrtc import OnDemand
@@ -49,6 +54,40 @@ async def test_stop_switches_twins_off() -> None:
     twins.acquire()
     await twins.stop()
     assert calls == [True, False] and twins._tasks == []
+
+
+def test_background_encoder_encodes_vp8_in_its_own_thread() -> None:
+    got: list[tuple[str, Packet, str]] = []
+    encoder = BackgroundEncoder(
+        "camera/vp8/low", width=320, height=240, fps=30, bitrate=300_000, origin=0.0, codec="vp8"
+    )
+    encoder.sink = lambda name, packet: got.append((name, packet, threading.current_thread().name))
+    decoder = av.CodecContext.create("vp8", "r")
+    picture = np.zeros((240 * 3 // 2, 320), np.uint8)
+    try:
+        for i in range(15):
+            picture[:240, i * 10 : i * 10 + 20] = 255  # something moves
+            frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
+            now = time.monotonic()
+            assert encoder.wants(now)
+            assert encoder.encode(frame, now) == []  # handed over, nothing inline
+            time.sleep(0.04)
+        deadline = time.monotonic() + 5
+        while encoder.frames < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        encoder.close()
+    assert encoder.frames >= 10 and len(got) >= 10, (encoder.frames, encoder.dropped_frames)
+    assert {name for name, _, _ in got} == {"camera/vp8/low"}
+    assert {thread for _, _, thread in got} == {"encode-camera/vp8/low"}
+    assert got[0][1].is_keyframe
+    decoded = [f for _, packet, _ in got for f in decoder.decode(packet)]
+    assert len(decoded) == len(got) and decoded[-1].width == 320
+    assert encoder._thread is None and not any(
+        t.name == "encode-camera/vp8/low" for t in threading.enumerate()
+    )
+    encoder.active = False  # a twin off: wanted no more, codec let go
+    assert not encoder.wants(time.monotonic() + 1) and encoder._codec is None
 
 
 def video_codecs(answer: str) -> list[set[str]]:

@@ -15,6 +15,7 @@ from capture import (
     MAX_ABANDONED,
     AlsaMicrophone,
     AudioEncoder,
+    BackgroundEncoder,
     MediaKind,
     ScreenGrab,
     Source,
@@ -88,7 +89,8 @@ def video_encoder(
     """The encoder of one rendition of `source` ("camera" or "board"); a VP8 one is a
     twin, named `{source}/vp8/{rendition}`, that starts inactive (`Room.twins`)."""
     vp8 = codec == "vp8"
-    return VideoEncoder(
+    kind = BackgroundEncoder if vp8 else VideoEncoder  # a twin never delays the H.264 ones
+    return kind(
         f"{source}/vp8/{rendition.name}" if vp8 else f"{source}/{rendition.name}",
         width=rendition.width,
         height=rendition.height,
@@ -205,6 +207,11 @@ class Room:
                 self_contained=isinstance(encoder, VideoEncoder) and encoder.stills,
                 codec=encoder.codec if isinstance(encoder, VideoEncoder) else "h264",
             )
+        for encoder in encoders:
+            if isinstance(encoder, BackgroundEncoder):  # it hands its packets on itself
+                encoder.sink = lambda rendition, packet: self.buses[rendition].publish_threadsafe(
+                    packet
+                )
         self.pipelines.append(
             SourcePipeline(
                 source,
