@@ -6,8 +6,9 @@ The server runs in a process of its own (bench/service.py); the viewers are aior
 WHEP viewers in this process (they decode here, which costs this process, not the
 server). Per phase: the server's CPU (user + sys from /proc/PID/stat over wall
 time, in % of one core) and, from /metrics, the seconds each rendition's encoder spent
-per second of wall time (its share of a core; libx264/libvpx threads inside one call
-count once). Numbers are printed, nothing passes or fails.
+per second of wall time (wall time inside encode calls, so it grows when the machine is
+busy; libx264/libvpx threads inside one call count once) and the frames each rendition
+encoded per second (whether it keeps its rate). Numbers are printed, nothing passes or fails.
 
     python bench/twins.py                 # 20 s windows, 1 then 4 VP8 viewers
     python bench/twins.py --seconds 30 --vp8 1,8
@@ -32,7 +33,8 @@ from webrtc.twins import LINGER, POLL
 from webrtc.viewer import WhepViewer
 
 ENCODE = re.compile(
-    r'^classroom_edge_encode_seconds_total\{rendition="([^"]+)",room="demo"\} (\S+)$'
+    r"^classroom_edge_(encode_seconds|encoded_frames)_total"
+    r'\{rendition="([^"]+)",room="demo"\} (\S+)$'
 )
 
 
@@ -42,9 +44,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def encode_seconds(client: httpx.AsyncClient, base: str) -> dict[str, float]:
+    """Seconds spent encoding ("camera/high") and frames encoded ("camera/high fps")."""
     text = (await client.get(f"{base}/metrics")).text
     found = (ENCODE.match(line) for line in text.splitlines())
-    return {m.group(1): float(m.group(2)) for m in found if m}
+    return {
+        m.group(2) + ("" if m.group(1) == "encode_seconds" else " fps"): float(m.group(3))
+        for m in found
+        if m
+    }
 
 
 async def window(
@@ -65,7 +72,10 @@ async def window(
         time.monotonic(),
     )
     wall = t1 - t0
-    shares = {name: 100 * (enc1[name] - enc0.get(name, 0.0)) / wall for name in enc1}
+    shares = {
+        name: (1 if name.endswith(" fps") else 100) * (enc1[name] - enc0.get(name, 0.0)) / wall
+        for name in enc1
+    }
     return 100 * (cpu1 - cpu0) / wall, shares
 
 
@@ -86,12 +96,16 @@ async def viewers(server: Server, token: str, codec: str, count: int) -> list[Wh
 
 
 def row(label: str, cpu: float, shares: dict[str, float]) -> str:
-    h264 = sum(
-        v for k, v in shares.items() if "/vp8/" not in k and k.startswith(("camera", "board"))
+    seconds = {k: v for k, v in shares.items() if not k.endswith(" fps")}
+    video = [k for k in seconds if k.startswith(("camera", "board"))]
+    h264 = sum(seconds[k] for k in video if "/vp8/" not in k)
+    vp8 = sum(seconds[k] for k in video if "/vp8/" in k)
+    each = " ".join(
+        f"{k}: {seconds[k]:.1f} % {shares[k + ' fps']:.1f} fps"
+        for k in sorted(video)
+        if "/vp8/" in k and k + " fps" in shares
     )
-    vp8 = sum(v for k, v in shares.items() if "/vp8/" in k)
-    parts = " ".join(f"{k}={v:.1f}" for k, v in sorted(shares.items()) if "/vp8/" in k)
-    return f"| {label} | {cpu:.1f} | {h264:.1f} | {vp8:.1f} | {parts} |"
+    return f"| {label} | {cpu:.1f} | {h264:.1f} | {vp8:.1f} | {each} |"
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -102,7 +116,7 @@ async def run(args: argparse.Namespace) -> None:
         await server.start()
         token = await server.token()
         print(f"load average before: {os.getloadavg()}, {os.cpu_count()} cores")
-        print("| phase | server CPU % | H.264 encode % | VP8 encode % | VP8 per rendition % |")
+        print("| phase | server CPU % | H.264 in encode % | VP8 in encode % | each VP8 twin |")
         print("| --- | --- | --- | --- | --- |")
         async with httpx.AsyncClient(timeout=10) as client:
             try:
