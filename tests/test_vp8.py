@@ -16,6 +16,52 @@ from capture import BackgroundEncoder, Packet
 from tests.conftest import Service
 from tests.whep_client import Viewer, eventually
 from webrtc import OnDemand
+from webrtc.sdp import parse_offer, with_rejected, without_sections
+from webrtc.session import video_codec
+
+OFFER = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1 2\r\n" + "".join(
+    f"m={kind} 9 UDP/TLS/RTP/SAVPF {pts}\r\nc=IN IP4 0.0.0.0\r\na=mid:{mid}\r\n"
+    "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\r\n"
+    "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\na=setup:actpass\r\n"
+    f"a=recvonly\r\na=rtcp-mux\r\n{maps}{candidate}"
+    for mid, kind, pts, maps, candidate in (
+        (
+            "0",
+            "video",
+            "100 96",
+            "a=rtpmap:100 H264/90000\r\n"
+            "a=fmtp:100 packetization-mode=1;profile-level-id=640c1f\r\n"
+            "a=rtpmap:96 VP8/90000\r\n",
+            "a=candidate:1 1 udp 2113937151 10.0.0.2 5000 typ host\r\n",
+        ),
+        ("1", "video", "98", "a=rtpmap:98 VP9/90000\r\n", ""),
+        ("2", "audio", "111", "a=rtpmap:111 opus/48000/2\r\n", ""),
+    )
+)
+
+
+def test_codec_choice_and_the_rejected_lines_sdp() -> None:
+    camera, board, _ = parse_offer(OFFER).media
+    # H.264 High profile only is not what the encoders send: VP8 it is
+    assert video_codec(camera) == "vp8" and video_codec(board) is None
+    served = without_sections(OFFER, {"0", "1"})
+    assert "a=group:BUNDLE 2\r\n" in served and "m=video" not in served
+    # the candidates the offer listed on its first line now sit on the line left
+    assert "a=candidate:1 1 udp 2113937151 10.0.0.2 5000 typ host" in served
+    answer = (
+        "v=0\r\no=- 2 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 2\r\n"
+        "m=audio 4000 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 10.0.0.1\r\na=mid:2\r\n"
+        "a=ice-ufrag:wxyz\r\na=ice-pwd:zyxwvutsrqponmlkjihgf\r\na=setup:active\r\n"
+        "a=sendonly\r\na=rtpmap:111 opus/48000/2\r\n"
+    )
+    full = with_rejected(answer, OFFER, {"0", "1"})
+    sections = full.split("\r\nm=")
+    assert sections[0].endswith("a=group:BUNDLE 0 2")
+    tag, rejected, audio = sections[1:]
+    assert tag.startswith("video 4000 UDP/TLS/RTP/SAVPF 100\r\n") and "a=inactive" in tag
+    assert "a=ice-ufrag:wxyz" in tag and "a=rtpmap:100 H264/90000" in tag
+    assert rejected.startswith("video 0 UDP/TLS/RTP/SAVPF 98\r\n") and "a=mid:1" in rejected
+    assert audio.startswith("audio 4000 ")
 
 
 def test_twins_run_while_needed_and_linger() -> None:
