@@ -41,7 +41,10 @@ class VideoEncoder:
     (forced ones at most one per `min_forced_interval` seconds).
 
     `codec="vp8"` is libvpx in realtime mode instead (no lag, error resilient, the same
-    keyframe rules), for viewers whose browser has no H.264. `active` False makes the
+    keyframe rules), for viewers whose browser has no H.264. With `temporal_layers=2`
+    (VP8) every other frame is a base-layer one that only base-layer frames refer to:
+    each packet's `opaque` says its layer (0 or 1), and a viewer given layer 0 alone
+    gets half the frame rate from the same encode. `active` False makes the
     pipeline skip it and drop its codec context (a twin nobody watches costs nothing).
 
     `stills=True` makes every frame an IDR (for the worst links: each one decodes on
@@ -65,12 +68,15 @@ class VideoEncoder:
         stills: bool = False,
         codec: VideoCodec = "h264",
         active: bool = True,
+        temporal_layers: int = 1,
     ) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"{name}: width and height must be even")
         self.name = name
         self.codec = codec
         self.active = active
+        self.temporal_layers = temporal_layers if codec == "vp8" else 1
+        self._layer_frames = 0  # frames since the codec opened: the layer pattern's phase
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
         self.stills = stills
         self.keyframe_interval = 1 / fps if stills else keyframe_interval
@@ -168,6 +174,13 @@ class VideoEncoder:
             "undershoot-pct": "95",
             "overshoot-pct": "15",
         }
+        if self.temporal_layers == 2:  # base layer: every other frame, 60 % of the bits
+            kbps = max(self.bitrate // 1000, 2)
+            codec.options["ts-parameters"] = (
+                f"ts_number_layers=2:ts_target_bitrate={kbps * 6 // 10},{kbps}:"
+                "ts_rate_decimator=2,1:ts_periodicity=2:ts_layer_id=0,1"
+            )
+        self._layer_frames = 0
         return codec
 
     def encode(self, frame: av.VideoFrame, captured_at: float) -> list[Packet]:
@@ -195,8 +208,11 @@ class VideoEncoder:
         self.encode_seconds += self.last_encode_seconds
         self._last_frame = captured_at
         self.frames += 1
+        layer = self._layer_frames % 2 if self.temporal_layers == 2 else None
+        self._layer_frames += 1
         for packet in packets:
             packet.time_base = VIDEO_TIME_BASE
+            packet.opaque = layer
             if packet.is_keyframe:
                 self.keyframes += 1
                 self._last_keyframe = captured_at

@@ -6,6 +6,9 @@ Run inside the viewer's network namespace:
 Two visits, one browser:
 1. "vp8": H.264 removed by `setCodecPreferences` (what an old Android WebView, or a
    Firefox without OpenH264, offers): both videos should decode as VP8, audio play.
+   Then the pupil taps "Tiết kiệm dữ liệu": in a room whose camera has one rendition,
+   the cheapest VP8 camera is the base temporal layer of the same encode ("half"): the
+   camera should go on decoding at about half its frame rate.
 2. "none": only VP9/AV1 left: the server rejects both video lines; the page should play
    the sound, keep the classroom channel and say in Vietnamese that this browser cannot
    show the picture. Screenshots of that state at 390x844, 844x390 and 1920x1080.
@@ -97,6 +100,8 @@ def visit(page: Page, url: str, mode: str, shots: Path, result: dict[str, object
     result[f"{mode}_after"] = wait_until(page, ready, 25)
     result[f"{mode}_stats"] = stats
     result[f"{mode}_seconds"] = round(time.monotonic() - started, 2)
+    if mode == "vp8" and result["vp8_after"] is not None:
+        half(page, result)
     if mode == "none":
         wait_until(page, lambda: bool((page.evaluate(STATS).get("talk") or {}).get("open")), 5)
         result["none_stats"] = page.evaluate(STATS)
@@ -105,6 +110,24 @@ def visit(page: Page, url: str, mode: str, shots: Path, result: dict[str, object
             page.set_viewport_size({"width": width, "height": height})
             page.wait_for_timeout(300)
             page.screenshot(path=str(shots / f"join-no-picture-{width}x{height}.png"))
+
+
+def camera_frames(page: Page) -> int:
+    video = page.evaluate(STATS).get("video") or {}
+    return int(video["0"]["framesDecoded"]) if "0" in video else 0
+
+
+def half(page: Page, result: dict[str, object]) -> None:
+    """Tap save data; report when the camera is on "half" and its frame rate then."""
+    page.locator("#save-data").click()
+    session = "() => (window.classroom.session || {video: {}}).video.camera"
+    result["half_after"] = wait_until(page, lambda: page.evaluate(session) == "half", 15)
+    page.wait_for_timeout(1500)  # past the switch
+    before, started = camera_frames(page), time.monotonic()
+    page.wait_for_timeout(4000)
+    result["half_fps"] = round((camera_frames(page) - before) / (time.monotonic() - started), 1)
+    result["half_camera"] = page.evaluate(session)
+    result["half_word"] = page.evaluate("() => document.getElementById('rendition').innerText")
 
 
 def main(url: str, result_path: str, shots_dir: str) -> None:

@@ -4,12 +4,14 @@ no video codec in common gets the sound, the classroom channel and a Vietnamese 
 saying which browser shows the picture.
 
 One service for both browsers, in network namespaces as in test_browser.py (browsers
-offer no loopback candidates).
+offer no loopback candidates): the demo, its camera with one rendition (1280×720@30), so
+that "save data" takes a VP8 viewer to that rendition's base temporal layer ("half").
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,17 @@ import pytest
 
 from tests.conftest import ARTIFACTS, ROOT, Service, run_service
 from tests.netns import Host, available, two_hosts
+
+# 600 kb/s: its half (360) is cheaper than the board's step up from stills (450), so the
+# save-data level has the camera on "half" rather than paused
+ONE_CAMERA_RENDITION = """
+[[camera_renditions]]
+name = "high"
+width = 1280
+height = 720
+fps = 30
+bitrate_kbps = 600
+"""
 
 pytestmark = [
     pytest.mark.browser,
@@ -47,9 +60,15 @@ def test_browsers_without_h264(tmp_path: Path) -> None:
     assert Path("/usr/bin/chromium").exists(), "Debian chromium missing (see README test command)"
     ARTIFACTS.mkdir(exist_ok=True)
     firefox_json, chromium_json = tmp_path / "firefox.json", tmp_path / "chromium.json"
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "edge" / "config" / "demo", site)
+    with (site / "rooms" / "demo.toml").open("a", encoding="utf-8") as room:
+        room.write(ONE_CAMERA_RENDITION)
     with (
         two_hosts() as (server, viewer),
-        run_service(tmp_path, ["--demo"], server.address, server.command()) as service,
+        run_service(
+            tmp_path, ["--config", str(site / "edge.toml")], server.address, server.command()
+        ) as service,
     ):
         url, name = pupil_url(service, 0)
         probe(viewer, "firefox_probe.py", url, str(firefox_json), "30")
@@ -80,6 +99,10 @@ def test_browsers_without_h264(tmp_path: Path) -> None:
     assert len(videos) == 2 and all(v["framesDecoded"] > 10 for v in videos), stats
     assert {v["codec"] for v in videos} == {"video/VP8"}, stats
     assert stats["audio"]["codec"] == "audio/opus", stats
+    # save data: the camera's base temporal layer, half the frames, from the same encode
+    assert chromium["half_after"] is not None and chromium["half_camera"] == "half", chromium
+    assert 10 <= chromium["half_fps"] <= 20, chromium
+    assert chromium["half_word"] == "Chất lượng: Vừa", chromium
 
     # Chromium with neither H.264 nor VP8: sound, the channel, and the note in Vietnamese
     stats = chromium["none_stats"]

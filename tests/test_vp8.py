@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from capture import BackgroundEncoder, Packet
+from capture import BackgroundEncoder, Packet, VideoEncoder
 from tests.conftest import Service
 from tests.whep_client import Viewer, eventually
 from webrtc import OnDemand
@@ -134,6 +134,42 @@ def test_background_encoder_encodes_vp8_in_its_own_thread() -> None:
     )
     encoder.active = False  # a twin off: wanted no more, codec let go
     assert not encoder.wants(time.monotonic() + 1) and encoder._codec is None
+
+
+async def test_temporal_layers_give_half_the_frames_from_one_encode() -> None:
+    from aiortc.codecs.vpx import VpxPayloadDescriptor
+
+    from webrtc import LayerView, PacketBus
+
+    encoder = VideoEncoder(
+        "camera/vp8/high", width=320, height=240, fps=30, bitrate=600_000, origin=0.0,
+        codec="vp8", temporal_layers=2,
+    )  # fmt: skip
+    full = PacketBus("r/camera/vp8/high", "video", codec="vp8")
+    half = LayerView("r/camera/vp8/half", full, nominal_bitrate=360_000)
+    everything, base = full.subscribe(), half.subscribe()
+    picture = np.zeros((240 * 3 // 2, 320), np.uint8)
+    for i in range(24):
+        picture[:240, i * 10 : i * 10 + 20] = 200
+        if i == 13:
+            encoder.request_keyframe()  # a forced keyframe on an odd frame
+        frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
+        for packet in encoder.encode(frame, i / 30):
+            full.publish(packet)
+    got = [p for p in iter(everything.pop, None)]
+    kept = [p for p in iter(base.pop, None)]
+    assert len(got) == 24 and [p.opaque for p in got[:4]] == [0, 1, 0, 1]
+    assert [p for p in got if p.opaque == 0 or p.is_keyframe] == kept and len(kept) == 13
+    # the receiver is told each frame's layer; the base layer counts its own frames
+    descriptors = [VpxPayloadDescriptor.parse(full.packer.pack(p)[0][0])[0] for p in got]
+    assert [d.tid[0] for d in descriptors[:4]] == [0, 1, 0, 1]  # type: ignore[index]
+    tl0 = [d.tl0picidx or 0 for d in descriptors]
+    assert tl0[1] == tl0[0] and tl0[2] == (tl0[0] + 1) % 256
+    ids = [d.picture_id or 0 for d in descriptors]
+    assert ids[1] == (ids[0] + 1) % (1 << 15)  # one numbering, shared by both buses
+    decoder = av.CodecContext.create("vp8", "r")
+    decoded = [f for p in kept for f in decoder.decode(p)]  # the base layer alone decodes
+    assert len(decoded) == len(kept) and half.wire_bitrate() > 0
 
 
 def video_codecs(answer: str) -> list[set[str]]:

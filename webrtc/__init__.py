@@ -5,7 +5,7 @@ Knows nothing of school life.
 WHEP viewer on aiortc that decodes: the drill's loopback viewer and the tests' viewer.
 """
 
-from .bus import PacketBus, Subscription
+from .bus import LayerView, PacketBus, Subscription
 from .choice import VideoLine
 from .departures import quiet_departures
 from .ice import IceServer, gather_only, is_loopback, rtc_configuration
@@ -19,6 +19,7 @@ __all__ = [
     "MAX_OFFER_BYTES",
     "Feeds",
     "IceServer",
+    "LayerView",
     "OfferError",
     "OnDemand",
     "PacketBus",

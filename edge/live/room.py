@@ -42,7 +42,7 @@ from edge.config.settings import (
     VideoRendition,
 )
 from edge.school.lessons import Lesson
-from webrtc import Feeds, OnDemand, PacketBus, VideoLine
+from webrtc import Feeds, LayerView, OnDemand, PacketBus, VideoLine
 
 if TYPE_CHECKING:
     from edge.live.classroom import Classroom
@@ -84,7 +84,11 @@ def video_source(name: str, config: CameraSource | BoardSource, top: VideoRendit
 
 
 def video_encoder(
-    source: str, rendition: VideoRendition, origin: float, codec: VideoCodec = "h264"
+    source: str,
+    rendition: VideoRendition,
+    origin: float,
+    codec: VideoCodec = "h264",
+    temporal_layers: int = 1,
 ) -> VideoEncoder:
     """The encoder of one rendition of `source` ("camera" or "board"); a VP8 one is a
     twin, named `{source}/vp8/{rendition}`, that starts inactive (`Room.twins`)."""
@@ -102,6 +106,7 @@ def video_encoder(
         stills=rendition.stills,
         codec=codec,
         active=not vp8,
+        temporal_layers=temporal_layers,
     )
 
 
@@ -149,7 +154,12 @@ class Room:
                 self._vp8_feeds.append(None)
                 continue
             h264 = [video_encoder(source_name, r, origin) for r in renditions]
-            twins = [video_encoder(source_name, r, origin, "vp8") for r in renditions]
+            # the top twin of a fast source in two temporal layers: a weak VP8 viewer gets
+            # half its frame rate ("half") from the same encode
+            twins = [
+                video_encoder(source_name, r, origin, "vp8", 2 if i == 0 and r.fps >= 20 else 1)
+                for i, r in enumerate(renditions)
+            ]
             self.twin_encoders += twins
             encoders = h264 + twins  # the twins last: they never delay the H.264 ones
             top = renditions[0]
@@ -158,10 +168,22 @@ class Room:
             missing = slate(top.width, top.height, title, detail)
             fps = getattr(source_config, "fps", None) or top.fps
             self._add(source, encoders, "video", missing, missing_after=max(1.0, 3 / fps))
-            for feeds, chosen in ((self._video_feeds, h264), (self._vp8_feeds, twins)):
+            layered = [
+                LayerView(
+                    f"{name}/{source_name}/vp8/half",
+                    self.buses[encoder.name],
+                    nominal_bitrate=encoder.bitrate * 6 // 10,
+                )
+                for encoder in twins
+                if encoder.temporal_layers == 2
+            ]
+            for feeds, buses in (
+                (self._video_feeds, [self.buses[encoder.name] for encoder in h264]),
+                (self._vp8_feeds, [self.buses[encoder.name] for encoder in twins] + layered),
+            ):
                 feeds.append(
                     VideoLine(
-                        [self.buses[encoder.name] for encoder in chosen],
+                        buses,
                         can_pause=source_name == "camera",  # the board stays, as stills at worst
                     )
                 )

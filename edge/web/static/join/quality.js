@@ -6,7 +6,7 @@ import { authHeaders } from './whep.js';
 import { swap } from './media.js';
 
 const SAVE_KEY = 'classroom-edge.saveData';
-const RENDITION_WORDS = { high: 'qHigh', hd: 'qHigh', medium: 'qMid', mid: 'qMid', low: 'qLow', sd: 'qLow' };
+const RENDITION_WORDS = { high: 'qHigh', hd: 'qHigh', medium: 'qMid', mid: 'qMid', half: 'qMid', low: 'qLow', sd: 'qLow' };
 
 /* ---------- connection quality, every 2 s ---------- */
 
