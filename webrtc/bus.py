@@ -215,7 +215,7 @@ class PacketBus:
             self.keyframes += 1
         for subscription in self._subscribers:
             subscription._offer(packet)
-        if packet.is_keyframe or packet.opaque == 0:  # the base temporal layer
+        if self._views and (packet.is_keyframe or packet.opaque == 0):  # base layer
             for view in self._views:
                 view.publish(packet)
 
