@@ -2,7 +2,14 @@
 
 from .device import AlsaMicrophone, ScreenGrab, V4L2Camera
 from .discovery import AmbiguousDevice, DeviceMissing, resolve_camera
-from .encoder import AudioEncoder, Encoder, Packet, VideoEncoder
+from .encoder import (
+    AudioEncoder,
+    BackgroundEncoder,
+    Encoder,
+    Packet,
+    VideoCodec,
+    VideoEncoder,
+)
 from .pipeline import MAX_ABANDONED, PacketSink, SourcePipeline
 from .playback import Speaker
 from .source import Frame, MediaKind, Source, SourceError
@@ -27,6 +34,7 @@ __all__ = [
     "AlsaMicrophone",
     "AmbiguousDevice",
     "AudioEncoder",
+    "BackgroundEncoder",
     "ControlRange",
     "DeviceMissing",
     "Encoder",
@@ -49,6 +57,7 @@ __all__ = [
     "UvcError",
     "V4L2Camera",
     "V4l2Head",
+    "VideoCodec",
     "VideoEncoder",
     "burn_timestamp",
     "find_usb_cameras",

@@ -1,4 +1,5 @@
-"""Encoders (PyAV): H.264 constrained baseline for video, Opus for audio.
+"""Encoders (PyAV): H.264 constrained baseline for video (VP8 twins on demand), Opus for
+audio.
 
 One encoder per rendition; every consumer shares its packets. Packets carry
 `pts` in the encoder's `time_base`, derived from the frames' capture times, so
@@ -12,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import av
 import numpy as np
@@ -30,10 +31,21 @@ else:
     Packet = av.Packet
 
 
+VideoCodec = Literal["h264", "vp8"]
+VP8_CPU_USED = 16  # libvpx realtime speed (0..16), its fastest: ~5 ms of CPU a 720p frame
+
+
 class VideoEncoder:
     """libx264, constrained baseline, zero latency, no B-frames, Annex-B with SPS/PPS
     before every IDR; an IDR at least every `keyframe_interval` seconds and on request
     (forced ones at most one per `min_forced_interval` seconds).
+
+    `codec="vp8"` is libvpx in realtime mode instead (no lag, error resilient, the same
+    keyframe rules), for viewers whose browser has no H.264. With `temporal_layers=2`
+    (VP8) every other frame is a base-layer one that only base-layer frames refer to:
+    each packet's `opaque` says its layer (0 or 1), and a viewer given layer 0 alone
+    gets half the frame rate from the same encode. `active` False makes the
+    pipeline skip it and drop its codec context (a twin nobody watches costs nothing).
 
     `stills=True` makes every frame an IDR (for the worst links: each one decodes on
     its own, so a lost one costs nothing but its own picture); a keyframe request then
@@ -54,10 +66,17 @@ class VideoEncoder:
         preset: str = "veryfast",
         threads: int = 2,
         stills: bool = False,
+        codec: VideoCodec = "h264",
+        active: bool = True,
+        temporal_layers: int = 1,
     ) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"{name}: width and height must be even")
         self.name = name
+        self.codec = codec
+        self.active = active
+        self.temporal_layers = temporal_layers if codec == "vp8" else 1
+        self._layer_frames = 0  # frames since the codec opened: the layer pattern's phase
         self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
         self.stills = stills
         self.keyframe_interval = 1 / fps if stills else keyframe_interval
@@ -83,7 +102,11 @@ class VideoEncoder:
 
     def wants(self, captured_at: float) -> bool:
         """Whether a frame captured now fits this rendition's frame rate (or, for
-        stills, whether a keyframe request can be served now)."""
+        stills, whether a keyframe request can be served now). An inactive encoder
+        wants none and lets its codec context go (here, in the encoding thread)."""
+        if not self.active:
+            self._codec = None
+            return False
         if captured_at - self._last_frame >= 0.9 / self.fps:
             return True
         return (
@@ -93,6 +116,8 @@ class VideoEncoder:
         )
 
     def _open(self) -> av.VideoCodecContext:
+        if self.codec == "vp8":
+            return self._open_vp8()
         codec = av.CodecContext.create("libx264", "w")
         codec.width, codec.height = self.width, self.height
         codec.pix_fmt = "yuv420p"
@@ -124,9 +149,44 @@ class VideoEncoder:
         }
         return codec
 
+    def _open_vp8(self) -> av.VideoCodecContext:
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width, codec.height = self.width, self.height
+        codec.pix_fmt = "yuv420p"
+        codec.time_base = VIDEO_TIME_BASE
+        codec.framerate = Fraction(self.fps).limit_denominator(1000)
+        codec.bit_rate = self.bitrate
+        # one thread: libvpx's VP8 threads spin while they wait for each other (measured
+        # here: 720p took 23.7 ms of CPU a frame with two threads, 5.4 ms with one)
+        codec.thread_count = 1
+        codec.gop_size = 1 if self.stills else max(int(self.fps * self.keyframe_interval * 2), 2)
+        codec.qmin, codec.qmax = 4, 56
+        rate = str(self.bitrate)
+        codec.options = {
+            "deadline": "realtime",
+            "cpu-used": str(VP8_CPU_USED),
+            "lag-in-frames": "0",
+            "auto-alt-ref": "0",
+            "error-resilient": "1",
+            "static-thresh": "1",
+            "maxrate": rate,
+            "bufsize": rate,  # one second, as the H.264 VBV
+            "undershoot-pct": "95",
+            "overshoot-pct": "15",
+        }
+        if self.temporal_layers == 2:  # base layer: every other frame, 60 % of the bits
+            kbps = max(self.bitrate // 1000, 2)
+            codec.options["ts-parameters"] = (
+                f"ts_number_layers=2:ts_target_bitrate={kbps * 6 // 10},{kbps}:"
+                "ts_rate_decimator=2,1:ts_periodicity=2:ts_layer_id=0,1"
+            )
+        self._layer_frames = 0
+        return codec
+
     def encode(self, frame: av.VideoFrame, captured_at: float) -> list[Packet]:
-        if self._codec is None:
-            self._codec = self._open()
+        codec = self._codec
+        if codec is None:
+            codec = self._codec = self._open()
         if (
             frame.width != self.width
             or frame.height != self.height
@@ -143,13 +203,16 @@ class VideoEncoder:
         frame.pts = round((captured_at - self._origin) / VIDEO_TIME_BASE)
         frame.time_base = VIDEO_TIME_BASE
         started = time.perf_counter()
-        packets = list(self._codec.encode(frame))
+        packets = list(codec.encode(frame))
         self.last_encode_seconds = time.perf_counter() - started
         self.encode_seconds += self.last_encode_seconds
         self._last_frame = captured_at
         self.frames += 1
+        layer = self._layer_frames % 2 if self.temporal_layers == 2 else None
+        self._layer_frames += 1
         for packet in packets:
             packet.time_base = VIDEO_TIME_BASE
+            packet.opaque = layer
             if packet.is_keyframe:
                 self.keyframes += 1
                 self._last_keyframe = captured_at
@@ -260,3 +323,90 @@ class AudioEncoder:
 
 
 Encoder = VideoEncoder | AudioEncoder
+
+
+class BackgroundEncoder(VideoEncoder):
+    """A `VideoEncoder` whose encoding runs in a thread of its own, so a costly twin
+    (VP8) never delays the renditions encoded in the capture thread. `encode()` only
+    hands the frame over (a newer one replaces one still waiting) and returns nothing;
+    the thread hands each packet to `sink(name, packet)`. The thread starts with the
+    first frame (`start()`), and `close()` (what the pipeline calls on stop and on a
+    hang) stops it and drops the codec context; the next frame starts a fresh one."""
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.sink: Callable[[str, Packet], None] = lambda name, packet: None
+        self.dropped_frames = 0  # replaced while waiting: the thread was behind
+        self.errors = 0
+        self._mailbox: tuple[av.VideoFrame, float] | None = None
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._handed_at = -1e9
+
+    def wants(self, captured_at: float) -> bool:
+        if not super().wants(captured_at):
+            return False
+        # the frame rate counts from what was handed over, not from what was encoded
+        return captured_at - self._handed_at >= 0.9 / self.fps or self._requested.is_set()
+
+    def start(self) -> None:
+        with self._wake:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopping = False
+            self._thread = threading.Thread(
+                target=self._run, name=f"encode-{self.name}", daemon=True
+            )
+            self._thread.start()
+
+    def encode(self, frame: av.VideoFrame, captured_at: float) -> list[Packet]:
+        self.start()
+        with self._wake:
+            if self._mailbox is not None:
+                self.dropped_frames += 1
+            self._mailbox = (frame, captured_at)
+            self._handed_at = captured_at
+            self._wake.notify()
+        return []
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while self._mailbox is None and not self._stopping:
+                    self._wake.wait()
+                if self._stopping:
+                    return
+                assert self._mailbox is not None
+                frame, captured_at = self._mailbox
+                self._mailbox = None
+            if not self.active:
+                continue
+            # the capture thread sets pts and picture type on the frames it shares: a
+            # same-size frame is copied (its pixels are never changed, only those fields)
+            if (frame.width, frame.height, frame.format.name) == (
+                self.width,
+                self.height,
+                "yuv420p",
+            ):
+                frame = av.VideoFrame.from_ndarray(frame.to_ndarray(), format="yuv420p")
+            try:
+                packets = VideoEncoder.encode(self, frame, captured_at)
+            except (av.FFmpegError, ValueError) as exc:
+                self.errors += 1
+                logger.warning("encoder %s: %s; reopening", self.name, exc)
+                self._codec = None
+                continue
+            for packet in packets:
+                self.sink(self.name, packet)
+
+    def close(self) -> None:
+        """Stop the thread (waiting a moment for an encode under way) and drop the codec."""
+        with self._wake:
+            self._stopping = True
+            self._mailbox = None
+            self._wake.notify()
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(2.0)
+        super().close()

@@ -5,12 +5,13 @@ Knows nothing of school life.
 WHEP viewer on aiortc that decodes: the drill's loopback viewer and the tests' viewer.
 """
 
-from .bus import PacketBus, Subscription
+from .bus import LayerView, PacketBus, Subscription
 from .choice import PageReport, RemoteChoice, VideoLine
 from .departures import quiet_departures
 from .ice import IceServer, gather_only, is_loopback, rtc_configuration
 from .sdp import MAX_OFFER_BYTES, OfferError
 from .session import Feeds, ViewerSession
+from .twins import OnDemand
 from .whep import SessionManager
 from .whip import Publishers, TalkSession
 
@@ -18,7 +19,9 @@ __all__ = [
     "MAX_OFFER_BYTES",
     "Feeds",
     "IceServer",
+    "LayerView",
     "OfferError",
+    "OnDemand",
     "PacketBus",
     "PageReport",
     "Publishers",

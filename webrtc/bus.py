@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from aiortc.mediastreams import MediaStreamError
 
-from capture import MediaKind, Packet
+from capture import MediaKind, Packet, VideoCodec
 
 from .packer import SharedPacker
 
@@ -105,8 +105,10 @@ class PacketBus:
         queue_size: int = 30,
         nominal_bitrate: int = 0,
         self_contained: bool = False,
+        codec: VideoCodec = "h264",
     ) -> None:
         self.name = name
+        self.codec = codec  # of a video bus: what its packets are
         # every frame decodes on its own (stills): a lost one needs no repair, so only
         # new subscribers ask for a keyframe, never a viewer's loss
         self.self_contained = self_contained
@@ -118,7 +120,7 @@ class PacketBus:
         self._loop = loop
         self._request_keyframe = request_keyframe
         self._subscribers: list[Subscription] = []
-        self.packer = SharedPacker(kind)
+        self.packer = SharedPacker(kind, codec=codec)
         self.packets = 0
         self.bytes = 0
         self.keyframes = 0
@@ -126,6 +128,7 @@ class PacketBus:
         self.last_packet_at: float | None = None
         self._gone_dropped = 0  # of subscriptions that ended
         self._gone_resyncs = 0
+        self._views: list[LayerView] = []
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop `publish_threadsafe` hands packets to."""
@@ -212,6 +215,9 @@ class PacketBus:
             self.keyframes += 1
         for subscription in self._subscribers:
             subscription._offer(packet)
+        if self._views and (packet.is_keyframe or packet.opaque == 0):  # base layer
+            for view in self._views:
+                view.publish(packet)
 
     def publish_threadsafe(self, packet: Packet) -> None:
         # RuntimeError: the loop is closing, the packet has no one left to reach
@@ -219,3 +225,24 @@ class PacketBus:
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self.publish, packet)
+
+
+class LayerView(PacketBus):
+    """The base temporal layer of a layered VP8 bus (`VideoEncoder(temporal_layers=2)`):
+    every other frame, a rendition of its own for the rate choice (its own subscribers
+    and measured bitrate), with no encode of its own: same packets, same packer (so the
+    same picture IDs), keyframe requests go to the full bus's encoder."""
+
+    def __init__(self, name: str, base: PacketBus, *, nominal_bitrate: int) -> None:
+        super().__init__(
+            name,
+            "video",
+            loop=base._loop,
+            request_keyframe=base._request_keyframe,
+            queue_size=base.queue_size,
+            nominal_bitrate=nominal_bitrate,
+            codec=base.codec,
+        )
+        self.base = base
+        self.packer = base.packer
+        base._views.append(self)

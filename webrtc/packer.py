@@ -7,15 +7,17 @@ name-mangled encoder slot); `tests/test_packer.py` guards them against upgrades.
 from __future__ import annotations
 
 import collections
+import random
 import time
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from aiortc import RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import PACKET_MAX, Vp8Encoder, VpxPayloadDescriptor
 from aiortc.mediastreams import convert_timebase
 
-from capture import Packet
+from capture import Packet, VideoCodec
 
 if TYPE_CHECKING:
     from .resync import SequenceShift
@@ -27,10 +29,14 @@ AUDIO_CLOCK_BASE = Fraction(1, 48000)  # Opus RTP clock, whatever the channel co
 
 class SharedPacker:
     """Stands in for a sender's encoder: `pack()` results are cached per packet,
-    so N viewers split and packetize each packet once, not N times."""
+    so N viewers split and packetize each packet once, not N times. VP8 frames get one
+    picture ID sequence per bus, the same for every viewer."""
 
-    def __init__(self, kind: str, cache_size: int = 64) -> None:
+    def __init__(self, kind: str, cache_size: int = 64, codec: VideoCodec = "h264") -> None:
         self.kind = kind
+        self.codec = codec
+        self._picture_id = random.randint(0, (1 << 15) - 1)
+        self._tl0_index = random.randint(0, 255)
         self._cache: collections.OrderedDict[int, tuple[Packet, list[bytes], int]] = (
             collections.OrderedDict()
         )
@@ -46,7 +52,11 @@ class SharedPacker:
             return cached[1], cached[2]
         self.misses += 1
         if self.kind == "video":
-            payloads = H264Encoder._packetize(H264Encoder._split_bitstream(bytes(packet)))
+            if self.codec == "vp8":
+                payloads = self._vp8(packet)
+                self._picture_id = (self._picture_id + 1) % (1 << 15)
+            else:
+                payloads = H264Encoder._packetize(H264Encoder._split_bitstream(bytes(packet)))
             timestamp = convert_timebase(packet.pts or 0, packet.time_base, VIDEO_CLOCK_BASE)
         else:
             payloads = [bytes(packet)]
@@ -55,6 +65,30 @@ class SharedPacker:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return payloads, timestamp
+
+    def _vp8(self, packet: Packet) -> list[bytes]:
+        layer = packet.opaque
+        if not isinstance(layer, int):
+            return Vp8Encoder._packetize(bytes(packet), self._picture_id)
+        # temporal layers (RFC 7741): TID and TL0PICIDX, so a receiver given the base
+        # layer alone knows the frames it misses were never needed
+        if layer == 0:
+            self._tl0_index = (self._tl0_index + 1) % 256
+        descriptor = VpxPayloadDescriptor(
+            partition_start=1,
+            partition_id=0,
+            picture_id=self._picture_id,
+            tl0picidx=self._tl0_index,
+            tid=(layer, 0),
+        )
+        buffer, payloads, position = bytes(packet), [], 0
+        while position < len(buffer):
+            head = bytes(descriptor)
+            size = min(len(buffer) - position, PACKET_MAX - len(head))
+            payloads.append(head + buffer[position : position + size])
+            descriptor.partition_start = 0
+            position += size
+        return payloads
 
     def encode(self, frame: object, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         raise TypeError("SharedPacker only packs encoded packets")

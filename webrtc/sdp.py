@@ -118,3 +118,102 @@ def _candidate(text: str) -> RTCIceCandidate:
     ):
         raise ValueError("component, priority or port out of range")
     return candidate
+
+
+def _sections(text: str) -> tuple[list[str], list[list[str]]]:
+    """The session-level lines of an SDP text and the lines of each m-section."""
+    head: list[str] = []
+    media: list[list[str]] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line:
+            continue
+        if line.startswith("m="):
+            media.append([line])
+        elif media:
+            media[-1].append(line)
+        else:
+            head.append(line)
+    return head, media
+
+
+def _mid(section: list[str]) -> str | None:
+    return next((line[6:].strip() for line in section if line.startswith("a=mid:")), None)
+
+
+def _join(head: list[str], media: list[list[str]]) -> str:
+    return "\r\n".join(head + [line for section in media for line in section]) + "\r\n"
+
+
+def without_sections(offer: str, mids: set[str]) -> str:
+    """The offer without the m-sections of `mids` (and without them in its BUNDLE group),
+    for a peer connection that cannot answer them. Their ICE candidates move to the first
+    section left when it has none (a bundled offer may list them on the first only)."""
+    head, media = _sections(offer)
+    kept = [s for s in media if _mid(s) not in mids]
+    gone = [s for s in media if _mid(s) in mids]
+    if kept and not any(line.startswith("a=candidate:") for line in kept[0]):
+        moved = [
+            line
+            for section in gone
+            for line in section
+            if line.startswith(("a=candidate:", "a=end-of-candidates"))
+        ]
+        kept[0] = kept[0] + list(dict.fromkeys(moved))
+    head = [
+        " ".join(w for w in line.split(" ") if w not in mids)
+        if line.startswith("a=group:BUNDLE")
+        else line
+        for line in head
+    ]
+    return _join(head, kept)
+
+
+def _bundle(head: list[str]) -> list[str]:
+    line = next((x for x in head if x.startswith("a=group:BUNDLE")), "")
+    return line.split()[1:]
+
+
+TRANSPORT = ("c=", "a=candidate:", "a=end-of-candidates", "a=ice-", "a=fingerprint:", "a=setup:")
+
+
+def with_rejected(answer: str, offer: str, mids: set[str]) -> str:
+    """`answer` (to the offer without `mids`) with those m-sections put back in the
+    offer's order as rejected ones: port 0, inactive, outside the BUNDLE group.
+
+    Except the offer's BUNDLE tag (its first bundled m-section): a browser that bundles
+    everything on it (Chromium with max-bundle) cannot move its transport to another
+    line ("Failed to setup RTCP mux"), so that one stays in the bundle, inactive, with
+    the offer's first codec named and nothing ever sent on it."""
+    head, answered = _sections(answer)
+    offer_head, offered = _sections(offer)
+    by_mid = {_mid(s): s for s in answered}
+    tag = next(iter(_bundle(offer_head)), None)
+    kept_tag = tag if tag in mids and answered else None
+    media: list[list[str]] = []
+    for section in offered:
+        mid = _mid(section)
+        kind, _port, proto, *formats = section[0][2:].split(" ")
+        first = formats[0] if formats else "0"
+        if mid is not None and mid == kept_tag:
+            transport = answered[0]
+            port = transport[0].split(" ")[1]
+            rtpmap = [
+                x for x in section if x.startswith((f"a=rtpmap:{first} ", f"a=fmtp:{first} "))
+            ]
+            lines = [x for x in transport[1:] if x.startswith(TRANSPORT)]
+            opening = f"m={kind} {port} {proto} {first}"
+            media.append([opening, *lines, "a=inactive", f"a=mid:{mid}", "a=rtcp-mux", *rtpmap])
+        elif mid in mids:
+            media.append(
+                [f"m={kind} 0 {proto} {first}", "c=IN IP4 0.0.0.0", "a=inactive", f"a=mid:{mid}"]
+            )
+        elif mid in by_mid:
+            media.append(by_mid[mid])
+    if kept_tag is not None:
+        head = [
+            f"a=group:BUNDLE {' '.join([kept_tag, *_bundle(head)])}"
+            if line.startswith("a=group:BUNDLE")
+            else line
+            for line in head
+        ]
+    return _join(head, media)

@@ -12,7 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.rtcpeerconnection import find_common_codecs
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.sdp import MediaDescription
+
+from capture import VideoCodec
 
 from . import packer
 from .bus import PacketBus
@@ -20,8 +24,9 @@ from .choice import Level, LinkReport, RateController, VideoLine, build_ladder, 
 from .pacer import Clock, Pacer
 from .packer import SenderCodec
 from .resync import Resequencer, SequenceShift
-from .sdp import OfferError, SdpFragment, parse_offer
+from .sdp import OfferError, SdpFragment, parse_offer, with_rejected, without_sections
 from .track import PacketTrack
+from .twins import OnDemand
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +34,13 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Feeds:
     """What a room offers a viewer: video lines in m-line order (camera, then board;
-    None where the room has no such source) and the audio bus."""
+    None where the room has no such source) and the audio bus; `vp8` the same lines'
+    VP8 twins, which `twins` switches on while a viewer needs them."""
 
     video: Sequence[VideoLine | None]
     audio: PacketBus | None
+    vp8: Sequence[VideoLine | None] = ()
+    twins: OnDemand | None = None
 
 
 @dataclass
@@ -50,9 +58,9 @@ UNPACED = 1e9  # bits/s
 DELIVERED_AGE = 3.0  # seconds a stream's last delivered rate counts
 
 
-def _codecs(kind: str) -> list[RTCRtpCodecCapability]:
-    """Only what the shared encoders produce: H.264 packetization-mode 1, Opus."""
-    wanted = "video/h264" if kind == "video" else "audio/opus"
+def _codecs(kind: str, video: VideoCodec = "h264") -> list[RTCRtpCodecCapability]:
+    """Only what the shared encoders produce: H.264 packetization-mode 1 (or VP8), Opus."""
+    wanted = f"video/{video}" if kind == "video" else "audio/opus"
     chosen = []
     for codec in RTCRtpSender.getCapabilities(kind).codecs:
         mime = codec.mimeType.lower()
@@ -60,6 +68,26 @@ def _codecs(kind: str) -> list[RTCRtpCodecCapability]:
         if (mime == wanted and mode == "1") or (mime == "video/rtx" and kind == "video"):
             chosen.append(codec)
     return chosen
+
+
+def _takes(media: MediaDescription, kind: str, video: VideoCodec = "h264") -> bool:
+    """Whether an offered m-line has a codec in common with `_codecs(kind, video)`."""
+    ours = [
+        RTCRtpCodecParameters(
+            mimeType=c.mimeType, clockRate=c.clockRate, channels=c.channels, parameters=c.parameters
+        )
+        for c in _codecs(kind, video)
+        if c.mimeType.lower() != "video/rtx"
+    ]
+    return bool(find_common_codecs(ours, media.rtp.codecs))
+
+
+def video_codec(media: MediaDescription) -> VideoCodec | None:
+    """What a video m-line of an offer gets: H.264 when it takes it (the encoders run
+    anyway), else VP8 (twins), else None: no codec in common, the line is rejected."""
+    if _takes(media, "video", "h264"):
+        return "h264"
+    return "vp8" if _takes(media, "video", "vp8") else None
 
 
 class ViewerSession:
@@ -87,6 +115,10 @@ class ViewerSession:
         self.created_at = clock()
         self.connected_at: float | None = None
         self.outputs: list[VideoOutput] = []
+        self.codecs: list[VideoCodec | None] = []  # per offered video m-line; None: rejected
+        self.rejected: set[str] = set()  # mids answered with port 0 (no codec in common)
+        self._primary_mid: str | None = None  # the first m-line answered: trickle goes there
+        self._holds_twins = False
         self.audio: tuple[RTCRtpSender, PacketTrack] | None = None
         self.ladder: list[Level] = []
         self.controller: RateController | None = None
@@ -117,51 +149,76 @@ class ViewerSession:
         """Apply the offer (m-lines: first video = camera, second = board, audio = mic)
         and return the answer with all candidates gathered (no trickle from us). Viewing
         is receiving only: whatever the offer's directions, we only send (a pupil's turn
-        to speak is a WHIP session of its own)."""
+        to speak is a WHIP session of its own). A video line takes H.264, else the VP8
+        twins; one with neither is rejected (port 0) and the rest still answered; only
+        an offer left with nothing to receive is refused."""
         description = parse_offer(offer_sdp)
-        video_lines = list(self.feeds.video)
-        audio_feed = self.feeds.audio
+        feeds = self.feeds
+        audio_feed = feeds.audio
+        index = 0
         for media in description.media:
             if media.kind not in ("audio", "video"):
                 continue
             line: VideoLine | None = None
             bus: PacketBus | None = None
+            codec: VideoCodec = "h264"
             if media.kind == "video":
-                line = video_lines.pop(0) if video_lines else None
+                chosen = video_codec(media)
+                self.codecs.append(chosen)
+                lines = feeds.vp8 if chosen == "vp8" else feeds.video
+                line = lines[index] if index < len(lines) else None
+                index += 1
+                if chosen is None:
+                    self.rejected.add(str(media.rtp.muxId))
+                    continue
+                codec = chosen
+            elif not _takes(media, "audio"):
+                self.rejected.add(str(media.rtp.muxId))
+                continue
             else:
                 bus, audio_feed = audio_feed, None
+            if self._primary_mid is None:
+                self._primary_mid = str(media.rtp.muxId)
             direction = "sendonly" if line or bus else "inactive"
             transceiver = self.pc.addTransceiver(media.kind, direction=direction)
-            transceiver.setCodecPreferences(_codecs(media.kind))
+            transceiver.setCodecPreferences(_codecs(media.kind, codec))
             if line is not None:
+                if codec == "vp8" and not self._holds_twins and feeds.twins is not None:
+                    feeds.twins.acquire()  # before the first subscription asks for a keyframe
+                    self._holds_twins = True
                 track = PacketTrack("video")
-                codec = packer.attach(transceiver.sender, track)
-                self.outputs.append(VideoOutput(line, track, transceiver.sender, codec))
+                sender_codec = packer.attach(transceiver.sender, track)
+                self.outputs.append(VideoOutput(line, track, transceiver.sender, sender_codec))
             elif bus is not None:
                 track = PacketTrack("audio", bus)
                 packer.attach(transceiver.sender, track)
                 self.audio = (transceiver.sender, track)
         if not self.tracks:
             raise OfferError(
-                400, "Nothing to receive", "the offer asks for no stream this room has"
+                400,
+                "Nothing to receive",
+                "the offer asks for no stream this room has in a codec it sends "
+                "(video: H.264 constrained baseline packetization-mode=1 or VP8; audio: Opus)",
             )
         self._start_level()
         ice = description.media[0].ice
         self.remote_ufrag = ice.usernameFragment if ice else None
+        served = without_sections(offer_sdp, self.rejected) if self.rejected else offer_sdp
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            await self.pc.setRemoteDescription(RTCSessionDescription(served, "offer"))
         except Exception as exc:
             raise OfferError(
                 400,
                 "Unsupported offer",
                 f"cannot negotiate the offer ({exc}); video must allow H.264 "
-                "(constrained baseline, packetization-mode=1) and audio Opus",
+                "(constrained baseline, packetization-mode=1) or VP8, and audio Opus",
             ) from exc
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self._pace()
         await self.pacer.start()
-        return str(self.pc.localDescription.sdp)
+        sdp = str(self.pc.localDescription.sdp)
+        return with_rejected(sdp, offer_sdp, self.rejected) if self.rejected else sdp
 
     def _start_level(self) -> None:
         self.ladder = build_ladder([output.line for output in self.outputs])
@@ -290,11 +347,14 @@ class ViewerSession:
         """What the viewer gets now, for the page and for health."""
         controller = self.controller
         chosen = {id(o.line): o.track.target for o in self.outputs}
+        vp8 = list(self.feeds.vp8) + [None] * (len(self.feeds.video) - len(self.feeds.vp8))
+        video: list[str | None] = []
+        for lines in zip(self.feeds.video, vp8, strict=True):
+            bus = next((chosen[id(x)] for x in lines if x is not None and id(x) in chosen), None)
+            video.append(None if bus is None else bus.rendition)
         return {
-            "video": [
-                None if line is None or chosen.get(id(line)) is None else chosen[id(line)].rendition  # type: ignore[union-attr]
-                for line in self.feeds.video
-            ],
+            "video": video,
+            "codecs": self.codecs,
             "level": controller.level if controller else 0,
             "levels": len(self.ladder),
             "save_data": self.save_data,
@@ -317,6 +377,8 @@ class ViewerSession:
                 422, "ICE restart not supported", "start a new session with a new offer instead"
             )
         for candidate in fragment.candidates:
+            if candidate.sdpMid in self.rejected:  # bundled: one transport, ours
+                candidate.sdpMid, candidate.sdpMLineIndex = self._primary_mid, None
             if candidate.sdpMid is None:
                 candidate.sdpMid = self.pc.getTransceivers()[0].mid
             await self.pc.addIceCandidate(candidate)
@@ -331,6 +393,9 @@ class ViewerSession:
         try:
             for track in self.tracks:
                 track.stop()
+            if self._holds_twins and self.feeds.twins is not None:
+                self._holds_twins = False
+                self.feeds.twins.release()
             await self.pacer.stop()
             await self.pc.close()
         except Exception:  # closing must never fail the caller

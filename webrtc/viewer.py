@@ -38,13 +38,14 @@ CLOCK_READS_PER_SECOND = 6  # with `clock_every=None`, once 30 frames have come
 CLOCK_RATE_FRAMES = 30
 
 
-def prefer_h264(transceiver: RTCRtpTransceiver) -> None:
-    """Offer H.264 (and its retransmissions) alone on a video transceiver, as the service
-    sends nothing else."""
+def prefer_h264(transceiver: RTCRtpTransceiver, codec: str = "h264") -> None:
+    """Offer H.264 (or `codec`: "vp8") and its retransmissions alone on a video
+    transceiver: the service sends H.264, and VP8 to viewers without H.264."""
     capabilities = RTCRtpReceiver.getCapabilities("video")
     assert capabilities is not None
+    wanted = ("video/" + codec.lower(), "video/rtx")
     transceiver.setCodecPreferences(
-        [c for c in capabilities.codecs if c.mimeType.lower() in ("video/h264", "video/rtx")]
+        [c for c in capabilities.codecs if c.mimeType.lower() in wanted]
     )
 
 
@@ -89,6 +90,8 @@ class WhepViewer:
     token: str
     video_lines: int = 2
     """The video tracks to receive: 1 the camera, 2 the camera and the board."""
+    video_codec: str = "h264"
+    """The one video codec offered: "h264" (what the service sends first) or "vp8"."""
     audio: bool = True
     clocks: Collection[str] = VIDEO_TRACKS
     """The video tracks whose burned-in clock is read (the sources that burn one)."""
@@ -126,7 +129,7 @@ class WhepViewer:
         self.before_offer()
         for name, transceiver in transceivers:
             if name != "audio":
-                prefer_h264(transceiver)
+                prefer_h264(transceiver, self.video_codec)
             self.stats[name] = TrackStats()
         await self.pc.setLocalDescription(await self.pc.createOffer())
 

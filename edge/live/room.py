@@ -15,6 +15,7 @@ from capture import (
     MAX_ABANDONED,
     AlsaMicrophone,
     AudioEncoder,
+    BackgroundEncoder,
     MediaKind,
     ScreenGrab,
     Source,
@@ -24,6 +25,7 @@ from capture import (
     TestCamera,
     TestTone,
     V4L2Camera,
+    VideoCodec,
     VideoEncoder,
     slate,
 )
@@ -40,7 +42,7 @@ from edge.config.settings import (
     VideoRendition,
 )
 from edge.school.lessons import Lesson
-from webrtc import Feeds, PacketBus, VideoLine
+from webrtc import Feeds, LayerView, OnDemand, PacketBus, VideoLine
 
 if TYPE_CHECKING:
     from edge.live.classroom import Classroom
@@ -81,10 +83,19 @@ def video_source(name: str, config: CameraSource | BoardSource, top: VideoRendit
     raise TypeError(f"unknown video source {config!r}")
 
 
-def video_encoder(source: str, rendition: VideoRendition, origin: float) -> VideoEncoder:
-    """The encoder of one rendition of `source` ("camera" or "board")."""
-    return VideoEncoder(
-        f"{source}/{rendition.name}",
+def video_encoder(
+    source: str,
+    rendition: VideoRendition,
+    origin: float,
+    codec: VideoCodec = "h264",
+    temporal_layers: int = 1,
+) -> VideoEncoder:
+    """The encoder of one rendition of `source` ("camera" or "board"); a VP8 one is a
+    twin, named `{source}/vp8/{rendition}`, that starts inactive (`Room.twins`)."""
+    vp8 = codec == "vp8"
+    kind = BackgroundEncoder if vp8 else VideoEncoder  # a twin never delays the H.264 ones
+    return kind(
+        f"{source}/vp8/{rendition.name}" if vp8 else f"{source}/{rendition.name}",
         width=rendition.width,
         height=rendition.height,
         fps=rendition.fps,
@@ -93,6 +104,9 @@ def video_encoder(source: str, rendition: VideoRendition, origin: float) -> Vide
         keyframe_interval=rendition.keyframe_interval,
         preset=rendition.preset,
         stills=rendition.stills,
+        codec=codec,
+        active=not vp8,
+        temporal_layers=temporal_layers,
     )
 
 
@@ -132,23 +146,48 @@ class Room:
             ("board", settings.board, settings.board_renditions),
         )
         self._video_feeds: list[VideoLine | None] = []
+        self._vp8_feeds: list[VideoLine | None] = []
+        self.twin_encoders: list[VideoEncoder] = []
         for source_name, source_config, renditions in video:
             if source_config is None:
                 self._video_feeds.append(None)
+                self._vp8_feeds.append(None)
                 continue
-            encoders = [video_encoder(source_name, r, origin) for r in renditions]
+            h264 = [video_encoder(source_name, r, origin) for r in renditions]
+            # the top twin of a fast source in two temporal layers: a weak VP8 viewer gets
+            # half its frame rate ("half") from the same encode
+            twins = [
+                video_encoder(source_name, r, origin, "vp8", 2 if i == 0 and r.fps >= 20 else 1)
+                for i, r in enumerate(renditions)
+            ]
+            self.twin_encoders += twins
+            encoders = h264 + twins  # the twins last: they never delay the H.264 ones
             top = renditions[0]
             source = video_source(source_name, source_config, top)
             title, detail = RECONNECTING[source_name]
             missing = slate(top.width, top.height, title, detail)
             fps = getattr(source_config, "fps", None) or top.fps
             self._add(source, encoders, "video", missing, missing_after=max(1.0, 3 / fps))
-            self._video_feeds.append(
-                VideoLine(
-                    [self.buses[encoder.name] for encoder in encoders],
-                    can_pause=source_name == "camera",  # the board stays, as stills at worst
+            layered = [
+                LayerView(
+                    f"{name}/{source_name}/vp8/half",
+                    self.buses[encoder.name],
+                    nominal_bitrate=encoder.bitrate * 6 // 10,
                 )
-            )
+                for encoder in twins
+                if encoder.temporal_layers == 2
+            ]
+            for feeds, buses in (
+                (self._video_feeds, [self.buses[encoder.name] for encoder in h264]),
+                (self._vp8_feeds, [self.buses[encoder.name] for encoder in twins] + layered),
+            ):
+                feeds.append(
+                    VideoLine(
+                        buses,
+                        can_pause=source_name == "camera",  # the board stays, as stills at worst
+                    )
+                )
+        self.twins = OnDemand(f"room {name}: VP8 twins", self._run_twins)
         self._audio_feed: PacketBus | None = None
         self.speaker = Speaker(settings.speaker.device) if settings.speaker is not None else None
         self.mic_encoder: AudioEncoder | None = None
@@ -188,7 +227,13 @@ class Room:
                 queue_size=30 if kind == "video" else 25,
                 nominal_bitrate=encoder.bitrate,
                 self_contained=isinstance(encoder, VideoEncoder) and encoder.stills,
+                codec=encoder.codec if isinstance(encoder, VideoEncoder) else "h264",
             )
+        for encoder in encoders:
+            if isinstance(encoder, BackgroundEncoder):  # it hands its packets on itself
+                encoder.sink = lambda rendition, packet: self.buses[rendition].publish_threadsafe(
+                    packet
+                )
         self.pipelines.append(
             SourcePipeline(
                 source,
@@ -200,7 +245,14 @@ class Room:
         )
 
     def feeds(self) -> Feeds:
-        return Feeds(video=self._video_feeds, audio=self._audio_feed)
+        return Feeds(
+            video=self._video_feeds, audio=self._audio_feed, vp8=self._vp8_feeds, twins=self.twins
+        )
+
+    def _run_twins(self, on: bool) -> None:
+        # the encoding threads see it at their next frame (and drop the codec when off)
+        for encoder in self.twin_encoders:
+            encoder.active = on
 
     async def warm(self) -> None:
         """Open the devices and start the encoders (a lesson is about to begin)."""
@@ -215,11 +267,13 @@ class Room:
                 pipeline.start()
             if self.speaker is not None:
                 self.speaker.start()
+            await self.twins.start()
 
     async def cool(self) -> None:
         """Release the devices (no lesson for a while)."""
         if self.capturing:
             self.capturing = False
+            await self.twins.stop()
             await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.pipelines))
             if self.speaker is not None:
                 await asyncio.to_thread(self.speaker.stop)
@@ -295,7 +349,7 @@ class Room:
             # stalled: no packet for 5 s, or for two and a half frames of a slow rendition
             # (an audio encoder at rest, the ducked microphone, sends none on purpose)
             fps = encoder.fps if isinstance(encoder, VideoEncoder) else 50.0
-            resting = isinstance(encoder, AudioEncoder) and not encoder.active
+            resting = not encoder.active  # a twin nobody watches, the ducked mic at rest
             late = not resting and (age is None or age > max(5.0, 2.5 / fps))
             stalled = stalled or (self.capturing and now - self.warmed_at > 10 and late)
             buses[name] = {

@@ -9,7 +9,8 @@
  *   quality.js     the link's grade, save data, the renditions the server chose, data used
  *   media.js       sound, swap, full screen, keeping the screen awake
  * Every module's functions take `app`, the page's state (below), as their first argument.
- * Test hook: window.classroom = {pc, state, config, quality, location, saveData, session, bytesReceived}:
+ * Test hook: window.classroom = {pc, state, config, quality, location, saveData, session, bytesReceived,
+ * picture}: picture is false when the server rejected both video lines (no codec in common, sound only);
  * quality is the page's own grade of the link ('good' | 'fair' | 'poor', from getStats), session the
  * latest GET of the WHEP session resource (renditions the server chose, its link estimate),
  * saveData the pupil's "save data" choice, bytesReceived the bytes this page received so far;
@@ -45,7 +46,7 @@ if (config && config.recordings && els.rewatch) { els.rewatch.href = config.reco
 const lang = pickLang(config);
 const classroom = window.classroom = {
   pc: null, state: 'connecting', config: config, quality: null, location: null,
-  saveData: initialSaveData(), session: null, bytesReceived: 0,
+  saveData: initialSaveData(), session: null, bytesReceived: 0, picture: true,
   relay: !!(config && config.relay), janus: null
 };
 

@@ -49,6 +49,14 @@ export function showBoard(app, present) {
   if (!present && els.camera.classList.contains('pip')) swap(app);
 }
 
+// No video codec in common with this browser: the sound plays, the stage says why there is no
+// picture and which browser shows it (window.classroom.picture is false).
+export function showPicture(app, present) {
+  app.classroom.picture = present;
+  document.body.setAttribute('data-picture', present ? 'yes' : 'none');
+  document.getElementById('no-picture').hidden = present;
+}
+
 export function updateFullscreenLabel(app) {
   const on = document.fullscreenElement || document.webkitFullscreenElement;
   app.els.fullscreen.textContent = app.t(on ? 'exitFullscreen' : 'fullscreen');
@@ -63,8 +71,10 @@ export function toggleFullscreen(app) {
       if (screen.orientation && screen.orientation.lock) return screen.orientation.lock('landscape');
     }).catch(() => {});
   } else {
-    const big = stage.querySelector('video.big');
-    if (big.webkitEnterFullscreen) big.webkitEnterFullscreen();    // iPhone: the native player
+    // iPhone: no element full screen, only the native player of one <video>: the board's
+    // (its text is what must be readable), the camera's in a room without a board
+    const board = app.els.board, video = board.hidden ? app.els.camera : board;
+    if (video.webkitEnterFullscreen && video.readyState >= 1) video.webkitEnterFullscreen();
   }
 }
 

@@ -7,7 +7,7 @@ import { swap } from './media.js';
 import { applyRelayChoice } from './relay.js';
 
 const SAVE_KEY = 'classroom-edge.saveData';
-const RENDITION_WORDS = { high: 'qHigh', hd: 'qHigh', medium: 'qMid', mid: 'qMid', low: 'qLow', sd: 'qLow' };
+const RENDITION_WORDS = { high: 'qHigh', hd: 'qHigh', medium: 'qMid', mid: 'qMid', half: 'qMid', low: 'qLow', sd: 'qLow' };
 
 /* ---------- connection quality, every 2 s ---------- */
 
@@ -22,9 +22,11 @@ export async function sampleStats(app) {
     if (r.type === 'inbound-rtp') {
       now.all += r.packetsReceived || 0;
       rtpBytes += (r.bytesReceived || 0) + (r.headerBytesReceived || 0);
-      if ((r.kind || r.mediaType) !== 'video') return;
+      // the grade follows the video, or the sound when this browser gets no picture
+      if (((r.kind || r.mediaType) === 'video') !== (classroom.picture !== false)) return;
       now.lost += Math.max(0, r.packetsLost || 0);
       now.recv += r.packetsReceived || 0;
+      if ((r.kind || r.mediaType) !== 'video') return;
       if (typeof r.framesDecoded === 'number') now.frames[r.id] = r.framesDecoded;
     } else if (r.type === 'candidate-pair') {
       pairs[r.id] = r;

@@ -36,7 +36,10 @@ export const STRINGS = {
     qAudio: 'Chỉ có tiếng', stillsNote: 'Bảng: ảnh tĩnh (chữ vẫn rõ, chậm đổi hình)',
     dataUsed: 'Đã dùng {amount}',
     unmute: 'Chạm để bật tiếng', swap: 'Đổi vị trí hình', fullscreen: 'Phóng to', exitFullscreen: 'Thu nhỏ',
-    retry: 'Thử lại', tip: 'Xoay ngang điện thoại để xem bảng to hơn.'
+    retry: 'Thử lại', tip: 'Xoay ngang điện thoại để xem bảng to hơn.',
+    noPicture: 'Trình duyệt này không hiện được hình của lớp',
+    noPictureHelp: 'Em vẫn nghe được tiếng trong lớp, vẫn giơ tay và nhắn tin cho thầy cô được.',
+    noPictureUse: 'Để xem hình camera và bảng, em hãy mở lại đường link bằng Chrome (điện thoại Android, máy tính) hoặc Safari (iPhone, iPad).'
   },
   en: {
     title: 'Class {class} · Live lesson', pageTitle: 'Live lesson', classLabel: 'Class {class}',
@@ -72,7 +75,10 @@ export const STRINGS = {
     qAudio: 'Sound only', stillsNote: 'Board: still pictures (text stays sharp, changes slowly)',
     dataUsed: 'Data used: {amount}',
     unmute: 'Tap to turn on sound', swap: 'Swap views', fullscreen: 'Full screen', exitFullscreen: 'Exit full screen',
-    retry: 'Try again', tip: 'Turn your phone sideways to see the board bigger.'
+    retry: 'Try again', tip: 'Turn your phone sideways to see the board bigger.',
+    noPicture: 'This browser cannot show the class picture',
+    noPictureHelp: 'You still hear the classroom, and can raise your hand and send messages.',
+    noPictureUse: 'To see the camera and the board, open the link again in Chrome (Android phones, computers) or Safari (iPhone, iPad).'
   }
 };
 

@@ -4,7 +4,7 @@
  * POST names (`?channel=`) so the teacher's "remove" ends this session too.
  * `app` is the page's state (main.js), `s` one session (connection.js: newSession). */
 
-import { showBoard } from './media.js';
+import { showBoard, showPicture } from './media.js';
 
 // Every request to the service carries the join token.
 export function authHeaders(config, type) {
@@ -21,6 +21,9 @@ export function newPeerConnection(config) {
   }
 }
 
+// H.264 first where the browser can say so (Safari before 14.5 and old Android WebViews cannot:
+// their default order stands). A browser without H.264 keeps its own order; the server then
+// sends VP8, or, with no video codec in common, rejects the video lines and sends sound only.
 function preferH264(transceiver) {
   if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver || !RTCRtpReceiver.getCapabilities) return;
   const caps = RTCRtpReceiver.getCapabilities('video');
@@ -108,10 +111,21 @@ export async function negotiate(app, s) {
   s.location = loc ? new URL(loc, whep).href : null;
   if (s === app.current) app.classroom.location = s.location;
   await s.pc.setRemoteDescription({ type: 'answer', sdp: answer });
-  showBoard(app, s.board.currentDirection !== 'inactive');     // inactive: the room has none
+  const rejected = rejectedMids(answer);     // no video codec in common with this browser
+  // inactive: the room has no such source, or (the camera's line, the BUNDLE tag, which
+  // cannot be rejected) no codec in common
+  const gone = (tr) => rejected.indexOf(tr.mid) >= 0 || /^(inactive|stopped)$/.test(tr.currentDirection);
+  showPicture(app, !(gone(s.camera) && gone(s.board)));
+  showBoard(app, !gone(s.board));
   watchDtls(s);
   trickle(app, s);
   return out;
+}
+
+// The mids the answer rejected (port 0).
+export function rejectedMids(sdp) {
+  return sdp.split(/\r?\nm=/).slice(1).filter((m) => /^\w+ 0 /.test(m))
+    .map((m) => (/a=mid:(\S+)/.exec(m) || [])[1]).filter(Boolean);
 }
 
 // Candidates found after the POST go to the session with PATCH (RFC 8840 SDP fragment).
