@@ -12,7 +12,8 @@ for a few seconds (the probe notes which audio the page plays meanwhile); the te
 taps "Tắt mic"; the pupil taps "save data" (timed until the camera plays the cheapest
 rendition), then off again; with NAMESPACE:DEVICE (Janus's side of the browser's link)
 that link thins to 120 kb/s (`tc tbf`: room for both tabs' sound and little else) until
-the service pauses the pupil's camera by itself; the teacher taps "Mời ra" for the
+the pupil's camera stops (the page's first aid, or the service's choice) while the
+sound goes on; the teacher taps "Mời ra" for the
 pupil's own link, and the class-link tab must go on playing. Last, the probe downloads
 the day's attendance (CSV) as staff.
 """
@@ -58,6 +59,21 @@ async () => {
     if (s.type === 'inbound-rtp' && s.kind === 'audio') packets[s.mid] = s.packetsReceived;
   });
   return {playing: playing ? playing.mid : null, packets: packets};
+}
+"""
+# On a thin link: camera frames decoded, audio packets received, what the page asked Janus
+# for by itself (first aid) and what the service chose (its last answer that got through).
+THIN = """
+async () => {
+  const c = window.classroom, out = {camera: 0, audio: 0, aid: null, chosen: null};
+  (await c.pc.getStats()).forEach((s) => {
+    if (s.type !== 'inbound-rtp') return;
+    if (s.kind === 'video' && s.mid === 'camera') out.camera = s.framesDecoded || 0;
+    if (s.kind === 'audio' && s.mid === 'audio') out.audio = s.packetsReceived || 0;
+  });
+  out.aid = c.firstAid && c.firstAid.substreams;
+  out.chosen = c.session && c.session.substreams;
+  return out;
 }
 """
 SOUND = """
@@ -186,15 +202,18 @@ def main() -> None:
             pupil.click("#save-data")
             timed(pupil, "window.classroom.session.save_data === false", 10)
             shape(namespace, device, 120, latency_ms=300)
-            thinned, result["thin_sessions"] = time.monotonic(), []
+            thinned, samples = time.monotonic(), result.setdefault("thin_samples", [])
             try:
                 for _ in range(30):
-                    session = pupil.evaluate("window.classroom.session")
-                    result["thin_sessions"].append(session)
-                    if session["video"]["camera"] is None:
-                        result["thin_paused_after"] = round(time.monotonic() - thinned, 1)
-                        break
                     time.sleep(1)
+                    sample = pupil.evaluate(THIN)
+                    sample["at"] = round(time.monotonic() - thinned, 1)
+                    samples.append(sample)
+                    asked = sample["aid"] or sample["chosen"] or {}
+                    paused = "camera" in asked and asked["camera"] is None
+                    if paused and len(samples) >= 3 and sample["camera"] == samples[-3]["camera"]:
+                        result["thin_paused_after"] = sample["at"]  # 2 s without a frame
+                        break
             finally:
                 shape(namespace, device, None)
             # what queued behind the thin link reaches the console: let its list settle

@@ -144,8 +144,17 @@ def main(url: str, whep: str, token: str, result_path: str, screenshot: str) -> 
         other = context.new_page()
         other.add_init_script(SHIFT_CLOCK % shift_ms)
         other.on("pageerror", lambda e: console.append(f"pageerror (phone behind): {e}"))
+        other.on("console", lambda m: console.append(f"{m.type} (phone behind): {m.text}"))
+        other.on("requestfailed", lambda r: console.append(f"failed: {r.method} {r.url}"))
         other.goto(url, wait_until="domcontentloaded", timeout=15000)
-        other.wait_for_function("() => window.classroom && window.classroom.state !== 'connecting'")
+        try:
+            other.wait_for_function(
+                "() => window.classroom && window.classroom.state !== 'connecting'"
+            )
+        except Exception:  # say what the page was doing, then fail
+            state = other.evaluate("window.classroom && window.classroom.state")
+            print(json.dumps({"state": state, "console": console}), file=sys.stderr)
+            raise
         result["phone_behind"] = {**other.evaluate(PAGE), "at": since_bell()}
         other.close()
 

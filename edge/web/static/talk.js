@@ -28,6 +28,7 @@
     insecure: 'The browser allows the microphone only on a secure (https) page. Please tell your teacher.'
   };
 
+  var OPEN_TIMEOUT = 10000;   // ms: a channel that cannot open in time is tried again later
   var status = { open: false, hand: false, speaking: false, allowed: false, sent: 0, channel: null };
   var config = null, pick = null;
   var chan = null;      // {id, url, source, opening}: the classroom channel
@@ -79,9 +80,13 @@
     var mine = chan = { id: null, url: null, source: null };
     var url = new URL(config.classroom, location.href);
     if (pick) url.searchParams.set('as', pick);
+    var ctrl = window.AbortController ? new AbortController() : null;
+    var timer = setTimeout(function () { if (ctrl) ctrl.abort(); }, OPEN_TIMEOUT);     // the media waits for it
     mine.opening = fetch(url.href, {
-      method: 'POST', headers: headers('application/json'), body: JSON.stringify({ device: device }), cache: 'no-store'
+      method: 'POST', headers: headers('application/json'), body: JSON.stringify({ device: device }), cache: 'no-store',
+      signal: ctrl ? ctrl.signal : undefined
     }).then(function (res) {
+      clearTimeout(timer);
       if (res.status !== 201) throw new Error('channel ' + res.status);
       return res.json();
     }).then(function (body) {
@@ -91,6 +96,7 @@
       listen(mine, new URL(body.events, location.href).href);
       return mine.id;
     }).catch(function () {
+      clearTimeout(timer);
       if (chan === mine) chan = null;     // the next media session tries again
       return null;
     });

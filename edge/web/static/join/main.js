@@ -16,7 +16,8 @@
  * saveData the pupil's "save data" choice, bytesReceived the bytes this page received so far;
  * relay is true when the page plays from Janus, janus then {session, handle, mountpoint} and
  * location the service's relay session resource (what the beats and the page's measures POST to,
- * whose state says the renditions chosen, as WHEP's does). */
+ * whose state says the renditions chosen, as WHEP's does), firstAid what the page asked Janus for
+ * by itself on heavy loss ({substreams, until, strikes}). */
 
 import { STRINGS, pickLang, translator } from './strings.js';
 import { setState, fail, showReconnecting, teardown, connect, retry, retryNow, leave } from './connection.js';
@@ -47,7 +48,7 @@ const lang = pickLang(config);
 const classroom = window.classroom = {
   pc: null, state: 'connecting', config: config, quality: null, location: null,
   saveData: initialSaveData(), session: null, bytesReceived: 0, picture: true,
-  relay: !!(config && config.relay), janus: null
+  relay: !!(config && config.relay), janus: null, firstAid: null
 };
 
 // The page's state, shared by the modules.

@@ -4,7 +4,7 @@
 
 import { authHeaders } from './whep.js';
 import { swap } from './media.js';
-import { applyRelayChoice } from './relay.js';
+import { applyRelayChoice, relayFirstAid } from './relay.js';
 
 const SAVE_KEY = 'classroom-edge.saveData';
 const RENDITION_WORDS = { high: 'qHigh', hd: 'qHigh', medium: 'qMid', mid: 'qMid', half: 'qMid', low: 'qLow', sd: 'qLow' };
@@ -53,7 +53,10 @@ export async function sampleStats(app) {
   const pair = (selected && pairs[selected]) || nominated;
   const rtt = pair && typeof pair.currentRoundTripTime === 'number' ? pair.currentRoundTripTime : null;
   const loss = dRecv + dLost ? dLost / (dRecv + dLost) : 1;
-  if (s.relay) addLinkReport(s, dt, Math.max(0, now.bytes - prev.bytes), dRecv, dLost, rtt);
+  if (s.relay) {
+    addLinkReport(s, dt, Math.max(0, now.bytes - prev.bytes), dRecv, dLost, rtt);
+    relayFirstAid(app, s, dRecv, dLost);
+  }
   app.heavyLoss = loss >= 0.1;
   showQuality(app, grade(loss, fps, rtt));
 }

@@ -2,8 +2,9 @@
  * a Janus grant instead of WHEP, plays the streaming plugin's offer (janus.js, window.classroomJanus),
  * its camera/board/audio by mid, and beats the service's relay session resource while it watches.
  * The service chooses the renditions as for WHEP, from what this page measures (quality.js reports
- * it every 2 s); the page asks Janus for the substreams chosen (applyRelayChoice). While the pupil
- * may speak, the page plays the mountpoint's `ducked` audio instead of `audio`. */
+ * it every 2 s); the page asks Janus for the substreams chosen (applyRelayChoice), stepping down by
+ * itself first on heavy loss (relayFirstAid). While the pupil may speak, the page plays the
+ * mountpoint's `ducked` audio instead of `audio`. */
 
 import { authHeaders, waitForGathering, watchDtls } from './whep.js';
 import { withOutlook } from './waiting.js';
@@ -12,7 +13,8 @@ import { showBoard } from './media.js';
 // Janus offers: its transceivers come with the offer, matched by mid (mapRelayTransceivers).
 export function prepareRelay(s) {
   s.camera = s.board = s.audio = s.ducked = null;
-  s.substreams = null;
+  s.substreams = s.chosen = s.aid = null;     // what went to Janus; the service's choice; first aid
+  s.aidStrikes = 0;
   s.pc.onicecandidate = (ev) => { if (s.sent && s.janus) s.janus.trickle(ev.candidate); };
 }
 
@@ -96,9 +98,12 @@ export async function negotiateRelay(app, s) {
 // sent), and the microphone this pupil hears: only what changed goes to Janus.
 export function applyRelayChoice(app, s, state) {
   if (!s.janus || s.janus.closed || !state || !state.substreams) return;
+  s.chosen = state.substreams;
+  const aid = s.aid && Date.now() < s.aid.until ? s.aid : null;
   const streams = [];
   Object.keys(state.substreams).forEach((mid) => {
-    const sub = state.substreams[mid];
+    let sub = state.substreams[mid];
+    if (aid && mid in aid.substreams) sub = lower(sub, aid.substreams[mid]);     // first aid holds
     streams.push(sub === null ? { mid: mid, send: false } : { mid: mid, send: true, substream: sub, fallback: 1000000 });
   });
   if (s.ducked) {
@@ -109,6 +114,35 @@ export function applyRelayChoice(app, s, state) {
   if (wanted === s.substreams) return;
   s.substreams = wanted;
   s.janus.configure(streams).catch(() => { if (s.substreams === wanted) s.substreams = null; });
+}
+
+// null (not sent) is below substream 0
+function lower(a, b) {
+  if (a === null || b === null) return null;
+  return Math.min(a, b);
+}
+
+const AID_LOSS = 0.1, AID_HOLD = 10000, AID_PAUSE_AFTER = 3;
+
+// The page's first aid on the Janus path. The service's answers come down the same thin link
+// as the media and can wait there for many seconds, while a request to Janus goes up, where
+// there is room: on heavy loss (its own getStats, every 2 s) the page asks Janus at once for
+// the cheapest substreams, after three such samples in a row for no camera (the sound goes on);
+// for 10 s after the last heavy loss the service's choice may lower that, not raise it.
+export function relayFirstAid(app, s, packets, lost) {
+  if (!s.janus || s.janus.closed || !s.chosen) return;
+  if (packets + lost < 20 || lost / (packets + lost) < AID_LOSS) {
+    s.aidStrikes = 0;
+    return;
+  }
+  s.aidStrikes = (s.aidStrikes || 0) + 1;
+  const substreams = {};
+  Object.keys(s.chosen).forEach((mid) => {
+    substreams[mid] = mid === 'camera' && s.aidStrikes >= AID_PAUSE_AFTER ? null : 0;
+  });
+  s.aid = { substreams: substreams, until: Date.now() + AID_HOLD, strikes: s.aidStrikes };
+  if (s === app.current) app.classroom.firstAid = s.aid;
+  applyRelayChoice(app, s, { substreams: s.chosen });
 }
 
 // Allowed to speak: hear the ducked microphone (the room's speakers play this pupil), else the room.
