@@ -141,7 +141,7 @@ def test_recording_pauses_before_the_disk_is_full_and_resumes(tmp_path: Path) ->
         filler = data / "filler"
         with run_service(tmp_path, ["--config", str(config)]) as service:
             free = shutil.disk_usage(data).free
-            filler.write_bytes(b"\0" * (free - 32 * MB))  # 2 MB left above the floor
+            filler.write_bytes(b"\0" * (free - 30 * MB - MB // 2))  # 0.5 MB above the floor
             api = f"{service.base}/healthz"
 
             def recorder() -> dict[str, object]:

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs root, `ip netns` and Debian's janus (see README test command)",
 )
 
-WINDOW = 8.0  # seconds of CPU measured per phase
+WINDOW = 5.0  # seconds of CPU measured per phase
 CLOCK_TICKS = 100  # os.sysconf("SC_CLK_TCK") on Linux
 
 
