@@ -144,17 +144,23 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-def connect(path: Path, *, synced: bool = True, threads: bool = False) -> sqlite3.Connection:
-    """lessons.db, migrated to the latest schema: WAL (the CLI reads and writes beside the
-    service), transactions made explicit. `synced`: every commit reaches the disk before
-    it returns; else (attendance's frequent small writes) at WAL checkpoints: a power cut
-    may cost the last seconds, a crash of the process nothing. `threads`: used from more
-    than one thread (the caller serialises)."""
+def open_db(path: Path, *, synced: bool = True, threads: bool = False) -> sqlite3.Connection:
+    """A SQLite file of ours: WAL (the CLI reads and writes beside the service), rows by
+    name, transactions made explicit. `synced`: every commit reaches the disk before it
+    returns; else (frequent small writes) at WAL checkpoints: a power cut may cost the
+    last seconds, a crash of the process nothing. `threads`: used from more than one
+    thread (the caller serialises)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=not threads)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
+    return db
+
+
+def connect(path: Path, *, synced: bool = True, threads: bool = False) -> sqlite3.Connection:
+    """lessons.db (`open_db`), migrated to the latest schema."""
+    db = open_db(path, synced=synced, threads=threads)
     migrate(db, path)
     return db
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.school.database import open_db
 from edge.school.reports import PeriodCells
 
 SCHEMA = (
@@ -69,11 +69,7 @@ class HubStore:
     """Called from threads (one lock); `school.db` in the hub's data dir."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_db(path, threads=True)
         for statement in SCHEMA:
             self._db.execute(statement)
         self._lock = threading.Lock()

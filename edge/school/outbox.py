@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from edge.school.database import open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -50,11 +51,7 @@ class Outbox:
     """The queue; every method is one short transaction, called from a thread."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=10, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_db(path, threads=True)
         self._db.execute(SCHEMA)
         self._lock = threading.Lock()
 
