@@ -109,6 +109,7 @@ export function applyRelayChoice(app, s, state) {
   if (s.ducked) {
     const ducked = !!(window.classroomTalk && window.classroomTalk.status.allowed);
     streams.push({ mid: 'audio', send: !ducked }, { mid: 'ducked', send: ducked });
+    if (s === app.current) hear(app, ducked ? s.ducked : s.audio);     // (also after a rejoin)
   }
   const wanted = JSON.stringify(streams);
   if (wanted === s.substreams) return;
@@ -148,11 +149,17 @@ export function relayFirstAid(app, s, packets, lost) {
 // Allowed to speak: hear the ducked microphone (the room's speakers play this pupil), else the room.
 export function relayHears(app, allowed) {
   const s = app.current;
-  if (!s || !s.relay || !s.ducked) return;
-  const tr = allowed ? s.ducked : s.audio;
-  if (tr && tr.receiver.track) app.els.sound.srcObject = new MediaStream([tr.receiver.track]);
-  if (app.els.sound.srcObject && !app.els.sound.muted) app.els.sound.play().catch(() => {});
-  if (app.classroom.session) applyRelayChoice(app, s, app.classroom.session);
+  if (!s || !s.relay || !s.ducked || !s.chosen) return;
+  applyRelayChoice(app, s, { substreams: s.chosen });     // Janus's send flags, and the sound
+}
+
+// The sound element plays `tr`'s track (the room's microphone, or its ducked copy).
+function hear(app, tr) {
+  const el = app.els.sound, track = tr && tr.receiver.track;
+  const now = el.srcObject && el.srcObject.getAudioTracks()[0];
+  if (!track || now === track) return;
+  el.srcObject = new MediaStream([track]);
+  if (!el.muted) el.play().catch(() => {});
 }
 
 // Tell the service the pupil still watches; 404: the session is gone, the next POST says why.
