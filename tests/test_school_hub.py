@@ -248,6 +248,14 @@ async def test_a_school_morning_reaches_the_hub(tmp_path: Path) -> None:
         assert "Chưa diễn tập lần nào" in row_of(page, "p2")
         not_hub = await client.get(f"{rooms['p1'].base}/school", headers=rooms["p1"].staff())
         assert not_hub.status_code == 404 and "Không phải máy chủ của trường" in not_hub.text
+        # a visitor (not the hub's own name, no login) is sent to the login, and back after;
+        # a download is refused
+        visitor = {"Host": "truong.example"}
+        for path in ("/school", "/school/rooms", "/school/district"):
+            sent = await client.get(f"{hub.base}{path}", headers=visitor)
+            assert sent.status_code == 303 and sent.headers["location"] == f"/login?next={path}"
+        xlsx = await client.get(f"{hub.base}/school/district?format=xlsx", headers=visitor)
+        assert xlsx.status_code == 403, xlsx.text
         metrics = (await client.get(f"{rooms['p1'].base}/metrics")).text
         assert 'classroom_edge_drill_passed{room="p1"} 1.0' in metrics
         assert 'classroom_edge_lesson_due{room="p1"} 0.0' in metrics

@@ -61,6 +61,23 @@ def _hub(service: EdgeService) -> tuple[HubStore, SchoolHubSettings] | None:
     return service.hub, settings
 
 
+def _hub_for_staff(
+    service: EdgeService, request: Request, *, download: bool = False
+) -> tuple[HubStore, SchoolHubSettings] | Response:
+    """The hub, for a staff page: else a Vietnamese 404 page on a mini-PC that is not the
+    hub, or the login page (back to this page after) for a visitor; a download: 403."""
+    hub = _hub(service)
+    if hub is None:
+        return sorry(
+            404, "Không phải máy chủ của trường", "Máy này không tổng hợp báo cáo toàn trường."
+        )
+    if not is_staff(request, service.staff):
+        if download:
+            return problem(403, "Staff only", "log in at /login")
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    return hub
+
+
 async def _signed(
     service: EdgeService, request: Request, limit: int
 ) -> tuple[str, Any, dt.datetime] | Response:
@@ -255,13 +272,9 @@ DAY_HEADERS = [
 
 @routes.get("/school")
 async def school_page(service: Service, request: Request, date: str = "") -> Response:
-    hub = _hub(service)
-    if hub is None:
-        return sorry(
-            404, "Không phải máy chủ của trường", "Máy này không tổng hợp báo cáo toàn trường."
-        )
-    if not is_staff(request, service.staff):
-        return RedirectResponse("/login?next=/school", status_code=303)
+    hub = _hub_for_staff(service, request)
+    if isinstance(hub, Response):
+        return hub
     day = _day_or_sorry(service, date)
     if isinstance(day, HTMLResponse):
         return day
@@ -393,13 +406,9 @@ ROOM_HEADERS = [
 
 @routes.get("/school/rooms")
 async def rooms_page(service: Service, request: Request) -> Response:
-    hub = _hub(service)
-    if hub is None:
-        return sorry(
-            404, "Không phải máy chủ của trường", "Máy này không tổng hợp báo cáo toàn trường."
-        )
-    if not is_staff(request, service.staff):
-        return RedirectResponse("/login?next=/school/rooms", status_code=303)
+    hub = _hub_for_staff(service, request)
+    if isinstance(hub, Response):
+        return hub
     store, settings = hub
     beats = await asyncio.to_thread(store.beats)
     now = service.clock.now()
@@ -465,15 +474,9 @@ async def rooms_page(service: Service, request: Request) -> Response:
 async def district_page(
     service: Service, request: Request, date: str = "", format: str = "html"
 ) -> Response:
-    hub = _hub(service)
-    if hub is None:
-        return sorry(
-            404, "Không phải máy chủ của trường", "Máy này không tổng hợp báo cáo toàn trường."
-        )
-    if not is_staff(request, service.staff):
-        if format == "xlsx":
-            return problem(403, "Staff only", "log in at /login")
-        return RedirectResponse("/login?next=/school/district", status_code=303)
+    hub = _hub_for_staff(service, request, download=format == "xlsx")
+    if isinstance(hub, Response):
+        return hub
     day = _day_or_sorry(service, date)
     if isinstance(day, HTMLResponse):
         return day
