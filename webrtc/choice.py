@@ -258,6 +258,14 @@ class RateController:
         self.changed_at = now
 
 
+def level_costs(ladder: Sequence[Level], audio_bitrate: float) -> list[float]:
+    """Bits/s each level of `ladder` costs a viewer on the wire, audio included."""
+    return [
+        audio_bitrate + sum(bus.wire_bitrate() for bus in level if bus is not None)
+        for level in ladder
+    ]
+
+
 def save_data_cap(ladder: Sequence[Level], lines: Sequence[VideoLine]) -> int:
     """The "save data" cap: the best level that keeps every line at its cheapest."""
     cheapest = [min(line.renditions, key=lambda b: b.nominal_bitrate) for line in lines]
@@ -310,10 +318,7 @@ class RemoteChoice:
     def costs(self) -> list[float]:
         """Bits/s each level costs on the wire, audio included."""
         audio = self.audio.wire_bitrate() if self.audio is not None else 0.0
-        return [
-            audio + sum(bus.wire_bitrate() for bus in level if bus is not None)
-            for level in self.ladder
-        ]
+        return level_costs(self.ladder, audio)
 
     def chosen(self) -> Level:
         return self.ladder[self.level]

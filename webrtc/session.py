@@ -20,7 +20,15 @@ from capture import VideoCodec
 
 from . import packer
 from .bus import PacketBus
-from .choice import Level, LinkReport, RateController, VideoLine, build_ladder, save_data_cap
+from .choice import (
+    Level,
+    LinkReport,
+    RateController,
+    VideoLine,
+    build_ladder,
+    level_costs,
+    save_data_cap,
+)
 from .pacer import Clock, Pacer
 from .packer import SenderCodec
 from .resync import Resequencer, SequenceShift
@@ -253,10 +261,7 @@ class ViewerSession:
     def costs(self) -> list[float]:
         """Bits/s each level costs on the wire, audio included."""
         audio = self.feeds.audio.wire_bitrate() if self.audio and self.feeds.audio else 0.0
-        return [
-            audio + sum(bus.wire_bitrate() for bus in level if bus is not None)
-            for level in self.ladder
-        ]
+        return level_costs(self.ladder, audio)
 
     def _apply(self, level: int) -> None:
         for output, bus in zip(self.outputs, self.ladder[level], strict=True):

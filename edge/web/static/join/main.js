@@ -134,7 +134,7 @@ function bindEvents() {
   // the teacher removed this pupil (talk.js heard it on the channel): the picture ends now,
   // on either path, not at the next failed reconnect
   document.addEventListener('classroom:removed', () => fail(app, app.t('removed'), app.t('removedHelp'), false));
-  document.addEventListener('classroom:allowed', (ev) => relayHears(app, !!ev.detail));
+  document.addEventListener('classroom:allowed', () => relayHears(app));     // talk.js's status says which
   window.addEventListener('pagehide', () => leave(app));
   window.addEventListener('pageshow', (ev) => { if (ev.persisted) retryNow(app); });
   setInterval(() => { sampleStats(app).catch(() => {}); }, 2000);

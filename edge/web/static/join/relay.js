@@ -147,7 +147,7 @@ export function relayFirstAid(app, s, packets, lost) {
 }
 
 // Allowed to speak: hear the ducked microphone (the room's speakers play this pupil), else the room.
-export function relayHears(app, allowed) {
+export function relayHears(app) {
   const s = app.current;
   if (!s || !s.relay || !s.ducked || !s.chosen) return;
   applyRelayChoice(app, s, { substreams: s.chosen });     // Janus's send flags, and the sound
