@@ -12,8 +12,10 @@ from .ice import IceServer, gather_only, is_loopback, rtc_configuration
 from .sdp import MAX_OFFER_BYTES, OfferError
 from .session import Feeds, ViewerSession
 from .twins import OnDemand
+from .viewers import Viewer, Viewers
 from .whep import SessionManager
 from .whip import Publishers, TalkSession
+from .workers import WorkerPool
 
 __all__ = [
     "MAX_OFFER_BYTES",
@@ -30,7 +32,10 @@ __all__ = [
     "Subscription",
     "TalkSession",
     "VideoLine",
+    "Viewer",
     "ViewerSession",
+    "Viewers",
+    "WorkerPool",
     "gather_only",
     "is_loopback",
     "quiet_departures",

@@ -129,6 +129,11 @@ class PacketBus:
         self._gone_dropped = 0  # of subscriptions that ended
         self._gone_resyncs = 0
         self._views: list[LayerView] = []
+        # called with each packet in the thread that publishes it, before the loop sees
+        # it: the viewer workers' feed (webrtc.workers), which no loop may hold up
+        self.taps: list[Callable[[Packet], None]] = []
+        # subscribers, dropped and resyncs of this bus's mirrors in each viewer worker
+        self.elsewhere: dict[int, tuple[int, int, int]] = {}
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop `publish_threadsafe` hands packets to."""
@@ -139,7 +144,8 @@ class PacketBus:
 
     @property
     def subscribers(self) -> int:
-        return len(self._subscribers)
+        """Viewers of this rendition, here and in the viewer workers."""
+        return len(self._subscribers) + sum(c[0] for c in self.elsewhere.values())
 
     def subscribe(
         self, ready: asyncio.Event | None = None, queue_size: int | None = None
@@ -161,12 +167,26 @@ class PacketBus:
     @property
     def dropped(self) -> int:
         """Packets not delivered to subscribers so far (behind, or before their IDR)."""
-        return self._gone_dropped + sum(s.dropped for s in self._subscribers)
+        here = self._gone_dropped + sum(s.dropped for s in self._subscribers)
+        return here + sum(c[1] for c in self.elsewhere.values())
 
     @property
     def resyncs(self) -> int:
         """Times a subscriber fell so far behind that it skipped to the next IDR."""
-        return self._gone_resyncs + sum(s.resyncs for s in self._subscribers)
+        here = self._gone_resyncs + sum(s.resyncs for s in self._subscribers)
+        return here + sum(c[2] for c in self.elsewhere.values())
+
+    def lost_on_the_way(self) -> None:
+        """Packets meant for this bus were dropped before it saw them (a mirror in a
+        viewer worker): every video subscriber waits for the next keyframe."""
+        if self.kind != "video":
+            return
+        for subscription in self._subscribers:
+            if not subscription.waiting_for_keyframe:
+                subscription.waiting_for_keyframe = True
+                subscription.resyncs += 1
+        if self._subscribers and not self.self_contained:
+            self.request_keyframe()
 
     def packet_rate(self) -> float:
         """Packets a second over the last `RATE_WINDOW` seconds (video: frames a second)."""
@@ -220,6 +240,8 @@ class PacketBus:
                 view.publish(packet)
 
     def publish_threadsafe(self, packet: Packet) -> None:
+        for tap in self.taps:
+            tap(packet)
         # RuntimeError: the loop is closing, the packet has no one left to reach
         # (no loop yet: nothing can be subscribed, the packet would reach no one)
         if self._loop is not None:

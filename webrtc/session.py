@@ -34,7 +34,7 @@ from .packer import SenderCodec
 from .resync import Resequencer, SequenceShift
 from .sdp import OfferError, SdpFragment, parse_offer, with_rejected, without_sections
 from .track import PacketTrack
-from .twins import OnDemand
+from .twins import Hold
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Feeds:
     video: Sequence[VideoLine | None]
     audio: PacketBus | None
     vp8: Sequence[VideoLine | None] = ()
-    twins: OnDemand | None = None
+    twins: Hold | None = None
 
 
 @dataclass
@@ -347,6 +347,10 @@ class ViewerSession:
         controller = self.controller
         rate = controller.pacing_rate(self._clock()) if controller is not None else None
         return UNPACED if rate is None else rate
+
+    async def status(self) -> dict[str, Any]:
+        """`describe()`, as a viewer in a worker process answers it."""
+        return self.describe()
 
     def describe(self) -> dict[str, Any]:
         """What the viewer gets now, for the page and for health."""

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from capture.supervise import cancel_all, supervised
 
@@ -15,6 +16,15 @@ logger = logging.getLogger(__name__)
 
 LINGER = 30.0  # seconds the twins keep running after their last viewer left (a rejoin)
 POLL = 1.0  # seconds between looks at whether the linger is over
+
+
+class Hold(Protocol):
+    """What a viewer needing the twins holds: `acquire()` when it starts, `release()`
+    when it goes (an `OnDemand`, or a viewer worker's messages to one)."""
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
 class OnDemand:

@@ -34,15 +34,19 @@ class SessionManager:
 
     def __init__(
         self,
+        feeds: Callable[[str], Feeds],
         ice_servers: Sequence[IceServer] | Callable[[], Sequence[IceServer]] = (),
         *,
         connect_timeout: float = 30.0,
         max_sessions: int = 200,
         on_connected: Callable[[ViewerSession], None] | None = None,
         on_closed: Callable[[ViewerSession], None] | None = None,
+        on_removed: Callable[[ViewerSession], None] | None = None,
     ) -> None:
+        self.feeds = feeds  # what a room offers its viewers, by room name
         self.on_connected = on_connected  # a session's media began to flow
         self.on_closed = on_closed  # a session that had connected has ended
+        self.on_removed = on_removed  # any session has ended, connected or not
         self.ice_servers = ice_servers if callable(ice_servers) else list(ice_servers)
         self.connect_timeout = connect_timeout
         self.max_sessions = max_sessions
@@ -65,18 +69,36 @@ class SessionManager:
         await self.lag.stop()
         await asyncio.gather(*(self._close(s) for s in list(self.sessions.values())))
 
+    def peer_connections_open(self) -> int:
+        return len(self.peer_connections)
+
     async def create(
-        self, feeds: Feeds, offer_sdp: str, *, save_data: bool = False, **info: object
+        self, room: str, offer_sdp: str, *, save_data: bool = False, **info: object
     ) -> tuple[ViewerSession, str]:
-        """Answer an offer; returns the session and the SDP answer. Raises `OfferError`."""
+        """Answer an offer to watch `room`; returns the session and the SDP answer.
+        Raises `OfferError`."""
+        return await self.open(room, offer_sdp, save_data=save_data, info=info)
+
+    async def open(
+        self,
+        room: str,
+        offer_sdp: str,
+        *,
+        save_data: bool = False,
+        ice_servers: Sequence[IceServer] | None = None,
+        session_id: str | None = None,
+        info: dict[str, object] | None = None,
+    ) -> tuple[ViewerSession, str]:
+        """`create`, with the session's ID and ICE servers given (a viewer worker's)."""
         if len(self.sessions) >= self.max_sessions:
             raise OfferError(503, "Too many viewers", f"at most {self.max_sessions} sessions")
-        session_id = secrets.token_urlsafe(16)
-        servers = self.ice_servers() if callable(self.ice_servers) else self.ice_servers
-        pc = RTCPeerConnection(rtc_configuration(servers))
+        session_id = session_id or secrets.token_urlsafe(16)
+        if ice_servers is None:
+            ice_servers = self.ice_servers() if callable(self.ice_servers) else self.ice_servers
+        pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self.peer_connections.add(pc)
-        session = ViewerSession(session_id, pc, feeds, save_data=save_data)
-        session.info.update(info)
+        session = ViewerSession(session_id, pc, self.feeds(room), save_data=save_data)
+        session.info.update(info or {}, room=room)
         self.sessions[session_id] = session
 
         @pc.on("connectionstatechange")
@@ -114,6 +136,8 @@ class SessionManager:
         await session.close()
         if session.connected_at is not None and self.on_closed is not None:
             self.on_closed(session)
+        if self.on_removed is not None:
+            self.on_removed(session)
 
     def _is_dead(self, session: ViewerSession, now: float) -> bool:
         if session.state in ("failed", "closed"):

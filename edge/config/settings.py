@@ -159,6 +159,13 @@ class WebRtcSettings(Model):
         description="Seconds a new viewer may take to connect before it is dropped",
     )
     max_viewers: int = Field(200, ge=1, le=2000, description="Viewer sessions per mini-PC")
+    viewer_workers: int | None = Field(
+        None,
+        ge=0,
+        le=16,
+        description="Processes that serve the viewers, each on a core of its own; 0: the "
+        "service's own process serves them; none: one per core but one (the encoders')",
+    )
     max_per_pupil: int = Field(
         3, ge=1, le=10, description="Sessions one pupil's own link may hold at once (devices)"
     )

@@ -35,7 +35,7 @@ from typing import Any
 from capture.supervise import cancel_all, supervised
 from edge.live.room import Room
 from edge.school.clock import Clock
-from webrtc import PacketBus, TalkSession, ViewerSession
+from webrtc import PacketBus, TalkSession, Viewer
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Channel:
     streams: int = 0  # event streams open now
     lost_at: float | None = None  # when its last stream closed
     present: bool = False  # noted in attendance
-    media: dict[str, ViewerSession | None] = field(default_factory=dict)  # None: relayed
+    media: dict[str, Viewer | None] = field(default_factory=dict)  # None: relayed
     outbox: collections.deque[Message] = field(
         default_factory=lambda: collections.deque(maxlen=OUTBOX)
     )
@@ -342,7 +342,7 @@ class Classroom:
                 self._touch()
         await self._run_pending()
 
-    def link_media(self, channel_id: str, media_id: str, session: ViewerSession | None) -> bool:
+    def link_media(self, channel_id: str, media_id: str, session: Viewer | None) -> bool:
         """A media session (WHEP, or a relay viewer: `session` None) plays for a channel."""
         channel = self.channels.get(channel_id)
         if channel is None:

@@ -45,7 +45,9 @@ from webrtc import (
     Publishers,
     SessionManager,
     TalkSession,
-    ViewerSession,
+    Viewer,
+    Viewers,
+    WorkerPool,
     gather_only,
     is_loopback,
     quiet_departures,
@@ -53,6 +55,7 @@ from webrtc import (
 from webrtc.dtls import harden
 from webrtc.guard import guard_datagrams
 from webrtc.ice import GatherPolicy, TurnRest, UdpPorts, gather_in
+from webrtc.workers import viewer_workers
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +97,6 @@ class EdgeService:
             UdpPorts.parse(webrtc.udp_ports) if webrtc.udp_ports else None,
             webrtc.public_address,
         )
-        # On loopback (tests, one machine) our own peer connections use no STUN/TURN.
-        self.sessions = SessionManager(
-            () if self.loopback else lambda: self.ice_servers("edge"),
-            connect_timeout=config.site.webrtc.connect_timeout,
-            max_sessions=config.site.webrtc.max_viewers,
-            on_connected=self._viewer_joined,
-            on_closed=self._viewer_left,
-        )
         self.publishers = Publishers(  # pupils' microphones, one turn each (WHIP)
             () if self.loopback else lambda: self.ice_servers("edge"),
             max_sessions=max(2, len(config.rooms) * 2),
@@ -125,6 +120,7 @@ class EdgeService:
         self.rooms = {
             name: self._room(name, settings, usb_backend) for name, settings in config.rooms.items()
         }
+        self.sessions = self._viewers()
         self.archiver = self._archiver(self.store, self.jobs)
         self.delivery = Delivery.for_service(self)  # rooms with a [hub]: reports to it
         hub = config.site.school_hub  # [school_hub]: this process is the school's hub
@@ -220,10 +216,9 @@ class EdgeService:
 
     async def start(self) -> None:
         self.logbook.install()
-        if self.loopback:
-            gather_only(["127.0.0.1"])
-        elif self.host not in ("0.0.0.0", "::", ""):
-            gather_only([self.host])
+        addresses = self._candidate_addresses()
+        if addresses is not None:
+            gather_only(addresses)
         gather_in(self.gather_policy)
         harden()  # DTLS suites and SRTP profiles of our choice (webrtc/dtls.py)
         guard_datagrams(True)  # only the pupil's ICE pair reaches DTLS/SRTP (issue 24)
@@ -242,6 +237,44 @@ class EdgeService:
         await self.scheduler.start()
         if self.delivery is not None:
             await self.delivery.start()
+
+    def _candidate_addresses(self) -> list[str] | None:
+        """The only addresses our host candidates may have (None: every interface's)."""
+        if self.loopback:
+            return ["127.0.0.1"]
+        if self.host not in ("0.0.0.0", "::", ""):
+            return [self.host]
+        return None
+
+    def _viewers(self) -> Viewers:
+        """The pupils' sessions: in viewer worker processes, or in this one (0 workers)."""
+        webrtc = self.config.site.webrtc
+        # On loopback (tests, one machine) our own peer connections use no STUN/TURN.
+        ice = () if self.loopback else lambda: self.ice_servers("edge")
+        workers = viewer_workers(webrtc.viewer_workers)
+        if workers == 0:
+            return SessionManager(
+                lambda room: self.rooms[room].feeds(),
+                ice,
+                connect_timeout=webrtc.connect_timeout,
+                max_sessions=webrtc.max_viewers,
+                on_connected=self._viewer_joined,
+                on_closed=self._viewer_left,
+            )
+        return WorkerPool(
+            workers,
+            {name: room.feeds() for name, room in self.rooms.items()},
+            [bus for room in self.rooms.values() for bus in room.buses.values()],
+            ice,
+            connect_timeout=webrtc.connect_timeout,
+            max_sessions=webrtc.max_viewers,
+            addresses=self._candidate_addresses(),
+            ports=self.gather_policy.ports,
+            public_address=self.gather_policy.public_address,
+            holds={name: room.twins for name, room in self.rooms.items()},
+            on_connected=self._viewer_joined,
+            on_closed=self._viewer_left,
+        )
 
     def _archiver(self, lessons: LessonStore, jobs: ArchiveStore) -> Archiver:
         site = self.config.site
@@ -280,14 +313,14 @@ class EdgeService:
     def classmate(self, class_name: str, key: str) -> Pupil | None:
         return next((p for p in self.roster.pupils(class_name) if self.pick_key(p) == key), None)
 
-    def _viewer_joined(self, session: ViewerSession) -> None:
+    def _viewer_joined(self, session: Viewer) -> None:
         self.media_started(session.id, session, session.info)
 
-    def _viewer_left(self, session: ViewerSession) -> None:
+    def _viewer_left(self, session: Viewer) -> None:
         self.media_ended(session.id, session.info)
 
     def media_started(
-        self, media_id: str, session: ViewerSession | None, info: dict[str, Any]
+        self, media_id: str, session: Viewer | None, info: dict[str, Any]
     ) -> None:
         """A media session plays (WHEP: `session`; relayed: None): for the page's channel
         that asked for it, or, from a player without a page, as a channel of its own."""
@@ -403,7 +436,7 @@ class EdgeService:
         return {
             "threads": threading.active_count(),
             "tasks": len(asyncio.all_tasks()),
-            "peer_connections": len(self.sessions.peer_connections),
+            "peer_connections": self.sessions.peer_connections_open(),
             "sessions": len(self.sessions.sessions),
         }
 

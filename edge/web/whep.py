@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from edge.access import joining
 from edge.access.rules import bounded_body, problem
 from edge.web.deps import PupilGrant, Refused, Room, Service, admit, cors
-from webrtc import MAX_OFFER_BYTES, OfferError, ViewerSession
+from webrtc import MAX_OFFER_BYTES, OfferError, Viewer
 from webrtc.client_json import parse_client_json
 
 SDP = "application/sdp"
@@ -34,7 +34,7 @@ def content_type(request: Request) -> str:
 
 def viewer_session(
     room: str, session_id: str, service: Service, headers: SessionCors
-) -> ViewerSession:
+) -> Viewer:
     """The session `session_id` of `room`; 404 when it ended or never was."""
     session = service.sessions.sessions.get(session_id)
     if session is None or session.info.get("room") != room:
@@ -44,7 +44,7 @@ def viewer_session(
     return session
 
 
-Session = Annotated[ViewerSession, Depends(viewer_session)]
+Session = Annotated[Viewer, Depends(viewer_session)]
 
 
 async def read_offer(request: Request, headers: dict[str, str]) -> str | Response:
@@ -85,10 +85,9 @@ async def whep_post(
         return seat
     try:
         session, answer = await service.sessions.create(
-            runtime.feeds(),
+            room,
             offer,
             save_data=request.query_params.get("save_data", "") in ("1", "true"),
-            room=room,
             user_agent=request.headers.get("user-agent", ""),
             **seat.info(),
         )
@@ -122,7 +121,9 @@ async def session_options(headers: SessionCors) -> Response:
 async def session_state(session: Session, headers: SessionCors) -> Response:
     """What the viewer gets now: renditions per video line, quality level, whether the
     link is poor, bytes sent (an extension of WHEP for the pupil's page)."""
-    state = session.describe()
+    state = await session.status()
+    if not state:
+        return problem(404, "No such session", "the session has ended", headers)
     state["video"] = dict(zip(VIDEO_LINES, state["video"], strict=True))
     return JSONResponse(state, headers={**headers, "Cache-Control": "no-store"})
 

@@ -1,0 +1,290 @@
+"""A viewer worker process: `python -m webrtc.worker --control FD --media FD`.
+
+It serves a share of the service's viewers on a core of its own: aiortc sessions (ICE,
+DTLS, SRTP, RTCP, the rate choice) fed from mirrors of the service's buses. The service
+(`webrtc.workers.WorkerPool`) writes every encoded packet once to its media socket and
+asks for sessions on its control socket (`webrtc.wire`). It ends when the control
+socket closes (the service went away).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+from capture.supervise import cancel_all, supervised
+
+from . import wire
+from .bus import LayerView, PacketBus
+from .choice import VideoLine
+from .departures import quiet_departures
+from .dtls import harden
+from .guard import guard_datagrams
+from .ice import GatherPolicy, IceServer, UdpPorts, gather_in, gather_only
+from .sdp import OfferError
+from .session import Feeds, ViewerSession
+from .whep import SessionManager
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 1 << 18
+
+
+class _Holds:
+    """A room's VP8 twins, held on the service's side through messages."""
+
+    def __init__(self, worker: Worker, room: str) -> None:
+        self._worker, self._room = worker, room
+
+    def acquire(self) -> None:
+        self._worker.send(wire.Twins(room=self._room, hold=True))
+
+    def release(self) -> None:
+        self._worker.send(wire.Twins(room=self._room, hold=False))
+
+
+class _MediaProtocol(asyncio.Protocol):
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._reader = wire.FrameReader()
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        self._worker.media = transport
+
+    def data_received(self, data: bytes) -> None:
+        buses = self._worker.buses
+        for index, packet in self._reader.feed(data):
+            if packet is None:
+                for bus in buses:
+                    bus.lost_on_the_way()
+            elif 0 <= index < len(buses):
+                buses[index].publish(packet)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+class Worker:
+    """The worker's side: mirrors of the buses, a `SessionManager`, the control loop."""
+
+    def __init__(
+        self, hello: wire.Hello, writer: asyncio.StreamWriter, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.hello = hello
+        self._writer = writer
+        self.buses: list[PacketBus] = []
+        for spec in sorted(hello.buses, key=lambda s: s.index):
+            if spec.index != len(self.buses):
+                raise ValueError(f"bus indexes must run 0, 1, …; got {spec.index}")
+            self.buses.append(self._mirror(spec, loop))
+        self.feeds = {room.room: self._feeds(room) for room in hello.rooms}
+        self.sessions = SessionManager(
+            self._feeds_of,
+            connect_timeout=hello.connect_timeout,
+            max_sessions=hello.max_sessions,
+            on_connected=lambda s: self.send(wire.Connected(session=s.id)),
+            on_removed=lambda s: self.send(wire.Closed(session=s.id)),
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._requests: set[asyncio.Task[None]] = set()
+        self.media: asyncio.WriteTransport | None = None
+
+    def _mirror(self, spec: wire.BusSpec, loop: asyncio.AbstractEventLoop) -> PacketBus:
+        index = spec.index
+        if spec.base is not None:
+            return LayerView(spec.name, self.buses[spec.base], nominal_bitrate=spec.nominal_bitrate)
+        return PacketBus(
+            spec.name,
+            spec.kind,
+            loop=loop,
+            request_keyframe=lambda: self.request_keyframe(index),
+            queue_size=spec.queue_size,
+            nominal_bitrate=spec.nominal_bitrate,
+            self_contained=spec.self_contained,
+            codec=spec.codec,
+        )
+
+    def _line(self, spec: wire.LineSpec | None) -> VideoLine | None:
+        if spec is None:
+            return None
+        return VideoLine([self.buses[i] for i in spec.renditions], can_pause=spec.can_pause)
+
+    def _feeds(self, room: wire.RoomFeeds) -> Feeds:
+        return Feeds(
+            video=[self._line(line) for line in room.video],
+            audio=None if room.audio is None else self.buses[room.audio],
+            vp8=[self._line(line) for line in room.vp8],
+            twins=_Holds(self, room.room),
+        )
+
+    def _feeds_of(self, room: str) -> Feeds:
+        feeds = self.feeds.get(room)
+        if feeds is None:
+            raise OfferError(404, "No such room", f"this worker serves no room {room!r}")
+        return feeds
+
+    def request_keyframe(self, index: int) -> None:
+        """Straight to the service's encoder thread, on the media socket."""
+        if self.media is not None and not self.media.is_closing():
+            self.media.write(wire.KEYFRAME_REQUEST.pack(index))
+        else:
+            self.send(wire.Keyframe(bus=index))
+
+    def send(self, message: wire.Message) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(wire.encode(message))
+
+    async def start(self) -> None:
+        await self.sessions.start()
+        self._tasks = [supervised("worker-beat", self._beat)]
+
+    async def stop(self) -> None:
+        await cancel_all(self._tasks)
+        for task in list(self._requests):
+            task.cancel()
+        await asyncio.gather(*self._requests, return_exceptions=True)
+        await self.sessions.stop()
+
+    async def _beat(self) -> None:
+        while True:
+            counts = {
+                i: wire.BusCounts(subscribers=b.subscribers, dropped=b.dropped, resyncs=b.resyncs)
+                for i, b in enumerate(self.buses)
+                if b.subscribers or b.dropped or b.resyncs
+            }
+            self.send(
+                wire.Beat(
+                    sessions=len(self.sessions.sessions),
+                    peer_connections=self.sessions.peer_connections_open(),
+                    lag=self.sessions.lag.recent(2.0),
+                    buses=counts,
+                )
+            )
+            await asyncio.sleep(self.hello.beat)
+
+    def handle(self, message: wire.ToWorker) -> None:
+        """A control message; requests run as tasks of their own, kept until done."""
+        match message:
+            case wire.SaveData(session=session_id, on=on):
+                if (session := self.sessions.sessions.get(session_id)) is not None:
+                    session.set_save_data(on)
+            case wire.SetAudio(session=session_id, bus=index):
+                session = self.sessions.sessions.get(session_id)
+                if session is not None and 0 <= index < len(self.buses):
+                    session.set_audio(self.buses[index])
+            case wire.Hello():
+                logger.warning("a second hello ignored")
+            case _:
+                task = asyncio.create_task(self._request(message))
+                self._requests.add(task)
+                task.add_done_callback(self._requests.discard)
+
+    async def _request(self, message: wire.ToWorker) -> None:
+        try:
+            self.send(await self._reply(message))
+        except OfferError as exc:
+            req = getattr(message, "req", 0)
+            self.send(wire.Failed(req=req, status=exc.status, title=exc.title, detail=exc.detail))
+        except Exception as exc:  # a request must always be answered
+            logger.exception("worker request %s", message.type)
+            req = getattr(message, "req", 0)
+            self.send(wire.Failed(req=req, status=500, title="Worker error", detail=repr(exc)))
+
+    async def _reply(self, message: wire.ToWorker) -> wire.Message:
+        match message:
+            case wire.Offer():
+                servers = [
+                    IceServer(tuple(s.urls), s.username, s.credential) for s in message.ice_servers
+                ]
+                session, sdp = await self.sessions.open(
+                    message.room,
+                    message.sdp,
+                    save_data=message.save_data,
+                    ice_servers=servers,
+                    session_id=message.session,
+                )
+                return wire.Answer(req=message.req, session=session.id, sdp=sdp)
+            case wire.Trickle():
+                try:
+                    await self.sessions.trickle(message.session, message.body)
+                except KeyError:
+                    return wire.Done(req=message.req, found=False)
+                return wire.Done(req=message.req)
+            case wire.Delete():
+                return wire.Done(req=message.req, found=await self.sessions.delete(message.session))
+            case wire.Describe():
+                found: ViewerSession | None = self.sessions.sessions.get(message.session)
+                state = None if found is None else await found.status()
+                return wire.Described(req=message.req, state=state)
+        raise TypeError(f"not a request: {message.type}")
+
+
+def apply_hello(hello: wire.Hello) -> None:
+    """The process-wide aiortc settings the service has too."""
+    if hello.addresses is not None:
+        gather_only(hello.addresses)
+    ports = UdpPorts(*hello.ports) if hello.ports is not None else None
+    gather_in(GatherPolicy(ports, hello.public_address))
+    harden()
+    guard_datagrams(True)
+    quiet_departures(asyncio.get_running_loop())
+
+
+async def serve(control_fd: int, media_fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    control = socket.socket(fileno=control_fd)
+    reader, writer = await asyncio.open_unix_connection(sock=control, limit=wire.MAX_LINE)
+    first = wire.to_worker(await reader.readline())
+    if not isinstance(first, wire.Hello) or first.version != wire.VERSION:
+        raise SystemExit(f"expected hello version {wire.VERSION}, got {first!r:.200}")
+    apply_hello(first)
+    worker = Worker(first, writer, loop)
+    media = socket.socket(fileno=media_fd)
+    media.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    _, protocol = await loop.create_unix_connection(lambda: _MediaProtocol(worker), sock=media)
+    await worker.start()
+    worker.send(wire.Ready(pid=os.getpid()))
+    try:
+        while line := await reader.readline():
+            try:
+                message = wire.to_worker(line)
+            except ValueError as exc:
+                logger.error("unreadable control message: %s", str(exc)[:300])
+                continue
+            worker.handle(message)
+    finally:
+        await worker.stop()
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+        del protocol
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m webrtc.worker", description=__doc__)
+    parser.add_argument("--control", type=int, required=True, help="control socket's fd")
+    parser.add_argument("--media", type=int, required=True, help="media socket's fd")
+    parser.add_argument("--name", default="viewer worker", help="for the log lines")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {args.name} %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    logging.getLogger("aiortc").setLevel(logging.WARNING)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.control, args.media))
+
+
+if __name__ == "__main__":
+    main()

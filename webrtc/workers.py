@@ -1,0 +1,621 @@
+"""Viewers served by worker processes, on cores of their own (`webrtc.worker`).
+
+The pool starts `count` workers and shares the viewers out among them (a new viewer
+goes to the worker with the fewest). Every encoded packet is written once to each
+worker's media socket, straight from the thread that encoded it, through a bounded
+queue and a writer thread per worker: neither this process's event loop nor a slow
+worker holds up an encoder (a worker that falls behind loses packets and resyncs at
+the next keyframe). A worker that exits, or sends no heartbeat for
+`heartbeat_timeout` seconds, is killed and replaced; its viewers' pages rejoin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from capture import Packet
+from capture.supervise import cancel_all, supervised
+
+from . import wire
+from .bus import LayerView, PacketBus
+from .ice import IceServer, UdpPorts
+from .lag import LoopLag
+from .sdp import OfferError
+from .session import Feeds
+from .twins import Hold
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_TIMEOUT = 2.0  # s without a beat: the worker is hung
+READY_TIMEOUT = 30.0  # s a new worker may take to start (imports on a slow disk)
+REQUEST_TIMEOUT = 20.0  # s for an answer (candidates gathered), a trickle, a delete
+FEED_BYTES = 32 << 20  # bytes queued for one worker before it is deemed behind
+WAIT_FOR_WORKER = 5.0  # s a new viewer waits for a worker being replaced
+WATCH_INTERVAL = 0.25  # s between looks at the workers
+
+
+class MediaFeed:
+    """Frames for one worker, written to its media socket by a thread of its own."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        name: str,
+        on_keyframe_request: Callable[[int], None],
+        max_bytes: int = FEED_BYTES,
+    ) -> None:
+        self._sock = sock
+        self._on_keyframe_request = on_keyframe_request
+        self._max_bytes = max_bytes
+        self._frames: collections.deque[bytes] = collections.deque()
+        self._bytes = 0
+        self._gap = False
+        self._closed = False
+        self._ready = threading.Condition()
+        self.dropped = 0  # frames dropped because the worker fell behind
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._requests = threading.Thread(target=self._listen, name=f"{name}-pli", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._requests.start()
+
+    def _listen(self) -> None:
+        """The worker's keyframe requests, straight to the encoders (thread-safe)."""
+        size = wire.KEYFRAME_REQUEST.size
+        pending = b""
+        while True:
+            try:
+                data = self._sock.recv(4096)
+            except OSError:
+                return
+            if not data:
+                return
+            pending += data
+            whole = len(pending) - len(pending) % size
+            for (index,) in wire.KEYFRAME_REQUEST.iter_unpack(pending[:whole]):
+                try:
+                    self._on_keyframe_request(index)
+                except Exception:  # a bad index must not end the listener
+                    logger.exception("keyframe request for bus %d", index)
+            pending = pending[whole:]
+
+    def put(self, frame: bytes) -> None:
+        with self._ready:
+            if self._closed:
+                return
+            if self._bytes + len(frame) > self._max_bytes:
+                self.dropped += len(self._frames)
+                self._frames.clear()
+                self._bytes = 0
+                self._gap = True
+            self._frames.append(frame)
+            self._bytes += len(frame)
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._frames and not self._closed:
+                    self._ready.wait()
+                if self._closed:
+                    return
+                batch = list(self._frames)
+                self._frames.clear()
+                self._bytes = 0
+                gap, self._gap = self._gap, False
+            try:
+                self._sock.sendall((wire.gap_frame() if gap else b"") + b"".join(batch))
+            except OSError:  # the worker has gone; the pool replaces it
+                return
+            self.sent += len(batch)
+
+    def stop(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=5)
+        self._requests.join(timeout=5)
+        self._sock.close()
+
+
+class WorkerLink:
+    """One worker process: its control stream, its media feed, its viewers."""
+
+    def __init__(
+        self,
+        number: int,
+        hello: wire.Hello,
+        on_message: Callable[[WorkerLink, wire.FromWorker], None],
+        on_keyframe_request: Callable[[int], None],
+    ) -> None:
+        self.number = number
+        self.hello = hello
+        self._on_message = on_message
+        self._on_keyframe_request = on_keyframe_request
+        self.process: asyncio.subprocess.Process | None = None
+        self.feed: MediaFeed | None = None
+        self.sessions: set[str] = set()
+        self.holds: collections.Counter[str] = collections.Counter()  # room -> twins held
+        self.last_beat = time.monotonic()
+        self.beat: wire.Beat | None = None
+        self.ready = False
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[wire.FromWorker]] = {}
+        self._next_req = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    async def start(self) -> None:
+        control, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        media, media_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        media.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "webrtc.worker",
+                "--control",
+                str(control_child.fileno()),
+                "--media",
+                str(media_child.fileno()),
+                "--name",
+                f"viewer worker {self.number}",
+                pass_fds=(control_child.fileno(), media_child.fileno()),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            control_child.close()
+            media_child.close()
+        reader, self._writer = await asyncio.open_unix_connection(sock=control, limit=wire.MAX_LINE)
+        self._writer.write(wire.encode(self.hello))
+        async with asyncio.timeout(READY_TIMEOUT):
+            first = wire.from_worker(await reader.readline())
+        if not isinstance(first, wire.Ready) or first.version != wire.VERSION:
+            raise RuntimeError(f"viewer worker {self.number} said {first!r:.200}")
+        self.feed = MediaFeed(media, f"worker-{self.number}-feed", self._on_keyframe_request)
+        self.feed.start()
+        self.last_beat = time.monotonic()
+        self.ready = True
+        self._reader_task = asyncio.create_task(self._read(reader), name=f"worker-{self.number}")
+        logger.info("viewer worker %d started (pid %d)", self.number, first.pid)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            try:
+                message = wire.from_worker(line)
+            except ValueError as exc:
+                logger.error("viewer worker %d: unreadable message: %.300s", self.number, exc)
+                continue
+            if isinstance(message, wire.Beat):
+                self.last_beat, self.beat = time.monotonic(), message
+            reply_to = getattr(message, "req", None)
+            future = self._pending.pop(reply_to, None) if reply_to is not None else None
+            if future is not None:
+                if not future.done():
+                    future.set_result(message)
+            else:
+                self._on_message(self, message)
+        self.ready = False  # the worker closed its end: it exited, or is about to
+
+    def send(self, message: wire.Message) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(wire.encode(message))
+
+    def next_req(self) -> int:
+        self._next_req += 1
+        return self._next_req
+
+    async def request(
+        self, message: wire.Offer | wire.Trickle | wire.Delete | wire.Describe
+    ) -> Any:
+        future: asyncio.Future[wire.FromWorker] = asyncio.get_running_loop().create_future()
+        self._pending[message.req] = future
+        try:
+            self.send(message)
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                return await future
+        finally:
+            self._pending.pop(message.req, None)
+
+    async def stop(self, *, graceful: float = 3.0) -> None:
+        """Close the control socket (the worker closes its sessions and exits); kill it
+        if it has not exited after `graceful` seconds. Each step runs even if one fails."""
+        self.ready = False
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError(f"viewer worker {self.number} stopped"))
+        self._pending.clear()
+        if self._writer is not None:
+            self._writer.close()
+        process = self.process
+        if process is not None and process.returncode is None:
+            try:
+                async with asyncio.timeout(graceful):
+                    await process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        if self.feed is not None:
+            await asyncio.to_thread(self.feed.stop)
+        if self._reader_task is not None:
+            await cancel_all([self._reader_task])
+
+
+class RemoteSession:
+    """A viewer session that lives in a worker (`webrtc.viewers.Viewer`)."""
+
+    def __init__(self, pool: WorkerPool, session_id: str, link: WorkerLink, info: dict[str, Any]):
+        self._pool = pool
+        self.id = session_id
+        self.link = link
+        self.info = info
+        self.connected_at: float | None = None
+
+    def set_save_data(self, save_data: bool) -> None:
+        self.link.send(wire.SaveData(session=self.id, on=save_data))
+
+    def set_audio(self, bus: PacketBus | None) -> None:
+        index = self._pool.index_of(bus)
+        if index is not None:
+            self.link.send(wire.SetAudio(session=self.id, bus=index))
+
+    async def status(self) -> dict[str, Any]:
+        try:
+            reply = await self.link.request(
+                wire.Describe(req=self.link.next_req(), session=self.id)
+            )
+        except (TimeoutError, ConnectionError):
+            return {}
+        return reply.state if isinstance(reply, wire.Described) and reply.state else {}
+
+
+def viewer_workers(configured: int | None) -> int:
+    """How many viewer workers: as configured, else one per core but one (the encoders')."""
+    if configured is not None:
+        return configured
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def share_ports(ports: UdpPorts | None, count: int) -> list[tuple[int, int] | None]:
+    """Each worker's part of `udp_ports`: consecutive, as even as can be."""
+    if ports is None:
+        return [None] * count
+    if len(ports) < count:
+        raise ValueError(
+            f"udp_ports {ports.first}-{ports.last} has {len(ports)} ports, "
+            f"fewer than the {count} viewer workers"
+        )
+    size, extra = divmod(len(ports), count)
+    shares: list[tuple[int, int] | None] = []
+    first = ports.first
+    for number in range(count):
+        last = first + size - 1 + (1 if number < extra else 0)
+        shares.append((first, last))
+        first = last + 1
+    return shares
+
+
+class WorkerPool:
+    """Viewer sessions in `count` worker processes (`webrtc.viewers.Viewers`)."""
+
+    def __init__(
+        self,
+        count: int,
+        feeds: Mapping[str, Feeds],
+        buses: Sequence[PacketBus],
+        ice_servers: Sequence[IceServer] | Callable[[], Sequence[IceServer]] = (),
+        *,
+        connect_timeout: float = 30.0,
+        max_sessions: int = 200,
+        addresses: Sequence[str] | None = None,
+        ports: UdpPorts | None = None,
+        public_address: str | None = None,
+        holds: Mapping[str, Hold] | None = None,
+        on_connected: Callable[[RemoteSession], None] | None = None,
+        on_closed: Callable[[RemoteSession], None] | None = None,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+    ) -> None:
+        if count < 1:
+            raise ValueError("a worker pool needs at least one worker")
+        self.count = count
+        self.ice_servers = ice_servers
+        self.max_sessions = max_sessions
+        self.on_connected = on_connected
+        self.on_closed = on_closed
+        self.heartbeat_timeout = heartbeat_timeout
+        self._holds = dict(holds or {})
+        self.sessions: dict[str, RemoteSession] = {}
+        self.lag = LoopLag()  # this (control) process's loop
+        self.replaced = 0  # workers replaced after they died or hung
+        self._buses: list[PacketBus] = []
+        self._index: dict[int, int] = {}  # id(bus) -> index
+        for bus in buses:
+            self._register(bus)
+        rooms = [self._room_feeds(room, room_feeds) for room, room_feeds in feeds.items()]
+        specs = [self._spec(i, bus) for i, bus in enumerate(self._buses)]
+        self._hellos = [
+            wire.Hello(
+                worker=number,
+                buses=specs,
+                rooms=rooms,
+                connect_timeout=connect_timeout,
+                max_sessions=max_sessions,
+                addresses=list(addresses) if addresses is not None else None,
+                ports=share,
+                public_address=public_address,
+            )
+            for number, share in enumerate(share_ports(ports, count))
+        ]
+        self.links: list[WorkerLink | None] = [None] * count
+        self._taps: list[tuple[PacketBus, Callable[[Packet], None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._starting: set[int] = set()
+
+    def _register(self, bus: PacketBus) -> int:
+        index = self._index.get(id(bus))
+        if index is None:
+            if isinstance(bus, LayerView):
+                self._register(bus.base)
+            index = self._index[id(bus)] = len(self._buses)
+            self._buses.append(bus)
+        return index
+
+    def _line(self, line: Any) -> wire.LineSpec | None:
+        if line is None:
+            return None
+        return wire.LineSpec(
+            renditions=[self._register(bus) for bus in line.renditions], can_pause=line.can_pause
+        )
+
+    def _room_feeds(self, room: str, feeds: Feeds) -> wire.RoomFeeds:
+        return wire.RoomFeeds(
+            room=room,
+            video=[self._line(line) for line in feeds.video],
+            audio=None if feeds.audio is None else self._register(feeds.audio),
+            vp8=[self._line(line) for line in feeds.vp8],
+        )
+
+    def _spec(self, index: int, bus: PacketBus) -> wire.BusSpec:
+        return wire.BusSpec(
+            index=index,
+            name=bus.name,
+            kind=bus.kind,
+            codec=bus.codec,
+            queue_size=bus.queue_size,
+            nominal_bitrate=bus.nominal_bitrate,
+            self_contained=bus.self_contained,
+            base=self._index[id(bus.base)] if isinstance(bus, LayerView) else None,
+        )
+
+    def index_of(self, bus: PacketBus | None) -> int | None:
+        return None if bus is None else self._index.get(id(bus))
+
+    def peer_connections_open(self) -> int:
+        return sum(
+            link.beat.peer_connections for link in self.links if link and link.beat is not None
+        )
+
+    def worker_lag(self) -> float:
+        """The worst lateness of a worker's loop lately, seconds."""
+        return max((link.beat.lag for link in self.links if link and link.beat), default=0.0)
+
+    def pids(self) -> list[int]:
+        return [link.pid for link in self.links if link is not None and link.pid is not None]
+
+    async def start(self) -> None:
+        await self.lag.start()
+        await asyncio.gather(*(self._start_link(n) for n in range(self.count)))
+        for index, bus in enumerate(self._buses):
+            if not isinstance(bus, LayerView):  # a view's packets come with its base's
+                tap = self._tap(index)
+                bus.taps.append(tap)
+                self._taps.append((bus, tap))
+        self._tasks = [supervised("viewer-workers", self._watch)]
+
+    def _tap(self, index: int) -> Callable[[Packet], None]:
+        def tap(packet: Packet) -> None:
+            frame = wire.pack_frame(index, packet)
+            for link in self.links:
+                if link is not None and link.ready and link.feed is not None:
+                    link.feed.put(frame)
+
+        return tap
+
+    async def stop(self) -> None:
+        await cancel_all(self._tasks)
+        self._tasks = []
+        for bus, tap in self._taps:
+            with contextlib.suppress(ValueError):
+                bus.taps.remove(tap)
+        self._taps = []
+        for number, link in enumerate(self.links):
+            if link is not None:
+                await self._drop(link, "stopping")
+                self.links[number] = None
+        await self.lag.stop()
+
+    async def _start_link(self, number: int) -> None:
+        link = WorkerLink(number, self._hellos[number], self._message, self._keyframe_request)
+        self.links[number] = link
+        try:
+            await link.start()
+        except Exception:
+            logger.exception("viewer worker %d did not start", number)
+            await link.stop(graceful=0)
+
+    async def _drop(self, link: WorkerLink, why: str) -> None:
+        """End `link`'s process and its viewers (their pages rejoin)."""
+        graceful = 3.0 if why == "stopping" else 0.0
+        await link.stop(graceful=graceful)
+        for bus in self._buses:
+            bus.elsewhere.pop(link.number, None)
+        for room, held in link.holds.items():
+            hold = self._holds.get(room)
+            for _ in range(held if hold is not None else 0):
+                hold.release()  # type: ignore[union-attr]
+        link.holds.clear()
+        if why != "stopping":
+            logger.warning(
+                "viewer worker %d (pid %s) %s: replaced; its %d viewer(s) rejoin",
+                link.number,
+                link.pid,
+                why,
+                len(link.sessions),
+            )
+        for session_id in list(link.sessions):
+            self._ended(session_id)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            now = time.monotonic()
+            for number, link in enumerate(self.links):
+                if link is None:
+                    continue
+                process = link.process
+                if process is None or process.returncode is not None or not link.ready:
+                    why = f"exited ({process.returncode if process else 'never started'})"
+                elif now - link.last_beat > self.heartbeat_timeout:
+                    why = f"sent no heartbeat for {now - link.last_beat:.1f} s"
+                else:
+                    continue
+                await self._drop(link, why)
+                self.replaced += 1
+                await self._start_link(number)
+
+    def _keyframe_request(self, index: int) -> None:
+        # in the feed's listening thread: request_keyframe is thread-safe
+        if 0 <= index < len(self._buses):
+            self._buses[index].request_keyframe()
+
+    def _message(self, link: WorkerLink, message: wire.FromWorker) -> None:
+        match message:
+            case wire.Keyframe(bus=index) if 0 <= index < len(self._buses):
+                self._buses[index].request_keyframe()
+            case wire.Connected(session=session_id):
+                session = self.sessions.get(session_id)
+                if session is not None and session.connected_at is None:
+                    session.connected_at = time.monotonic()
+                    if self.on_connected is not None:
+                        self.on_connected(session)
+            case wire.Closed(session=session_id):
+                self._ended(session_id)
+            case wire.Twins(room=room, hold=hold) if room in self._holds:
+                if hold:
+                    link.holds[room] += 1
+                    self._holds[room].acquire()
+                elif link.holds[room] > 0:
+                    link.holds[room] -= 1
+                    self._holds[room].release()
+            case wire.Beat(buses=counts):
+                for index, bus in enumerate(self._buses):
+                    seen = counts.get(index)
+                    if seen is None:
+                        bus.elsewhere.pop(link.number, None)
+                    else:
+                        bus.elsewhere[link.number] = (
+                            seen.subscribers,
+                            seen.dropped,
+                            seen.resyncs,
+                        )
+            case _:
+                pass
+
+    def _ended(self, session_id: str) -> None:
+        session = self.sessions.pop(session_id, None)
+        if session is None:
+            return
+        session.link.sessions.discard(session_id)
+        if session.connected_at is not None and self.on_closed is not None:
+            self.on_closed(session)
+
+    def _least_loaded(self) -> WorkerLink | None:
+        ready = [link for link in self.links if link is not None and link.ready]
+        return min(ready, key=lambda link: len(link.sessions), default=None)
+
+    async def create(
+        self, room: str, offer_sdp: str, *, save_data: bool = False, **info: object
+    ) -> tuple[RemoteSession, str]:
+        """Answer an offer in the least loaded worker. Raises `OfferError`."""
+        if len(self.sessions) >= self.max_sessions:
+            raise OfferError(503, "Too many viewers", f"at most {self.max_sessions} sessions")
+        link = self._least_loaded()
+        deadline = time.monotonic() + WAIT_FOR_WORKER
+        while link is None and time.monotonic() < deadline:  # one is being replaced
+            await asyncio.sleep(0.1)
+            link = self._least_loaded()
+        if link is None:
+            raise OfferError(503, "Viewers' process restarting", "try again in a few seconds")
+        servers = self.ice_servers() if callable(self.ice_servers) else self.ice_servers
+        session = RemoteSession(self, secrets.token_urlsafe(16), link, {**info, "room": room})
+        self.sessions[session.id] = session
+        link.sessions.add(session.id)
+        offer = wire.Offer(
+            req=link.next_req(),
+            session=session.id,
+            room=room,
+            sdp=offer_sdp,
+            save_data=save_data,
+            ice_servers=[
+                wire.IceServerSpec(urls=list(s.urls), username=s.username, credential=s.credential)
+                for s in servers
+            ],
+        )
+        try:
+            reply = await link.request(offer)
+        except (TimeoutError, ConnectionError) as exc:
+            self.sessions.pop(session.id, None)
+            link.sessions.discard(session.id)
+            link.send(wire.Delete(req=link.next_req(), session=session.id))
+            raise OfferError(503, "No answer", "the viewers' process did not answer") from exc
+        if isinstance(reply, wire.Failed):
+            self.sessions.pop(session.id, None)
+            link.sessions.discard(session.id)
+            raise OfferError(reply.status, reply.title, reply.detail)
+        assert isinstance(reply, wire.Answer)
+        return session, reply.sdp
+
+    async def trickle(self, session_id: str, body: str) -> None:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise KeyError(session_id)
+        link = session.link
+        try:
+            reply = await link.request(
+                wire.Trickle(req=link.next_req(), session=session_id, body=body)
+            )
+        except (TimeoutError, ConnectionError):
+            raise KeyError(session_id) from None
+        if isinstance(reply, wire.Failed):
+            raise OfferError(reply.status, reply.title, reply.detail)
+        if isinstance(reply, wire.Done) and not reply.found:
+            raise KeyError(session_id)
+
+    async def delete(self, session_id: str) -> bool:
+        session = self.sessions.get(session_id)
+        if session is None:
+            return False
+        link = session.link
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            await link.request(wire.Delete(req=link.next_req(), session=session_id))
+        self._ended(session_id)
+        return True
