@@ -88,7 +88,8 @@ async def test_a_pupil_takes_part_on_the_channel_and_speaks_by_whip(tmp_path: Pa
             )  # the channel is An's presence (not the media session)
 
             # no decoder for a pupil who watches: the session only sends
-            answer_sdp = service.sessions.sessions[whep_id].pc.localDescription.sdp
+            assert viewer.response is not None
+            answer_sdp = viewer.response.text  # the answer the service gave
             assert "a=sendrecv" not in answer_sdp and "m=application" not in answer_sdp
 
             # a hand and a message reach the console; the page hears back on its channel

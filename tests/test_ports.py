@@ -76,14 +76,29 @@ def test_check_config_explains_bad_port_settings(tmp_path: Path, webrtc: str, pr
     assert re.search(rf"edge\.toml:\d+: {re.escape(problem)}", result.stderr), result.stderr
 
 
+def family(pid: int) -> list[int]:
+    """`pid` and its descendants (the service and its viewer workers)."""
+    found, index = [pid], 0
+    while index < len(found):
+        for task in os.listdir(f"/proc/{found[index]}/task"):
+            with contextlib.suppress(OSError):
+                children = Path(f"/proc/{found[index]}/task/{task}/children").read_text()
+                found += [int(child) for child in children.split()]
+        index += 1
+    return found
+
+
 def udp_ports_of(pid: int) -> set[int]:
-    """Local ports of the UDP sockets process `pid` holds (its fds matched to /proc/net)."""
+    """Local ports of the UDP sockets process `pid` and its descendants hold (their fds
+    matched to /proc/net)."""
     inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+    for member in family(pid):
         with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
+            for fd in os.listdir(f"/proc/{member}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{member}/fd/{fd}")
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
     ports = set()
     for table in ("udp", "udp6"):
         lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
@@ -100,7 +115,8 @@ def ranged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     config = write_site(
         tmp,
         {"r1": ROOM},
-        site='school = "T"\n[webrtc]\nmax_viewers = 3\n'
+        # one viewer worker: it holds the whole range (two would split it 2 + 1)
+        site='school = "T"\n[webrtc]\nmax_viewers = 3\nviewer_workers = 1\n'
         f'udp_ports = "{FIRST}-{LAST}"\npublic_address = "{PUBLIC}"\n',
     )
     with run_service(tmp, ["--config", str(config)]) as service:

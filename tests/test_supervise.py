@@ -23,6 +23,7 @@ from edge.school.clock import SystemClock
 from edge.school.scheduler import Scheduler
 from tests.conftest import SMALL_ROOM, serve_in_process, write_site
 from tests.whep_client import eventually
+from webrtc import Feeds, WorkerPool
 from webrtc.whep import SessionManager
 
 
@@ -87,8 +88,7 @@ async def test_every_loop_of_the_service_comes_back_after_an_error(
     monkeypatch.setattr(archive, "GUARD_SECONDS", 0.1)
     # the first call of each of these, in its loop, fails; the calls after work
     calls = {
-        "whep-reaper": fail_once(monkeypatch, SessionManager, "_reap_once"),
-        "whep-adapt": fail_once(monkeypatch, SessionManager, "_adapt_once"),
+        "viewer-workers": fail_once(monkeypatch, WorkerPool, "_watch_once"),
         "attendance-heartbeat": fail_once(monkeypatch, AttendanceStore, "seen"),
         "archive-guard": fail_once(monkeypatch, DiskGuard, "check", after=1),  # 1: start()
         "scheduler": fail_once(monkeypatch, Scheduler, "next_moment"),
@@ -103,7 +103,7 @@ async def test_every_loop_of_the_service_comes_back_after_an_error(
         "edge.live.service",
         "edge.recording.archive",
         "edge.school.scheduler",
-        "webrtc.whep",
+        "webrtc.workers",
     ):
         monkeypatch.setattr(f"{module}.supervised", quick)
     before = {name: RESTARTS[name] for name in calls}
@@ -125,6 +125,30 @@ async def test_every_loop_of_the_service_comes_back_after_an_error(
             metrics = (await client.get(f"{base}/metrics")).text
         for name in calls:
             assert f'classroom_edge_loop_restarts_total{{loop="{name}"}}' in metrics, name
+
+
+async def test_the_viewer_sessions_loops_come_back_after_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where viewers are served (a viewer worker, or the service with viewer_workers = 0)."""
+    calls = {
+        "whep-reaper": fail_once(monkeypatch, SessionManager, "_reap_once"),
+        "whep-adapt": fail_once(monkeypatch, SessionManager, "_adapt_once"),
+    }
+    real_supervised = supervise.supervised
+
+    def quick(name: str, run: Any, **options: Any) -> asyncio.Task[None]:
+        return real_supervised(name, run, first_delay=0.05, most_delay=0.1)
+
+    monkeypatch.setattr("webrtc.whep.supervised", quick)
+    before = {name: RESTARTS[name] for name in calls}
+    sessions = SessionManager(lambda room: Feeds(video=[], audio=None))
+    await sessions.start()
+    try:
+        assert await eventually(lambda: all(RESTARTS[n] > before[n] for n in calls), 10)
+        assert await eventually(lambda: all(count() >= 2 for count in calls.values()), 10)
+    finally:
+        await sessions.stop()
 
 
 async def test_the_service_stops_everything_when_one_part_fails_to_stop(

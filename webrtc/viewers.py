@@ -4,10 +4,23 @@ in this process, `WorkerPool` in viewer worker processes of their own."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .bus import PacketBus
 from .lag import LoopLag
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """The viewer workers, for /metrics and health (all zero: viewers in this process)."""
+
+    workers: int = 0
+    replaced: int = 0  # workers that died or hung and were started again
+    lag: float = 0.0  # the worst lateness of a worker's loop lately, seconds
+    drops: Mapping[str, int] = field(default_factory=dict)  # datagrams dropped, by cause
+    sessions: tuple[int, ...] = ()  # viewers per worker
+    pids: tuple[int, ...] = ()
 
 
 class Viewer(Protocol):
@@ -41,6 +54,8 @@ class Viewers(Protocol):
     def lag(self) -> LoopLag: ...
 
     def peer_connections_open(self) -> int: ...
+
+    def worker_stats(self) -> WorkerStats: ...
 
     async def start(self) -> None: ...
 

@@ -18,6 +18,7 @@ from .ice import IceServer, rtc_configuration
 from .lag import LoopLag
 from .sdp import OfferError, parse_sdpfrag
 from .session import ADAPT_INTERVAL, Feeds, ViewerSession
+from .viewers import WorkerStats
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class SessionManager:
 
     def peer_connections_open(self) -> int:
         return len(self.peer_connections)
+
+    def worker_stats(self) -> WorkerStats:
+        return WorkerStats()
 
     async def create(
         self, room: str, offer_sdp: str, *, save_data: bool = False, **info: object

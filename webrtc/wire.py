@@ -184,6 +184,7 @@ class Beat(Message):
     peer_connections: int
     lag: float  # the worker loop's worst lateness lately, seconds
     buses: dict[int, BusCounts] = {}
+    drops: dict[str, int] = {}  # datagrams its media ports dropped so far, by cause
 
 
 ToWorker = Annotated[

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -25,7 +26,7 @@ from .bus import LayerView, PacketBus
 from .choice import VideoLine
 from .departures import quiet_departures
 from .dtls import harden
-from .guard import guard_datagrams
+from .guard import DROPS, guard_datagrams
 from .ice import GatherPolicy, IceServer, UdpPorts, gather_in, gather_only
 from .sdp import OfferError
 from .session import Feeds, ViewerSession
@@ -92,11 +93,12 @@ class Worker:
             connect_timeout=hello.connect_timeout,
             max_sessions=hello.max_sessions,
             on_connected=lambda s: self.send(wire.Connected(session=s.id)),
-            on_removed=lambda s: self.send(wire.Closed(session=s.id)),
+            on_removed=self._removed,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._requests: set[asyncio.Task[None]] = set()
         self.media: asyncio.WriteTransport | None = None
+        self._collect: asyncio.TimerHandle | None = None
 
     def _mirror(self, spec: wire.BusSpec, loop: asyncio.AbstractEventLoop) -> PacketBus:
         index = spec.index
@@ -148,28 +150,48 @@ class Worker:
         self._tasks = [supervised("worker-beat", self._beat)]
 
     async def stop(self) -> None:
+        if self._collect is not None:
+            self._collect.cancel()
         await cancel_all(self._tasks)
         for task in list(self._requests):
             task.cancel()
         await asyncio.gather(*self._requests, return_exceptions=True)
         await self.sessions.stop()
 
+    def _removed(self, session: ViewerSession) -> None:
+        self.send(wire.Closed(session=session.id))
+        self._send_beat()  # its subscriptions are gone: the service's counts follow at once
+        if not self.sessions.sessions:  # nobody watches: a full collection costs no one
+            if self._collect is not None:
+                self._collect.cancel()
+            self._collect = asyncio.get_running_loop().call_later(1.0, self._collect_if_idle)
+
+    def _collect_if_idle(self) -> None:
+        self._collect = None
+        if not self.sessions.sessions:
+            gc.collect()
+            self._send_beat()  # what is left of the peer connections, counted
+
     async def _beat(self) -> None:
         while True:
-            counts = {
-                i: wire.BusCounts(subscribers=b.subscribers, dropped=b.dropped, resyncs=b.resyncs)
-                for i, b in enumerate(self.buses)
-                if b.subscribers or b.dropped or b.resyncs
-            }
-            self.send(
-                wire.Beat(
-                    sessions=len(self.sessions.sessions),
-                    peer_connections=self.sessions.peer_connections_open(),
-                    lag=self.sessions.lag.recent(2.0),
-                    buses=counts,
-                )
-            )
+            self._send_beat()
             await asyncio.sleep(self.hello.beat)
+
+    def _send_beat(self) -> None:
+        counts = {
+            i: wire.BusCounts(subscribers=b.subscribers, dropped=b.dropped, resyncs=b.resyncs)
+            for i, b in enumerate(self.buses)
+            if b.subscribers or b.dropped or b.resyncs
+        }
+        self.send(
+            wire.Beat(
+                sessions=len(self.sessions.sessions),
+                peer_connections=self.sessions.peer_connections_open(),
+                lag=self.sessions.lag.recent(2.0),
+                buses=counts,
+                drops={cause.value: n for cause, n in DROPS.counts.items()},
+            )
+        )
 
     def handle(self, message: wire.ToWorker) -> None:
         """A control message; requests run as tasks of their own, kept until done."""
@@ -212,6 +234,7 @@ class Worker:
                     ice_servers=servers,
                     session_id=message.session,
                 )
+                self._send_beat()  # its subscriptions, counted at once
                 return wire.Answer(req=message.req, session=session.id, sdp=sdp)
             case wire.Trickle():
                 try:

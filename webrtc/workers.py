@@ -34,6 +34,7 @@ from .lag import LoopLag
 from .sdp import OfferError
 from .session import Feeds
 from .twins import Hold
+from .viewers import WorkerStats
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,13 @@ HEARTBEAT_TIMEOUT = 2.0  # s without a beat: the worker is hung
 READY_TIMEOUT = 30.0  # s a new worker may take to start (imports on a slow disk)
 REQUEST_TIMEOUT = 20.0  # s for an answer (candidates gathered), a trickle, a delete
 FEED_BYTES = 32 << 20  # bytes queued for one worker before it is deemed behind
+GONE = -1  # `PacketBus.elsewhere` key of the counts of workers that have ended
 WAIT_FOR_WORKER = 5.0  # s a new viewer waits for a worker being replaced
-WATCH_INTERVAL = 0.25  # s between looks at the workers
+WATCH_INTERVAL = 0.25
+RETRY_FIRST, RETRY_MOST = (
+    0.5,
+    30.0,
+)  # s before starting again a worker that would not start  # s between looks at the workers
 
 
 class MediaFeed:
@@ -368,7 +374,9 @@ class WorkerPool:
         self.links: list[WorkerLink | None] = [None] * count
         self._taps: list[tuple[PacketBus, Callable[[Packet], None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._starting: set[int] = set()
+        self._gone_drops: collections.Counter[str] = collections.Counter()  # of ended workers
+        self._failures = [0] * count  # starts in a row that failed, per worker
+        self._retry_at = [0.0] * count
 
     def _register(self, bus: PacketBus) -> int:
         index = self._index.get(id(bus))
@@ -414,9 +422,20 @@ class WorkerPool:
             link.beat.peer_connections for link in self.links if link and link.beat is not None
         )
 
-    def worker_lag(self) -> float:
-        """The worst lateness of a worker's loop lately, seconds."""
-        return max((link.beat.lag for link in self.links if link and link.beat), default=0.0)
+    def worker_stats(self) -> WorkerStats:
+        live = [link for link in self.links if link is not None]
+        drops = collections.Counter(self._gone_drops)
+        for link in live:
+            if link.beat is not None:
+                drops.update(link.beat.drops)
+        return WorkerStats(
+            workers=sum(link.ready for link in live),
+            replaced=self.replaced,
+            lag=max((link.beat.lag for link in live if link.beat), default=0.0),
+            drops=drops,
+            sessions=tuple(len(link.sessions) for link in live),
+            pids=tuple(self.pids()),
+        )
 
     def pids(self) -> list[int]:
         return [link.pid for link in self.links if link is not None and link.pid is not None]
@@ -453,7 +472,7 @@ class WorkerPool:
                 self.links[number] = None
         await self.lag.stop()
 
-    async def _start_link(self, number: int) -> None:
+    async def _start_link(self, number: int) -> bool:
         link = WorkerLink(number, self._hellos[number], self._message, self._keyframe_request)
         self.links[number] = link
         try:
@@ -461,13 +480,20 @@ class WorkerPool:
         except Exception:
             logger.exception("viewer worker %d did not start", number)
             await link.stop(graceful=0)
+            return False
+        return True
 
     async def _drop(self, link: WorkerLink, why: str) -> None:
         """End `link`'s process and its viewers (their pages rejoin)."""
         graceful = 3.0 if why == "stopping" else 0.0
         await link.stop(graceful=graceful)
         for bus in self._buses:
-            bus.elsewhere.pop(link.number, None)
+            counts = bus.elsewhere.pop(link.number, None)
+            if counts is not None:  # its drops still count (counters never go back)
+                _, dropped, resyncs = bus.elsewhere.get(GONE, (0, 0, 0))
+                bus.elsewhere[GONE] = (0, dropped + counts[1], resyncs + counts[2])
+        if link.beat is not None:
+            self._gone_drops.update(link.beat.drops)
         for room, held in link.holds.items():
             hold = self._holds.get(room)
             for _ in range(held if hold is not None else 0):
@@ -487,20 +513,30 @@ class WorkerPool:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            now = time.monotonic()
-            for number, link in enumerate(self.links):
-                if link is None:
-                    continue
-                process = link.process
-                if process is None or process.returncode is not None or not link.ready:
-                    why = f"exited ({process.returncode if process else 'never started'})"
-                elif now - link.last_beat > self.heartbeat_timeout:
-                    why = f"sent no heartbeat for {now - link.last_beat:.1f} s"
-                else:
-                    continue
-                await self._drop(link, why)
-                self.replaced += 1
-                await self._start_link(number)
+            await self._watch_once()
+
+    async def _watch_once(self) -> None:
+        now = time.monotonic()
+        for number, link in enumerate(self.links):
+            if link is None:
+                continue
+            process = link.process
+            if process is None or process.returncode is not None or not link.ready:
+                why = f"exited ({process.returncode if process else 'never started'})"
+            elif now - link.last_beat > self.heartbeat_timeout:
+                why = f"sent no heartbeat for {now - link.last_beat:.1f} s"
+            else:
+                continue
+            if now < self._retry_at[number]:
+                continue
+            await self._drop(link, why)
+            self.replaced += 1
+            if await self._start_link(number):
+                self._failures[number] = 0
+            else:
+                self._failures[number] += 1
+                backoff = RETRY_FIRST * 2 ** (self._failures[number] - 1)
+                self._retry_at[number] = time.monotonic() + min(RETRY_MOST, backoff)
 
     def _keyframe_request(self, index: int) -> None:
         # in the feed's listening thread: request_keyframe is thread-safe

@@ -319,9 +319,7 @@ class EdgeService:
     def _viewer_left(self, session: Viewer) -> None:
         self.media_ended(session.id, session.info)
 
-    def media_started(
-        self, media_id: str, session: Viewer | None, info: dict[str, Any]
-    ) -> None:
+    def media_started(self, media_id: str, session: Viewer | None, info: dict[str, Any]) -> None:
         """A media session plays (WHEP: `session`; relayed: None): for the page's channel
         that asked for it, or, from a player without a page, as a channel of its own."""
         room = self.rooms.get(str(info.get("room", "")))
@@ -438,6 +436,7 @@ class EdgeService:
             "tasks": len(asyncio.all_tasks()),
             "peer_connections": self.sessions.peer_connections_open(),
             "sessions": len(self.sessions.sessions),
+            "viewer_workers": len(self.sessions.worker_stats().pids),
         }
 
     def health(self) -> dict[str, object]:

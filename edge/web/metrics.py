@@ -112,13 +112,31 @@ class ServiceCollector(Collector):
             "STUN, before ICE, not from the pupil's ICE pair)",
             labels=["cause"],
         )
+        workers = self.service.sessions.worker_stats()
         for cause in Cause:
-            drops.add_metric([cause.value], float(DROPS.counts[cause]))
+            in_workers = workers.drops.get(cause.value, 0)
+            drops.add_metric([cause.value], float(DROPS.counts[cause] + in_workers))
         yield drops
         yield GaugeMetricFamily(
             "classroom_edge_loop_lag_seconds",
-            "How late the event loop ran at worst over the last 5 s (media waits this long)",
+            "How late the service's event loop ran at worst over the last 5 s",
             value=self.service.sessions.lag.recent(5.0),
+        )
+        yield GaugeMetricFamily(
+            "classroom_edge_worker_loop_lag_seconds",
+            "How late a viewer worker's event loop ran at worst over the last 2 s "
+            "(its viewers' media waits this long)",
+            value=workers.lag,
+        )
+        yield GaugeMetricFamily(
+            "classroom_edge_viewer_workers",
+            "Viewer worker processes ready (0: viewers are served in the service's process)",
+            value=float(workers.workers),
+        )
+        yield CounterMetricFamily(
+            "classroom_edge_viewer_workers_replaced",
+            "Viewer workers that died or hung and were started again",
+            value=float(workers.replaced),
         )
         yield from self._media()
         archive = health["archive"]

@@ -32,9 +32,7 @@ def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def viewer_session(
-    room: str, session_id: str, service: Service, headers: SessionCors
-) -> Viewer:
+def viewer_session(room: str, session_id: str, service: Service, headers: SessionCors) -> Viewer:
     """The session `session_id` of `room`; 404 when it ended or never was."""
     session = service.sessions.sessions.get(session_id)
     if session is None or session.info.get("room") != room:
