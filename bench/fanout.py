@@ -1,10 +1,14 @@
 """Fan-out CPU benchmark: classroom-edge (encode once) against a naive per-viewer encoder.
 
 For each server and each viewer count N, a fresh server process is started, N WHEP
-viewers connect from a separate process (bench/viewers.py: one decodes as a health
-check, the others only count what they receive), and after a warm-up the server
-process's CPU (user + sys from /proc/PID/stat, over wall time, in % of one core) is
-measured over a window. Prints a markdown table and the per-viewer cost.
+viewers connect: one stock aiortc viewer that decodes (bench/viewers.py, a process of its
+own: the health check, decoded fps, glass-to-glass latency from the burned-in clock) and
+N−1 cheap load viewers (bench/cheap_viewer.py, another process: ICE and DTLS by aiortc,
+then they count packets per SSRC from the clear RTP header and send receiver reports,
+decrypting nothing; `--viewers stock` makes all N stock aiortc viewers in one process, the
+old way). After a warm-up the server process's CPU (user + sys from /proc/PID/stat, over
+wall time, in % of one core) is measured over a window. Prints a markdown table and the
+per-viewer cost.
 
     python bench/fanout.py                      # both servers, N = 1 2 4 8 16
     python bench/fanout.py --only edge --counts 1,16 --seconds 20
@@ -31,8 +35,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.service import (
     BenchError,
+    LoadViewers,
     Server,
-    ViewersProcess,
     logs_dir,
     new_parser,
     parse_args,
@@ -68,17 +72,17 @@ def host_busy_idle() -> tuple[float, float]:
 class CpuMark:
     wall: float
     server: float
-    viewers: float
+    viewers: float  # every viewer process
     host_busy: float
     host_idle: float
 
     @classmethod
-    def take(cls, server_pid: int, viewers_pid: int) -> CpuMark:
+    def take(cls, server_pid: int, viewer_pids: Sequence[int]) -> CpuMark:
         busy, idle = host_busy_idle()
         return cls(
             time.monotonic(),
             process_cpu_seconds(server_pid),
-            process_cpu_seconds(viewers_pid),
+            sum(process_cpu_seconds(pid) for pid in viewer_pids),
             busy,
             idle,
         )
@@ -98,7 +102,8 @@ class Row:
     save_data: int = 0  # of them, on the cheapest renditions (camera low, board stills)
     flowing: int = 0
     cpu: float = float("nan")  # server, % of one core
-    viewer_cpu: float = float("nan")  # the viewer process, % of one core
+    viewer_cpu: float = float("nan")  # the viewer processes, % of one core
+    cheap_cpu: float = float("nan")  # the cheap viewers' process per cheap viewer, likewise
     host_busy: float = float("nan")  # whole machine, % of all cores
     kbps: dict[str, float] = field(default_factory=dict)  # mean per viewer, per track
     kbps_min: float = float("nan")  # the least a viewer got, all tracks
@@ -106,7 +111,7 @@ class Row:
     fps_min: dict[str, float] = field(default_factory=dict)
     decoded_fps: dict[str, float] = field(default_factory=dict)  # the decoding viewer
     latency_ms: dict[str, float] = field(default_factory=dict)  # its median glass-to-glass
-    idr_per_s: dict[str, float] = field(default_factory=dict)  # keyframes a viewer got, mean
+    idr_per_s: dict[str, float] = field(default_factory=dict)  # keyframes a stock viewer got
     plis: int = 0  # picture loss indications all viewers sent in the window
     nacks: int = 0  # NACKs all viewers sent in the window
     errors: list[str] = field(default_factory=list)
@@ -146,21 +151,27 @@ def fill_row(
     busy, idle = last.host_busy - first.host_busy, last.host_idle - first.host_idle
     row.host_busy = 100.0 * busy / max(busy + idle, 1.0)
     seconds = snap1["t"] - snap0["t"]
+    if "cheap_cpu_seconds" in snap0 and "cheap_cpu_seconds" in snap1:
+        spent = snap1["cheap_cpu_seconds"] - snap0["cheap_cpu_seconds"]
+        row.cheap_cpu = 100.0 * spent / seconds / snap1["cheap_viewers"]
 
     def delta(before: dict[str, Any], after: dict[str, Any], track: str, key: str) -> float:
         old = before["tracks"].get(track, {}).get(key, 0)
         return float(after["tracks"].get(track, {}).get(key, 0) - old)
 
     per_viewer: list[dict[str, dict[str, float]]] = []
+    keyframes: list[dict[str, float]] = []  # stock viewers alone count them (a cheap one
+    # would have to decrypt to see an SPS)
     for index, (before, after) in enumerate(zip(snap0["viewers"], snap1["viewers"], strict=True)):
         if after["state"] != "connected":
             continue
         rates = {
             "kbps": {t: 8 * delta(before, after, t, "bytes") / seconds / 1e3 for t in TRACKS},
             "fps": {t: delta(before, after, t, "frames") / seconds for t in TRACKS},
-            "idr": {t: delta(before, after, t, "keyframes") / seconds for t in TRACKS},
         }
         per_viewer.append(rates)
+        if not after.get("cheap"):
+            keyframes.append({t: delta(before, after, t, "keyframes") / seconds for t in TRACKS})
         row.plis += int(sum(delta(before, after, t, "plis") for t in TRACKS))
         row.nacks += int(sum(delta(before, after, t, "nacks") for t in TRACKS))
         if index == 0:  # viewer 0 decodes
@@ -172,7 +183,8 @@ def fill_row(
         row.kbps[track] = statistics.fmean(v["kbps"][track] for v in per_viewer)
         row.fps_mean[track] = statistics.fmean(v["fps"][track] for v in per_viewer)
         row.fps_min[track] = min(v["fps"][track] for v in per_viewer)
-        row.idr_per_s[track] = statistics.fmean(v["idr"][track] for v in per_viewer)
+        if keyframes:
+            row.idr_per_s[track] = statistics.fmean(v[track] for v in keyframes)
     row.kbps_min = min(sum(v["kbps"].values()) for v in per_viewer)
     for track, values in snap1["decoder_latencies_ms"].items():
         window = values[len(snap0["decoder_latencies_ms"].get(track, [])) :]
@@ -185,7 +197,7 @@ async def measure(kind: str, count: int, args: argparse.Namespace, workdir: Path
     row = Row(kind, count, save_data)
     server = Server(kind, workdir)
     log = workdir / f"viewers-{kind}-{count}.log"
-    viewers = ViewersProcess(server.whep, count, log, save_data=save_data)
+    viewers = LoadViewers(server.whep, count, log, save_data, cheap=args.viewers == "cheap")
     try:
         await server.start()
         token = await server.token()
@@ -199,9 +211,9 @@ async def measure(kind: str, count: int, args: argparse.Namespace, workdir: Path
         await asyncio.sleep(args.warmup)
         assert server.process is not None
         snap0 = await viewers.snap()
-        first = CpuMark.take(server.process.pid, viewers.pid)
+        first = CpuMark.take(server.process.pid, viewers.pids)
         await asyncio.sleep(args.seconds)
-        last = CpuMark.take(server.process.pid, viewers.pid)
+        last = CpuMark.take(server.process.pid, viewers.pids)
         snap1 = await viewers.snap()
         fill_row(row, first, last, snap0, snap1)
     except (BenchError, OSError, ValueError, LookupError) as exc:
@@ -223,7 +235,8 @@ def table(rows: Sequence[Row]) -> str:
     header = (
         "| server | viewers | flowing | server CPU % | per-viewer kb/s cam/board/audio (min total)"
         " | fps cam/board mean (min) | decoding viewer fps cam/board/audio | latency ms cam/board"
-        " | IDR/s cam/board · PLI · NACK | viewer proc CPU % | other procs CPU %"
+        " | IDR/s cam/board · PLI · NACK | viewer procs CPU % (per cheap viewer)"
+        " | other procs CPU %"
         " | host busy % of all cores | note |"
     )
     lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
@@ -253,7 +266,9 @@ def table(rows: Sequence[Row]) -> str:
             f"| {r.server} | {r.viewers}{f' ({r.save_data} low)' if r.save_data else ''}"
             f" | {r.flowing} | {cpu}"
             f" | {kbps} ({fmt(r.kbps_min, 0)}) | {fps} | {decoded} | {latency}"
-            f" | {feedback} | {fmt(r.viewer_cpu)} | {fmt(r.other_cpu, 0)} | {fmt(r.host_busy, 0)}"
+            f" | {feedback} | {fmt(r.viewer_cpu)}"
+            + (f" ({fmt(r.cheap_cpu, 2)})" if r.cheap_cpu == r.cheap_cpu else "")
+            + f" | {fmt(r.other_cpu, 0)} | {fmt(r.host_busy, 0)}"
             f" | {' '.join(notes)} |"
         )
     return "\n".join(lines)
@@ -377,8 +392,14 @@ async def run(args: argparse.Namespace) -> int:
         f" warm-up, fresh server per row, {args.repeat} run(s) per row (median shown,"
         f" range in brackets) ({time.monotonic() - started:.0f} s in all).\n"
         "Server CPU = user+sys of the server process over wall time, % of one core.\n"
-        "One viewer decodes (its fps and latency are shown); the others reassemble frames"
-        " without decoding.\n"
+        + (
+            "One stock aiortc viewer decodes (its fps and latency are shown); the others are"
+            " cheap load viewers (bench/cheap_viewer.py: RTP headers counted, nothing"
+            " decrypted; their fps = RTP marker bits).\n"
+            if args.viewers == "cheap"
+            else "One viewer decodes (its fps and latency are shown); the others reassemble"
+            " frames without decoding.\n"
+        )
     )
     print(table(rows))
     print()
@@ -399,6 +420,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement window")
     parser.add_argument("--warmup", type=float, default=4.0, help="after all viewers connect")
     parser.add_argument("--only", choices=("edge", "naive"), default=None)
+    parser.add_argument(
+        "--viewers",
+        choices=("cheap", "stock"),
+        default="cheap",
+        help="cheap: one decoding stock viewer and N−1 cheap load viewers (bench/"
+        "cheap_viewer.py); stock: N stock aiortc viewers, one decoding (bench/viewers.py)",
+    )
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs per row; the median CPU is shown"
     )

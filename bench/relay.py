@@ -1,11 +1,15 @@
 """Per-viewer CPU of the built-in fan-out against Janus's, same stream, one run.
 
 Janus (Debian's) in a namespace of its own, the demo service with `[relay]` in another,
-viewers (aiortc, not decoding) in a third (tests/janus_env.py). For each N: N WHEP
-viewers on the service (bench/viewers.py), then N relay viewers on Janus
-(tests/janus_env.py); the service's and Janus's CPU over a window each time.
+viewers in a third (tests/janus_env.py). For each N: N WHEP viewers on the service, then
+N relay viewers on Janus (tests/janus_env.py); the service's and Janus's CPU over a window
+each time. The viewers are cheap load viewers (bench/cheap_viewer.py: aiortc's ICE and
+DTLS, then RTP headers counted and receiver reports sent, nothing decrypted): on the
+service one stock aiortc viewer that decodes (bench/viewers.py) and N−1 cheap ones, on
+Janus N cheap ones (`tests/janus_env.py --cheap`). `--viewers stock`: the old way, stock
+aiortc viewers that receive without decoding, on both.
 
-    python bench/relay.py [--counts 1,4,16] [--window 10]
+    python bench/relay.py [--counts 1,4,16] [--window 10] [--viewers cheap|stock]
 """
 
 from __future__ import annotations
@@ -20,34 +24,46 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import ROOT, run_service
-from tests.janus_env import RelayHosts, relay_config, relay_hosts, run_janus
+from tests.janus_env import VIDEO_MIDS, RelayHosts, relay_config, relay_hosts, run_janus
 from tests.test_relay import Viewers, cpu_seconds
 
 WHEP_VIEWERS = (
     "import runpy, sys, webrtc; webrtc.gather_only = lambda addresses: None; "
-    "sys.argv = ['viewers.py', *sys.argv[1:]]; "
-    "runpy.run_path('bench/viewers.py', run_name='__main__')"
+    "script = sys.argv[1]; sys.argv = [script, *sys.argv[2:]]; "
+    "runpy.run_path(script, run_name='__main__')"
 )
 
 
 class WhepViewers(Viewers):
-    """bench/viewers.py in the viewers' namespace (offering every address, not loopback)."""
+    """bench/viewers.py (`decoders` of them decode) or, with `cheap`, bench/cheap_viewer.py
+    in the viewers' namespace (offering every address, not loopback)."""
 
-    def __init__(self, hosts: RelayHosts, base: str, token: str, count: int, log: Path) -> None:
+    def __init__(
+        self,
+        hosts: RelayHosts,
+        base: str,
+        token: str,
+        count: int,
+        log: Path,
+        *,
+        decoders: int = 0,
+        cheap: bool = False,
+    ) -> None:
+        script = "bench/cheap_viewer.py" if cheap else "bench/viewers.py"
         self._log = log.open("w")
         self.process = subprocess.Popen(
             hosts.viewer.command(
                 sys.executable,
                 "-c",
                 WHEP_VIEWERS,
+                script,
                 "--whep",
                 f"{base}/whep/demo",
                 "--token",
                 token,
                 "--count",
                 str(count),
-                "--decoders",
-                "0",
+                *([] if cheap else ["--decoders", str(decoders)]),
             ),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -55,6 +71,20 @@ class WhepViewers(Viewers):
             text=True,
             cwd=ROOT,
         )
+
+
+def whep_viewers(
+    hosts: RelayHosts, base: str, token: str, count: int, folder: Path, cheap: bool
+) -> list[WhepViewers]:
+    """`count` WHEP viewers, ready: with `cheap`, one stock decoding viewer and `count`−1
+    cheap ones (two processes); else `count` stock viewers that do not decode."""
+    if not cheap:
+        return [WhepViewers(hosts, base, token, count, folder / f"whep-{count}.log")]
+    started = [WhepViewers(hosts, base, token, 1, folder / f"whep-{count}.log", decoders=1)]
+    if count > 1:
+        log = folder / f"whep-{count}-cheap.log"
+        started.append(WhepViewers(hosts, base, token, count - 1, log, cheap=True))
+    return started
 
 
 def shares(pids: dict[str, int], window: float) -> dict[str, float]:
@@ -70,6 +100,7 @@ def main() -> None:
     parser.add_argument("--counts", default="1,4,16")
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--settle", type=float, default=3.0)
+    parser.add_argument("--viewers", choices=("cheap", "stock"), default="cheap")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     rows: list[dict[str, Any]] = []
@@ -86,14 +117,26 @@ def main() -> None:
                 pids = {"service": service.process.pid, "janus": janus.process.pid}
                 time.sleep(args.settle)
                 idle = shares(pids, args.window)
+                cheap = args.viewers == "cheap"
                 for n in counts:
-                    whep = WhepViewers(hosts, service.base, token, n, tmp / f"whep-{n}.log")
-                    whep.read(timeout=120)
+                    whep = whep_viewers(hosts, service.base, token, n, tmp, cheap)
+                    for process in whep:
+                        ready = process.read(timeout=120)
+                        if ready.get("errors") or ready.get("flowing", 0) < ready["viewers"]:
+                            print(f"N={n}: WHEP viewers not all flowing: {ready}", flush=True)
                     time.sleep(args.settle)
                     built_in = shares(pids, args.window)
-                    whep.close()
-                    relay = Viewers(hosts, service, n, tmp / f"relay-{n}.log")
-                    relay.read(timeout=180)
+                    for process in whep:
+                        process.close()
+                    options = ("--cheap",) if cheap else ()
+                    relay = Viewers(hosts, service, n, tmp / f"relay-{n}.log", *options)
+                    joined = relay.read(timeout=180)
+                    flowing = sum(
+                        all(c.get(mid, {}).get("packets", 0) > 0 for mid in VIDEO_MIDS)
+                        for c in joined.get("counts", [])
+                    )
+                    if flowing < n:
+                        print(f"N={n}: {flowing}/{n} relay viewers receive both videos")
                     time.sleep(args.settle)
                     via_janus = shares(pids, args.window)
                     relay.close()

@@ -5,7 +5,10 @@ command line options every bench has and the folder its logs go to.
   process each time (bench/fanout.py, one per row); `loopback_service`: the demo service
   of tests/conftest.py on loopback with this process's aiortc viewers offering only
   127.0.0.1 (bench/latency.py, bench/join.py).
-- `ViewersProcess`: bench/viewers.py in a process of its own, driven over stdin/stdout.
+- `ViewersProcess`: bench/viewers.py (stock aiortc viewers) or bench/cheap_viewer.py
+  (cheap load viewers) in a process of its own, driven over stdin/stdout; `LoadViewers`:
+  N viewers for a load bench, one stock decoding viewer in one process and N−1 cheap ones
+  in another (or all N stock in one, the old way).
 - `new_parser` / `parse_args` / `run_bench`: `--settle` and `--keep-logs`, and the work folder
   that is removed afterwards unless `--keep-logs`.
 """
@@ -176,14 +179,40 @@ def loopback_service(workdir: Path) -> Iterator[Service]:
 
 class ViewersProcess:
     """bench/viewers.py in a process (and session) of its own: `count` viewers of
-    `whep`, the first `decoders` of which decode (0: none; the others only receive)."""
+    `whep`, the first `decoders` of which decode (0: none; the others only receive);
+    with `cheap`, bench/cheap_viewer.py's viewers instead (none decodes)."""
 
     def __init__(
-        self, whep: str, count: int, log: Path, decoders: int = 1, save_data: int = 0
+        self,
+        whep: str,
+        count: int,
+        log: Path,
+        decoders: int = 1,
+        save_data: int = 0,
+        cheap: bool = False,
     ) -> None:
         self.whep, self.count, self.log, self.decoders = whep, count, log, decoders
         self.save_data = save_data  # the last `save_data` viewers get the cheapest renditions
+        self.cheap = cheap
         self.process: asyncio.subprocess.Process | None = None
+
+    def arguments(self, token: str, connect_timeout: float) -> list[str]:
+        script = BENCH / ("cheap_viewer.py" if self.cheap else "viewers.py")
+        decoders = [] if self.cheap else ["--decoders", str(self.decoders)]
+        return [
+            str(script),
+            "--whep",
+            self.whep,
+            "--token",
+            token,
+            "--count",
+            str(self.count),
+            *decoders,
+            "--save-data",
+            str(self.save_data),
+            "--connect-timeout",
+            str(connect_timeout),
+        ]
 
     @property
     def pid(self) -> int:
@@ -195,19 +224,7 @@ class ViewersProcess:
         with self.log.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
-                str(BENCH / "viewers.py"),
-                "--whep",
-                self.whep,
-                "--token",
-                token,
-                "--count",
-                str(self.count),
-                "--decoders",
-                str(self.decoders),
-                "--save-data",
-                str(self.save_data),
-                "--connect-timeout",
-                str(connect_timeout),
+                *self.arguments(token, connect_timeout),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
@@ -249,6 +266,66 @@ class ViewersProcess:
                 await self.command("quit", "bye", 20)
                 await asyncio.wait_for(self.process.wait(), 10)
         await stop_process(self.process, grace=5)
+
+
+class LoadViewers:
+    """`count` viewers of `whep` for a load bench. With `cheap` (the default), viewer 0
+    is a stock aiortc viewer that decodes (bench/viewers.py in a process of its own: the
+    health check, decoded fps and glass-to-glass latency from the burned-in clock) and
+    viewers 1… are cheap load viewers (bench/cheap_viewer.py, another process, so its CPU
+    is theirs alone); without, all `count` are stock viewers in one bench/viewers.py
+    process, the first decoding. The last `save_data` get the cheapest renditions."""
+
+    def __init__(
+        self, whep: str, count: int, log: Path, save_data: int = 0, cheap: bool = True
+    ) -> None:
+        self.count = count
+        stock = 1 if cheap else count
+        stock_saving = save_data if not cheap else int(save_data >= count)
+        self.stock = ViewersProcess(whep, stock, log, decoders=1, save_data=stock_saving)
+        self.cheap: ViewersProcess | None = None
+        if cheap and count > 1:
+            cheap_log = log.with_name(f"{log.stem}-cheap{log.suffix}")
+            self.cheap = ViewersProcess(
+                whep, count - 1, cheap_log, save_data=min(save_data, count - 1), cheap=True
+            )
+
+    @property
+    def processes(self) -> list[ViewersProcess]:
+        return [self.stock] + ([self.cheap] if self.cheap else [])
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    async def start(self, token: str, connect_timeout: float = 60.0) -> dict[str, Any]:
+        """Start them; one `ready` event for all."""
+        readies = await asyncio.gather(*(p.start(token, connect_timeout) for p in self.processes))
+        return {
+            "event": "ready",
+            "viewers": sum(int(r.get("viewers", 0)) for r in readies),
+            "flowing": sum(int(r.get("flowing", 0)) for r in readies),
+            "seconds": max(float(r.get("seconds", 0)) for r in readies),
+            "errors": [e for r in readies for e in r.get("errors", [])],
+        }
+
+    async def snap(self) -> dict[str, Any]:
+        """Every viewer's cumulative counters, the stock ones first; with cheap viewers,
+        `cheap_cpu_seconds` (user+sys of their process) and `cheap_viewers`."""
+        snaps = await asyncio.gather(*(p.snap() for p in self.processes))
+        merged: dict[str, Any] = {
+            "event": "snap",
+            "t": snaps[-1]["t"],
+            "viewers": [v for snap in snaps for v in snap["viewers"]],
+            "decoder_latencies_ms": snaps[0]["decoder_latencies_ms"],
+        }
+        if self.cheap is not None:
+            merged["cheap_cpu_seconds"] = snaps[-1]["cpu_seconds"]
+            merged["cheap_viewers"] = self.cheap.count
+        return merged
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self.processes))
 
 
 # ------------------------------------------------------------ command line, work folder

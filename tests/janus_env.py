@@ -403,9 +403,15 @@ VIDEO_MIDS = ("camera", "board")
 
 async def _viewers(args: argparse.Namespace) -> None:
     """N relay viewers: POST /relay/ROOM to the service, then watch on Janus; one JSON
-    line `ready` once all have a keyframe on both video mids (or the time is up), then
-    `snap` on stdin answers the counts, `quit` leaves (DELETE) and exits."""
-    from bench import viewers as counting  # patches aiortc: count RTP, decode nothing
+    line `ready` once all have a keyframe on both video mids (`--cheap`: packets; or the
+    time is up), then `snap` on stdin answers the counts, `quit` leaves (DELETE) and
+    exits. With `--cheap`, bench/cheap_viewer.py's path counts RTP headers instead of
+    aiortc's receivers (nothing decrypted; no keyframes counted)."""
+    from bench.cheap_viewer import CheapPath
+
+    if not args.cheap:
+        from bench import viewers as counting  # patches aiortc: count RTP, decode nothing
+    paths: dict[int, CheapPath] = {}  # id() of a viewer -> its cheap path
 
     # idle connections close before the service's 5 s keep-alive ends, else a join may
     # go out on a connection the service is closing at that moment (httpx.ReadError)
@@ -422,6 +428,8 @@ async def _viewers(args: argparse.Namespace) -> None:
                 join: dict[str, Any] = answer.json()
                 viewer = StreamingViewer(join["janus"], join["token"], int(join["mountpoint"]))
                 await viewer.watch()
+                if args.cheap:
+                    paths[id(viewer)] = CheapPath(viewer.pc, {mid: mid for mid in viewer.mids})
                 return join, viewer
 
         pairs = await asyncio.gather(*(join_one() for _ in range(args.count)))
@@ -441,6 +449,8 @@ async def _viewers(args: argparse.Namespace) -> None:
         beater = asyncio.create_task(beating())
 
         def counts() -> list[dict[str, dict[str, int]]]:
+            if args.cheap:
+                return [paths[id(viewer)].counts() for viewer in watchers]
             return [
                 {
                     mid: dict(vars(counting.counts_of(receiver)))
@@ -451,7 +461,8 @@ async def _viewers(args: argparse.Namespace) -> None:
 
         deadline = time.monotonic() + args.ready_timeout
         while time.monotonic() < deadline:
-            if all(c.get(m, {}).get("keyframes", 0) > 0 for c in counts() for m in VIDEO_MIDS):
+            got = "packets" if args.cheap else "keyframes"
+            if all(c.get(m, {}).get(got, 0) > 0 for c in counts() for m in VIDEO_MIDS):
                 break
             await asyncio.sleep(0.2)
         print(json.dumps({"event": "ready", "joined": joined, "counts": counts()}), flush=True)
@@ -466,6 +477,8 @@ async def _viewers(args: argparse.Namespace) -> None:
                 continue
             break
         beater.cancel()
+        for path in paths.values():
+            path.stop()
         for viewer in watchers:
             await viewer.close()
         statuses = []
@@ -539,6 +552,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--ready-timeout", type=float, default=20.0)
     parser.add_argument("--renditions", action="store_true", help="one decoding viewer")
+    parser.add_argument(
+        "--cheap", action="store_true", help="cheap load viewers (bench/cheap_viewer.py)"
+    )
     args = parser.parse_args()
     asyncio.run(_renditions(args) if args.renditions else _viewers(args))
 

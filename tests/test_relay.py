@@ -58,7 +58,9 @@ def cpu_share(pid: int, seconds: float) -> float:
 class Viewers:
     """tests/janus_env.py's viewer process in the viewers' namespace."""
 
-    def __init__(self, hosts: RelayHosts, service: Service, count: int, log: Path) -> None:
+    def __init__(
+        self, hosts: RelayHosts, service: Service, count: int, log: Path, *options: str
+    ) -> None:
         # the class link, as a class's pupils share it (one pupil's own link holds 3 devices)
         token = str(next(link for link in service.links() if link["kind"] == "class")["token"])
         self._log = log.open("w")
@@ -72,6 +74,7 @@ class Viewers:
                 token,
                 "--count",
                 str(count),
+                *options,
             ),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
