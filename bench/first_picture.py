@@ -79,8 +79,16 @@ AFTER = [("board", "board: first frame shown"), ("sound", "sound: playing")]
 MARKS_JS = r"""
 (() => {
   const marks = window.__firstPicture = {};
+  let finish, after = 0;
+  // resolves once the camera's first frame is shown and decoded, and the board's and the
+  // sound's have come too (or 3 s later): the probe waits on it without polling the page
+  window.__firstPictureDone = new Promise((resolve) => { finish = resolve; });
   const mark = (name) => {
-    if (!(name in marks)) marks[name] = Math.round(performance.now() * 10) / 10;
+    if (name in marks) return;
+    marks[name] = Math.round(performance.now() * 10) / 10;
+    if (!('frame' in marks && 'decoded' in marks)) return;
+    if ('board' in marks && 'sound' in marks) finish();
+    else if (!after) after = setTimeout(finish, 3000);
   };
   let stored;
   Object.defineProperty(window, 'classroom', {
@@ -101,21 +109,24 @@ MARKS_JS = r"""
         const state = pc.iceConnectionState;
         if (state === 'connected' || state === 'completed') mark('ice');
       });
-      pc.addEventListener('connectionstatechange', () => {
-        if (pc.connectionState === 'connected') mark('dtls');
-      });
-      const poll = setInterval(async () => {
-        if (pc.signalingState === 'closed' || 'decoded' in marks) return clearInterval(poll);
+      // no RTP before DTLS: the camera's stats polled from then on, every 10 ms
+      const poll = async () => {
+        if (pc.signalingState === 'closed' || 'decoded' in marks) return;
         const camera = pc.getTransceivers()[0];
-        if (!camera || !camera.receiver) return;
-        let report;
-        try { report = await camera.receiver.getStats(); } catch (e) { return; }
-        report.forEach((s) => {
-          if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
-          if (s.packetsReceived > 0) mark('packet');
-          if (s.framesDecoded > 0) mark('decoded');
-        });
-      }, 10);
+        try {
+          (await camera.receiver.getStats()).forEach((s) => {
+            if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+            if (s.packetsReceived > 0) mark('packet');
+            if (s.framesDecoded > 0) mark('decoded');
+          });
+        } catch (e) { return; }
+        setTimeout(poll, 10);
+      };
+      pc.addEventListener('connectionstatechange', () => {
+        if (pc.connectionState !== 'connected' || 'dtls' in marks) return;
+        mark('dtls');
+        poll();
+      });
     };
     class Watched extends Native {
       constructor(...args) { super(...args); mark('pc'); watch(this); }
@@ -191,14 +202,11 @@ def probe(url: str, result_path: str, seconds: float) -> None:
         page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
         page.on("response", lambda r: refused(r, console))
         page.goto(url, wait_until="commit", timeout=15000)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            marks = page.evaluate("() => window.__firstPicture || {}")
-            if "frame" in marks and "decoded" in marks:  # then the board and the sound, or 3 s
-                deadline = min(deadline, time.monotonic() + 3)
-                if "board" in marks and "sound" in marks:
-                    break
-            page.wait_for_timeout(100)
+        page.evaluate(
+            "(ms) => Promise.race([window.__firstPictureDone,"
+            " new Promise((resolve) => setTimeout(resolve, ms))])",
+            seconds * 1000,
+        )
         result = page.evaluate(RESULT_JS)
         page.goto("about:blank")  # pagehide: the page DELETEs its session, as on leaving
         page.wait_for_timeout(300)
