@@ -14,8 +14,9 @@ page, `performance.now()` marks (0 = the navigation's start) of each step of joi
     answer       its 201 answer arrived (the service's own time is its Server-Timing)
     ice          ICE connected
     dtls         DTLS connected (connectionState "connected")
-    packet       the camera's first RTP packet (getStats, polled every 10 ms)
-    decoded      the camera's first decoded frame (getStats framesDecoded)
+    packet       the camera's first RTP packet (getStats, polled every 10 ms from DTLS on,
+                 so late by a poll or more on a busy machine)
+    decoded      the camera's first decoded frame (getStats framesDecoded, as late)
     frame        the camera <video>'s first frame shown (requestVideoFrameCallback)
     board, sound the board's first frame shown, the sound <audio> playing
 
@@ -71,8 +72,9 @@ STEPS = [
     ("decoded", "camera: first frame decoded"),
     ("frame", "camera: first frame shown"),
 ]
-# the critical path, step by step (ICE gathering ran beside it, or held the POST back)
-CHAIN = ["html", "scripts", "pc", "offer", "post", "answer", "ice", "dtls", "packet", "frame"]
+# the critical path, step by step (ICE gathering ran beside it, or held the POST back); the
+# getStats marks (packet, decoded) are polled and can come after the frame itself
+CHAIN = ["html", "scripts", "pc", "offer", "post", "answer", "ice", "dtls", "frame"]
 AFTER = [("board", "board: first frame shown"), ("sound", "sound: playing")]
 
 # Installed before the page's own scripts: marks each step once, in performance.now() ms.
