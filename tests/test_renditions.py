@@ -41,9 +41,17 @@ async def test_save_data_gives_low_renditions_and_back(demo_service: Service) ->
 async def test_session_wishes_are_validated(demo_service: Service) -> None:
     viewer = Viewer(demo_service.whep(), demo_service.token(), decode_clock=False)
     async with httpx.AsyncClient(timeout=10) as client:
-        assert (await viewer.connect(client)).status_code == 201
+        answered = await viewer.connect(client)
+        assert answered.status_code == 201
         assert viewer.location is not None
         try:
+            # what the answer took here, in ms (bench/first_picture.py reads it)
+            parts = [
+                part.strip().split(";dur=") for part in answered.headers["server-timing"].split(",")
+            ]
+            took = {name: float(ms) for name, ms in parts}
+            assert set(took) == {"answer", "negotiate", "gather"}, took
+            assert 0 <= took["negotiate"] + took["gather"] <= took["answer"], took
             bad = await client.patch(viewer.location, json={"save_data": "yes"})
             assert bad.status_code == 400 and "save_data" in bad.json()["detail"]
             wrong_type = await client.patch(

@@ -143,6 +143,7 @@ class ViewerSession:
         self._last_sent = 0
         self._closed = asyncio.Event()
         self._closing = False
+        self.answer_ms: dict[str, float] = {}  # what answering took: "negotiate", "gather"
 
     @property
     def state(self) -> str:
@@ -212,6 +213,7 @@ class ViewerSession:
         ice = description.media[0].ice
         self.remote_ufrag = ice.usernameFragment if ice else None
         served = without_sections(offer_sdp, self.rejected) if self.rejected else offer_sdp
+        started = time.perf_counter()
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(served, "offer"))
         except Exception as exc:
@@ -222,7 +224,13 @@ class ViewerSession:
                 "(constrained baseline, packetization-mode=1) or VP8, and audio Opus",
             ) from exc
         answer = await self.pc.createAnswer()
-        await self.pc.setLocalDescription(answer)
+        negotiated = time.perf_counter()
+        await self.pc.setLocalDescription(answer)  # gathers all our candidates: no trickle
+        gathered = time.perf_counter()
+        self.answer_ms = {
+            "negotiate": (negotiated - started) * 1000,
+            "gather": (gathered - negotiated) * 1000,
+        }
         self._pace()
         await self.pacer.start()
         sdp = str(self.pc.localDescription.sdp)

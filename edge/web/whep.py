@@ -4,6 +4,7 @@ gets now), PATCH (trickled candidates, or `{"save_data": …}`), DELETE (leave).
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -77,6 +78,7 @@ async def whep_post(
     offer = await read_offer(request, headers)
     if isinstance(offer, Response):
         return offer
+    started = time.perf_counter()
     runtime = service.rooms[room]
     seat = admit(service, request, room, grant, headers)
     if not isinstance(seat, joining.Seat):
@@ -102,12 +104,21 @@ async def whep_post(
             "Location": f"/whep/{room}/{session.id}",
             "ETag": f'"{session.id}"',
             "Accept-Patch": ACCEPT_PATCH,
+            "Server-Timing": server_timing(
+                {"answer": (time.perf_counter() - started) * 1000, **session.answer_ms}
+            ),
         },
     )
     for server in service.ice_servers(room):  # TURN credentials minted for this session
         for value in server.link_header():
             response.headers.append("Link", value)
     return response
+
+
+def server_timing(durations: dict[str, float]) -> str:
+    """`Server-Timing` (W3C): how long the answer took here, in ms (`answer`, of which
+    `negotiate` and `gather`), for the page's own measures and bench/first_picture.py."""
+    return ", ".join(f"{name};dur={ms:.1f}" for name, ms in durations.items())
 
 
 @routes.options("/whep/{room}/{session_id}")

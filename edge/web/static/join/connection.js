@@ -69,8 +69,33 @@ function onTrack(app, s, ev) {
   if (s.relay && tr === s.ducked) return;     // played while the pupil may speak (relayHears)
   const el = tr === s.camera ? els.camera : tr === s.board ? els.board : ev.track.kind === 'audio' ? els.sound : null;
   if (!el) return;
+  if (el === els.sound && !s.relay) return soundAfterPicture(app, s, ev.track);
   el.srcObject = new MediaStream([ev.track]);
   play(app, el);
+}
+
+const SOUND_WAIT = 1000;     // ms: the longest the sound waits for the picture
+
+// The sound starts once the first picture is on screen (or SOUND_WAIT after its track came):
+// opening the audio output holds up the page's main thread for a moment, and the picture,
+// the overlay that hides it until then included, waited behind it (Chromium on Linux
+// without PulseAudio: 90-140 ms; bench/first_picture.py).
+function soundAfterPicture(app, s, track) {
+  const els = app.els, videos = [els.camera, els.board];
+  let timer = 0, started = false;
+  const start = () => {
+    if (started) return;
+    started = true;
+    clearTimeout(timer);
+    videos.forEach((v) => v.removeEventListener('loadeddata', shown));
+    if (s !== app.current) return;     // a session of the past
+    els.sound.srcObject = new MediaStream([track]);
+    play(app, els.sound);
+  };
+  // once painted: the next animation frame, then the task after it
+  const shown = () => requestAnimationFrame(() => setTimeout(start, 0));
+  timer = setTimeout(start, SOUND_WAIT);
+  videos.forEach((v) => v.addEventListener('loadeddata', shown));
 }
 
 function linkState(pc) {

@@ -181,6 +181,7 @@ function beat(app, s) {
 
 // Leaving: stop the beats, close the Janus session, DELETE the relay session resource.
 export function closeRelay(app, s) {
+  if (!s.relay) return;     // a WHEP session: deleteWhep DELETEs its resource
   clearInterval(s.beatTimer);
   s.location = null;     // the beat URL: DELETEd below, once
   if (s.janus) { s.janus.close(); s.janus = null; }
