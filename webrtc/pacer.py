@@ -89,6 +89,19 @@ class Pacer:
         self._wake.set()
         await future
 
+    def try_take(self, size: int) -> bool:
+        """Let `size` bytes leave now if they may, without waiting (else `acquire`); the
+        bucket is refilled only when it looks empty, so a packet that may go costs no
+        clock read."""
+        if self._waiting:
+            return False
+        if self._tokens <= 0:
+            self._refill()
+            if self._tokens <= 0:
+                return False
+        self._tokens -= size
+        return True
+
     def debit(self, size: int) -> None:
         """Count bytes that left without waiting (audio, RTCP)."""
         self._refill()
