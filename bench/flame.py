@@ -55,7 +55,7 @@ async def run(args: argparse.Namespace) -> int:
                 str(args.rate),
                 "--gil",  # the thread holding the GIL: Python's own work, nothing waiting
                 "--format",
-                "flamegraph",
+                args.format,
                 "--output",
                 str(args.output),
             )
@@ -81,6 +81,9 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
     parser.add_argument("--warmup", type=float, default=4.0, help="after all viewers connect")
     parser.add_argument("--output", type=Path, default=Path(f"flame-{int(time.time())}.svg"))
+    parser.add_argument(
+        "--format", default="flamegraph", choices=("flamegraph", "raw", "speedscope")
+    )
     return asyncio.run(run(parse_args(parser, keep_logs="keep server and viewer logs")))
 
 

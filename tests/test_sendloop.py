@@ -416,15 +416,15 @@ async def test_history_finds_packets_across_the_wrap_and_forgets_old_ones() -> N
     loop = SendLoop(sender, track, packer.SenderCodec(track))
     history = loop.history
     assert history.get(5) is None
-    history.add(65534, 1000, [b"a", b"b", b"c"])  # 65534, 65535, 0
-    history.add(1, 4000, [b"d"])
+    history.add((65534, 1000, [b"a", b"b", b"c"]))  # 65534, 65535, 0
+    history.add((1, 4000, [b"d"]))
     packet = history.get(65535 % RTP_HISTORY_SIZE)
     assert packet is not None and packet.sequence_number == 65535 and packet.payload == b"b"
     assert packet.marker == 0 and packet.timestamp == 1000
     zero = history.get(0)
     assert zero is not None and zero.payload == b"c" and zero.marker == 1
     for number in range(2, 2 + RTP_HISTORY_SIZE):
-        history.add(number, 5000 + number, [b"x"])
+        history.add((number, 5000 + number, [b"x"]))
     old = history.get(65535 % RTP_HISTORY_SIZE)
     assert old is None or old.sequence_number != 65535  # aiortc checks the number
 

@@ -1,12 +1,14 @@
 """Pacing one viewer's video onto the wire.
 
 aiortc has no pacer: a sender writes all RTP packets of a frame at once, so a keyframe
-leaves as one burst that a thin link's queue drops. The pacer sits in the viewer's
-DTLS transport (aiortc 1.16 private `RTCDtlsTransport._send_rtp`, guarded by
-`tests/test_pacer.py`) and lets video out at `rate` bits/s, first line first (the
-camera before the board still). Audio, RTCP and retransmissions never wait: they pass
-at once and only count against the budget; retransmissions are dropped instead while
-the budget is overdrawn.
+leaves as one burst that a thin link's queue drops. The pacer lets video out at `rate`
+bits/s, first line first (the camera before the board still): each sender's send loop
+(webrtc/sendloop.py) takes its turn before every packet (`try_take`, else `acquire`).
+Audio, RTCP and retransmissions never wait: they pass at once and only count against
+the budget; retransmissions are dropped instead while the budget is overdrawn. What
+aiortc still sends itself (RTCP, retransmissions) meets the pacer in the viewer's DTLS
+transport (aiortc 1.16 private `RTCDtlsTransport._send_rtp`, guarded by
+`tests/test_pacer.py`), where `wrap` puts it; so would any RTP sent there.
 """
 
 from __future__ import annotations

@@ -9,10 +9,13 @@ last keyframe, or switched rendition, its next keyframe goes out after a gap of
 starts again at that keyframe: aiortc's buffer lets go of anything 512 behind,
 Chrome NACKs the gap once and clears it when the keyframe completes.
 
-aiortc's sender numbers its packets itself (a local in `RTCRtpSender._run_rtp`), so the
-numbers are shifted on their way out (the DTLS transport's `_send_rtp`, aiortc 1.16
-private API like the pacer's) and NACKs are shifted back before the sender
-retransmits (`RTCRtpSender._handle_rtcp_packet`); `tests/test_resync.py` guards both.
+The send loop (webrtc/sendloop.py) numbers a sender's packets as aiortc's own loop
+would, without gaps, and writes each with its wire number (`outgoing_frame`); aiortc
+resends from that loop's history, so an RTX packet names the unshifted number and is
+shifted on its way out (the DTLS transport's `_send_rtp`, aiortc 1.16 private API like
+the pacer's), and NACKs are shifted back before the sender retransmits
+(`RTCRtpSender._handle_rtcp_packet`); `tests/test_resync.py` and
+`tests/test_sendloop.py` guard them.
 """
 
 from __future__ import annotations

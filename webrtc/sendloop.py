@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtcrtpsender import random_sequence_number
 from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket
@@ -81,18 +82,15 @@ class SentFrames:
         self._frames: collections.deque[tuple[int, int, list[bytes]]] = collections.deque(
             maxlen=RTP_HISTORY_SIZE  # frames: at least as many packets
         )
-        self._newest: int | None = None
-
-    def add(self, first: int, timestamp: int, payloads: list[bytes]) -> None:
-        self._frames.append((first, timestamp, payloads))
-        self._newest = (first + len(payloads) - 1) % 0x10000
+        self.add = self._frames.append  # (first sequence number, timestamp, payloads)
 
     def get(self, key: int, default: RtpPacket | None = None) -> RtpPacket | None:
         """The newest packet sent whose number is `key` modulo `RTP_HISTORY_SIZE`
         (aiortc checks the whole number)."""
-        newest = self._newest
-        if newest is None:
+        if not self._frames:
             return default
+        first, _, payloads = self._frames[-1]
+        newest = (first + len(payloads) - 1) % 0x10000
         sequence = (newest - (newest - key) % RTP_HISTORY_SIZE) % 0x10000
         for first, timestamp, payloads in reversed(self._frames):
             index = (sequence - first) % 0x10000
@@ -135,6 +133,10 @@ class SendLoop:
         self._cdata = ffi.new("char[]", BUFFER_SIZE)
         self._view = memoryview(ffi.buffer(self._cdata))
         self._length = ffi.new("int *")
+        self._pair: Any = None  # the ICE pair last sent on, and its (sendto, address, copy)
+        self._route: tuple[Any, tuple[str, int], bool] = (None, ("", 0), False)
+        self._session: Any = None  # the transport's SRTP session, and its libsrtp handle
+        self._srtp: Any = None
 
     def install(self) -> SendLoop:
         """Take over the sender's RTP: its `send()` starts this loop instead of aiortc's."""
@@ -221,16 +223,21 @@ class SendLoop:
         the data must be copied before `sendto` returns); ConnectionError if the
         transport is not connected, as aiortc's `_send_rtp` raises."""
         transport = self.sender.transport
-        if transport.state != "connected":
+        if transport._state is not State.CONNECTED:
             raise ConnectionError("Cannot send encrypted RTP, not connected")
         pair = transport.transport._connection._nominated.get(1)
         if pair is None:
             raise ConnectionError("Cannot send data, not connected")
-        socket = pair.protocol.transport
-        # asyncio's datagram transport copies what it cannot send at once; TURN's
-        # keeps the data for a task: give it bytes of its own
-        copy = not isinstance(socket, asyncio.DatagramTransport)
-        return transport._tx_srtp._srtp[0], socket.sendto, pair.remote_addr, copy
+        if pair is not self._pair:
+            socket = pair.protocol.transport
+            # asyncio's datagram transport copies what it cannot send at once; TURN's
+            # keeps the data for a task: give it bytes of its own
+            copy = not isinstance(socket, asyncio.DatagramTransport)
+            self._pair, self._route = pair, (socket.sendto, pair.remote_addr, copy)
+        session = transport._tx_srtp
+        if session is not self._session:
+            self._session, self._srtp = session, session._srtp[0]
+        return (self._srtp, *self._route)
 
     async def _send_frame(self, payloads: list[bytes], timestamp: int) -> None:
         srtp, sendto, address, copy = self._socket()
@@ -238,7 +245,7 @@ class SendLoop:
         first = self._sequence
         count = len(payloads)
         self._sequence = (first + count) % 0x10000
-        self.history.add(first, timestamp, payloads)
+        self.history.add((first, timestamp, payloads))
         resequencer, pacer = self.resequencer, self.pacer
         shift = wire = None
         if resequencer is not None:
