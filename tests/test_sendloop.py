@@ -439,3 +439,63 @@ async def test_stop_ends_the_loop_and_the_track(make_link: Callable[[], Any]) ->
     await asyncio.wait_for(sender.stop(), 2)
     assert track.readyState == "ended"
     assert bus.subscribers == 0
+
+
+async def test_a_packet_leaves_within_publish_and_a_switch_swaps_there(
+    make_link: Callable[[], Any],
+) -> None:
+    """While the loop waits, a packet is sent from the bus's `publish` itself (no task
+    switch); the rendition switch happens there too, on the target's keyframe."""
+    loop_ = asyncio.get_running_loop()
+    high = PacketBus("room/camera/high", "video", loop=loop_)
+    low = PacketBus("room/camera/low", "video", loop=loop_)
+    link = await make_link()
+    sender, track, codec = sender_on(link, "video", high)
+    pacer = Pacer(rate=1e9)
+    pacer.priorities[sender._ssrc] = 0
+    sendloop.install(sender, track, codec, pacer)
+    await pacer.start()
+    await sender.send(parameters("video", [(1, MID)]))
+    try:
+        await asyncio.sleep(0.01)  # the loop waits for packets
+        before = pacer.sent_bytes
+        high.publish(frame("video", 0, 100, keyframe=True))
+        assert pacer.sent_bytes > before, "sent within publish"
+        track.switch(low)
+        high.publish(frame("video", 1, 100))  # still high until low has a keyframe
+        low.publish(frame("video", 2, 100))  # not a keyframe: dropped by the subscription
+        sent = pacer.sent_bytes
+        assert track.current is not None and track.current.bus is high
+        low.publish(frame("video", 3, 200, keyframe=True))
+        assert pacer.sent_bytes > sent and track.switches == 1
+        assert track.current is not None and track.current.bus is low and track.pending is None
+        assert high.subscribers == 0 and low.subscribers == 1
+        await until(lambda: len(link.received()) == 3)
+        assert [len(RtpPacket.parse(p).payload) for p in link.received()] == [
+            101,
+            101,
+            201,
+        ]  # the NAL units
+    finally:
+        await sender.stop()
+        await pacer.stop()
+
+
+async def test_a_failure_within_publish_ends_the_loop_not_the_publish(
+    make_link: Callable[[], Any],
+) -> None:
+    bus = PacketBus("room/camera/high", "video", loop=asyncio.get_running_loop())
+    link = await make_link()
+    sender, track, codec = sender_on(link, "video", bus)
+    others = bus.subscribe()
+    sendloop.install(sender, track, codec)
+    await sender.send(parameters("video", [(1, MID)]))
+    try:
+        await asyncio.sleep(0.01)
+        link.dtls._state = State.CLOSED
+        bus.publish(frame("video", 0, 100, keyframe=True))  # raises nothing here
+        assert len(others) == 1, "the other subscribers still got it"
+        await until(lambda: track.readyState == "ended")
+        assert link.received() == []
+    finally:
+        await asyncio.wait_for(sender.stop(), 2)

@@ -10,7 +10,10 @@ packet it writes the header into the sender's own buffer (a template made once b
 aiortc's serializer, so the bytes are aiortc's: the MID and abs-send-time extensions it
 writes; it never writes transport-cc), copies the payload after it, protects it in
 place with libsrtp (the transport's SRTP session) and hands it to the ICE pair's
-socket: one `sendto`. No coroutine per packet, except to wait for the pacer.
+socket: one `sendto`. No coroutine per packet, except to wait for the pacer, and no
+task switch per frame: while the loop waits, the track's doorbell (`track.Doorbell`)
+has it send a packet from within the bus's `publish` that queued it; the task wakes
+only for what must wait for the pacer, and to end.
 
 What aiortc keeps doing: ICE, DTLS, RTCP (its sender reports read the counters this
 loop updates), NACK handling and RTX (`_retransmit` finds the packets it resends in
@@ -20,7 +23,7 @@ Private aiortc 1.16 / aioice 0.13 / pylibsrtp 1.0 API used here, each guarded by
 `tests/test_sendloop.py`: `RTCRtpSender.send` starts `self._run_rtp(codec)` (replaced
 per sender), its `__rtp_started`/`__rtp_exited` events, `__rtp_history`, its report
 counters (`__ntp_timestamp`, `__rtp_timestamp`, `__octet_count`, `__packet_count`);
-`RTCDtlsTransport._tx_srtp` and its `__tx_bytes`/`__tx_packets`; `RTCIceTransport.
+`RTCDtlsTransport._state`, `_tx_srtp`, `__tx_bytes`, `__tx_packets`; `RTCIceTransport.
 _connection`; aioice's `Connection._nominated` (the pair `sendto` uses); pylibsrtp's
 cffi binding and `Session._srtp`.
 """
@@ -46,9 +49,11 @@ from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi, lib
 
 from .pacer import WIRE_OVERHEAD, Pacer
-from .resync import Resequencer
+from .resync import Resequencer, SequenceShift
 
 if TYPE_CHECKING:
+    from capture import Packet
+
     from .packer import SenderCodec
     from .track import PacketTrack
 
@@ -137,6 +142,16 @@ class SendLoop:
         self._route: tuple[Any, tuple[str, int], bool] = (None, ("", 0), False)
         self._session: Any = None  # the transport's SRTP session, and its libsrtp handle
         self._srtp: Any = None
+        # the frame being sent: payloads, timestamp, wire number of the first packet, the
+        # next packet's index, the shift counting it and the pacer priority of its stream
+        self._payloads: list[bytes] = []
+        self._timestamp = self._wire = self._next = 0
+        self._shift: SequenceShift | None = None
+        self._priority: int | None = None
+        self._waiting = False  # the task waits for packets: `_answer` may send them
+        self._answering = False
+        self._blocked: int | None = None  # `_answer` left a frame waiting for the pacer
+        self._failed: Exception | None = None  # `_answer` failed: the task raises it
 
     def install(self) -> SendLoop:
         """Take over the sender's RTP: its `send()` starts this loop instead of aiortc's."""
@@ -197,26 +212,71 @@ class SendLoop:
 
     async def run(self, codec: RTCRtpCodecParameters) -> None:
         """Replaces `RTCRtpSender._run_rtp(codec)`: until the track ends, the transport
-        closes or the sender stops (cancelled)."""
+        closes or the sender stops (cancelled). While it waits for packets, `_answer`
+        sends what comes at once, from the bus's `publish`; it only wakes this task for
+        what has to wait for the pacer, or to end."""
         sender = self.sender
         sender._RTCRtpSender__rtp_started.set()  # type: ignore[attr-defined]
+        track = self.track
         try:
             self._configure(codec)
-            track = self.track
+            track.answer_with(self._answer)
             while True:
-                packet = await track.recv()
-                if not sender._enabled:
+                if self._failed is not None:
+                    raise self._failed
+                if self._blocked is not None:  # the rest of a frame `_answer` began
+                    size, self._blocked = self._blocked, None
+                    await self._paced(size)
                     continue
-                payloads, timestamp = self.codec.pack(packet)
-                if payloads:
-                    await self._send_frame(payloads, (self._timestamp_origin + timestamp) % 2**32)
+                packet = track.poll()
+                if packet is None:
+                    self._waiting = True
+                    try:
+                        await track.wait()
+                    finally:
+                        self._waiting = False
+                elif self._begin(packet):
+                    await self._paced(self._advance())
         except (asyncio.CancelledError, ConnectionError, MediaStreamError):
             pass
         except Exception:
             logger.exception("sending RTP for %s", sender.kind)
         finally:
-            self.track.stop()
+            track.answer_with(None)
+            track.stop()
             sender._RTCRtpSender__rtp_exited.set()  # type: ignore[attr-defined]
+
+    def _answer(self) -> bool:
+        """A packet came for the track (`Doorbell`): while the task waits, send what
+        may go now; True when nothing is left for the task to do."""
+        if not self._waiting or self._answering:
+            return not self._waiting  # answering already: the outer call sends it
+        self._answering = True
+        try:
+            while True:
+                packet = self.track.poll()
+                if packet is None:
+                    return True
+                if self._begin(packet):
+                    self._blocked = self._advance()
+                    if self._blocked is not None:
+                        break
+        except MediaStreamError:
+            pass  # the task meets it too
+        except Exception as exc:  # never into the bus's publish: the task raises it
+            self._failed = exc
+        finally:
+            self._answering = False
+        self._waiting = False  # the task's turn, however many more packets come first
+        return False
+
+    async def _paced(self, size: int | None) -> None:
+        """Send the rest of the frame, waiting for the pacer before each packet that
+        may not go yet (`size`: the first one's)."""
+        while size is not None:
+            assert self.pacer is not None and self._priority is not None
+            await self.pacer.acquire(size, self._priority)
+            size = self._advance(granted=True)
 
     def _socket(self) -> tuple[Any, Any, tuple[str, int], bool]:
         """(the SRTP session, the selected pair's `sendto`, its remote address, whether
@@ -239,47 +299,56 @@ class SendLoop:
             self._session, self._srtp = session, session._srtp[0]
         return (self._srtp, *self._route)
 
-    async def _send_frame(self, payloads: list[bytes], timestamp: int) -> None:
-        srtp, sendto, address, copy = self._socket()
-        ssrc = self._ssrc
-        first = self._sequence
-        count = len(payloads)
+    def _begin(self, packet: Packet) -> bool:
+        """Take `packet` as the frame to send (False: nothing to send of it)."""
+        if not self.sender._enabled:  # aiortc reads and drops while disabled
+            return False
+        payloads, timestamp = self.codec.pack(packet)
+        if not payloads:
+            return False
+        ssrc, first, count = self._ssrc, self._sequence, len(payloads)
         self._sequence = (first + count) % 0x10000
+        timestamp = (self._timestamp_origin + timestamp) % 2**32
         self.history.add((first, timestamp, payloads))
-        resequencer, pacer = self.resequencer, self.pacer
-        shift = wire = None
+        wire, shift, resequencer, pacer = first, None, self.resequencer, self.pacer
         if resequencer is not None:
             shift = resequencer.counted.get(ssrc)
-            if ssrc in resequencer.shifts:
-                wire = resequencer.shifts[ssrc].outgoing_frame(first, count)
-        if wire is None:
-            wire = first
-        priority = pacer.priorities.get(ssrc) if pacer is not None else None
-        clock = shift.clock if shift is not None else time.monotonic
+            renumbered = resequencer.shifts.get(ssrc)
+            if renumbered is not None:
+                wire = renumbered.outgoing_frame(first, count)
+        self._payloads, self._timestamp, self._wire, self._next = payloads, timestamp, wire, 0
+        self._shift = shift
+        self._priority = pacer.priorities.get(ssrc) if pacer is not None else None
+        return True
+
+    def _advance(self, granted: bool = False) -> int | None:
+        """Send the frame's packets from the next one on while the pacer lets them go
+        (`granted`: it let the next one go already); None once all are out, else the
+        size of the one that has to wait."""
+        srtp, sendto, address, copy = self._socket()
+        payloads, timestamp, wire, shift = self._payloads, self._timestamp, self._wire, self._shift
+        pacer, priority = self.pacer, self._priority
         view, cdata, length, protect = self._view, self._cdata, self._length, lib.srtp_protect
-        header = len(self._header)
-        head = _HEAD.pack_into
-        abs_at, abs_prefix, stamp = self._abs_at, self._abs_prefix, _WORD.pack_into
+        header, head = len(self._header), _HEAD.pack_into
         ntp = ntp_time(time.time())
-        if abs_at is not None:
-            stamp(view, abs_at, abs_prefix | abs_send_time(ntp))
-        at = clock()
-        last = count - 1
-        payload_type = self._payload_type
+        if self._abs_at is not None:
+            _WORD.pack_into(view, self._abs_at, self._abs_prefix | abs_send_time(ntp))
+        at = shift.clock() if shift is not None else 0.0
+        last, payload_type = len(payloads) - 1, self._payload_type
         payload_bytes = wire_bytes = srtp_bytes = sent = 0
-        for index, payload in enumerate(payloads):
+        waits: int | None = None
+        for index in range(self._next, len(payloads)):
+            payload = payloads[index]
             end = header + len(payload)
             size = end + WIRE_OVERHEAD
             if pacer is not None:
                 if priority is None:
                     pacer.debit(size)
+                elif granted:
+                    granted = False
                 elif not pacer.try_take(size):
-                    await pacer.acquire(size, priority)
-                    srtp, sendto, address, copy = self._socket()
-                    ntp = ntp_time(time.time())
-                    if abs_at is not None:
-                        stamp(view, abs_at, abs_prefix | abs_send_time(ntp))
-                    at = clock()
+                    self._next, waits = index, size
+                    break
             number = (wire + index) % 0x10000
             head(view, 1, payload_type | (0x80 if index == last else 0), number, timestamp)
             view[header:end] = payload
@@ -296,6 +365,7 @@ class SendLoop:
             if shift is not None:
                 shift.sent(number, size, at)
         self._count(ntp, timestamp, sent, payload_bytes, srtp_bytes, wire_bytes)
+        return waits
 
     def _count(
         self, ntp: int, timestamp: int, sent: int, payload_bytes: int, srtp_bytes: int, wire: int
