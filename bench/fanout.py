@@ -6,8 +6,10 @@ own: the health check, decoded fps, glass-to-glass latency from the burned-in cl
 N−1 cheap load viewers (bench/cheap_viewer.py, another process: ICE and DTLS by aiortc,
 then they count packets per SSRC from the clear RTP header and send receiver reports,
 decrypting nothing; `--viewers stock` makes all N stock aiortc viewers in one process, the
-old way). After a warm-up the server process's CPU (user + sys from /proc/PID/stat, over
-wall time, in % of one core) is measured over a window. Prints a markdown table and the
+old way). After a warm-up the server's CPU (user + sys from /proc/PID/stat of the service
+and its viewer workers, over wall time, in % of one core) is measured over a window, and
+apart that of its main thread, the event loop (the encoders run in threads of their own;
+with viewer workers, the viewers are served in those). Prints a markdown table and the
 per-viewer cost.
 
     python bench/fanout.py                      # both servers, N = 1 2 4 8 16
@@ -27,7 +29,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,13 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
 
 
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    """utime + stime of thread `tid` of `pid` (the main thread: `tid` = `pid`), in seconds."""
+    text = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def host_busy_idle() -> tuple[float, float]:
     """Busy and idle jiffies of the whole machine (all cores)."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -75,6 +84,7 @@ class CpuMark:
     viewers: float  # every viewer process
     host_busy: float
     host_idle: float
+    loop: float = 0.0  # the server's main thread: its event loop, where viewers are served
 
     @classmethod
     def take(cls, server_pid: int, viewer_pids: Sequence[int]) -> CpuMark:
@@ -85,6 +95,7 @@ class CpuMark:
             sum(process_cpu_seconds(pid) for pid in viewer_pids),
             busy,
             idle,
+            thread_cpu_seconds(server_pid, server_pid),
         )
 
 
@@ -102,6 +113,7 @@ class Row:
     save_data: int = 0  # of them, on the cheapest renditions (camera low, board stills)
     flowing: int = 0
     cpu: float = float("nan")  # server, % of one core
+    loop_cpu: float = float("nan")  # the server's event loop thread, % of one core
     viewer_cpu: float = float("nan")  # the viewer processes, % of one core
     cheap_cpu: float = float("nan")  # the cheap viewers' process per cheap viewer, likewise
     host_busy: float = float("nan")  # whole machine, % of all cores
@@ -147,6 +159,7 @@ def fill_row(
 ) -> None:
     wall = last.wall - first.wall
     row.cpu = 100.0 * (last.server - first.server) / wall
+    row.loop_cpu = 100.0 * (last.loop - first.loop) / wall
     row.viewer_cpu = 100.0 * (last.viewers - first.viewers) / wall
     busy, idle = last.host_busy - first.host_busy, last.host_idle - first.host_idle
     row.host_busy = 100.0 * busy / max(busy + idle, 1.0)
@@ -233,7 +246,8 @@ def fmt(value: float, digits: int = 1) -> str:
 
 def table(rows: Sequence[Row]) -> str:
     header = (
-        "| server | viewers | flowing | server CPU % | per-viewer kb/s cam/board/audio (min total)"
+        "| server | viewers | flowing | server CPU % | its loop thread %"
+        " | per-viewer kb/s cam/board/audio (min total)"
         " | fps cam/board mean (min) | decoding viewer fps cam/board/audio | latency ms cam/board"
         " | IDR/s cam/board · PLI · NACK | viewer procs CPU % (per cheap viewer)"
         " | other procs CPU %"
@@ -264,7 +278,7 @@ def table(rows: Sequence[Row]) -> str:
             notes.append(f"SATURATED: {fmt(r.undelivered, 0)} % of camera frames not delivered")
         lines.append(
             f"| {r.server} | {r.viewers}{f' ({r.save_data} low)' if r.save_data else ''}"
-            f" | {r.flowing} | {cpu}"
+            f" | {r.flowing} | {cpu} | {fmt(r.loop_cpu)}"
             f" | {kbps} ({fmt(r.kbps_min, 0)}) | {fps} | {decoded} | {latency}"
             f" | {feedback} | {fmt(r.viewer_cpu)}"
             + (f" ({fmt(r.cheap_cpu, 2)})" if r.cheap_cpu == r.cheap_cpu else "")
@@ -274,16 +288,19 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def slope(rows: Sequence[Row]) -> tuple[float, int, int] | None:
-    """Server CPU per extra viewer between the fewest and the most viewers measured."""
-    good = [r for r in rows if not r.errors and r.cpu == r.cpu]
+def slope(
+    rows: Sequence[Row], cpu: Callable[[Row], float] = lambda r: r.cpu
+) -> tuple[float, int, int] | None:
+    """Server CPU (or another `cpu` of a row) per extra viewer between the fewest and
+    the most viewers measured."""
+    good = [r for r in rows if not r.errors and cpu(r) == cpu(r)]
     if len(good) < 2:
         return None
     low = min(good, key=lambda r: r.viewers)
     high = max(good, key=lambda r: r.viewers)
     if high.viewers == low.viewers:
         return None
-    return (high.cpu - low.cpu) / (high.viewers - low.viewers), low.viewers, high.viewers
+    return (cpu(high) - cpu(low)) / (high.viewers - low.viewers), low.viewers, high.viewers
 
 
 def fitted_slope(rows: Sequence[Row]) -> float | None:
@@ -322,6 +339,9 @@ def summary(rows: Sequence[Row]) -> str:
         fitted = fitted_slope([r for r in mine if not r.saturated])
         if fitted is not None and not any(r.saturated for r in mine):
             line += f" (least-squares fit over all {len(mine)} rows: {fitted:.2f} %)"
+        loop = slope(mine, lambda r: r.loop_cpu)
+        if loop is not None:
+            line += f"; of it the event loop thread: {loop[0]:.2f} %"
         lines.append(line)
     if "edge" in costs:
         verdict = "meets" if costs["edge"] <= 1.0 else "MISSES"
@@ -381,7 +401,8 @@ async def run(args: argparse.Namespace) -> int:
                         row = Row(kind, count, errors=[limit])
                     runs.setdefault((kind, count), []).append(row)
                     print(
-                        f"  server CPU {fmt(row.cpu)} %, flowing {row.flowing}/{count}"
+                        f"  server CPU {fmt(row.cpu)} % (loop thread {fmt(row.loop_cpu)} %),"
+                        f" flowing {row.flowing}/{count}"
                         + (f", errors: {row.errors}" if row.errors else ""),
                         file=sys.stderr,
                         flush=True,

@@ -1,10 +1,10 @@
 """What the benches share: the server and the viewers in processes of their own, the
 command line options every bench has and the folder its logs go to.
 
-- `Server`: `classroom-edge run --demo` (or bench/naive_server.py) on loopback, a fresh
-  process each time (bench/fanout.py, one per row); `loopback_service`: the demo service
-  of tests/conftest.py on loopback with this process's aiortc viewers offering only
-  127.0.0.1 (bench/latency.py, bench/join.py).
+- `Server`: `classroom-edge run --demo` (as `python -m edge` from this checkout) or
+  bench/naive_server.py on loopback, a fresh process each time (bench/fanout.py, one per
+  row); `loopback_service`: the demo service of tests/conftest.py on loopback with this
+  process's aiortc viewers offering only 127.0.0.1 (bench/latency.py, bench/join.py).
 - `ViewersProcess`: bench/viewers.py (stock aiortc viewers) or bench/cheap_viewer.py
   (cheap load viewers) in a process of its own, driven over stdin/stdout; `LoadViewers`:
   N viewers for a load bench, one stock decoding viewer in one process and N−1 cheap ones
@@ -92,10 +92,12 @@ class Server:
 
     def command(self) -> list[str]:
         if self.kind == "edge":
-            edge = shutil.which("classroom-edge")
-            head = [edge] if edge else [sys.executable, "-m", "edge"]
+            # this checkout's code (the cwd is its root), never a `classroom-edge` on the
+            # PATH: an editable install of another worktree would be measured instead
             return [
-                *head,
+                sys.executable,
+                "-m",
+                "edge",
                 "run",
                 "--demo",
                 "--data-dir",
@@ -118,6 +120,7 @@ class Server:
         with self.log.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
                 *self.command(),
+                cwd=BENCH.parent,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
@@ -142,7 +145,7 @@ class Server:
         links = [*command[: command.index("run")], "links", "demo", "--demo"]
         links += ["--data-dir", str(self.workdir / "data"), "--json"]
         process = await asyncio.create_subprocess_exec(
-            *links, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            *links, cwd=BENCH.parent, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
         try:
             out, err = await asyncio.wait_for(process.communicate(), 30)

@@ -21,6 +21,7 @@ from .packer import SharedPacker
 RATE_WINDOW = 25.0  # seconds; holds two or three board stills (one each 10 s)
 RTP_PAYLOAD = 1200  # bytes of media per RTP packet, about (aiortc packs up to 1300)
 RTP_OVERHEAD = 70  # bytes per RTP packet: RTP + extensions + SRTP tag + UDP + IPv4 + link
+BITRATE_REUSE = 0.1  # seconds a rendition's wire bitrate is reused while no packet came
 
 
 class Subscription:
@@ -134,6 +135,7 @@ class PacketBus:
         self.taps: list[Callable[[Packet], None]] = []
         # subscribers, dropped and resyncs of this bus's mirrors in each viewer worker
         self.elsewhere: dict[int, tuple[int, int, int]] = {}
+        self._bitrate: tuple[float, int, float] | None = None  # (when, packets, wire_bitrate)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop `publish_threadsafe` hands packets to."""
@@ -213,14 +215,21 @@ class PacketBus:
         included) over the last `RATE_WINDOW` seconds; while the rendition is younger
         than that, the nominal bitrate stands in for the time before its first packet.
         A whole window, not first to last packet: two stills a second apart (one brought
-        forward for a joiner) are not a still per second."""
+        forward for a joiner) are not a still per second. Every viewer's adaptation asks
+        each of its renditions in turn: the sum is made once while no packet came and
+        less than `BITRATE_REUSE` seconds passed."""
         now = self._now()
+        reuse = self._bitrate
+        if reuse is not None and reuse[1] == self.packets and 0 <= now - reuse[0] < BITRATE_REUSE:
+            return reuse[2]
         while self._recent and now - self._recent[0][0] > RATE_WINDOW:
             self._recent.popleft()
         bits = sum(size for _, size in self._recent) * 8
         before = 0.0 if self._first_packet_at is None else now - self._first_packet_at
         unseen = max(RATE_WINDOW - before, 0.0)
-        return (bits + self.nominal_bitrate * unseen) / RATE_WINDOW
+        bitrate = (bits + self.nominal_bitrate * unseen) / RATE_WINDOW
+        self._bitrate = (now, self.packets, bitrate)
+        return bitrate
 
     def publish(self, packet: Packet) -> None:
         now = self._now()

@@ -1,12 +1,14 @@
 """Pacing one viewer's video onto the wire.
 
 aiortc has no pacer: a sender writes all RTP packets of a frame at once, so a keyframe
-leaves as one burst that a thin link's queue drops. The pacer sits in the viewer's
-DTLS transport (aiortc 1.16 private `RTCDtlsTransport._send_rtp`, guarded by
-`tests/test_pacer.py`) and lets video out at `rate` bits/s, first line first (the
-camera before the board still). Audio, RTCP and retransmissions never wait: they pass
-at once and only count against the budget; retransmissions are dropped instead while
-the budget is overdrawn.
+leaves as one burst that a thin link's queue drops. The pacer lets video out at `rate`
+bits/s, first line first (the camera before the board still): each sender's send loop
+(webrtc/sendloop.py) takes its turn before every packet (`try_take`, else `acquire`).
+Audio, RTCP and retransmissions never wait: they pass at once and only count against
+the budget; retransmissions are dropped instead while the budget is overdrawn. What
+aiortc still sends itself (RTCP, retransmissions) meets the pacer in the viewer's DTLS
+transport (aiortc 1.16 private `RTCDtlsTransport._send_rtp`, guarded by
+`tests/test_pacer.py`), where `wrap` puts it; so would any RTP sent there.
 """
 
 from __future__ import annotations
@@ -88,6 +90,19 @@ class Pacer:
         heapq.heappush(self._waiting, (priority, next(self._order), size, future))
         self._wake.set()
         await future
+
+    def try_take(self, size: int) -> bool:
+        """Let `size` bytes leave now if they may, without waiting (else `acquire`); the
+        bucket is refilled only when it looks empty, so a packet that may go costs no
+        clock read."""
+        if self._waiting:
+            return False
+        if self._tokens <= 0:
+            self._refill()
+            if self._tokens <= 0:
+                return False
+        self._tokens -= size
+        return True
 
     def debit(self, size: int) -> None:
         """Count bytes that left without waiting (audio, RTCP)."""

@@ -9,10 +9,13 @@ last keyframe, or switched rendition, its next keyframe goes out after a gap of
 starts again at that keyframe: aiortc's buffer lets go of anything 512 behind,
 Chrome NACKs the gap once and clears it when the keyframe completes.
 
-aiortc's sender numbers its packets itself (a local in `RTCRtpSender._run_rtp`), so the
-numbers are shifted on their way out (the DTLS transport's `_send_rtp`, aiortc 1.16
-private API like the pacer's) and NACKs are shifted back before the sender
-retransmits (`RTCRtpSender._handle_rtcp_packet`); `tests/test_resync.py` guards both.
+The send loop (webrtc/sendloop.py) numbers a sender's packets as aiortc's own loop
+would, without gaps, and writes each with its wire number (`outgoing_frame`); aiortc
+resends from that loop's history, so an RTX packet names the unshifted number and is
+shifted on its way out (the DTLS transport's `_send_rtp`, aiortc 1.16 private API like
+the pacer's), and NACKs are shifted back before the sender retransmits
+(`RTCRtpSender._handle_rtcp_packet`); `tests/test_resync.py` and
+`tests/test_sendloop.py` guard them.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ RESYNC_GAP = 512  # aiortc's video jitter buffer holds 512 packets; Chrome clear
 RECENT_NACKS = 1024  # sequence numbers remembered, so a repeated NACK is not new loss
 RETRANSMIT_SPACING = 0.25  # seconds between two retransmissions of one packet, at least
 RETRANSMIT_TIMES = 2  # retransmissions of one packet, at most
-SENT_LOG = 4096  # packets whose send time is kept, to tell what the receiver got
+SENT_LOG = 4096  # packets whose send time is kept, to tell what the receiver got (2^n)
 
 Clock = Callable[[], float]
 
@@ -71,12 +74,16 @@ class SequenceShift:
         self._last_report: tuple[int, int] | None = None
         self._sent_bytes = 0
         self.sent_packets = 0
-        self._sent_log: dict[int, tuple[float, int]] = {}  # wire seq -> (time, bytes so far)
-        self._sent_order: collections.deque[int] = collections.deque(maxlen=SENT_LOG)
+        # the last SENT_LOG packets, at wire seq % SENT_LOG: (wire seq, time, bytes so far)
+        self._sent_log: list[tuple[int, float, int] | None] = [None] * SENT_LOG
         self.expected = 0  # packets the receiver reports expected since `take_loss()`
         self.lost = 0  # and of those lost, resync gaps left out
         self.delivered: float | None = None  # bits/s through in the last reported interval
         self.delivered_at = -math.inf  # when that report came
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
     def at_keyframe(self, switched: bool) -> None:
         """A keyframe is about to go out: resync before it if the viewer may be
@@ -102,14 +109,29 @@ class SequenceShift:
             return None  # a retransmission (without RTX) from before the resync
         return (sequence + self.offset) % 0x10000
 
-    def sent(self, wire: int, size: int) -> None:
-        """A packet of `size` bytes on the wire went out with number `wire`."""
+    def outgoing_frame(self, first: int, count: int) -> int:
+        """The wire number of the first of `count` new packets numbered from aiortc's
+        `first` on (the rest follow it): `outgoing_media` for each, in one call."""
+        wire = self.outgoing_media(first)
+        assert wire is not None, "a new packet is never from before the resync"
+        self.newest = (first + count - 1) % 0x10000
+        return wire
+
+    def sent(self, wire: int, size: int, at: float | None = None) -> None:
+        """A packet of `size` bytes on the wire went out with number `wire` (at `at` on
+        the clock, now by default)."""
         self._sent_bytes += size
         self.sent_packets += 1
-        if len(self._sent_order) == self._sent_order.maxlen:
-            self._sent_log.pop(self._sent_order[0], None)
-        self._sent_order.append(wire)
-        self._sent_log[wire] = (self._clock(), self._sent_bytes)
+        self._sent_log[wire % SENT_LOG] = (
+            wire,
+            self._clock() if at is None else at,
+            self._sent_bytes,
+        )
+
+    def _sent(self, wire: int) -> tuple[float, int] | None:
+        """(when, bytes sent up to it) of packet `wire`, if it is still in the log."""
+        entry = self._sent_log[wire % SENT_LOG]
+        return entry[1:] if entry is not None and entry[0] == wire else None
 
     def receiver_report(self, highest: int, cumulative_lost: int) -> None:
         """Count a receiver report on this stream (its extended highest sequence number
@@ -118,8 +140,8 @@ class SequenceShift:
         loss, over the time it took to send."""
         if self._last_report is not None:
             last_highest, last_lost = self._last_report
-            first = self._sent_log.get(last_highest % 0x10000)
-            last = self._sent_log.get(highest % 0x10000)
+            first = self._sent(last_highest % 0x10000)
+            last = self._sent(highest % 0x10000)
             expected = highest - last_highest
             lost = cumulative_lost - last_lost
             if expected < 0:

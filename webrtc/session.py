@@ -18,7 +18,7 @@ from aiortc.sdp import MediaDescription
 
 from capture import VideoCodec
 
-from . import packer
+from . import packer, sendloop
 from .bus import PacketBus
 from .choice import (
     Level,
@@ -132,6 +132,7 @@ class ViewerSession:
         self.controller: RateController | None = None
         self.pacer = Pacer(rate=UNPACED, clock=clock)
         self.resequencer = Resequencer(clock)
+        self.send_loops: list[sendloop.SendLoop] = []
         self.remote_ufrag: str | None = None
         self.info: dict[str, Any] = {}
         self._watched: list[tuple[RTCRtpSender, SequenceShift]] = []  # video, then audio
@@ -197,10 +198,11 @@ class ViewerSession:
                     self._holds_twins = True
                 track = PacketTrack("video")
                 sender_codec = packer.attach(transceiver.sender, track)
+                self._send_loop(transceiver.sender, track, sender_codec)
                 self.outputs.append(VideoOutput(line, track, transceiver.sender, sender_codec))
             elif bus is not None:
                 track = PacketTrack("audio", bus)
-                packer.attach(transceiver.sender, track)
+                self._send_loop(transceiver.sender, track, packer.attach(transceiver.sender, track))
                 self.audio = (transceiver.sender, track)
         if not self.tracks:
             raise OfferError(
@@ -236,6 +238,11 @@ class ViewerSession:
         sdp = str(self.pc.localDescription.sdp)
         return with_rejected(sdp, offer_sdp, self.rejected) if self.rejected else sdp
 
+    def _send_loop(self, sender: RTCRtpSender, track: PacketTrack, codec: SenderCodec) -> None:
+        """The sender's RTP goes out by our lean loop, numbered by the resequencer and
+        paced by the pacer (`_pace` sets both up before the sender starts)."""
+        self.send_loops.append(sendloop.install(sender, track, codec, self.pacer, self.resequencer))
+
     def _start_level(self) -> None:
         self.ladder = build_ladder([output.line for output in self.outputs])
         costs = self.costs()
@@ -254,6 +261,8 @@ class ViewerSession:
         if self.audio is not None:
             sender = self.audio[0]
             self._watched.append((sender, self.resequencer.watch(sender, renumber=False)))
+        # the send loops number, pace and count the media themselves; what aiortc still
+        # sends itself (RTCP, retransmissions) passes the transport's layers
         for transceiver in self.pc.getTransceivers():  # one transport with BUNDLE
             self.pacer.wrap(transceiver.sender.transport)
             self.resequencer.wrap(transceiver.sender.transport)  # numbers, then pacing

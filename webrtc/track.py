@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
@@ -17,9 +18,27 @@ from .bus import PacketBus, Subscription
 KEYFRAME_REQUEST_INTERVAL = 3.0  # seconds between a viewer's forwarded PLIs
 
 
+class Doorbell(asyncio.Event):
+    """A track's wake-up, rung for each packet queued for it: `answer` (the send loop's,
+    when it waits) may take what came at once and say so; only otherwise is the event
+    set, which wakes `recv`. A packet then costs its viewer no task switch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer: Callable[[], bool] | None = None
+
+    def set(self) -> None:
+        answer = self.answer
+        if answer is None or not answer():
+            super().set()
+
+
 class PacketTrack(MediaStreamTrack):
     """`recv()` returns `Packet`s, so aiortc packetizes them (`encoder.pack`)
     instead of encoding per viewer.
+
+    `poll()` is `recv()` without the wait; a send loop that takes packets with it can
+    be rung when one comes (`answer_with`) instead of waking a task.
 
     `switch(bus)` subscribes to the target rendition (which requests a keyframe there)
     and keeps playing the current one until the target's first keyframe is queued;
@@ -29,7 +48,7 @@ class PacketTrack(MediaStreamTrack):
     def __init__(self, kind: MediaKind, bus: PacketBus | None = None) -> None:
         super().__init__()
         self.kind = kind
-        self._wake = asyncio.Event()
+        self._wake = Doorbell()
         self.current: Subscription | None = None
         self.pending: Subscription | None = None
         self.last_bus: PacketBus | None = None  # the bus of the packet `recv()` returned
@@ -71,22 +90,38 @@ class PacketTrack(MediaStreamTrack):
             self._last_request = now
             self.target.request_keyframe()
 
+    def poll(self) -> Packet | None:
+        """The next packet if one is queued (swapping to the target rendition once its
+        first keyframe is); MediaStreamError once stopped."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self.pending is not None and len(self.pending):
+            current, self.current, self.pending = self.current, self.pending, None
+            self.switches += 1
+            if current is not None:
+                current.close()
+        if self.current is not None:
+            packet = self.current.pop()
+            if packet is not None:
+                self.last_bus = self.current.bus
+                return packet
+        return None
+
+    async def wait(self) -> None:
+        """Until a packet may have come (or the track stopped, or switched)."""
+        self._wake.clear()
+        await self._wake.wait()
+
+    def answer_with(self, answer: Callable[[], bool] | None) -> None:
+        """Have `answer()` called first whenever a packet comes (see `Doorbell`)."""
+        self._wake.answer = answer
+
     async def recv(self) -> Packet:
         while True:
-            if self.readyState != "live":
-                raise MediaStreamError
-            if self.pending is not None and len(self.pending):
-                if self.current is not None:
-                    self.current.close()
-                self.current, self.pending = self.pending, None
-                self.switches += 1
-            if self.current is not None:
-                packet = self.current.pop()
-                if packet is not None:
-                    self.last_bus = self.current.bus
-                    return packet
-            self._wake.clear()
-            await self._wake.wait()
+            packet = self.poll()
+            if packet is not None:
+                return packet
+            await self.wait()
 
     def stop(self) -> None:
         super().stop()

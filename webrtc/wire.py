@@ -129,6 +129,7 @@ class Answer(Message):
     req: int
     session: str
     sdp: str
+    timing: dict[str, float] = {}  # ms answering took in the worker ("negotiate", "gather")
 
 
 class Failed(Message):

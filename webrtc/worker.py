@@ -235,7 +235,9 @@ class Worker:
                     session_id=message.session,
                 )
                 self._send_beat()  # its subscriptions, counted at once
-                return wire.Answer(req=message.req, session=session.id, sdp=sdp)
+                return wire.Answer(
+                    req=message.req, session=session.id, sdp=sdp, timing=session.answer_ms
+                )
             case wire.Trickle():
                 try:
                     await self.sessions.trickle(message.session, message.body)

@@ -275,6 +275,7 @@ class RemoteSession:
         self.link = link
         self.info = info
         self.connected_at: float | None = None
+        self.answer_ms: dict[str, float] = {}
 
     def set_save_data(self, save_data: bool) -> None:
         self.link.send(wire.SaveData(session=self.id, on=save_data))
@@ -628,6 +629,7 @@ class WorkerPool:
             link.sessions.discard(session.id)
             raise OfferError(reply.status, reply.title, reply.detail)
         assert isinstance(reply, wire.Answer)
+        session.answer_ms = dict(reply.timing)
         return session, reply.sdp
 
     async def trickle(self, session_id: str, body: str) -> None:
