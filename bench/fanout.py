@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -56,11 +57,32 @@ SATURATED_FPS_SHARE = 0.9  # camera fps below this share of the source's = not k
 # ------------------------------------------------------------ /proc
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of `pid`, in seconds."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+def descendants(pid: int) -> list[int]:
+    """The live children of `pid`, their children, and so on (the service's viewer workers)."""
+    found: list[int] = []
+    parents = [pid]
+    while parents:
+        parent = parents.pop()
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with contextlib.suppress(OSError):
+                    text = Path(f"/proc/{parent}/task/{task}/children").read_text()
+                    children = [int(child) for child in text.split()]
+                    found += children
+                    parents += children
+    return found
+
+
+def process_cpu_seconds(pid: int, *, family: bool = True) -> float:
+    """utime + stime of every thread of `pid`, in seconds; with `family`, of its live
+    descendants too (a child that ended no longer counts: measure across no restart)."""
+    total = 0.0
+    for member in [pid, *(descendants(pid) if family else [])]:
+        with contextlib.suppress(OSError):
+            text = Path(f"/proc/{member}/stat").read_text()
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14, 15 of stat(5)
+    return total
 
 
 def thread_cpu_seconds(pid: int, tid: int) -> float:

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.fanout import process_cpu_seconds as cpu_seconds  # with its viewer workers
 from tests.conftest import ROOT, run_service
 from tests.janus_env import VIDEO_MIDS, RelayHosts, relay_config, relay_hosts, run_janus
-from tests.test_relay import Viewers, cpu_seconds
+from tests.test_relay import Viewers
 
 WHEP_VIEWERS = (
     "import runpy, sys, webrtc; webrtc.gather_only = lambda addresses: None; "

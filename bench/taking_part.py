@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ import httpx
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.fanout import process_cpu_seconds as cpu_seconds  # with its viewer workers
 from tests.conftest import SMALL_ROOM, run_service, write_site
 
 
@@ -44,11 +44,6 @@ async def page(base: str, token: str, client: httpx.AsyncClient, old: bool) -> R
     )
     await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
     return pc
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def measure(count: int, old: bool) -> str:

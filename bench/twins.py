@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.fanout import process_cpu_seconds as cpu_seconds  # with its viewer workers
 from bench.service import Server, logs_dir
 from webrtc import gather_only
 from webrtc.twins import LINGER, POLL
@@ -36,11 +37,6 @@ ENCODE = re.compile(
     r"^classroom_edge_(encode_seconds|encoded_frames)_total"
     r'\{rendition="([^"]+)",room="demo"\} (\S+)$'
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def encode_seconds(client: httpx.AsyncClient, base: str) -> dict[str, float]:
