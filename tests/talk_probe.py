@@ -182,8 +182,8 @@ def main() -> None:
         result["muted_after"] = timed(pupil, "!window.classroomTalk.status.allowed")
         result["talk_ended"] = time.time()
         result["pupil_speaking_at_end"] = pupil.evaluate("window.classroomTalk.status.speaking")
+        time.sleep(1.5)  # the page's next state poll, Janus's configure, a worker's beat
         result["after"] = health(base)
-        time.sleep(1.5)  # the page's next state poll, and Janus's configure
         result["heard_after"] = pupil.evaluate(HEARD)
         # save data: the camera goes to its cheapest rendition (320x180), on either path
         pupil.click("#save-data")

@@ -34,7 +34,7 @@ from .whep import SessionManager
 
 logger = logging.getLogger(__name__)
 
-READ_SIZE = 1 << 18
+SWAP_SETTLES = 0.15  # s after a switch of audio bus before its counts are sent
 
 
 class _Holds:
@@ -203,6 +203,9 @@ class Worker:
                 session = self.sessions.sessions.get(session_id)
                 if session is not None and 0 <= index < len(self.buses):
                     session.set_audio(self.buses[index])
+                    # the track swaps at the new bus's first packet (20 ms of audio): then
+                    # the service's counts follow
+                    asyncio.get_running_loop().call_later(SWAP_SETTLES, self._send_beat)
             case wire.Hello():
                 logger.warning("a second hello ignored")
             case _:
