@@ -283,6 +283,7 @@ class CheapPath:
         self.rtcp_errors = 0
         self.unknown = 0  # packets of an SSRC no section claims (counted under its SSRC)
         self.taken_at: float | None = None
+        self.first_at: dict[str, float] = {}  # track name -> when its first packet came
         self._lsr: dict[int, tuple[int, float]] = {}  # sender SSRC -> (LSR, when)
         self._task: asyncio.Task[None] | None = None
         self._layout: Layout | None = None
@@ -341,6 +342,7 @@ class CheapPath:
             name, video = f"ssrc-{ssrc}", bool(data[1] & 0x80)
         else:
             name, video = self.names.get(section.mid, section.mid), section.video
+        self.first_at.setdefault(name, time.monotonic())
         stream = self.streams[ssrc] = Stream(ssrc, name, video, self._tag, data)
         if self.pretended:
             stream.pretend_loss(self.pretended)

@@ -3,8 +3,10 @@ command line options every bench has and the folder its logs go to.
 
 - `Server`: `classroom-edge run --demo` (as `python -m edge` from this checkout) or
   bench/naive_server.py on loopback, a fresh process each time (bench/fanout.py, one per
-  row); `loopback_service`: the demo service of tests/conftest.py on loopback with this
-  process's aiortc viewers offering only 127.0.0.1 (bench/latency.py, bench/join.py).
+  row); with `config`, a site file instead of `--demo` (`demo_site`: the demo's own files
+  with settings of the bench's, e.g. `[webrtc] viewer_workers`); `loopback_service`: the
+  demo service of tests/conftest.py on loopback with this process's aiortc viewers
+  offering only 127.0.0.1 (bench/latency.py, bench/join.py).
 - `ViewersProcess`: bench/viewers.py (stock aiortc viewers) or bench/cheap_viewer.py
   (cheap load viewers) in a process of its own, driven over stdin/stdout; `LoadViewers`:
   N viewers for a load bench, one stock decoding viewer in one process and N−1 cheap ones
@@ -26,7 +28,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -73,14 +75,43 @@ async def stop_process(process: asyncio.subprocess.Process, grace: float = 10.0)
 # ------------------------------------------------------------ the server
 
 
+def demo_site(folder: Path, webrtc: dict[str, int] | None = None) -> Path:
+    """The embedded demo's config (edge.toml, its room and roster) copied into `folder`,
+    with `webrtc` as its `[webrtc]` section (e.g. `viewer_workers`, which `--demo`
+    cannot take); the path of its edge.toml, for `Server(config=...)`."""
+    from edge.config.settings import DEMO_DIR
+
+    shutil.copytree(DEMO_DIR, folder, dirs_exist_ok=True)
+    site = folder / "edge.toml"
+    if webrtc:
+        lines = "".join(f"{key} = {value}\n" for key, value in webrtc.items())
+        site.write_text(f"{site.read_text(encoding='utf-8')}\n[webrtc]\n{lines}", "utf-8")
+    return site
+
+
 @dataclass
 class Server:
-    """A server in a process (and session) of its own, on a free loopback port."""
+    """A server in a process (and session) of its own, on a free loopback port; the edge
+    one runs the demo (`--demo`), or the site file `config` (see `demo_site`)."""
 
     kind: str  # "edge" | "naive"
     workdir: Path
     port: int = field(default_factory=free_port)
     process: asyncio.subprocess.Process | None = None
+    config: Path | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def site_args(self) -> list[str]:
+        """What names the config: `--demo` or `--config FILE`."""
+        return ["--demo"] if self.config is None else ["--config", str(self.config)]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def log(self) -> Path:
@@ -99,9 +130,9 @@ class Server:
                 "-m",
                 "edge",
                 "run",
-                "--demo",
+                *self.site_args,
                 "--data-dir",
-                str(self.workdir / "data"),
+                str(self.data_dir),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -142,8 +173,8 @@ class Server:
         if self.kind != "edge":
             return "naive-server-takes-any-token"
         command = self.command()
-        links = [*command[: command.index("run")], "links", "demo", "--demo"]
-        links += ["--data-dir", str(self.workdir / "data"), "--json"]
+        links = [*command[: command.index("run")], "links", "demo", *self.site_args]
+        links += ["--data-dir", str(self.data_dir), "--json"]
         process = await asyncio.create_subprocess_exec(
             *links, cwd=BENCH.parent, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
@@ -183,7 +214,8 @@ def loopback_service(workdir: Path) -> Iterator[Service]:
 class ViewersProcess:
     """bench/viewers.py in a process (and session) of its own: `count` viewers of
     `whep`, the first `decoders` of which decode (0: none; the others only receive);
-    with `cheap`, bench/cheap_viewer.py's viewers instead (none decodes)."""
+    with `cheap`, bench/cheap_viewer.py's viewers instead (none decodes). `options`: more
+    of the script's own (e.g. `--clock-every 3`)."""
 
     def __init__(
         self,
@@ -193,10 +225,12 @@ class ViewersProcess:
         decoders: int = 1,
         save_data: int = 0,
         cheap: bool = False,
+        options: Sequence[str] = (),
     ) -> None:
         self.whep, self.count, self.log, self.decoders = whep, count, log, decoders
         self.save_data = save_data  # the last `save_data` viewers get the cheapest renditions
         self.cheap = cheap
+        self.options = list(options)
         self.process: asyncio.subprocess.Process | None = None
 
     def arguments(self, token: str, connect_timeout: float) -> list[str]:
@@ -215,6 +249,7 @@ class ViewersProcess:
             str(self.save_data),
             "--connect-timeout",
             str(connect_timeout),
+            *self.options,
         ]
 
     @property
@@ -261,6 +296,11 @@ class ViewersProcess:
         """Every viewer's cumulative counters (bench/viewers.py's `snap` event)."""
         return await self.command("snap", "snap")
 
+    async def frames(self, since: float) -> dict[str, Any]:
+        """The first viewer's decoded frames since `since` (`time.monotonic()`, the same
+        clock in every process): bench/viewers.py's `frames` event."""
+        return await self.command(f"frames {since!r}", "frames")
+
     async def stop(self) -> None:
         if self.process is None:
             return
@@ -277,15 +317,24 @@ class LoadViewers:
     health check, decoded fps and glass-to-glass latency from the burned-in clock) and
     viewers 1… are cheap load viewers (bench/cheap_viewer.py, another process, so its CPU
     is theirs alone); without, all `count` are stock viewers in one bench/viewers.py
-    process, the first decoding. The last `save_data` get the cheapest renditions."""
+    process, the first decoding. The last `save_data` get the cheapest renditions;
+    `stock_options` go to the stock viewers' process (bench/viewers.py)."""
 
     def __init__(
-        self, whep: str, count: int, log: Path, save_data: int = 0, cheap: bool = True
+        self,
+        whep: str,
+        count: int,
+        log: Path,
+        save_data: int = 0,
+        cheap: bool = True,
+        stock_options: Sequence[str] = (),
     ) -> None:
         self.count = count
         stock = 1 if cheap else count
         stock_saving = save_data if not cheap else int(save_data >= count)
-        self.stock = ViewersProcess(whep, stock, log, decoders=1, save_data=stock_saving)
+        self.stock = ViewersProcess(
+            whep, stock, log, decoders=1, save_data=stock_saving, options=stock_options
+        )
         self.cheap: ViewersProcess | None = None
         if cheap and count > 1:
             cheap_log = log.with_name(f"{log.stem}-cheap{log.suffix}")

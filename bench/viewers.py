@@ -12,8 +12,11 @@ packet) arrived.
 Importing this module patches aiortc for the whole process (`uninstall()` undoes it).
 
 Protocol (JSON lines on stdout): once connected, `{"event": "ready", ...}`; then each
-`snap` line on stdin answers `{"event": "snap", ...}` with cumulative counters, and
-`quit` (or end of stdin) closes the sessions, prints `{"event": "bye"}` and exits.
+`snap` line on stdin answers `{"event": "snap", ...}` with cumulative counters, each
+`frames SINCE` (a `time.monotonic()`, one clock for every process) answers
+`{"event": "frames", ...}` with the times viewer 0 decoded each video frame since then
+and its clock reads (time, glass-to-glass ms), and `quit` (or end of stdin) closes the
+sessions, prints `{"event": "bye"}` and exits.
 
     python bench/viewers.py --whep http://127.0.0.1:8080/whep/demo --token T --count 4
 """
@@ -172,11 +175,16 @@ class Load:
         concurrency: int,
         decoders: int = 1,
         save_data: int = 0,
+        clock_every: int | None = None,
     ) -> None:
         # the last `save_data` viewers ask for the cheapest renditions (camera low, stills)
         saving = f"{whep}?save_data=1"
+        clock: dict[str, Any] = {}
+        if clock_every is not None:  # read the clock more often: find its size once
+            clock = {"clock_every": clock_every, "cache_clock_square": True}
         self.viewers = [
-            Viewer(saving if index >= count - save_data else whep, token) for index in range(count)
+            Viewer(saving if index >= count - save_data else whep, token, **clock)
+            for index in range(count)
         ]
         self.decoders = decoders  # the first `decoders` viewers decode
         self.errors: list[str] = []
@@ -257,6 +265,21 @@ class Load:
             "decoder_latencies_ms": latencies,
         }
 
+    def frames(self, since: float) -> dict[str, Any]:
+        """When viewer 0 decoded each video frame since `since`, and its clock reads."""
+        arrivals, clocks = {}, {}
+        for name in ("camera", "board"):
+            stats = self.decoder.stats.get(name)
+            if stats is None:
+                continue
+            arrivals[name] = [round(at, 4) for at in stats.arrivals if at >= since]
+            clocks[name] = [
+                (round(at, 4), round(ms, 1))
+                for at, ms in zip(stats.clock_at, stats.latencies_ms, strict=True)
+                if at >= since
+            ]
+        return {"event": "frames", "t": time.monotonic(), "arrivals": arrivals, "clock": clocks}
+
     async def close(self, client: httpx.AsyncClient) -> None:
         async def close_one(viewer: Viewer) -> None:
             if hasattr(viewer, "pc"):
@@ -273,7 +296,15 @@ def emit(message: dict[str, Any]) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     gather_only(["127.0.0.1"])
-    load = Load(args.whep, args.token, args.count, args.concurrency, args.decoders, args.save_data)
+    load = Load(
+        args.whep,
+        args.token,
+        args.count,
+        args.concurrency,
+        args.decoders,
+        args.save_data,
+        args.clock_every,
+    )
     async with httpx.AsyncClient(timeout=20) as client:
         try:
             emit(await load.connect(client, args.connect_timeout))
@@ -284,6 +315,8 @@ async def run(args: argparse.Namespace) -> None:
             command = line.strip()
             if command == "snap":
                 emit(load.snapshot())
+            elif command.startswith("frames "):
+                emit(load.frames(float(command.split()[1])))
             elif command in ("quit", ""):
                 break
         with contextlib.suppress(TimeoutError):
@@ -302,6 +335,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--save-data", type=int, default=0, help="how many of them (the last ones) save data"
+    )
+    parser.add_argument(
+        "--clock-every",
+        type=int,
+        default=None,
+        help="decoders read the clock of every N-th video frame (default: every 10th)",
     )
     parser.add_argument("--connect-timeout", type=float, default=60.0)
     parser.add_argument(
