@@ -506,6 +506,8 @@ def report(
     packets = [j.first_packet for j in answered if j.first_packet is not None]
     whole = [j.frame for j in answered if j.frame is not None]
     posts = [j.posted for j in joiners if j.posted is not None]
+    if not posts:
+        return  # no storm
     print(
         f"join storm: {len(joiners)} POSTs over {fmt(max(posts) - min(posts), 2)} s; answers"
         f" {dict(statuses)}; {len(media)}/{len(joiners)} got media (camera, board and sound"
@@ -582,10 +584,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
                 f" {args.storm_window:g} s …",
                 flush=True,
             )
-            (codes, flooded), (took, locked, unlocked), stormed = await asyncio.gather(
+            (codes, flooded), (took, locked, unlocked), stormed, _ = await asyncio.gather(
                 login_flood(server.base, args.flood),
                 hold_write_lock(server.data_dir / "lessons.db", args.lock_seconds),
                 join_storm(joiners, args.storm_window, args.storm_limit, client),
+                asyncio.sleep(args.hold),
             )
             t_end = time.monotonic()
             cpu2 = Cpu.take(pid, viewers.pids)
@@ -645,6 +648,9 @@ def main() -> int:
     )
     parser.add_argument("--lock-seconds", type=float, default=5.0, help="lessons.db locked")
     parser.add_argument("--flood", type=int, default=60, help="wrong staff logins")
+    parser.add_argument(
+        "--hold", type=float, default=0.0, help="the window lasts at least this long (s)"
+    )
     parser.add_argument(
         "--workers",
         type=int,

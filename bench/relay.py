@@ -112,8 +112,8 @@ def main() -> None:
             with run_service(
                 tmp, ["--config", str(config)], hosts.service.address, hosts.service.command()
             ) as service:
-                token = str(
-                    next(link for link in service.links() if link["kind"] == "student")["token"]
+                token = str(  # the class link: a pupil's own holds 3 sessions at most
+                    next(link for link in service.links() if link["kind"] == "class")["token"]
                 )
                 pids = {"service": service.process.pid, "janus": janus.process.pid}
                 time.sleep(args.settle)

@@ -190,12 +190,20 @@ class WorkerLink:
         finally:
             control_child.close()
             media_child.close()
-        reader, self._writer = await asyncio.open_unix_connection(sock=control, limit=wire.MAX_LINE)
-        self._writer.write(wire.encode(self.hello))
-        async with asyncio.timeout(READY_TIMEOUT):
-            first = wire.from_worker(await reader.readline())
-        if not isinstance(first, wire.Ready) or first.version != wire.VERSION:
-            raise RuntimeError(f"viewer worker {self.number} said {first!r:.200}")
+        try:
+            reader, self._writer = await asyncio.open_unix_connection(
+                sock=control, limit=wire.MAX_LINE
+            )
+            self._writer.write(wire.encode(self.hello))
+            async with asyncio.timeout(READY_TIMEOUT):
+                first = wire.from_worker(await reader.readline())
+            if not isinstance(first, wire.Ready) or first.version != wire.VERSION:
+                raise RuntimeError(f"viewer worker {self.number} said {first!r:.200}")
+        except BaseException:
+            media.close()  # the control socket closes with its writer (`stop`)
+            if self._writer is None:
+                control.close()
+            raise
         self.feed = MediaFeed(media, f"worker-{self.number}-feed", self._on_keyframe_request)
         self.feed.start()
         self.last_beat = time.monotonic()
@@ -218,7 +226,10 @@ class WorkerLink:
                 if not future.done():
                     future.set_result(message)
             else:
-                self._on_message(self, message)
+                try:
+                    self._on_message(self, message)
+                except Exception:  # the service's bug must not end the worker's link
+                    logger.exception("viewer worker %d: handling %s", self.number, message.type)
         self.ready = False  # the worker closed its end: it exited, or is about to
 
     def send(self, message: wire.Message) -> None:
