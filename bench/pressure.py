@@ -60,6 +60,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.cheap_viewer import CheapViewer
 from bench.fanout import CORES, host_busy_idle, process_cpu_seconds
+from bench.latency import quantile
 from bench.service import (
     BenchError,
     LoadViewers,
@@ -81,17 +82,6 @@ AROUND = 2.0  # seconds before and after the pressure window
 
 
 # ------------------------------------------------------------ numbers
-
-
-def quantile(values: Sequence[float], q: float) -> float:
-    """The q-quantile (0..1), linear between order statistics; NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def fmt(value: float | None, digits: int = 1) -> str:

@@ -163,7 +163,11 @@ async def serve_in_process(
         yield service, f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await task
+        try:  # a failed test may leave an event stream open: uvicorn would wait for it
+            await asyncio.wait_for(asyncio.shield(task), 15)
+        except TimeoutError:
+            server.force_exit = True
+            await task
 
 
 @pytest.fixture(scope="module")

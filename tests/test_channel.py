@@ -127,7 +127,7 @@ async def test_a_pupil_takes_part_on_the_channel_and_speaks_by_whip(tmp_path: Pa
                 lambda: {"type": "speak", "allowed": True} in viewer.received, 5
             )
             ducked = service.rooms["r1"].buses["mic/ducked"]
-            assert await eventually(lambda: ducked.subscribers == 1, 3), ducked.subscribers
+            assert await eventually(lambda: ducked.subscribers == 1, 10), ducked.subscribers
             stranger, stranger_pc = await publish_microphone(whip, binh)
             await stranger_pc.close()
             assert stranger.status_code == 403, stranger.text
@@ -142,7 +142,7 @@ async def test_a_pupil_takes_part_on_the_channel_and_speaks_by_whip(tmp_path: Pa
             assert await eventually(lambda: not service.publishers.sessions, 5)
             assert {"type": "speak", "allowed": False} in viewer.received
             # An hears the room's own microphone again, not the ducked one
-            assert await eventually(lambda: ducked.subscribers == 0, 3), ducked.subscribers
+            assert await eventually(lambda: ducked.subscribers == 0, 10), ducked.subscribers
             await talk_pc.close()
 
             # a reconnect of the event stream resumes the same channel (no new presence)

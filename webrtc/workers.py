@@ -508,8 +508,9 @@ class WorkerPool:
             self._gone_drops.update(link.beat.drops)
         for room, held in link.holds.items():
             hold = self._holds.get(room)
-            for _ in range(held if hold is not None else 0):
-                hold.release()  # type: ignore[union-attr]
+            if hold is not None:
+                for _ in range(held):  # its VP8 viewers are gone with it
+                    hold.release()
         link.holds.clear()
         if why != "stopping":
             logger.warning(
