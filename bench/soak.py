@@ -32,7 +32,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,11 +173,19 @@ def row(s: Sample, names: Sequence[str]) -> str:
     )
 
 
+def rss_pairs(
+    before: Sample, after: Sample, names: Sequence[str]
+) -> Iterator[tuple[str, float | None, float | None]]:
+    """(name, RSS before, RSS after) of each process, then of all of them together."""
+    for name in [*names, "all"]:
+        old = before.total if name == "all" else before.rss.get(name)
+        new = after.total if name == "all" else after.rss.get(name)
+        yield name, old, new
+
+
 def change(first: Sample, last: Sample, names: Sequence[str]) -> str:
     parts = []
-    for name in [*names, "all"]:
-        old = first.total if name == "all" else first.rss.get(name)
-        new = last.total if name == "all" else last.rss.get(name)
+    for name, old, new in rss_pairs(first, last, names):
         if old is None or new is None:
             parts.append(f"{name}: –")
             continue
@@ -191,9 +199,7 @@ def change(first: Sample, last: Sample, names: Sequence[str]) -> str:
 
 def per_viewer(empty: Sample, full: Sample, names: Sequence[str], count: int) -> str:
     parts = []
-    for name in [*names, "all"]:
-        old = empty.total if name == "all" else empty.rss.get(name)
-        new = full.total if name == "all" else full.rss.get(name)
+    for name, old, new in rss_pairs(empty, full, names):
         if old is None or new is None:
             parts.append(f"{name}: –")
             continue

@@ -54,7 +54,6 @@ class _MediaProtocol(asyncio.Protocol):
     def __init__(self, worker: Worker) -> None:
         self._worker = worker
         self._reader = wire.FrameReader()
-        self.lost = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
@@ -68,10 +67,6 @@ class _MediaProtocol(asyncio.Protocol):
                     bus.lost_on_the_way()
             elif 0 <= index < len(buses):
                 buses[index].publish(packet)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(None)
 
 
 class Worker:
@@ -278,7 +273,7 @@ async def serve(control_fd: int, media_fd: int) -> None:
     worker = Worker(first, writer, loop)
     media = socket.socket(fileno=media_fd)
     media.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    _, protocol = await loop.create_unix_connection(lambda: _MediaProtocol(worker), sock=media)
+    await loop.create_unix_connection(lambda: _MediaProtocol(worker), sock=media)
     await worker.start()
     worker.send(wire.Ready(pid=os.getpid()))
     try:
@@ -294,7 +289,6 @@ async def serve(control_fd: int, media_fd: int) -> None:
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
-        del protocol
 
 
 def main(argv: Sequence[str] | None = None) -> None:

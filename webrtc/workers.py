@@ -69,8 +69,6 @@ class MediaFeed:
         self._gap = False
         self._closed = False
         self._ready = threading.Condition()
-        self.dropped = 0  # frames dropped because the worker fell behind
-        self.sent = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._requests = threading.Thread(target=self._listen, name=f"{name}-pli", daemon=True)
 
@@ -103,7 +101,6 @@ class MediaFeed:
             if self._closed:
                 return
             if self._bytes + len(frame) > self._max_bytes:
-                self.dropped += len(self._frames)
                 self._frames.clear()
                 self._bytes = 0
                 self._gap = True
@@ -126,7 +123,6 @@ class MediaFeed:
                 self._sock.sendall((wire.gap_frame() if gap else b"") + b"".join(batch))
             except OSError:  # the worker has gone; the pool replaces it
                 return
-            self.sent += len(batch)
 
     def stop(self) -> None:
         with self._ready:
