@@ -9,6 +9,8 @@ from .encoder import (
     Packet,
     VideoCodec,
     VideoEncoder,
+    set_temporal_layer,
+    temporal_layer,
 )
 from .pipeline import MAX_ABANDONED, PacketSink, SourcePipeline
 from .playback import Speaker
@@ -64,5 +66,7 @@ __all__ = [
     "parse_identity",
     "read_timestamp",
     "resolve_camera",
+    "set_temporal_layer",
     "slate",
+    "temporal_layer",
 ]

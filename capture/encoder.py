@@ -31,6 +31,28 @@ else:
     Packet = av.Packet
 
 
+class _Layer:
+    """A packet's temporal layer, one object per packet: PyAV keys `Packet.opaque` by
+    the value's `id()` and forgets the key when any packet holding it is freed, so a
+    shared value (the small int 0) vanished from every packet as soon as one went."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def set_temporal_layer(packet: Packet, index: int | None) -> None:
+    """Mark a VP8 packet with its temporal layer (0: base), or with none."""
+    packet.opaque = None if index is None else _Layer(index)
+
+
+def temporal_layer(packet: Packet) -> int | None:
+    """The temporal layer `set_temporal_layer` marked, or None (not layered)."""
+    mark = packet.opaque
+    return mark.index if isinstance(mark, _Layer) else None
+
+
 VideoCodec = Literal["h264", "vp8"]
 VP8_CPU_USED = 16  # libvpx realtime speed (0..16), its fastest: ~5 ms of CPU a 720p frame
 
@@ -43,7 +65,7 @@ class VideoEncoder:
     `codec="vp8"` is libvpx in realtime mode instead (no lag, error resilient, the same
     keyframe rules), for viewers whose browser has no H.264. With `temporal_layers=2`
     (VP8) every other frame is a base-layer one that only base-layer frames refer to:
-    each packet's `opaque` says its layer (0 or 1), and a viewer given layer 0 alone
+    `temporal_layer(packet)` says each packet's layer (0 or 1), and a viewer given layer 0 alone
     gets half the frame rate from the same encode. `active` False makes the
     pipeline skip it and drop its codec context (a twin nobody watches costs nothing).
 
@@ -178,7 +200,12 @@ class VideoEncoder:
             kbps = max(self.bitrate // 1000, 2)
             codec.options["ts-parameters"] = (
                 f"ts_number_layers=2:ts_target_bitrate={kbps * 6 // 10},{kbps}:"
-                "ts_rate_decimator=2,1:ts_periodicity=2:ts_layer_id=0,1"
+                "ts_rate_decimator=2,1:ts_periodicity=2:ts_layer_id=0,1:"
+                # FFmpeg's pattern 2 (last, as FFmpeg asks): a base frame refers to and
+                # updates only the last base frame, a top frame updates nothing; without
+                # it libvpx chains every frame to the one before, so the base layer alone
+                # does not decode. The pattern restarts at every forced keyframe.
+                "ts_layering_mode=2"
             )
         self._layer_frames = 0
         return codec
@@ -208,11 +235,13 @@ class VideoEncoder:
         self.encode_seconds += self.last_encode_seconds
         self._last_frame = captured_at
         self.frames += 1
+        if force:
+            self._layer_frames = 0  # FFmpeg restarts the pattern at a forced keyframe
         layer = self._layer_frames % 2 if self.temporal_layers == 2 else None
         self._layer_frames += 1
         for packet in packets:
             packet.time_base = VIDEO_TIME_BASE
-            packet.opaque = layer
+            set_temporal_layer(packet, layer)
             if packet.is_keyframe:
                 self.keyframes += 1
                 self._last_keyframe = captured_at

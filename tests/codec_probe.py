@@ -57,7 +57,11 @@ async () => {
   report.forEach((s) => {
     if (s.type !== 'inbound-rtp') return;
     const entry = {codec: codecs[s.codecId] || null, packetsReceived: s.packetsReceived || 0,
-                   framesDecoded: s.framesDecoded || 0, width: s.frameWidth || 0};
+                   framesDecoded: s.framesDecoded || 0, width: s.frameWidth || 0,
+                   framesReceived: s.framesReceived || 0, framesDropped: s.framesDropped || 0,
+                   keyFramesDecoded: s.keyFramesDecoded || 0, pliCount: s.pliCount || 0,
+                   nackCount: s.nackCount || 0, packetsLost: s.packetsLost || 0,
+                   freezeCount: s.freezeCount || 0};
     if (s.kind === 'video') out.video[s.mid || s.id] = entry; else out.audio = entry;
   });
   return out;
@@ -126,6 +130,7 @@ def half(page: Page, result: dict[str, object]) -> None:
     before, started = camera_frames(page), time.monotonic()
     page.wait_for_timeout(4000)
     result["half_fps"] = round((camera_frames(page) - before) / (time.monotonic() - started), 1)
+    result["half_stats"] = page.evaluate(STATS)  # to read a failure by
     result["half_camera"] = page.evaluate(session)
     result["half_word"] = page.evaluate("() => document.getElementById('rendition').innerText")
 

@@ -18,6 +18,7 @@ import av
 import httpx
 import pytest
 
+from capture import set_temporal_layer, temporal_layer
 from edge.access.tokens import Grant
 from edge.live.service import EdgeService
 from edge.school.clock import SystemClock
@@ -55,7 +56,7 @@ def test_frames_cross_the_wire_whole_in_any_pieces() -> None:
         packet.pts, packet.time_base = 3000 * i, Fraction(1, 90000)
         packet.is_keyframe = i == 1
         if i == 2:
-            packet.opaque = 1  # a temporal layer
+            set_temporal_layer(packet, 1)
         packets.append(packet)
     reader = wire.FrameReader()
     whole = wire.pack_frame(7, packets[0]) + wire.gap_frame()
@@ -70,7 +71,7 @@ def test_frames_cross_the_wire_whole_in_any_pieces() -> None:
             sent.time_base,
             sent.is_keyframe,
         )
-    assert received[2].opaque == 1 and received[0].opaque is None
+    assert temporal_layer(received[2]) == 1 and temporal_layer(received[0]) is None
 
 
 def test_messages_are_typed_and_versioned() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from aiortc.mediastreams import MediaStreamError
 
-from capture import MediaKind, Packet, VideoCodec
+from capture import MediaKind, Packet, VideoCodec, temporal_layer
 
 from .packer import SharedPacker
 
@@ -244,7 +244,7 @@ class PacketBus:
             self.keyframes += 1
         for subscription in self._subscribers:
             subscription._offer(packet)
-        if self._views and (packet.is_keyframe or packet.opaque == 0):  # base layer
+        if self._views and (packet.is_keyframe or temporal_layer(packet) == 0):  # base layer
             for view in self._views:
                 view.publish(packet)
 

@@ -17,7 +17,7 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import PACKET_MAX, Vp8Encoder, VpxPayloadDescriptor
 from aiortc.mediastreams import convert_timebase
 
-from capture import Packet, VideoCodec
+from capture import Packet, VideoCodec, temporal_layer
 
 if TYPE_CHECKING:
     from .resync import SequenceShift
@@ -67,8 +67,8 @@ class SharedPacker:
         return payloads, timestamp
 
     def _vp8(self, packet: Packet) -> list[bytes]:
-        layer = packet.opaque
-        if not isinstance(layer, int):
+        layer = temporal_layer(packet)
+        if layer is None:
             return Vp8Encoder._packetize(bytes(packet), self._picture_id)
         # temporal layers (RFC 7741): TID and TL0PICIDX, so a receiver given the base
         # layer alone knows the frames it misses were never needed

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import av
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from capture import MediaKind, Packet, VideoCodec
+from capture import MediaKind, Packet, VideoCodec, set_temporal_layer, temporal_layer
 
 VERSION = 1
 MAX_LINE = 256 * 1024  # bytes of one control message (an offer is at most 64 KiB)
@@ -221,15 +221,15 @@ KEYFRAME, LAYERED, GAP = 1, 2, 4  # flags; GAP: packets before this one were dro
 def pack_frame(index: int, packet: Packet) -> bytes:
     """One packet as a media frame (the same bytes go to every worker)."""
     data = bytes(packet)
-    layer = packet.opaque
-    flags = (KEYFRAME if packet.is_keyframe else 0) | (LAYERED if isinstance(layer, int) else 0)
+    layer = temporal_layer(packet)
+    flags = (KEYFRAME if packet.is_keyframe else 0) | (LAYERED if layer is not None else 0)
     base = packet.time_base or Fraction(1, 90000)
     return (
         _FRAME.pack(
             _FRAME.size - 4 + len(data),
             index,
             flags,
-            layer if isinstance(layer, int) else 0,
+            layer or 0,
             packet.pts or 0,
             base.numerator,
             base.denominator,
@@ -271,7 +271,7 @@ class FrameReader:
                 packet.time_base = Fraction(num, den)
                 packet.is_keyframe = bool(flags & KEYFRAME)
                 if flags & LAYERED:
-                    packet.opaque = layer
+                    set_temporal_layer(packet, layer)
                 frames.append((index, packet))
             position = end
         del buffer[:position]
