@@ -24,6 +24,12 @@ starts at a keyframe) and its first whole camera frame; the cheap viewers' camer
 the service's CPU (its process with its viewer workers, bench/fanout.py's
 `process_cpu_seconds`) before and in the window; warnings and errors in its log.
 
+`--compose` adds what the archive does after a lesson: the service's own `Composer`
+(Debian's ffmpeg at nice 19, idle I/O) makes `lesson.mp4` from a recorded-like lesson (a
+1920×1080 board, a 1280×720 camera with sound, `--compose-seconds` long, made by ffmpeg
+before the service starts), one compose after another from the warm-up to the window's
+end; printed: how many finished and the CPU they took.
+
 The site is the demo's own config with `[webrtc] max_per_class_link` and
 `max_per_address` raised to 300 (everyone joins with the class link from 127.0.0.1, and
 N + storm are past the defaults, 45 and 60); `--workers K` adds `viewer_workers = K`
@@ -32,6 +38,8 @@ N + storm are past the defaults, 45 and 60); `--workers K` adds `viewer_workers 
     python bench/pressure.py                          # 60 viewers, storm of 40
     python bench/pressure.py --viewers 10 --storm 10  # a short look
     python bench/pressure.py --workers 0              # the in-process path, to compare
+    python bench/pressure.py --viewers 120 --storm 0 --flood 0 --lock-seconds 0 \
+        --hold 15 --compose                           # 120 viewers and an archive compose
 
 Numbers are printed; nothing passes or fails.
 """
@@ -42,11 +50,13 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import itertools
 import json
 import os
 import re
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -72,6 +82,15 @@ from bench.service import (
     stop_process,
     tail,
 )
+from edge.recording.compose import Composer
+from edge.recording.recordings import (
+    PRESENTATION,
+    PRESENTER,
+    LessonRecord,
+    MediaFile,
+    Part,
+    part_file,
+)
 from webrtc import gather_only
 
 PASSWORD = "mật-khẩu-BGH-2026"
@@ -79,6 +98,69 @@ WRONG = {"password": "sai-mat-khau", "next": "/reports"}
 FLOOD_ADDRESSES = [f"127.0.0.{n}" for n in range(2, 7)]
 HIGH_CAP = 300  # sessions per class link and per address in the bench's site
 AROUND = 2.0  # seconds before and after the pressure window
+
+
+# ------------------------------------------------------------ an archive compose
+
+
+def make_lesson(folder: Path, seconds: float) -> LessonRecord:
+    """A lesson's two files as the recorder names them, made by ffmpeg (test patterns)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {
+        PRESENTATION: ["-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=15:duration={seconds}"],
+        PRESENTER: [
+            *("-f", "lavfi", "-i", f"testsrc=size=1280x720:rate=30:duration={seconds}"),
+            *("-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"),
+            *("-c:a", "aac"),
+        ],
+    }
+    files = []
+    for kind, inputs in made.items():
+        name = part_file(kind, 1)
+        command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *inputs]
+        command += ["-c:v", "libx264", "-preset", "ultrafast", "-g", "60", str(folder / name)]
+        subprocess.run(command, check=True, timeout=600)
+        tracks = ["board"] if kind == PRESENTATION else ["camera", "mic"]
+        size = (folder / name).stat().st_size
+        files.append(MediaFile(name=name, kind=kind, tracks=tracks, size=size, duration=seconds))
+    start = dt.datetime.now(dt.UTC)
+    return LessonRecord.model_validate(
+        {
+            "lesson": "bench",
+            "room": "demo",
+            "kind": "lesson",
+            "school": "bench",
+            "class": "bench",
+            "subject": "bench",
+            "teacher": "bench",
+            "period": None,
+            "session": None,
+            "planned_start": start,
+            "planned_end": None,
+            "parts": [Part(number=1, start=start, files=files)],
+        }
+    )
+
+
+@dataclass
+class Composing:
+    """The archive's composer, again and again, until stopped."""
+
+    folder: Path
+    record: LessonRecord
+    done: int = 0
+    cpu_seconds: float = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        composer = Composer()
+        while not stop.is_set():
+            before = os.times()
+            await composer.compose(self.folder, self.record)
+            after = os.times()
+            self.cpu_seconds += (after.children_user - before.children_user) + (
+                after.children_system - before.children_system
+            )
+            self.done += 1
 
 
 # ------------------------------------------------------------ numbers
@@ -535,6 +617,13 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
     prober = Prober(f"{server.base}/healthz")
     joiners: list[Joiner] = []
     watcher: asyncio.Task[None] | None = None
+    composing: Composing | None = None
+    composer_task: asyncio.Task[None] | None = None
+    stop_composing = asyncio.Event()
+    if args.compose:
+        print(f"making a {args.compose_seconds:g} s lesson to compose …", flush=True)
+        folder = workdir / "lesson"
+        composing = Composing(folder, make_lesson(folder, args.compose_seconds))
     gather_only(["127.0.0.1"])  # the storm's viewers, in this process, as the service
     limits = httpx.Limits(max_connections=args.storm + 10, max_keepalive_connections=args.storm)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
@@ -558,6 +647,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
             joiners = [Joiner(CheapViewer(server.whep, token)) for _ in range(args.storm)]
             await asyncio.gather(*(j.viewer.offer() for j in joiners))  # before the storm
             await prober.start()
+            if composing is not None:
+                composer_task = asyncio.create_task(composing.run(stop_composing))
             cpu0 = Cpu.take(pid, viewers.pids)
             await asyncio.sleep(args.warmup)
             cpu1 = Cpu.take(pid, viewers.pids)
@@ -582,6 +673,10 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
             )
             t_end = time.monotonic()
             cpu2 = Cpu.take(pid, viewers.pids)
+            if composer_task is not None:
+                if composer_task.done():  # it failed: say why
+                    composer_task.result()
+                stop_composing.set()
             watching.set()
             await watcher
             metrics1 = await watch.get(client)
@@ -595,6 +690,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
         finally:
             if watcher is not None:
                 watcher.cancel()
+            stop_composing.set()
+            if composer_task is not None:
+                await asyncio.wait_for(composer_task, 600)
             await asyncio.gather(
                 *(
                     asyncio.wait_for(j.viewer.close(client), 15)
@@ -622,6 +720,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
     print(f"service CPU: warm-up, {args.viewers} viewers: {cpu1.since(cpu0)}")
     print(f"             the pressure window: {cpu2.since(cpu1)}")
     print(f"the service counted {health.get('viewers')} viewers after the window")
+    if composing is not None:
+        print(
+            f"archive compose (nice 19): {composing.done} lesson.mp4 of"
+            f" {args.compose_seconds:g} s made from the warm-up to the window's end and the"
+            f" one under way then, {composing.cpu_seconds:.1f} s of CPU"
+        )
     findings = log_findings(server.log)
     print("service log: " + ("no warnings or errors" if not findings else "warnings and errors:"))
     for line in findings:
@@ -648,6 +752,12 @@ def main() -> int:
         help="[webrtc] viewer_workers (default: the service's own; 0: viewers in its process)",
     )
     parser.add_argument("--warmup", type=float, default=5.0, help="watching before the pressure")
+    parser.add_argument(
+        "--compose", action="store_true", help="an archive compose running all along"
+    )
+    parser.add_argument(
+        "--compose-seconds", type=float, default=60.0, help="the composed lesson's length"
+    )
     parser.add_argument("--connect-timeout", type=float, default=90.0)
     args = parse_args(parser, keep_logs="keep the service and viewer logs")
     if args.viewers < 1 or args.storm < 0 or args.flood < 0 or args.warmup < AROUND:

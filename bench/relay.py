@@ -9,6 +9,10 @@ service one stock aiortc viewer that decodes (bench/viewers.py) and N−1 cheap 
 Janus N cheap ones (`tests/janus_env.py --cheap`). `--viewers stock`: the old way, stock
 aiortc viewers that receive without decoding, on both.
 
+The viewers' namespace counts the bytes it receives in each window, so the cost is also
+given per extra Mb/s delivered (the built-in path and Janus need not send the same
+bitrate: their rate choices differ).
+
     python bench/relay.py [--counts 1,4,16] [--window 10] [--viewers cheap|stock]
 """
 
@@ -88,12 +92,29 @@ def whep_viewers(
     return started
 
 
-def shares(pids: dict[str, int], window: float) -> dict[str, float]:
+def received_bytes(hosts: RelayHosts) -> int:
+    """Bytes the viewers' namespace has received on its links (whoever sent them)."""
+    table = subprocess.run(
+        hosts.viewer.command("cat", "/proc/net/dev"), capture_output=True, text=True, check=True
+    ).stdout
+    total = 0
+    for line in table.splitlines()[2:]:
+        device, _, counters = line.partition(":")
+        if device.strip() != "lo":
+            total += int(counters.split()[0])
+    return total
+
+
+def shares(pids: dict[str, int], window: float, hosts: RelayHosts) -> dict[str, float]:
+    """Each process's share of a core over `window`, and `mbps`: what the viewers got."""
     start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    got = received_bytes(hosts)
     began = time.monotonic()
     time.sleep(window)
     spent = time.monotonic() - began
-    return {name: (cpu_seconds(pid) - start[name]) / spent for name, pid in pids.items()}
+    result = {name: (cpu_seconds(pid) - start[name]) / spent for name, pid in pids.items()}
+    result["mbps"] = (received_bytes(hosts) - got) * 8 / spent / 1e6
+    return result
 
 
 def main() -> None:
@@ -117,7 +138,7 @@ def main() -> None:
                 )
                 pids = {"service": service.process.pid, "janus": janus.process.pid}
                 time.sleep(args.settle)
-                idle = shares(pids, args.window)
+                idle = shares(pids, args.window, hosts)
                 cheap = args.viewers == "cheap"
                 for n in counts:
                     whep = whep_viewers(hosts, service.base, token, n, tmp, cheap)
@@ -126,7 +147,7 @@ def main() -> None:
                         if ready.get("errors") or ready.get("flowing", 0) < ready["viewers"]:
                             print(f"N={n}: WHEP viewers not all flowing: {ready}", flush=True)
                     time.sleep(args.settle)
-                    built_in = shares(pids, args.window)
+                    built_in = shares(pids, args.window, hosts)
                     for process in whep:
                         process.close()
                     options = ("--cheap",) if cheap else ()
@@ -139,17 +160,23 @@ def main() -> None:
                     if flowing < n:
                         print(f"N={n}: {flowing}/{n} relay viewers receive both videos")
                     time.sleep(args.settle)
-                    via_janus = shares(pids, args.window)
+                    via_janus = shares(pids, args.window, hosts)
                     relay.close()
                     rows.append({"n": n, "built_in": built_in, "janus": via_janus})
                     print(f"N={n}: built-in {built_in}, relay {via_janus}", flush=True)
     print(f"\nidle (mountpoint fed, no viewers): service {idle['service']:.1%}, "
           f"janus {idle['janus']:.1%}")  # fmt: skip
-    print("| viewers | built-in: service CPU | relay: service CPU | relay: Janus CPU |")
-    print("| ---: | ---: | ---: | ---: |")
+    print(
+        "| viewers | built-in: service CPU | built-in: Mb/s to viewers | relay: service CPU"
+        " | relay: Janus CPU | relay: Mb/s to viewers |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         b, j = row["built_in"], row["janus"]
-        print(f"| {row['n']} | {b['service']:.1%} | {j['service']:.1%} | {j['janus']:.1%} |")
+        print(
+            f"| {row['n']} | {b['service']:.1%} | {b['mbps']:.2f} | {j['service']:.1%}"
+            f" | {j['janus']:.1%} | {j['mbps']:.2f} |"
+        )
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         span = last["n"] - first["n"]
@@ -158,6 +185,16 @@ def main() -> None:
         edge = (last["janus"]["service"] - first["janus"]["service"]) / span
         print(f"\nper extra viewer: built-in fan-out {built:.2%} of a core; relay: Janus "
               f"{janus_cost:.2%}, the service {edge:+.2%}")  # fmt: skip
+        built_mbps = last["built_in"]["mbps"] - first["built_in"]["mbps"]
+        janus_mbps = last["janus"]["mbps"] - first["janus"]["mbps"]
+        if built_mbps > 0 and janus_mbps > 0:  # the CPU each extra Mb/s delivered took
+            per_built = (last["built_in"]["service"] - first["built_in"]["service"]) / built_mbps
+            per_janus = (last["janus"]["janus"] - first["janus"]["janus"]) / janus_mbps
+            print(
+                f"per extra Mb/s delivered: built-in {per_built:.2%} of a core"
+                f" ({built_mbps / span:.2f} Mb/s a viewer), Janus {per_janus:.2%}"
+                f" ({janus_mbps / span:.2f} Mb/s a viewer): {per_built / per_janus:.2f}×"
+            )
 
 
 if __name__ == "__main__":
