@@ -382,7 +382,13 @@ class RecordingSettings(Model):
     compose: bool = Field(
         True, description="Make lesson.mp4 (board large, camera inset) after each lesson"
     )
-    compose_nice: int = Field(19, ge=0, le=19, description="CPU niceness of the composing")
+    compose_nice: int = Field(
+        19,
+        ge=0,
+        le=19,
+        description="CPU niceness of the composing; 19 also puts it in the idle scheduling"
+        " class (the CPU only when nothing else wants it)",
+    )
 
 
 TIME_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
