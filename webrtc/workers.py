@@ -346,6 +346,7 @@ class WorkerPool:
         holds: Mapping[str, Hold] | None = None,
         on_connected: Callable[[RemoteSession], None] | None = None,
         on_closed: Callable[[RemoteSession], None] | None = None,
+        on_lost: Callable[[RemoteSession], None] | None = None,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     ) -> None:
         if count < 1:
@@ -355,6 +356,7 @@ class WorkerPool:
         self.max_sessions = max_sessions
         self.on_connected = on_connected
         self.on_closed = on_closed
+        self.on_lost = on_lost  # its worker died or hung: the page may rejoin at once
         self.heartbeat_timeout = heartbeat_timeout
         self._holds = dict(holds or {})
         self.sessions: dict[str, RemoteSession] = {}
@@ -517,6 +519,12 @@ class WorkerPool:
                 len(link.sessions),
             )
         for session_id in list(link.sessions):
+            session = self.sessions.get(session_id)
+            if why != "stopping" and session is not None and self.on_lost is not None:
+                try:
+                    self.on_lost(session)
+                except Exception:
+                    logger.exception("telling viewer %s its session was lost", session_id)
             self._ended(session_id)
 
     async def _watch(self) -> None:

@@ -274,6 +274,7 @@ class EdgeService:
             holds={name: room.twins for name, room in self.rooms.items()},
             on_connected=self._viewer_joined,
             on_closed=self._viewer_left,
+            on_lost=self._viewer_lost,
         )
 
     def _archiver(self, lessons: LessonStore, jobs: ArchiveStore) -> Archiver:
@@ -318,6 +319,14 @@ class EdgeService:
 
     def _viewer_left(self, session: Viewer) -> None:
         self.media_ended(session.id, session.info)
+
+    def _viewer_lost(self, session: Viewer) -> None:
+        """Its viewer worker ended: the page is told to join again now, not after its
+        browser notices the silence (seconds) and its backoff."""
+        room = self.rooms.get(str(session.info.get("room", "")))
+        channel = room.classroom.channel_of(session.id) if room is not None else None
+        if channel is not None:
+            channel.send({"type": "rejoin"})
 
     def media_started(self, media_id: str, session: Viewer | None, info: dict[str, Any]) -> None:
         """A media session plays (WHEP: `session`; relayed: None): for the page's channel

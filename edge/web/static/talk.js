@@ -203,6 +203,8 @@
     else if (m.type === 'speak') {
       status.allowed = !!m.allowed;
       if (status.allowed) note(T.allowed); else { if (status.speaking) note(T.stopped); stopMic(); }
+    } else if (m.type === 'rejoin') {       // the service lost our media session: join again now
+      document.dispatchEvent(new CustomEvent('classroom:rejoin'));
     } else if (m.type === 'removed' || m.type === 'ended') {
       stopMic();
       status.allowed = status.hand = false;

@@ -216,6 +216,16 @@ export function retryNow(app) {
   connect(app);
 }
 
+// The service lost this page's media session (its viewer worker ended): join again at
+// once, without waiting for the browser to notice the silence and for the backoff.
+export function rejoinNow(app) {
+  if (app.busy || app.terminal || !app.config || !app.current) return;
+  teardown(app, app.current);
+  showReconnecting(app);
+  app.attempts = 0;
+  retryLater(app, 0);
+}
+
 // "Thử lại" after an error.
 export function retry(app) {
   app.terminal = false;

@@ -20,7 +20,7 @@
  * by itself on heavy loss ({substreams, until, strikes}). */
 
 import { STRINGS, pickLang, translator } from './strings.js';
-import { setState, fail, showReconnecting, teardown, connect, retry, retryNow, leave } from './connection.js';
+import { setState, fail, showReconnecting, teardown, connect, retry, retryNow, rejoinNow, leave } from './connection.js';
 import { rememberedChoice, remember, renderPicker } from './picker.js';
 import { sampleStats, initialSaveData, renderSaveData, setSaveData } from './quality.js';
 import { unmute, toggleMute, swap, toggleFullscreen, updateFullscreenLabel, keepAwake } from './media.js';
@@ -134,6 +134,7 @@ function bindEvents() {
   // the teacher removed this pupil (talk.js heard it on the channel): the picture ends now,
   // on either path, not at the next failed reconnect
   document.addEventListener('classroom:removed', () => fail(app, app.t('removed'), app.t('removedHelp'), false));
+  document.addEventListener('classroom:rejoin', () => rejoinNow(app));
   document.addEventListener('classroom:allowed', () => relayHears(app));     // talk.js's status says which
   window.addEventListener('pagehide', () => leave(app));
   window.addEventListener('pageshow', (ev) => { if (ev.persisted) retryNow(app); });
