@@ -151,3 +151,15 @@ def test_wire_bitrate_counts_a_whole_window() -> None:
     clock.now = 41.0  # the window holds the stills of 20, 30 and 40 s
     per_still = (50_000 + 42 * 70) * 8
     assert stills.wire_bitrate() == 3 * per_still / 25
+
+
+def test_a_bus_nobody_asks_keeps_only_a_window_of_packets() -> None:
+    # the service's buses, whose viewers are in worker processes, are never asked for
+    # their rate: they kept an entry for every packet, 0.6 MB a minute (bench/soak.py)
+    clock = ManualClock()
+    camera = PacketBus("camera/high", "video", loop=clock)  # type: ignore[arg-type]
+    for frame in range(30 * 600):  # ten minutes at 30 fps
+        clock.now = frame / 30
+        camera.publish(FakePacket(frame, keyframe=frame % 60 == 0))  # type: ignore[arg-type]
+    assert len(camera._recent) <= 30 * 25 + 1  # RATE_WINDOW's worth
+    assert 29.9 < camera.packet_rate() <= 30.1
