@@ -3,7 +3,7 @@
     python tests/rejoin_probe.py JOIN_URL RESULT_JSON
 
 Opens the join page, prints `live` once the camera decodes, then waits for a line on
-stdin (the test has killed the worker) and watches, every 20 ms: when the page stopped
+stdin (the test has killed the worker) and watches, every 20 ms or so: when the page stopped
 being "live", and when a new peer connection's camera decoded again. Writes RESULT_JSON.
 """
 
@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from playwright.sync_api import Page
@@ -21,27 +22,19 @@ from tests.browser_probe import STATS, chromium, wait_until
 
 # the page's own peer connection now, marked so a new one can be told apart
 MARK = "() => { window.firstPc = window.classroom.pc; return !!window.firstPc; }"
-AGAIN = """
-async () => {
-  const c = window.classroom;
-  if (!c || !c.pc || c.pc === window.firstPc) return {state: c ? c.state : null, frames: 0};
-  let frames = 0;
-  (await c.pc.getStats()).forEach((s) => {
-    if (s.type === 'inbound-rtp' && s.kind === 'video' && s.mid === '0') {
-      frames = s.framesDecoded || 0;
-    }
-  });
-  return {state: c.state, frames};
-}
-"""
+NEW_PC = (
+    "() => !!(window.classroom && window.classroom.pc && window.classroom.pc !== window.firstPc)"
+)
+
+
+def camera_frames(stats: dict[str, Any]) -> int:
+    """The camera's decoded frames in `STATS`'s report."""
+    return int(((stats.get("video") or {}).get("0") or {}).get("framesDecoded", 0))
 
 
 def camera_decodes(page: Page) -> bool:
     stats = page.evaluate(STATS)
-    video = stats.get("video") or {}
-    return bool(
-        stats.get("state") == "live" and (video.get("0") or {}).get("framesDecoded", 0) > 10
-    )
+    return stats.get("state") == "live" and camera_frames(stats) > 10
 
 
 def main(url: str, result_path: str) -> None:
@@ -57,13 +50,14 @@ def main(url: str, result_path: str) -> None:
         states: list[str] = []
         left_live = picture_again = None
         while time.monotonic() - killed < 30 and picture_again is None:
-            seen = page.evaluate(AGAIN)
-            state = str(seen["state"])
+            renewed = page.evaluate(NEW_PC)
+            stats = page.evaluate(STATS)
+            state = str(stats.get("state"))
             if not states or states[-1] != state:
                 states.append(state)
             if left_live is None and state != "live":
                 left_live = time.monotonic() - killed
-            if seen["frames"] > 0:
+            if renewed and camera_frames(stats) > 0:
                 picture_again = time.monotonic() - killed
             time.sleep(0.02)
         result.update(states=states, left_live=left_live, picture_again=picture_again)

@@ -19,6 +19,7 @@ import av
 import httpx
 import pytest
 
+from bench.worker_restart import workers_of
 from capture import set_temporal_layer, temporal_layer
 from edge.access.tokens import Grant
 from edge.live.service import EdgeService
@@ -225,22 +226,6 @@ async def test_viewers_in_the_service_process_still_work(tmp_path: Path) -> None
         assert await eventually(lambda: not service.sessions.sessions, 5)
 
 
-def worker_pids(service_pid: int) -> list[int]:
-    """The viewer worker processes among a service's children."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == service_pid and b"webrtc.worker" in command:
-            found.append(int(entry.name))
-    return found
-
-
 @pytest.mark.browser
 @pytest.mark.skipif(not available(), reason="needs root and `ip netns` (the CI runs as root)")
 def test_a_pupils_page_rejoins_at_once_when_its_worker_dies(tmp_path: Path) -> None:
@@ -265,14 +250,14 @@ def test_a_pupils_page_rejoins_at_once_when_its_worker_dies(tmp_path: Path) -> N
         try:
             assert probe.stdout is not None and probe.stdin is not None
             assert probe.stdout.readline() == "live\n"
-            (pid,) = worker_pids(service.process.pid)  # the demo's one worker
+            (pid,) = workers_of(service.process.pid)  # the demo's one worker
             os.kill(pid, signal.SIGKILL)
             probe.stdin.write("killed\n")
             probe.stdin.flush()
             assert probe.wait(90) == 0
         finally:
             probe.kill()
-        assert pid not in worker_pids(service.process.pid)
+        assert pid not in workers_of(service.process.pid)
     seen = json.loads(result.read_text("utf-8"))
     assert seen["left_live"] is not None and "reconnecting" in seen["states"], seen
     # the issue's bound for a killed worker's own viewers; about 1.5 s here (the worker

@@ -495,7 +495,8 @@ class WorkerPool:
 
     async def _drop(self, link: WorkerLink, why: str) -> None:
         """End `link`'s process and its viewers (their pages rejoin)."""
-        graceful = 3.0 if why == "stopping" else 0.0
+        lost = why != "stopping"  # died or hung: its viewers are told, their pages rejoin
+        graceful = 0.0 if lost else 3.0
         await link.stop(graceful=graceful)
         for bus in self._buses:
             counts = bus.elsewhere.pop(link.number, None)
@@ -510,7 +511,7 @@ class WorkerPool:
                 for _ in range(held):  # its VP8 viewers are gone with it
                     hold.release()
         link.holds.clear()
-        if why != "stopping":
+        if lost:
             logger.warning(
                 "viewer worker %d (pid %s) %s: replaced; its %d viewer(s) rejoin",
                 link.number,
@@ -520,7 +521,7 @@ class WorkerPool:
             )
         for session_id in list(link.sessions):
             session = self.sessions.get(session_id)
-            if why != "stopping" and session is not None and self.on_lost is not None:
+            if lost and session is not None and self.on_lost is not None:
                 try:
                     self.on_lost(session)
                 except Exception:
