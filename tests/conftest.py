@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -30,9 +31,20 @@ ARTIFACTS = ROOT / "artifacts"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port free on every address now, below the kernel's range for outgoing
+    connections: a port from that range could be taken by any client's connection before
+    the service binds it (a service starts its viewer workers first; test_turn lost its
+    port to one)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:  # in use
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
