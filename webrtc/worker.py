@@ -26,6 +26,7 @@ from .bus import LayerView, PacketBus
 from .choice import VideoLine
 from .departures import quiet_departures
 from .dtls import harden
+from .feed import FeedReceiver
 from .guard import DROPS, guard_datagrams
 from .ice import GatherPolicy, IceServer, UdpPorts, gather_in, gather_only
 from .sdp import OfferError
@@ -48,25 +49,6 @@ class _Holds:
 
     def release(self) -> None:
         self._worker.send(wire.Twins(room=self._room, hold=False))
-
-
-class _MediaProtocol(asyncio.Protocol):
-    def __init__(self, worker: Worker) -> None:
-        self._worker = worker
-        self._reader = wire.FrameReader()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        self._worker.media = transport
-
-    def data_received(self, data: bytes) -> None:
-        buses = self._worker.buses
-        for index, packet in self._reader.feed(data):
-            if packet is None:
-                for bus in buses:
-                    bus.lost_on_the_way()
-            elif 0 <= index < len(buses):
-                buses[index].publish(packet)
 
 
 class Worker:
@@ -92,7 +74,7 @@ class Worker:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._requests: set[asyncio.Task[None]] = set()
-        self.media: asyncio.WriteTransport | None = None
+        self.media = FeedReceiver(self.buses)
         self._collect: asyncio.TimerHandle | None = None
 
     def _mirror(self, spec: wire.BusSpec, loop: asyncio.AbstractEventLoop) -> PacketBus:
@@ -131,9 +113,7 @@ class Worker:
 
     def request_keyframe(self, index: int) -> None:
         """Straight to the service's encoder thread, on the media socket."""
-        if self.media is not None and not self.media.is_closing():
-            self.media.write(wire.KEYFRAME_REQUEST.pack(index))
-        else:
+        if not self.media.request_keyframe(index):
             self.send(wire.Keyframe(bus=index))
 
     def send(self, message: wire.Message) -> None:
@@ -273,7 +253,7 @@ async def serve(control_fd: int, media_fd: int) -> None:
     worker = Worker(first, writer, loop)
     media = socket.socket(fileno=media_fd)
     media.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    await loop.create_unix_connection(lambda: _MediaProtocol(worker), sock=media)
+    await loop.create_unix_connection(lambda: worker.media, sock=media)
     await worker.start()
     worker.send(wire.Ready(pid=os.getpid()))
     try:

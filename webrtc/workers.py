@@ -2,10 +2,9 @@
 
 The pool starts `count` workers and shares the viewers out among them (a new viewer
 goes to the worker with the fewest). Every encoded packet is written once to each
-worker's media socket, straight from the thread that encoded it, through a bounded
-queue and a writer thread per worker: neither this process's event loop nor a slow
-worker holds up an encoder (a worker that falls behind loses packets and resyncs at
-the next keyframe). A worker that exits, or sends no heartbeat for
+worker's media socket (`webrtc.feed`), by a `FeedHub` in this process or by the media
+process the socket is handed to (`feeds_to`): no event loop or slow worker holds up an
+encoder. A worker that exits, or sends no heartbeat for
 `heartbeat_timeout` seconds, is killed and replaced; its viewers' pages rejoin.
 """
 
@@ -19,16 +18,15 @@ import os
 import secrets
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from capture import Packet
 from capture.supervise import cancel_all, supervised
 
 from . import wire
 from .bus import LayerView, PacketBus
+from .feed import FeedHub
 from .ice import IceServer, UdpPorts
 from .lag import LoopLag
 from .sdp import OfferError
@@ -41,7 +39,6 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_TIMEOUT = 2.0  # s without a beat: the worker is hung
 READY_TIMEOUT = 30.0  # s a new worker may take to start (imports on a slow disk)
 REQUEST_TIMEOUT = 20.0  # s for an answer (candidates gathered), a trickle, a delete
-FEED_BYTES = 32 << 20  # bytes queued for one worker before it is deemed behind
 GONE = -1  # `PacketBus.elsewhere` key of the counts of workers that have ended
 WAIT_FOR_WORKER = 5.0  # s a new viewer waits for a worker being replaced
 WATCH_INTERVAL = 0.25
@@ -51,88 +48,13 @@ RETRY_FIRST, RETRY_MOST = (
 )  # s before starting again a worker that would not start  # s between looks at the workers
 
 
-class MediaFeed:
-    """Frames for one worker, written to its media socket by a thread of its own."""
+class FeedTarget(Protocol):
+    """Where the workers' media sockets are fed from: a `FeedHub` in this process, or the
+    media process (the socket is handed over)."""
 
-    def __init__(
-        self,
-        sock: socket.socket,
-        name: str,
-        on_keyframe_request: Callable[[int], None],
-        max_bytes: int = FEED_BYTES,
-    ) -> None:
-        self._sock = sock
-        self._on_keyframe_request = on_keyframe_request
-        self._max_bytes = max_bytes
-        self._frames: collections.deque[bytes] = collections.deque()
-        self._bytes = 0
-        self._gap = False
-        self._closed = False
-        self._ready = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._requests = threading.Thread(target=self._listen, name=f"{name}-pli", daemon=True)
+    async def attach(self, key: int, sock: socket.socket) -> None: ...
 
-    def start(self) -> None:
-        self._thread.start()
-        self._requests.start()
-
-    def _listen(self) -> None:
-        """The worker's keyframe requests, straight to the encoders (thread-safe)."""
-        size = wire.KEYFRAME_REQUEST.size
-        pending = b""
-        while True:
-            try:
-                data = self._sock.recv(4096)
-            except OSError:
-                return
-            if not data:
-                return
-            pending += data
-            whole = len(pending) - len(pending) % size
-            for (index,) in wire.KEYFRAME_REQUEST.iter_unpack(pending[:whole]):
-                try:
-                    self._on_keyframe_request(index)
-                except Exception:  # a bad index must not end the listener
-                    logger.exception("keyframe request for bus %d", index)
-            pending = pending[whole:]
-
-    def put(self, frame: bytes) -> None:
-        with self._ready:
-            if self._closed:
-                return
-            if self._bytes + len(frame) > self._max_bytes:
-                self._frames.clear()
-                self._bytes = 0
-                self._gap = True
-            self._frames.append(frame)
-            self._bytes += len(frame)
-            self._ready.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._ready:
-                while not self._frames and not self._closed:
-                    self._ready.wait()
-                if self._closed:
-                    return
-                batch = list(self._frames)
-                self._frames.clear()
-                self._bytes = 0
-                gap, self._gap = self._gap, False
-            try:
-                self._sock.sendall((wire.gap_frame() if gap else b"") + b"".join(batch))
-            except OSError:  # the worker has gone; the pool replaces it
-                return
-
-    def stop(self) -> None:
-        with self._ready:
-            self._closed = True
-            self._ready.notify()
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._thread.join(timeout=5)
-        self._requests.join(timeout=5)
-        self._sock.close()
+    async def detach(self, key: int) -> None: ...
 
 
 class WorkerLink:
@@ -143,14 +65,14 @@ class WorkerLink:
         number: int,
         hello: wire.Hello,
         on_message: Callable[[WorkerLink, wire.FromWorker], None],
-        on_keyframe_request: Callable[[int], None],
+        feeds: FeedTarget,
     ) -> None:
         self.number = number
         self.hello = hello
         self._on_message = on_message
-        self._on_keyframe_request = on_keyframe_request
+        self._feeds = feeds
         self.process: asyncio.subprocess.Process | None = None
-        self.feed: MediaFeed | None = None
+        self._fed = False
         self.sessions: set[str] = set()
         self.holds: collections.Counter[str] = collections.Counter()  # room -> twins held
         self.last_beat = time.monotonic()
@@ -200,8 +122,8 @@ class WorkerLink:
             if self._writer is None:
                 control.close()
             raise
-        self.feed = MediaFeed(media, f"worker-{self.number}-feed", self._on_keyframe_request)
-        self.feed.start()
+        self._fed = True
+        await self._feeds.attach(self.number, media)
         self.last_beat = time.monotonic()
         self.ready = True
         self._reader_task = asyncio.create_task(self._read(reader), name=f"worker-{self.number}")
@@ -267,8 +189,12 @@ class WorkerLink:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
-        if self.feed is not None:
-            await asyncio.to_thread(self.feed.stop)
+        if self._fed:
+            self._fed = False
+            try:
+                await self._feeds.detach(self.number)
+            except Exception:  # the rest of the stop still runs
+                logger.exception("viewer worker %d: ending its feed", self.number)
         if self._reader_task is not None:
             await cancel_all([self._reader_task])
 
@@ -348,6 +274,7 @@ class WorkerPool:
         on_closed: Callable[[RemoteSession], None] | None = None,
         on_lost: Callable[[RemoteSession], None] | None = None,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        feeds_to: FeedTarget | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -382,7 +309,8 @@ class WorkerPool:
             for number, share in enumerate(share_ports(ports, count))
         ]
         self.links: list[WorkerLink | None] = [None] * count
-        self._taps: list[tuple[PacketBus, Callable[[Packet], None]]] = []
+        self._feeds: FeedTarget = feeds_to if feeds_to is not None else FeedHub(self._buses)
+        self._hub = self._feeds if isinstance(self._feeds, FeedHub) else None  # ours to run
         self._tasks: list[asyncio.Task[None]] = []
         self._gone_drops: collections.Counter[str] = collections.Counter()  # of ended workers
         self._failures = [0] * count  # starts in a row that failed, per worker
@@ -452,38 +380,28 @@ class WorkerPool:
 
     async def start(self) -> None:
         await self.lag.start()
+        if self._hub is not None:
+            self._hub.start()
         await asyncio.gather(*(self._start_link(n) for n in range(self.count)))
-        for index, bus in enumerate(self._buses):
-            if not isinstance(bus, LayerView):  # a view's packets come with its base's
-                tap = self._tap(index)
-                bus.taps.append(tap)
-                self._taps.append((bus, tap))
         self._tasks = [supervised("viewer-workers", self._watch)]
 
-    def _tap(self, index: int) -> Callable[[Packet], None]:
-        def tap(packet: Packet) -> None:
-            frame = wire.pack_frame(index, packet)
-            for link in self.links:
-                if link is not None and link.ready and link.feed is not None:
-                    link.feed.put(frame)
-
-        return tap
+    def bus_names(self) -> list[str]:
+        """The buses' names in wire order (a media frame names its bus by index)."""
+        return [bus.name for bus in self._buses]
 
     async def stop(self) -> None:
         await cancel_all(self._tasks)
         self._tasks = []
-        for bus, tap in self._taps:
-            with contextlib.suppress(ValueError):
-                bus.taps.remove(tap)
-        self._taps = []
         for number, link in enumerate(self.links):
             if link is not None:
                 await self._drop(link, "stopping")
                 self.links[number] = None
+        if self._hub is not None:
+            await asyncio.to_thread(self._hub.stop)
         await self.lag.stop()
 
     async def _start_link(self, number: int) -> bool:
-        link = WorkerLink(number, self._hellos[number], self._message, self._keyframe_request)
+        link = WorkerLink(number, self._hellos[number], self._message, self._feeds)
         self.links[number] = link
         try:
             await link.start()
@@ -529,8 +447,15 @@ class WorkerPool:
             self._ended(session_id)
 
     async def _watch(self) -> None:
+        last_look = time.monotonic()
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
+            now = time.monotonic()
+            if now - last_look > self.heartbeat_timeout / 2:  # this process was held up:
+                for link in self.links:  # the workers' silence is ours, not theirs
+                    if link is not None:
+                        link.last_beat = max(link.last_beat, now)
+            last_look = now
             await self._watch_once()
 
     async def _watch_once(self) -> None:
@@ -547,19 +472,27 @@ class WorkerPool:
                 continue
             if now < self._retry_at[number]:
                 continue
-            await self._drop(link, why)
-            self.replaced += 1
-            if await self._start_link(number):
-                self._failures[number] = 0
-            else:
-                self._failures[number] += 1
-                backoff = RETRY_FIRST * 2 ** (self._failures[number] - 1)
-                self._retry_at[number] = time.monotonic() + min(RETRY_MOST, backoff)
+            await self._replace(number, link, why)
 
-    def _keyframe_request(self, index: int) -> None:
-        # in the feed's listening thread: request_keyframe is thread-safe
-        if 0 <= index < len(self._buses):
-            self._buses[index].request_keyframe()
+    async def _replace(self, number: int, link: WorkerLink, why: str) -> None:
+        await self._drop(link, why)
+        self.replaced += 1
+        if await self._start_link(number):
+            self._failures[number] = 0
+        else:
+            self._failures[number] += 1
+            backoff = RETRY_FIRST * 2 ** (self._failures[number] - 1)
+            self._retry_at[number] = time.monotonic() + min(RETRY_MOST, backoff)
+
+    async def replace_all(self, why: str) -> None:
+        """Replace every worker at once (what fed them has gone); their pages rejoin."""
+        await asyncio.gather(
+            *(
+                self._replace(number, link, why)
+                for number, link in enumerate(self.links)
+                if link is not None
+            )
+        )
 
     def _message(self, link: WorkerLink, message: wire.FromWorker) -> None:
         match message:
