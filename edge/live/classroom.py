@@ -425,6 +425,7 @@ class Classroom:
             async for frame in talk.frames():
                 if self.talk is talk and speaker is not None:
                     speaker.play(frame)  # type: ignore[arg-type]
+                    self.room.heard(speaker.level > 0)
         except Exception:
             logger.exception("room %s: playing talk session %s", self.room.name, talk.id)
 
@@ -469,9 +470,7 @@ class Classroom:
 
     def _duck(self, participant: Participant, on: bool) -> None:
         ducked, mic = self.room.buses.get("mic/ducked"), self.room.buses.get("mic")
-        encoder = self.room.ducking_encoder
-        if encoder is not None:
-            encoder.active = on
+        self.room.duck(on)
         bus: PacketBus | None = ducked if on else mic
         for channel in participant.channels.values():
             for session in channel.media.values():

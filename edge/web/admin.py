@@ -7,16 +7,13 @@ with the staff key (`Authorization: Bearer`)."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-import av
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from edge.access.rules import is_staff, problem, staff_csrf
@@ -30,19 +27,8 @@ from edge.web.pages import NO_STORE, page
 if TYPE_CHECKING:
     from edge.live.service import EdgeService
 
-PREVIEW_WIDTH = 480
 DRILL_REPORT = re.compile(r"[\w-]+-\d{4}-\d{2}-\d{2}-\d{4}(-\d+)?\.(txt|json)")
 ROOM_FILE_LIMIT = 64_000
-
-
-def preview_jpeg(frame: av.VideoFrame) -> bytes:
-    """A small JPEG of a video frame (the admin page's live preview)."""
-    image = Image.fromarray(frame.to_ndarray(format="rgb24"))
-    height = max(round(image.height * PREVIEW_WIDTH / image.width) // 2 * 2, 2)
-    image = image.resize((PREVIEW_WIDTH, height))
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=70)
-    return out.getvalue()
 
 
 routes = APIRouter()
@@ -140,12 +126,9 @@ async def admin_preview(
     service: Service, room: Room, request: Request, source: str = "camera"
 ) -> Response:
     runtime = service.rooms.get(room)
-    pipelines = runtime.pipelines if runtime is not None and runtime.capturing else []
-    frames = [p.last_frame for p in pipelines if p.source.name == source]
-    frame = frames[0] if frames else None
-    if not isinstance(frame, av.VideoFrame):
+    jpeg = await runtime.preview(source) if runtime is not None else None
+    if jpeg is None:
         return problem(404, "No picture", f"{room}/{source} is not capturing now")
-    jpeg = await asyncio.to_thread(preview_jpeg, frame)
     return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)
 
 

@@ -28,7 +28,7 @@ from edge.config.settings import (
     V4L2Source,
     VideoRendition,
 )
-from edge.live.room import audio_source, video_encoder, video_source
+from edge.live.media import audio_source, video_encoder, video_source
 
 from .report import SOURCE_NAMES, Status, Step, fixed
 
