@@ -31,16 +31,21 @@ from webrtc.viewer import WhepViewer
 WATCH = 3.0  # s after a kill over which the other viewer's gaps count
 
 
-def workers_of(pid: int) -> list[int]:
+def children_running(pid: int, module: bytes) -> list[int]:
+    """The processes under `pid` that run `python -m module`."""
     found = []
     for child in descendants(pid):
         try:
             command = Path(f"/proc/{child}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"webrtc.worker" in command:
+        if module in command.split(b"\0"):
             found.append(child)
     return found
+
+
+def workers_of(pid: int) -> list[int]:
+    return children_running(pid, b"webrtc.worker")
 
 
 def metric(text: str, name: str) -> float:

@@ -215,6 +215,11 @@ bitrate_kbps = 300
 """A light always-live room (a small test camera and tone, not recorded)."""
 
 
+MEDIA_HERE = 'school = "Trường Thử"\n[webrtc]\nmedia_process = false\n'
+"""A site whose capture runs in the service's own process: for the tests that reach into
+a stand-in source (unplug a test camera) from the test's process."""
+
+
 def write_site(tmp: Path, rooms: dict[str, str], site: str = 'school = "Trường Thử"\n') -> Path:
     (tmp / "rooms").mkdir(parents=True, exist_ok=True)
     (tmp / "edge.toml").write_text(site, encoding="utf-8")

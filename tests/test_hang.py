@@ -24,7 +24,7 @@ from capture import SourcePipeline, TestCamera, VideoEncoder, read_timestamp, sl
 from capture.encoder import Packet
 from edge.access.links import room_links
 from edge.school.clock import SystemClock
-from tests.conftest import SMALL_ROOM, serve_in_process, write_site
+from tests.conftest import MEDIA_HERE, SMALL_ROOM, serve_in_process, write_site
 from tests.whep_client import Viewer, eventually
 
 FPS = 15.0
@@ -199,8 +199,9 @@ def test_a_quiet_source_is_not_taken_for_a_hung_one() -> None:
 
 async def test_the_service_keeps_pupils_watching_and_tells_the_console(tmp_path: Path) -> None:
     """In the running service: the room camera's encoder hangs once; a pupil's picture
-    goes on within 3 s and the console's warnings say what happened."""
-    config = write_site(tmp_path, {"r1": SMALL_ROOM})
+    goes on within 3 s and the console's warnings say what happened (capture in the
+    service's process: the test makes its encoder hang)."""
+    config = write_site(tmp_path, {"r1": SMALL_ROOM}, MEDIA_HERE)
     async with serve_in_process(config, tmp_path / "data", SystemClock()) as (service, base):
         pipeline = next(p for p in service.rooms["r1"].pipelines if p.source.name == "camera")
         assert await eventually(lambda: pipeline.source.state == "running", 10)

@@ -21,7 +21,7 @@ from capture.source import Source, SourceError
 from edge.access.tokens import Grant
 from edge.live.service import EdgeService
 from edge.school.clock import SystemClock
-from tests.conftest import ROOT, SMALL_ROOM, serve_in_process, write_site
+from tests.conftest import MEDIA_HERE, ROOT, SMALL_ROOM, serve_in_process, write_site
 from tests.test_console import camera_clock_gone, camera_clock_good
 from tests.whep_client import Viewer, eventually
 
@@ -33,7 +33,7 @@ def token(service: EdgeService) -> str:
 
 
 async def test_unplugged_camera_shows_a_slate_and_comes_back(tmp_path: Path) -> None:
-    config = write_site(tmp_path, {"r1": ROOM})
+    config = write_site(tmp_path, {"r1": ROOM}, MEDIA_HERE)
     async with serve_in_process(config, tmp_path / "data", SystemClock()) as (service, base):
         camera = service.rooms["r1"].pipelines[0].source
         assert isinstance(camera, TestCamera)
@@ -78,7 +78,7 @@ async def test_a_missing_microphone_says_so_once_and_in_healthz(
     once (then once a minute), and alsa-lib's own lines (once a second) stay off stderr."""
     assert MISSING_MIC != SMALL_ROOM
     caplog.set_level(logging.DEBUG, logger="capture")
-    config = write_site(tmp_path, {"r1": MISSING_MIC})
+    config = write_site(tmp_path, {"r1": MISSING_MIC}, MEDIA_HERE)
     async with serve_in_process(config, tmp_path / "data", SystemClock()) as (service, base):
         mic = service.rooms["r1"].pipelines[-1].source
         assert isinstance(mic, AlsaMicrophone)

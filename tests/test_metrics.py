@@ -13,7 +13,7 @@ from capture import TestCamera
 from edge.access.tokens import Grant
 from edge.live.service import EdgeService
 from edge.school.clock import SystemClock
-from tests.conftest import SMALL_ROOM, serve_in_process, write_site
+from tests.conftest import MEDIA_HERE, SMALL_ROOM, serve_in_process, write_site
 from tests.whep_client import Viewer, eventually
 
 ROOM = (
@@ -44,7 +44,7 @@ def token(service: EdgeService) -> str:
 
 
 async def test_metrics_move_as_viewers_come_and_go(tmp_path: Path) -> None:
-    config = write_site(tmp_path, {"r1": ROOM})
+    config = write_site(tmp_path, {"r1": ROOM}, MEDIA_HERE)
     async with (
         serve_in_process(config, tmp_path / "data", SystemClock()) as (service, base),
         httpx.AsyncClient(base_url=base, timeout=10) as client,

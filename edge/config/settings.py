@@ -166,6 +166,11 @@ class WebRtcSettings(Model):
         description="Processes that serve the viewers, each on a core of its own; 0: the "
         "service's own process serves them; none: one per core but one (the encoders')",
     )
+    media_process: bool = Field(
+        True,
+        description="Capture and encode in a process of its own, apart from the web pages, "
+        "the database and the timetable (false: in the service's process)",
+    )
     max_per_pupil: int = Field(
         3, ge=1, le=10, description="Sessions one pupil's own link may hold at once (devices)"
     )

@@ -27,6 +27,7 @@ from edge.live.delivery import Delivery
 from edge.live.logbook import Logbook
 from edge.live.ptz import CameraControl, CameraControlError
 from edge.live.relay import Relay, read_secret
+from edge.live.remote import MediaProcess, RemoteMedia
 from edge.live.room import Room
 from edge.live.state import room_state
 from edge.recording.archive import Archiver, ArchiveStore, DiskGuard, Manners
@@ -117,10 +118,19 @@ class EdgeService:
             if config.site.relay is not None
             else None
         )  # [relay]: pupils play from Janus; None: the built-in fan-out serves them
+        self.media_process = (  # capture and encoders apart from this (control) process
+            MediaProcess(config.rooms, time.monotonic())
+            if config.site.webrtc.media_process and config.rooms
+            else None
+        )
         self.rooms = {
             name: self._room(name, settings, usb_backend) for name, settings in config.rooms.items()
         }
         self.sessions = self._viewers()
+        if self.media_process is not None:
+            pool = self.sessions if isinstance(self.sessions, WorkerPool) else None
+            self.media_process.set_order(pool.bus_names() if pool is not None else [])
+            self.media_process.on_replaced = self._media_replaced
         self.archiver = self._archiver(self.store, self.jobs)
         self.delivery = Delivery.for_service(self)  # rooms with a [hub]: reports to it
         hub = config.site.school_hub  # [school_hub]: this process is the school's hub
@@ -154,7 +164,10 @@ class EdgeService:
             None if config.demo else config.room_files.get(name),
             backend=usb_backend,
         )
-        room = Room(name, settings, camera)
+        media = (
+            None if self.media_process is None else RemoteMedia(name, settings, self.media_process)
+        )
+        room = Room(name, settings, camera, media)
         room.classroom = Classroom(
             room,
             clock=self.clock,
@@ -226,6 +239,8 @@ class EdgeService:
         closed = await asyncio.to_thread(self.attendance.close_dangling)
         if closed:
             logger.info("%d viewer session(s) a crash left open end when last seen", closed)
+        if self.media_process is not None:
+            await self.media_process.start()
         await self.sessions.start()
         await self.publishers.start()
         for room in self.rooms.values():
@@ -275,6 +290,7 @@ class EdgeService:
             on_connected=self._viewer_joined,
             on_closed=self._viewer_left,
             on_lost=self._viewer_lost,
+            feeds_to=self.media_process,
         )
 
     def _archiver(self, lessons: LessonStore, jobs: ArchiveStore) -> Archiver:
@@ -417,6 +433,8 @@ class EdgeService:
         steps += [("archiver", self.archiver.stop), ("viewer sessions", self.sessions.stop)]
         steps.append(("talk sessions", self.publishers.stop))
         steps += [(f"room {n}", room.stop) for n, room in self.rooms.items()]
+        if self.media_process is not None:
+            steps.append(("media process", self.media_process.stop))
         steps += [
             ("lessons", self.store.close),
             ("jobs", self.jobs.close),
@@ -437,6 +455,12 @@ class EdgeService:
             await self.sessions.delete(session_id)
         return len(ids)
 
+    async def _media_replaced(self) -> None:
+        """The viewer workers were fed by the media process just replaced: replace them
+        too (their pupils' pages rejoin at once)."""
+        if isinstance(self.sessions, WorkerPool):
+            await self.sessions.replace_all("lost its media process")
+
     def process_counts(self) -> dict[str, int]:
         """Live objects of this process, to spot leaks: threads, tasks, peer connections."""
         gc.collect()
@@ -446,6 +470,8 @@ class EdgeService:
             "peer_connections": self.sessions.peer_connections_open(),
             "sessions": len(self.sessions.sessions),
             "viewer_workers": len(self.sessions.worker_stats().pids),
+            "media_process": (self.media_process.pid or 0) if self.media_process else 0,
+            "media_process_replaced": self.media_process.replaced if self.media_process else 0,
         }
 
     def health(self) -> dict[str, object]:

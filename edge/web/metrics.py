@@ -138,6 +138,17 @@ class ServiceCollector(Collector):
             "Viewer workers that died or hung and were started again",
             value=float(workers.replaced),
         )
+        media = self.service.media_process
+        yield GaugeMetricFamily(
+            "classroom_edge_media_process_up",
+            "1: capture and the encoders run in their own process, which is answering",
+            value=1.0 if media is not None and media.answering() else 0.0,
+        )
+        yield CounterMetricFamily(
+            "classroom_edge_media_process_replaced",
+            "Media processes that died or hung and were started again",
+            value=float(media.replaced if media is not None else 0),
+        )
         yield from self._media()
         archive = health["archive"]
         if isinstance(archive, dict):
@@ -235,13 +246,15 @@ class ServiceCollector(Collector):
             now = "live" if room.live else "warming" if room.capturing else "idle"
             for each in ("idle", "warming", "live"):
                 state.add_metric([name, each], 1.0 if each == now else 0.0)
-            for pipeline in room.pipelines:
-                source = pipeline.source
-                up = room.capturing and source.state == "running" and not pipeline.showing_missing
+            status = room.media.status()
+            for source in status.sources:
+                up = room.capturing and source.state == "running" and not source.missing
                 device_up.add_metric([name, source.name], 1.0 if up else 0.0)
                 device_frames.add_metric([name, source.name], float(source.frames))
-                for rendition, encoder in pipeline.encoders.items():
-                    bus = room.buses[rendition]
+            for encoder in status.encoders:
+                rendition = encoder.name
+                bus = room.buses.get(rendition)
+                if bus is not None:
                     labels = [name, rendition]
                     bitrate.add_metric(labels, bus.wire_bitrate() if room.capturing else 0.0)
                     fps.add_metric(labels, bus.packet_rate() if room.capturing else 0.0)
@@ -249,7 +262,7 @@ class ServiceCollector(Collector):
                     frames.add_metric(labels, float(encoder.frames))
                     encode.add_metric(labels, encoder.encode_seconds)
                     keyframes.add_metric(labels, float(bus.keyframes))
-                    requests.add_metric(labels, float(bus.keyframe_requests))
+                    requests.add_metric(labels, float(encoder.keyframe_requests))
                     dropped.add_metric(labels, float(bus.dropped))
                     resyncs.add_metric(labels, float(bus.resyncs))
         yield from (room_viewers, state, device_up, device_frames, bitrate, fps, sent, frames)

@@ -1,0 +1,200 @@
+"""The media process: `python -m edge.live.mediahost --control FD --handover FD`.
+
+It runs every room's media plane (`edge.live.media.LocalMedia`: capture threads, encoders,
+buses) apart from the control process (HTTP, SQLite, the scheduler, the console, the
+archive), and writes every encoded packet once to each media socket the control process
+hands it (`webrtc.feed.FeedHub`): the viewer workers' and the control process's own.
+Nothing the control process does, or fails to do, holds up a frame: if it stops reading,
+its feed falls behind and resyncs; if it dies, the control socket closes and this process
+releases the devices and exits. It says how it is every `status_every` seconds
+(`mediawire.Status`, the heartbeat the control process watches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+
+from capture.supervise import cancel_all, supervised
+from edge.config.settings import RoomSettings
+from edge.live import mediawire as wire
+from edge.live.media import LocalMedia
+from webrtc import PacketBus
+from webrtc.feed import FeedHub
+
+logger = logging.getLogger(__name__)
+
+
+class MediaHost:
+    """The media process's side: the rooms' media planes, the feeds, the status beat."""
+
+    def __init__(self, hello: wire.Hello, writer: asyncio.StreamWriter) -> None:
+        self.hello = hello
+        self._writer = writer
+        self.loud: dict[str, bool] = {}
+        self.rooms: dict[str, LocalMedia] = {}
+        for name, data in hello.rooms.items():
+            settings = RoomSettings.model_validate(data)
+            media = LocalMedia(name, settings, hello.origin, serve_here=False)
+            media.hear_speaker(lambda name=name: self.loud.get(name, False))  # type: ignore[misc]
+            self.rooms[name] = media
+        by_name: dict[str, PacketBus] = {}
+        for media in self.rooms.values():
+            for bus in media.buses.values():
+                by_name[bus.name] = bus
+            for line in media.video_lines + media.vp8_lines:
+                for bus in line.renditions if line is not None else ():
+                    by_name.setdefault(bus.name, bus)
+        unknown = [name for name in hello.order if name not in by_name]
+        if unknown:
+            raise ValueError(f"the control process names buses this one lacks: {unknown}")
+        self.hub = FeedHub([by_name[name] for name in hello.order])
+        self._tasks: list[asyncio.Task[None]] = []
+        self._requests: set[asyncio.Task[None]] = set()
+
+    def send(self, message: wire.Message) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(wire.encode(message))
+
+    async def start(self) -> None:
+        self.hub.start()
+        self._tasks = [supervised("media-status", self._beat)]
+
+    async def _beat(self) -> None:
+        while True:
+            self.send(wire.Status(rooms={n: m.status() for n, m in self.rooms.items()}))
+            await asyncio.sleep(self.hello.status_every)
+
+    def handle(self, message: wire.ToMedia) -> None:
+        match message:
+            case wire.Warm() | wire.Cool() | wire.Preview():
+                task = asyncio.create_task(self._answer(message), name=f"media-{message.type}")
+                self._requests.add(task)
+                task.add_done_callback(self._requests.discard)
+            case wire.Pause(room=room, paused=paused) if room in self.rooms:
+                self.rooms[room].pause_camera(paused)
+            case wire.Twins(room=room, on=on) if room in self.rooms:
+                self.rooms[room].set_twins(on)
+            case wire.Duck(room=room, on=on) if room in self.rooms:
+                self.rooms[room].set_ducking(on)
+            case wire.Loud(room=room, loud=loud) if room in self.rooms:
+                self.loud[room] = loud
+            case _:
+                logger.error("not understood: %.200r", message)
+
+    async def _answer(self, message: wire.Warm | wire.Cool | wire.Preview) -> None:
+        media = self.rooms.get(message.room)
+        try:
+            if media is None:
+                raise KeyError(f"no room {message.room!r}")
+            match message:
+                case wire.Warm():
+                    await media.warm()
+                case wire.Cool():
+                    await media.cool()
+                case wire.Preview(source=source):
+                    jpeg = await media.preview(source)
+                    text = None if jpeg is None else base64.b64encode(jpeg).decode()
+                    self.send(wire.Picture(req=message.req, jpeg=text))
+                    return
+        except Exception as exc:
+            logger.exception("%s of room %s", message.type, message.room)
+            if isinstance(message, wire.Preview):
+                self.send(wire.Picture(req=message.req, jpeg=None))
+            else:
+                self.send(wire.Done(req=message.req, error=repr(exc)[:300]))
+            return
+        self.send(wire.Done(req=message.req))
+
+    def take_handovers(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        """In a thread of its own: media sockets given (or taken back) by the control
+        process, until it closes the handover socket."""
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(sock, wire.HANDOVER.size, 1)
+            except OSError:
+                return
+            if not data:
+                return
+            op, key = wire.HANDOVER.unpack(data)
+            if op == b"A" and fds:
+                step = self.hub.attach(key, socket.socket(fileno=fds[0]))
+            else:
+                for fd in fds:
+                    os.close(fd)
+                step = self.hub.detach(key)
+            try:
+                asyncio.run_coroutine_threadsafe(step, loop).result(timeout=30)
+            except Exception:
+                logger.exception("media socket %d (%s)", key, op.decode())
+
+    async def stop(self) -> None:
+        """Release the devices and end the feeds, each step even if one fails."""
+        await cancel_all([*self._tasks, *self._requests])
+        self._tasks = []
+        for name, media in self.rooms.items():
+            try:
+                await media.cool()
+            except Exception:
+                logger.exception("room %s: releasing the devices", name)
+        await asyncio.to_thread(self.hub.stop)
+
+
+async def serve(control_fd: int, handover_fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    control = socket.socket(fileno=control_fd)
+    handover = socket.socket(fileno=handover_fd)
+    reader, writer = await asyncio.open_unix_connection(sock=control, limit=wire.MAX_LINE)
+    first = wire.to_media(await reader.readline())
+    if not isinstance(first, wire.Hello) or first.version != wire.VERSION:
+        raise SystemExit(f"expected hello version {wire.VERSION}, got {first!r:.200}")
+    host = MediaHost(first, writer)
+    await host.start()
+    taker = threading.Thread(
+        target=host.take_handovers, args=(handover, loop), name="handover", daemon=True
+    )
+    taker.start()
+    host.send(wire.Ready(pid=os.getpid()))
+    try:
+        while line := await reader.readline():
+            try:
+                message = wire.to_media(line)
+            except ValueError as exc:
+                logger.error("unreadable control message: %s", str(exc)[:300])
+                continue
+            host.handle(message)
+    finally:
+        with contextlib.suppress(OSError):
+            handover.shutdown(socket.SHUT_RDWR)
+        await host.stop()
+        await asyncio.to_thread(taker.join, 5)
+        handover.close()
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m edge.live.mediahost", description=__doc__)
+    parser.add_argument("--control", type=int, required=True, help="control socket's fd")
+    parser.add_argument("--handover", type=int, required=True, help="handover socket's fd")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s media process %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.control, args.handover))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""What the control process and the media process say to each other (`edge.live.mediahost`,
+`edge.live.remote`): a small, typed, versioned message set on a control socket, one JSON
+object a line. Encoded packets do not pass here: the media process writes them to media
+sockets (`webrtc.feed`) handed to it on a socket of their own (`pack_handover`).
+
+Control → media: `Hello` (first, once), `Warm`, `Cool`, `Preview` (each with `req`),
+`Pause`, `Twins`, `Duck`, `Loud`. Media → control: `Ready` (first, once), `Done` and
+`Picture` (replies, with the request's `req`), `Status` (every `status_every` seconds: the
+heartbeat, with every room's sources and encoders).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+VERSION = 1
+MAX_LINE = 8 << 20  # bytes of one message (a preview picture is at most a few hundred KiB)
+CONTROL_FEED = -1  # the handover key of the control process's own media socket
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Hello(Message):
+    type: Literal["hello"] = "hello"
+    version: int = VERSION
+    rooms: dict[str, dict[str, Any]]  # room name -> its settings (`RoomSettings`, JSON)
+    origin: float  # the buses' time zero (CLOCK_MONOTONIC: one clock for every process)
+    order: list[str]  # bus names in wire order: a media frame names its bus by index
+    status_every: float = 0.25
+
+
+class Warm(Message):
+    type: Literal["warm"] = "warm"
+    req: int
+    room: str
+
+
+class Cool(Message):
+    type: Literal["cool"] = "cool"
+    req: int
+    room: str
+
+
+class Preview(Message):
+    type: Literal["preview"] = "preview"
+    req: int
+    room: str
+    source: str
+
+
+class Pause(Message):
+    type: Literal["pause"] = "pause"
+    room: str
+    paused: bool
+
+
+class Twins(Message):
+    type: Literal["twins"] = "twins"
+    room: str
+    on: bool
+
+
+class Duck(Message):
+    type: Literal["duck"] = "duck"
+    room: str
+    on: bool  # the ducked microphone for a talking pupil: encode it
+
+
+class Loud(Message):
+    type: Literal["loud"] = "loud"
+    room: str
+    loud: bool  # the room's speaker plays a pupil's voice now: duck the microphone
+
+
+class Ready(Message):
+    type: Literal["ready"] = "ready"
+    version: int = VERSION
+    pid: int
+
+
+class Done(Message):
+    type: Literal["done"] = "done"
+    req: int
+    error: str | None = None
+
+
+class Picture(Message):
+    type: Literal["picture"] = "picture"
+    req: int
+    jpeg: str | None  # base64; None: that source is not capturing
+
+
+class SourceStatus(Message):
+    """One source's pipeline (`capture.SourcePipeline`), as `Room.health` shows it."""
+
+    name: str
+    state: str
+    error: str | None
+    frames: int
+    missing: bool  # its slate goes out (or a microphone has failed for a while)
+    hangs: int
+    last_hang: tuple[float, str] | None  # (CLOCK_MONOTONIC time, what hung)
+    abandoned: int  # threads left stuck in a device or encoder call
+    failing_since: float | None  # CLOCK_MONOTONIC time
+
+
+class EncoderStatus(Message):
+    name: str  # the rendition, e.g. "camera/high"
+    source: str
+    frames: int
+    encode_seconds: float
+    active: bool
+    fps: float  # 50 for sound (20 ms frames)
+    keyframe_requests: int = 0  # asked of its bus, by viewers wherever they are
+
+
+class RoomStatus(Message):
+    sources: list[SourceStatus] = []
+    encoders: list[EncoderStatus] = []
+    mic_loud_at: float | None = None  # CLOCK_MONOTONIC time the microphone last heard sound
+
+
+class Status(Message):
+    type: Literal["status"] = "status"
+    rooms: dict[str, RoomStatus]
+
+
+ToMedia = Annotated[
+    Hello | Warm | Cool | Preview | Pause | Twins | Duck | Loud, Field(discriminator="type")
+]
+FromMedia = Annotated[Ready | Done | Picture | Status, Field(discriminator="type")]
+_to_media: TypeAdapter[ToMedia] = TypeAdapter(ToMedia)
+_from_media: TypeAdapter[FromMedia] = TypeAdapter(FromMedia)
+
+
+def encode(message: Message) -> bytes:
+    return message.model_dump_json().encode() + b"\n"
+
+
+def to_media(line: bytes) -> ToMedia:
+    return _to_media.validate_json(line)
+
+
+def from_media(line: bytes) -> FromMedia:
+    return _from_media.validate_json(line)
+
+
+# The handover socket (SOCK_SEQPACKET): one message per media socket given or taken back.
+HANDOVER = struct.Struct("!ci")  # b"A" attach (the socket rides along) or b"D" detach; key
+
+
+def pack_handover(attach: bool, key: int) -> bytes:
+    return HANDOVER.pack(b"A" if attach else b"D", key)

@@ -1,0 +1,371 @@
+"""The media process as the control process sees it (`edge.live.mediahost`).
+
+`MediaProcess` starts it, hands it media sockets to feed (the viewer workers', and one for
+the control process's own mirror buses: the recorder, the relay, a talking pupil's
+ducked sound), and replaces it when it exits, sends no status for `heartbeat_timeout`
+seconds, or has threads stuck in a device or an encoder that its pipelines' watchdogs
+gave up replacing (at most once in `STUCK_RETRY` seconds): the rooms that were capturing
+capture again, and `on_replaced` runs (the viewer workers, fed by the old process, are
+replaced; their pages rejoin).
+`RemoteMedia` is one room's media plane seen from here (`edge.live.media.RoomMedia`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from capture import MAX_ABANDONED, AudioEncoder, MediaKind, VideoEncoder
+from capture.supervise import cancel_all, supervised
+from edge.config.settings import RoomSettings
+from edge.live import mediawire as wire
+from edge.live.media import MediaLayout
+from webrtc import PacketBus
+from webrtc.feed import FeedReceiver
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_TIMEOUT = 2.0  # s without a status: the media process is hung
+READY_TIMEOUT = 30.0  # s it may take to start (imports on a slow disk)
+REQUEST_TIMEOUT = 20.0  # s for a warm, a cool or a preview
+WATCH_INTERVAL = 0.25
+STOP_GRACE = 8.0  # s it may take to release the devices when asked to end
+STUCK_RETRY = 300.0  # s between replacements for threads stuck in a device or encoder
+
+
+class MediaProcess:
+    """The media process of every room of this service; `start()`/`stop()`."""
+
+    def __init__(
+        self,
+        rooms: Mapping[str, RoomSettings],
+        origin: float,
+        *,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+    ) -> None:
+        self.settings = dict(rooms)
+        self.origin = origin
+        self.heartbeat_timeout = heartbeat_timeout
+        self.on_replaced: Callable[[], Awaitable[None]] | None = None
+        self.rooms: dict[str, RemoteMedia] = {}
+        self.status: dict[str, wire.RoomStatus] = {}
+        self.order: list[str] = []  # bus names in wire order (`set_order`)
+        self.replaced = 0
+        self.process: asyncio.subprocess.Process | None = None
+        self.last_status = time.monotonic()
+        self._stuck_replaced_at = -STUCK_RETRY
+        self._receiver: FeedReceiver | None = None
+        self._index: dict[str, int] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._handover: socket.socket | None = None
+        self._pending: dict[int, asyncio.Future[wire.FromMedia]] = {}
+        self._next_req = 0
+        self._reader_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def answering(self) -> bool:
+        """Running, with a status within `heartbeat_timeout` seconds."""
+        process = self.process
+        return (
+            process is not None
+            and process.returncode is None
+            and time.monotonic() - self.last_status <= self.heartbeat_timeout
+        )
+
+    def add(self, media: RemoteMedia) -> None:
+        self.rooms[media.room] = media
+
+    def set_order(self, names: list[str]) -> None:
+        """The buses in wire order (the viewer workers' order: one feed format for all)."""
+        mine = [bus.name for media in self.rooms.values() for bus in media.buses.values()]
+        self.order = names + [name for name in mine if name not in names]
+        self._index = {name: index for index, name in enumerate(self.order)}
+
+    def _mirrors(self) -> list[PacketBus | None]:
+        by_name: dict[str, PacketBus] = {}
+        for media in self.rooms.values():
+            for bus in media.buses.values():
+                by_name[bus.name] = bus
+        return [by_name.get(name) for name in self.order]
+
+    async def start(self) -> None:
+        if not self.order:
+            self.set_order([])
+        await self._launch()
+        self._tasks = [supervised("media-process", self._watch)]
+
+    async def _launch(self) -> None:
+        control, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        handover, handover_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "edge.live.mediahost",
+                "--control",
+                str(control_child.fileno()),
+                "--handover",
+                str(handover_child.fileno()),
+                pass_fds=(control_child.fileno(), handover_child.fileno()),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            control_child.close()
+            handover_child.close()
+        handover.setblocking(False)  # a hung media process must not hold this loop up
+        self._handover = handover
+        reader, self._writer = await asyncio.open_unix_connection(sock=control, limit=wire.MAX_LINE)
+        hello = wire.Hello(
+            rooms={n: s.model_dump(mode="json") for n, s in self.settings.items()},
+            origin=self.origin,
+            order=self.order,
+        )
+        self._writer.write(wire.encode(hello))
+        async with asyncio.timeout(READY_TIMEOUT):
+            first = wire.from_media(await reader.readline())
+        if not isinstance(first, wire.Ready) or first.version != wire.VERSION:
+            raise RuntimeError(f"the media process said {first!r:.200}")
+        self.last_status = time.monotonic()
+        self._reader_task = asyncio.create_task(self._read(reader), name="media-process-reader")
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        receiver = FeedReceiver(self._mirrors())
+        await asyncio.get_running_loop().create_unix_connection(lambda: receiver, sock=mine)
+        self._receiver = receiver
+        await self.attach(wire.CONTROL_FEED, theirs)
+        logger.info("media process started (pid %d)", first.pid)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            try:
+                message = wire.from_media(line)
+            except ValueError as exc:
+                logger.error("media process: unreadable message: %.300s", exc)
+                continue
+            if isinstance(message, wire.Status):
+                self.last_status = time.monotonic()
+                self.status = dict(message.rooms)
+                continue
+            future = (
+                self._pending.pop(message.req, None)
+                if not isinstance(message, wire.Ready)
+                else None
+            )
+            if future is not None and not future.done():
+                future.set_result(message)
+
+    async def attach(self, key: int, sock: socket.socket) -> None:
+        """Hand `sock` to the media process to feed (this process's copy is closed)."""
+        try:
+            self._hand(wire.pack_handover(True, key), [sock.fileno()])
+        finally:
+            sock.close()
+
+    async def detach(self, key: int) -> None:
+        self._hand(wire.pack_handover(False, key), [])
+
+    def _hand(self, data: bytes, fds: list[int]) -> None:
+        handover = self._handover
+        if handover is None:
+            raise ConnectionError("the media process is not running")
+        try:
+            socket.send_fds(handover, [data], fds)
+        except OSError as exc:  # full (hung) or gone: the watch replaces it
+            raise ConnectionError(f"the media process took no socket: {exc}") from exc
+
+    def send(self, message: wire.Message) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(wire.encode(message))
+
+    def next_req(self) -> int:
+        self._next_req += 1
+        return self._next_req
+
+    async def call(self, message: wire.Warm | wire.Cool | wire.Preview) -> wire.FromMedia:
+        future: asyncio.Future[wire.FromMedia] = asyncio.get_running_loop().create_future()
+        self._pending[message.req] = future
+        try:
+            self.send(message)
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                return await future
+        finally:
+            self._pending.pop(message.req, None)
+
+    def request_keyframe(self, name: str) -> None:
+        index = self._index.get(name)
+        if index is not None and self._receiver is not None:
+            self._receiver.request_keyframe(index)
+
+    async def _watch(self) -> None:
+        last_look = time.monotonic()
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            now = time.monotonic()
+            if now - last_look > self.heartbeat_timeout / 2:  # this process was held up:
+                self.last_status = now  # its silence is ours, not the media process's
+            last_look = now
+            process = self.process
+            if process is None or process.returncode is not None:
+                why = f"exited ({process.returncode if process else 'never started'})"
+            elif now - self.last_status > self.heartbeat_timeout:
+                why = f"sent no status for {now - self.last_status:.1f} s"
+            elif (stuck := self.stuck_sources()) and now - self._stuck_replaced_at > STUCK_RETRY:
+                # the pipeline's watchdog gave up on fresh threads: only a new process helps
+                why, self._stuck_replaced_at = f"has threads stuck in {stuck}", now
+            else:
+                continue
+            await self._replace(why)
+
+    def stuck_sources(self) -> str:
+        """The sources whose pipeline has given up replacing hung threads, if any."""
+        return ", ".join(
+            f"{room}/{source.name}"
+            for room, status in self.status.items()
+            for source in status.sources
+            if source.abandoned >= MAX_ABANDONED
+        )
+
+    async def _replace(self, why: str) -> None:
+        logger.warning("media process (pid %s) %s: replaced", self.pid, why)
+        await self._end(grace=0.0)
+        self.replaced += 1
+        try:
+            await self._launch()
+        except Exception:
+            logger.exception("the media process did not start again")
+            await self._end(grace=0.0)
+            return
+        for media in self.rooms.values():
+            try:
+                await media.restore()
+            except Exception:
+                logger.exception("room %s: capturing again", media.room)
+        if self.on_replaced is not None:
+            await self.on_replaced()
+
+    async def _end(self, *, grace: float) -> None:
+        """Close the sockets (the media process releases the devices and exits); kill
+        it if it has not exited after `grace` seconds. Each step runs even if one fails."""
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("the media process ended"))
+        self._pending.clear()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        process = self.process
+        if process is not None and process.returncode is None:
+            try:
+                async with asyncio.timeout(grace):
+                    await process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        if self._handover is not None:
+            self._handover.close()
+            self._handover = None
+        if self._receiver is not None and self._receiver.transport is not None:
+            self._receiver.transport.close()
+        self._receiver = None
+        if self._reader_task is not None:
+            await cancel_all([self._reader_task])
+            self._reader_task = None
+
+    async def stop(self) -> None:
+        await cancel_all(self._tasks)
+        self._tasks = []
+        await self._end(grace=STOP_GRACE)
+
+
+class RemoteMedia:
+    """Room `room`'s media plane in the media process (`edge.live.media.RoomMedia`)."""
+
+    def __init__(self, room: str, settings: RoomSettings, process: MediaProcess) -> None:
+        self.room, self.origin, self._process = room, process.origin, process
+        self.layout = MediaLayout(room, settings, process.origin, self._mirror, lambda: False)
+        self.buses = self.layout.buses
+        self.video_lines, self.vp8_lines = self.layout.video_lines, self.layout.vp8_lines
+        self.audio = self.layout.audio
+        self.capturing = self.paused = self.twins = self.ducking = self.loud = False
+        process.add(self)
+
+    def _mirror(
+        self, name: str, encoder: VideoEncoder | AudioEncoder, kind: MediaKind
+    ) -> PacketBus:
+        process = self._process
+        return PacketBus(
+            name,
+            kind,
+            request_keyframe=lambda: process.request_keyframe(name),
+            queue_size=30 if kind == "video" else 25,
+            nominal_bitrate=encoder.bitrate,
+            self_contained=isinstance(encoder, VideoEncoder) and encoder.stills,
+            codec=encoder.codec if isinstance(encoder, VideoEncoder) else "h264",
+        )
+
+    async def _call(self, message: wire.Warm | wire.Cool | wire.Preview) -> wire.FromMedia:
+        return await self._process.call(message)
+
+    async def warm(self) -> None:
+        self.capturing = True
+        reply = await self._call(wire.Warm(req=self._process.next_req(), room=self.room))
+        if isinstance(reply, wire.Done) and reply.error:
+            raise RuntimeError(
+                f"room {self.room}: the media process could not start: {reply.error}"
+            )
+
+    async def cool(self) -> None:
+        self.capturing = False
+        with contextlib.suppress(ConnectionError, TimeoutError):  # gone: nothing to release
+            await self._call(wire.Cool(req=self._process.next_req(), room=self.room))
+
+    def pause_camera(self, paused: bool) -> None:
+        self.paused = paused
+        self._process.send(wire.Pause(room=self.room, paused=paused))
+
+    def set_twins(self, on: bool) -> None:
+        self.twins = on
+        self._process.send(wire.Twins(room=self.room, on=on))
+
+    def set_ducking(self, on: bool) -> None:
+        self.ducking = on
+        self._process.send(wire.Duck(room=self.room, on=on))
+
+    def set_loud(self, loud: bool) -> None:
+        self.loud = loud
+        self._process.send(wire.Loud(room=self.room, loud=loud))
+
+    def status(self) -> wire.RoomStatus:
+        return self._process.status.get(self.room) or wire.RoomStatus()
+
+    async def preview(self, source: str) -> bytes | None:
+        message = wire.Preview(req=self._process.next_req(), room=self.room, source=source)
+        try:
+            reply = await self._call(message)
+        except (ConnectionError, TimeoutError):
+            return None
+        if not isinstance(reply, wire.Picture) or reply.jpeg is None:
+            return None
+        return base64.b64decode(reply.jpeg)
+
+    async def restore(self) -> None:
+        """Say again what was asked of the media process before it was replaced."""
+        for bus in self.buses.values():
+            bus.lost_on_the_way()
+        self.pause_camera(self.paused)
+        self.set_twins(self.twins)
+        self.set_ducking(self.ducking)
+        self.set_loud(self.loud)
+        if self.capturing:
+            await self.warm()

@@ -1,0 +1,196 @@
+"""The media plane in a process of its own (issue 20, item 1): capture and the encoders run
+apart from the control process; the control process stopped outright stalls no frame; a
+media process killed or hung is replaced, and the pupils and the recording come back."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.worker_restart import children_running, workers_of
+from capture import MAX_ABANDONED
+from edge.live import mediawire
+from edge.live.remote import MediaProcess
+from tests.conftest import ROOT, SMALL_ROOM, Service, run_service, write_site
+from tests.test_recording import lesson_state, start_lesson
+
+ONE_WORKER = 'school = "Trường Thử"\n[webrtc]\nviewer_workers = 1\n'
+RECORDED_ROOM = SMALL_ROOM.replace("always_live = true\nrecord = false\n", "")
+
+
+def media_of(pid: int) -> list[int]:
+    return children_running(pid, b"edge.live.mediahost")
+
+
+def process_counts(service: Service) -> dict[str, int]:
+    counts: dict[str, int] = service.health(detail=True)["process"]  # type: ignore[assignment]
+    return counts
+
+
+def wait_for(check: object, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def watch(service: Service, seconds: float) -> subprocess.Popen[str]:
+    """A pupil watching from a process of its own (`tests.gap_probe`), once it plays."""
+    probe = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.gap_probe",
+            service.whep("r1"),
+            service.token("r1"),
+            f"{seconds}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert probe.stdout is not None
+    ready = probe.stdout.readline()
+    assert ready.strip() == "ready", ready
+    return probe
+
+
+def arrivals_of(probe: subprocess.Popen[str]) -> list[float]:
+    assert probe.stdout is not None
+    line = probe.stdout.readline()
+    probe.wait(30)
+    arrivals: list[float] = json.loads(line)["arrivals"]
+    return arrivals
+
+
+def longest_gap(arrivals: list[float], start: float, end: float) -> float:
+    inside = [t for t in arrivals if start <= t <= end]
+    assert len(inside) >= 15 * (end - start) * 0.6, len(inside)  # a 15 fps camera
+    return max(b - a for a, b in itertools.pairwise(inside))
+
+
+@contextlib.contextmanager
+def room_served(tmp_path: Path, room: str = SMALL_ROOM) -> Iterator[Service]:
+    config = write_site(tmp_path, {"r1": room}, ONE_WORKER)
+    with run_service(tmp_path, ["--config", str(config)]) as service:
+        yield service
+
+
+def test_capture_runs_in_a_process_of_its_own(tmp_path: Path) -> None:
+    with room_served(tmp_path) as service:
+        control = service.process.pid
+        counts = process_counts(service)
+        assert media_of(control) == [counts["media_process"]]
+        assert counts["media_process_replaced"] == 0
+        threads = {
+            Path(f"/proc/{control}/task/{task}/comm").read_text().strip()
+            for task in os.listdir(f"/proc/{control}/task")
+        }
+        assert not any(name.startswith(("source-", "watchdog-", "encode-")) for name in threads), (
+            threads
+        )
+
+
+def test_a_stopped_control_process_does_not_stall_the_picture(tmp_path: Path) -> None:
+    """The whole control process (HTTP, SQLite, the scheduler, the console) stopped for
+    3 s with SIGSTOP: a pupil watching sees no camera gap longer than 0.5 s, and nothing is
+    replaced afterwards (the control process does not blame the others for its own
+    silence). With `media_process = false` the gap is the whole 3 s."""
+    with room_served(tmp_path) as service:
+        control = service.process.pid
+        before = (media_of(control), workers_of(control))
+        probe = watch(service, 6)
+        time.sleep(1)
+        stopped_from = time.monotonic()
+        os.kill(control, signal.SIGSTOP)
+        try:
+            time.sleep(3)
+        finally:
+            os.kill(control, signal.SIGCONT)
+        stopped_until = time.monotonic()
+        gap = longest_gap(arrivals_of(probe), stopped_from, stopped_until)
+        print(f"\nlongest camera gap while the control process was stopped: {gap:.3f} s")
+        assert gap < 0.5, gap
+        time.sleep(1)  # a watch that blamed them would have acted by now
+        assert (media_of(control), workers_of(control)) == before
+        assert process_counts(service)["media_process_replaced"] == 0
+
+
+def test_a_killed_media_process_is_replaced_and_the_pupils_come_back(tmp_path: Path) -> None:
+    with room_served(tmp_path, RECORDED_ROOM) as service:
+        control = service.process.pid
+        [media] = media_of(control)
+        workers = workers_of(control)
+        lesson = start_lesson(service, 5)
+        folder = service.data_dir / "recordings" / lesson["id"]
+        assert wait_for(lambda: recorded_bytes(folder) > 20_000, 20)
+        os.kill(media, signal.SIGKILL)
+        killed = time.monotonic()
+        assert wait_for(lambda: media_of(control) not in ([], [media]), 10)
+        replaced_after = time.monotonic() - killed
+        print(f"\nmedia process replaced {replaced_after:.2f} s after the kill")
+        assert replaced_after < 4.0  # 2 s is the target (bench numbers in the README)
+        assert wait_for(lambda: set(workers_of(control)).isdisjoint(workers), 10)
+        probe = watch(service, 1)  # a pupil joining now sees the camera (within 20 s)
+        arrivals_of(probe)
+        size = recorded_bytes(folder)
+        assert wait_for(lambda: recorded_bytes(folder) > size + 20_000, 20), "recording stopped"
+        assert lesson_state(service)["live"] is not None
+        assert process_counts(service)["media_process_replaced"] == 1
+
+
+def test_a_hung_media_process_is_replaced(tmp_path: Path) -> None:
+    with room_served(tmp_path) as service:
+        control = service.process.pid
+        [media] = media_of(control)
+        os.kill(media, signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            assert wait_for(lambda: media_of(control) not in ([], [media]), 10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(media, signal.SIGCONT)
+        after = time.monotonic() - stopped
+        print(f"\nhung media process replaced {after:.2f} s after it stopped")
+        assert after < 5.0  # no status for 2 s, then a new one starts
+        probe = watch(service, 1)
+        arrivals_of(probe)
+
+
+def recorded_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def test_threads_stuck_past_the_watchdog_call_for_a_new_media_process() -> None:
+    """A pipeline whose watchdog has left `MAX_ABANDONED` threads stuck in a device or an
+    encoder cannot recover in that process: the watch names it (and replaces the process)."""
+    process = MediaProcess({}, 0.0)
+
+    def camera(abandoned: int) -> mediawire.RoomStatus:
+        source = mediawire.SourceStatus(
+            name="camera",
+            state="failed",
+            error="encoder has not answered",
+            frames=10,
+            missing=True,
+            hangs=abandoned,
+            last_hang=(0.0, "encoder has not answered"),
+            abandoned=abandoned,
+            failing_since=None,
+        )
+        return mediawire.RoomStatus(sources=[source])
+
+    process.status = {"r1": camera(MAX_ABANDONED - 1), "r2": camera(0)}
+    assert process.stuck_sources() == ""
+    process.status["r1"] = camera(MAX_ABANDONED)
+    assert process.stuck_sources() == "r1/camera"
