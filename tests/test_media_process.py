@@ -15,7 +15,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.worker_restart import children_running, workers_of
+import httpx
+
+from bench.worker_restart import children_running, metric, workers_of
 from capture import MAX_ABANDONED
 from edge.live import mediawire
 from edge.live.remote import MediaProcess
@@ -147,6 +149,10 @@ def test_a_killed_media_process_is_replaced_and_the_pupils_come_back(tmp_path: P
         assert wait_for(lambda: recorded_bytes(folder) > size + 20_000, 20), "recording stopped"
         assert lesson_state(service)["live"] is not None
         assert process_counts(service)["media_process_replaced"] == 1
+        metrics = httpx.get(f"{service.base}/metrics", timeout=10).text
+        assert metric(metrics, "classroom_edge_media_process_up") == 1
+        # its one worker replaced once (not again while it started: a race, fixed)
+        assert metric(metrics, "classroom_edge_viewer_workers_replaced_total") == 1
 
 
 def test_a_hung_media_process_is_replaced(tmp_path: Path) -> None:

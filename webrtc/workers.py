@@ -313,6 +313,7 @@ class WorkerPool:
         self._hub = self._feeds if isinstance(self._feeds, FeedHub) else None  # ours to run
         self._tasks: list[asyncio.Task[None]] = []
         self._gone_drops: collections.Counter[str] = collections.Counter()  # of ended workers
+        self._replacing = asyncio.Lock()  # the watch and `replace_all`, one at a time
         self._failures = [0] * count  # starts in a row that failed, per worker
         self._retry_at = [0.0] * count
 
@@ -459,20 +460,21 @@ class WorkerPool:
             await self._watch_once()
 
     async def _watch_once(self) -> None:
-        now = time.monotonic()
-        for number, link in enumerate(self.links):
-            if link is None:
-                continue
-            process = link.process
-            if process is None or process.returncode is not None or not link.ready:
-                why = f"exited ({process.returncode if process else 'never started'})"
-            elif now - link.last_beat > self.heartbeat_timeout:
-                why = f"sent no heartbeat for {now - link.last_beat:.1f} s"
-            else:
-                continue
-            if now < self._retry_at[number]:
-                continue
-            await self._replace(number, link, why)
+        async with self._replacing:  # never beside `replace_all`'s half-started workers
+            now = time.monotonic()
+            for number, link in enumerate(self.links):
+                if link is None:
+                    continue
+                process = link.process
+                if process is None or process.returncode is not None or not link.ready:
+                    why = f"exited ({process.returncode if process else 'never started'})"
+                elif now - link.last_beat > self.heartbeat_timeout:
+                    why = f"sent no heartbeat for {now - link.last_beat:.1f} s"
+                else:
+                    continue
+                if now < self._retry_at[number]:
+                    continue
+                await self._replace(number, link, why)
 
     async def _replace(self, number: int, link: WorkerLink, why: str) -> None:
         await self._drop(link, why)
@@ -486,13 +488,14 @@ class WorkerPool:
 
     async def replace_all(self, why: str) -> None:
         """Replace every worker at once (what fed them has gone); their pages rejoin."""
-        await asyncio.gather(
-            *(
-                self._replace(number, link, why)
-                for number, link in enumerate(self.links)
-                if link is not None
+        async with self._replacing:
+            await asyncio.gather(
+                *(
+                    self._replace(number, link, why)
+                    for number, link in enumerate(self.links)
+                    if link is not None
+                )
             )
-        )
 
     def _message(self, link: WorkerLink, message: wire.FromWorker) -> None:
         match message:
