@@ -78,6 +78,7 @@ class WorkerLink:
         self.last_beat = time.monotonic()
         self.beat: wire.Beat | None = None
         self.ready = False
+        self.stale = False  # what fed it has gone: it takes no new viewer
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[wire.FromWorker]] = {}
@@ -161,6 +162,8 @@ class WorkerLink:
     async def request(
         self, message: wire.Offer | wire.Trickle | wire.Delete | wire.Describe
     ) -> Any:
+        if not self.ready:  # stopping or stopped: nobody would answer
+            raise ConnectionError(f"viewer worker {self.number} is not serving")
         future: asyncio.Future[wire.FromWorker] = asyncio.get_running_loop().create_future()
         self._pending[message.req] = future
         try:
@@ -486,6 +489,12 @@ class WorkerPool:
             backoff = RETRY_FIRST * 2 ** (self._failures[number] - 1)
             self._retry_at[number] = time.monotonic() + min(RETRY_MOST, backoff)
 
+    def feeds_lost(self) -> None:
+        """What feeds the workers has gone: new viewers wait for `replace_all`'s workers."""
+        for link in self.links:
+            if link is not None:
+                link.stale = True
+
     async def replace_all(self, why: str) -> None:
         """Replace every worker at once (what fed them has gone); their pages rejoin."""
         async with self._replacing:
@@ -539,7 +548,7 @@ class WorkerPool:
             self.on_closed(session)
 
     def _least_loaded(self) -> WorkerLink | None:
-        ready = [link for link in self.links if link is not None and link.ready]
+        ready = [link for link in self.links if link is not None and link.ready and not link.stale]
         return min(ready, key=lambda link: len(link.sessions), default=None)
 
     async def create(

@@ -52,6 +52,7 @@ class MediaProcess:
         self.settings = dict(rooms)
         self.origin = origin
         self.heartbeat_timeout = heartbeat_timeout
+        self.on_lost: Callable[[], None] | None = None  # it has gone (before a new one)
         self.on_replaced: Callable[[], Awaitable[None]] | None = None
         self.rooms: dict[str, RemoteMedia] = {}
         self.status: dict[str, wire.RoomStatus] = {}
@@ -59,6 +60,7 @@ class MediaProcess:
         self.replaced = 0
         self.process: asyncio.subprocess.Process | None = None
         self.last_status = time.monotonic()
+        self.ready = False  # it said `ready`, and has not been ended since
         self._stuck_replaced_at = -STUCK_RETRY
         self._receiver: FeedReceiver | None = None
         self._index: dict[str, int] = {}
@@ -77,7 +79,8 @@ class MediaProcess:
         """Running, with a status within `heartbeat_timeout` seconds."""
         process = self.process
         return (
-            process is not None
+            self.ready
+            and process is not None
             and process.returncode is None
             and time.monotonic() - self.last_status <= self.heartbeat_timeout
         )
@@ -136,6 +139,7 @@ class MediaProcess:
         if not isinstance(first, wire.Ready) or first.version != wire.VERSION:
             raise RuntimeError(f"the media process said {first!r:.200}")
         self.last_status = time.monotonic()
+        self.ready = True
         self._reader_task = asyncio.create_task(self._read(reader), name="media-process-reader")
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         mine.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -237,6 +241,8 @@ class MediaProcess:
 
     async def _replace(self, why: str) -> None:
         logger.warning("media process (pid %s) %s: replaced", self.pid, why)
+        if self.on_lost is not None:
+            self.on_lost()
         await self._end(grace=0.0)
         self.replaced += 1
         try:
@@ -256,6 +262,7 @@ class MediaProcess:
     async def _end(self, *, grace: float) -> None:
         """Close the sockets (the media process releases the devices and exits); kill
         it if it has not exited after `grace` seconds. Each step runs even if one fails."""
+        self.ready = False
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("the media process ended"))

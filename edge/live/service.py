@@ -131,6 +131,8 @@ class EdgeService:
             pool = self.sessions if isinstance(self.sessions, WorkerPool) else None
             self.media_process.set_order(pool.bus_names() if pool is not None else [])
             self.media_process.on_replaced = self._media_replaced
+            if pool is not None:
+                self.media_process.on_lost = pool.feeds_lost
         self.archiver = self._archiver(self.store, self.jobs)
         self.delivery = Delivery.for_service(self)  # rooms with a [hub]: reports to it
         hub = config.site.school_hub  # [school_hub]: this process is the school's hub
