@@ -40,6 +40,7 @@ from bench.service import (
     BenchError,
     LoadViewers,
     Server,
+    demo_site,
     logs_dir,
     new_parser,
     parse_args,
@@ -70,6 +71,19 @@ def descendants(pid: int) -> list[int]:
                     children = [int(child) for child in text.split()]
                     found += children
                     parents += children
+    return found
+
+
+def children_running(pid: int, module: bytes) -> list[int]:
+    """The processes under `pid` that run `python -m module`."""
+    found = []
+    for child in descendants(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if module in command.split(b"\0"):
+            found.append(child)
     return found
 
 
@@ -230,7 +244,12 @@ def fill_row(
 async def measure(kind: str, count: int, args: argparse.Namespace, workdir: Path) -> Row:
     save_data = round(count * args.save_data_share) if kind == "edge" else 0
     row = Row(kind, count, save_data)
-    server = Server(kind, workdir)
+    here = kind == "edge" and args.media_here  # capture in the service's process
+    server = Server(
+        kind,
+        workdir,
+        config=demo_site(workdir / "site", {"media_process": "false"}) if here else None,
+    )
     log = workdir / f"viewers-{kind}-{count}.log"
     viewers = LoadViewers(server.whep, count, log, save_data, cheap=args.viewers == "cheap")
     try:
@@ -480,6 +499,11 @@ def main() -> int:
         help="share of the edge viewers that ask for save data (camera low + board stills)",
     )
     parser.add_argument("--connect-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--media-here",
+        action="store_true",
+        help="[webrtc] media_process = false: capture in the service's process, to compare",
+    )
     parser.add_argument(
         "--budget", type=float, default=900.0, help="seconds; rows not started by then are skipped"
     )

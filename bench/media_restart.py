@@ -25,8 +25,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.fanout import children_running
 from bench.service import Server, demo_site, new_parser, parse_args, run_bench
-from bench.worker_restart import children_running, metric, watching
+from bench.worker_restart import metric, watching
 from webrtc import gather_only
 from webrtc.viewer import WhepViewer
 

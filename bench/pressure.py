@@ -70,7 +70,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.cheap_viewer import CheapViewer
-from bench.fanout import CORES, host_busy_idle, process_cpu_seconds
+from bench.fanout import CORES, children_running, host_busy_idle, process_cpu_seconds
 from bench.latency import quantile
 from bench.service import (
     BenchError,
@@ -226,6 +226,7 @@ class Cpu:
     wall: float
     family: float
     own: float
+    media: float
     viewers: float
     busy: float
     idle: float
@@ -237,6 +238,10 @@ class Cpu:
             time.monotonic(),
             process_cpu_seconds(pid),
             process_cpu_seconds(pid, family=False),
+            sum(
+                process_cpu_seconds(p, family=False)
+                for p in children_running(pid, b"edge.live.mediahost")
+            ),
             sum(process_cpu_seconds(p) for p in viewer_pids),
             busy,
             idle,
@@ -246,12 +251,14 @@ class Cpu:
         wall = max(self.wall - first.wall, 1e-6)
         family = 100 * (self.family - first.family) / wall
         own = 100 * (self.own - first.own) / wall
+        media = 100 * (self.media - first.media) / wall
         viewers = 100 * (self.viewers - first.viewers) / wall
         busy, idle = self.busy - first.busy, self.idle - first.idle
         host = 100 * busy / max(busy + idle, 1.0)
         return (
-            f"service {family:.1f} % of one core (its own process {own:.1f} %, viewer workers"
-            f" {family - own:.1f} %); viewer processes {viewers:.1f} %; whole machine"
+            f"service {family:.1f} % of one core (its own process {own:.1f} %, media process"
+            f" {media:.1f} %, viewer workers {family - own - media:.1f} %); viewer processes"
+            f" {viewers:.1f} %; whole machine"
             f" {host:.0f} % of {CORES} cores busy ({wall:.1f} s)"
         )
 
@@ -637,9 +644,11 @@ def report(
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> None:
-    webrtc = {"max_per_class_link": HIGH_CAP, "max_per_address": HIGH_CAP}
+    webrtc: dict[str, int | str] = {"max_per_class_link": HIGH_CAP, "max_per_address": HIGH_CAP}
     if args.workers is not None:
         webrtc["viewer_workers"] = args.workers
+    if args.media_here:
+        webrtc["media_process"] = "false"
     server = Server("edge", workdir, config=demo_site(workdir / "site", webrtc))
     from edge.access.staff import set_password  # the flood's logins are checked for real
 
@@ -786,6 +795,11 @@ def main() -> int:
         type=int,
         default=None,
         help="[webrtc] viewer_workers (default: the service's own; 0: viewers in its process)",
+    )
+    parser.add_argument(
+        "--media-here",
+        action="store_true",
+        help="[webrtc] media_process = false: capture in the service's process, to compare",
     )
     parser.add_argument("--warmup", type=float, default=5.0, help="watching before the pressure")
     parser.add_argument(

@@ -75,10 +75,11 @@ async def stop_process(process: asyncio.subprocess.Process, grace: float = 10.0)
 # ------------------------------------------------------------ the server
 
 
-def demo_site(folder: Path, webrtc: dict[str, int] | None = None) -> Path:
+def demo_site(folder: Path, webrtc: dict[str, int | str] | None = None) -> Path:
     """The embedded demo's config (edge.toml, its room and roster) copied into `folder`,
     with `webrtc` as its `[webrtc]` section (e.g. `viewer_workers`, which `--demo`
-    cannot take); the path of its edge.toml, for `Server(config=...)`."""
+    cannot take; a string value is written as it is: `"false"`); the path of its
+    edge.toml, for `Server(config=...)`."""
     from edge.config.settings import DEMO_DIR
 
     shutil.copytree(DEMO_DIR, folder, dirs_exist_ok=True)

@@ -63,11 +63,13 @@ def rss_mb(pid: int) -> float | None:
 
 def worker_name(pid: int) -> str | None:
     """`worker N` for a viewer worker (`python -m webrtc.worker ... --name "viewer worker
-    N"`), None for any other process."""
+    N"`), `media` for the media process, None for any other process."""
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return None
+    if "edge.live.mediahost" in args:
+        return "media"
     if "webrtc.worker" not in args:
         return None
     if "--name" in args and args.index("--name") + 1 < len(args):

@@ -23,25 +23,12 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.fanout import descendants
+from bench.fanout import children_running
 from bench.service import Server, demo_site, new_parser, parse_args, run_bench
 from webrtc import gather_only
 from webrtc.viewer import WhepViewer
 
 WATCH = 3.0  # s after a kill over which the other viewer's gaps count
-
-
-def children_running(pid: int, module: bytes) -> list[int]:
-    """The processes under `pid` that run `python -m module`."""
-    found = []
-    for child in descendants(pid):
-        try:
-            command = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if module in command.split(b"\0"):
-            found.append(child)
-    return found
 
 
 def workers_of(pid: int) -> list[int]:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.worker_restart import children_running, metric, workers_of
+from bench.fanout import children_running
+from bench.worker_restart import metric, workers_of
 from capture import MAX_ABANDONED
 from edge.live import mediawire
 from edge.live.remote import MediaProcess
