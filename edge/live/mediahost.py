@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -44,7 +45,7 @@ class MediaHost:
         for name, data in hello.rooms.items():
             settings = RoomSettings.model_validate(data)
             media = LocalMedia(name, settings, hello.origin, serve_here=False)
-            media.hear_speaker(lambda name=name: self.loud.get(name, False))  # type: ignore[misc]
+            media.hear_speaker(functools.partial(self.is_loud, name))
             self.rooms[name] = media
         by_name: dict[str, PacketBus] = {}
         for media in self.rooms.values():
@@ -59,6 +60,9 @@ class MediaHost:
         self.hub = FeedHub([by_name[name] for name in hello.order])
         self._tasks: list[asyncio.Task[None]] = []
         self._requests: set[asyncio.Task[None]] = set()
+
+    def is_loud(self, room: str) -> bool:
+        return self.loud.get(room, False)
 
     def send(self, message: wire.Message) -> None:
         if not self._writer.is_closing():

@@ -135,7 +135,10 @@ class MediaProcess:
         )
         self._writer.write(wire.encode(hello))
         async with asyncio.timeout(READY_TIMEOUT):
-            first = wire.from_media(await reader.readline())
+            line = await reader.readline()
+        if not line:
+            raise RuntimeError("the media process ended before it was ready (its log says why)")
+        first = wire.from_media(line)
         if not isinstance(first, wire.Ready) or first.version != wire.VERSION:
             raise RuntimeError(f"the media process said {first!r:.200}")
         self.last_status = time.monotonic()
@@ -196,6 +199,8 @@ class MediaProcess:
         return self._next_req
 
     async def call(self, message: wire.Warm | wire.Cool | wire.Preview) -> wire.FromMedia:
+        if not self.ready:  # being replaced: nobody would answer
+            raise ConnectionError("the media process is being started again")
         future: asyncio.Future[wire.FromMedia] = asyncio.get_running_loop().create_future()
         self._pending[message.req] = future
         try:
@@ -325,8 +330,14 @@ class RemoteMedia:
         return await self._process.call(message)
 
     async def warm(self) -> None:
-        self.capturing = True
-        reply = await self._call(wire.Warm(req=self._process.next_req(), room=self.room))
+        self.capturing = True  # a media process started meanwhile warms it (`restore`)
+        try:
+            reply = await self._call(wire.Warm(req=self._process.next_req(), room=self.room))
+        except (ConnectionError, TimeoutError) as exc:
+            logger.warning(
+                "room %s: capture starts with the next media process (%s)", self.room, exc
+            )
+            return
         if isinstance(reply, wire.Done) and reply.error:
             raise RuntimeError(
                 f"room {self.room}: the media process could not start: {reply.error}"
