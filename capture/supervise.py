@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import inspect
 import logging
 import time
@@ -71,3 +72,15 @@ async def run_every_step(steps: list[tuple[str, Callable[[], object]]]) -> None:
                 await result
         except Exception:
             logger.exception("stopping: %s failed; going on", name)
+
+
+async def end_process(process: asyncio.subprocess.Process, grace: float) -> None:
+    """Wait up to `grace` seconds for `process` to exit (it was asked to), then kill it."""
+    if process.returncode is None:
+        try:
+            async with asyncio.timeout(grace):
+                await process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()

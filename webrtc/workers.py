@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from capture.supervise import cancel_all, supervised
+from capture.supervise import cancel_all, end_process, supervised
 
 from . import wire
 from .bus import LayerView, PacketBus
@@ -183,15 +183,8 @@ class WorkerLink:
         self._pending.clear()
         if self._writer is not None:
             self._writer.close()
-        process = self.process
-        if process is not None and process.returncode is None:
-            try:
-                async with asyncio.timeout(graceful):
-                    await process.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+        if self.process is not None:
+            await end_process(self.process, graceful)
         if self._fed:
             self._fed = False
             try:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from capture import MAX_ABANDONED, AudioEncoder, MediaKind, VideoEncoder
-from capture.supervise import cancel_all, supervised
+from capture.supervise import cancel_all, end_process, supervised
 from edge.config.settings import RoomSettings
 from edge.live import mediawire as wire
 from edge.live.media import MediaLayout
@@ -275,15 +275,8 @@ class MediaProcess:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        process = self.process
-        if process is not None and process.returncode is None:
-            try:
-                async with asyncio.timeout(grace):
-                    await process.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+        if self.process is not None:
+            await end_process(self.process, grace)
         if self._handover is not None:
             self._handover.close()
             self._handover = None
