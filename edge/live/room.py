@@ -14,7 +14,7 @@ from capture import MAX_ABANDONED, SourcePipeline, Speaker
 from capture.supervise import run_every_step
 from edge.config.settings import RoomSettings
 from edge.live.media import LocalMedia, RoomMedia
-from edge.live.mediawire import EncoderStatus, SourceStatus
+from edge.live.mediawire import SourceStatus
 from edge.school.lessons import Lesson
 from webrtc import Feeds, OnDemand, PacketBus
 
@@ -112,9 +112,6 @@ class Room:
 
     def sources(self) -> list[SourceStatus]:
         return self.media.status().sources
-
-    def encoders(self) -> dict[str, EncoderStatus]:
-        return {e.name: e for e in self.media.status().encoders}
 
     def missing_devices(self) -> list[tuple[str, str | None]]:
         """Sources giving nothing now (a video source's slate is out, a microphone has
