@@ -101,7 +101,11 @@ def test_drill_of_the_demo_room_passes_and_writes_its_report(tmp_path: Path) -> 
     assert {f["name"] for f in recording["files"]} == {"presenter.mp4", "presentation.mp4"}
     for media in recording["files"]:
         assert media["errors"] == 0 and media["frames"] > 0
-        assert abs(media["duration"] - recording["lesson_seconds"]) <= 0.1 * 8
+        # the drill's own rule: within 10 % of the lesson (it ran 8 s and the joining)
+        assert (
+            abs(media["duration"] - recording["lesson_seconds"])
+            <= 0.1 * recording["lesson_seconds"]
+        )
     assert steps["disk"]["value"]["rate_measured"] and steps["disk"]["value"]["hours"] > 1
     # both languages, every step, the verdict
     assert "BÁO CÁO KIỂM TRA PHÒNG HỌC · CLASSROOM DRILL REPORT" in text
