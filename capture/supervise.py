@@ -10,8 +10,10 @@ import collections
 import contextlib
 import inspect
 import logging
+import socket
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -84,3 +86,35 @@ async def end_process(process: asyncio.subprocess.Process, grace: float) -> None
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+
+
+async def spawn_module(
+    module: str, sockets: Mapping[str, socket.socket], *args: str
+) -> asyncio.subprocess.Process:
+    """`python -m module --KEY FD … ARGS`: each socket's end passed on to the child under
+    its key, and closed here (the child holds it now)."""
+    command = [sys.executable, "-m", module]
+    for key, sock in sockets.items():
+        command += [f"--{key}", str(sock.fileno())]
+    try:
+        return await asyncio.create_subprocess_exec(
+            *command,
+            *args,
+            pass_fds=tuple(sock.fileno() for sock in sockets.values()),
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+    finally:
+        for sock in sockets.values():
+            sock.close()
+
+
+async def watch_ticks(interval: float, held_up_after: float) -> AsyncIterator[bool]:
+    """Every `interval` seconds, whether this process was held up since the last tick
+    (it woke more than `held_up_after` seconds after it): a watch of other processes'
+    heartbeats must not blame them for a silence that was its own."""
+    last = time.monotonic()
+    while True:
+        await asyncio.sleep(interval)
+        now = time.monotonic()
+        yield now - last > held_up_after
+        last = now

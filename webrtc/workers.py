@@ -17,12 +17,11 @@ import logging
 import os
 import secrets
 import socket
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from capture.supervise import cancel_all, end_process, supervised
+from capture.supervise import cancel_all, end_process, spawn_module, supervised, watch_ticks
 
 from . import wire
 from .bus import LayerView, PacketBus
@@ -92,23 +91,12 @@ class WorkerLink:
         control, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         media, media_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         media.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        try:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "webrtc.worker",
-                "--control",
-                str(control_child.fileno()),
-                "--media",
-                str(media_child.fileno()),
-                "--name",
-                f"viewer worker {self.number}",
-                pass_fds=(control_child.fileno(), media_child.fileno()),
-                stdin=asyncio.subprocess.DEVNULL,
-            )
-        finally:
-            control_child.close()
-            media_child.close()
+        self.process = await spawn_module(
+            "webrtc.worker",
+            {"control": control_child, "media": media_child},
+            "--name",
+            f"viewer worker {self.number}",
+        )
         try:
             reader, self._writer = await asyncio.open_unix_connection(
                 sock=control, limit=wire.MAX_LINE
@@ -444,15 +432,12 @@ class WorkerPool:
             self._ended(session_id)
 
     async def _watch(self) -> None:
-        last_look = time.monotonic()
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL)
-            now = time.monotonic()
-            if now - last_look > self.heartbeat_timeout / 2:  # this process was held up:
-                for link in self.links:  # the workers' silence is ours, not theirs
+        async for held_up in watch_ticks(WATCH_INTERVAL, self.heartbeat_timeout / 2):
+            if held_up:  # the workers' silence was ours, not theirs
+                now = time.monotonic()
+                for link in self.links:
                     if link is not None:
                         link.last_beat = max(link.last_beat, now)
-            last_look = now
             await self._watch_once()
 
     async def _watch_once(self) -> None:

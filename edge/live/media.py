@@ -244,12 +244,18 @@ class MediaLayout:
                 yield plan.name, encoder
 
 
-def bus_for(name: str, encoder: VideoEncoder | AudioEncoder, kind: MediaKind) -> PacketBus:
-    """The bus an encoder feeds (its keyframe requests go straight to it)."""
+def bus_for(
+    name: str,
+    encoder: VideoEncoder | AudioEncoder,
+    kind: MediaKind,
+    request_keyframe: Callable[[], None] | None = None,
+) -> PacketBus:
+    """The bus an encoder feeds; its keyframe requests go straight to the encoder, or to
+    `request_keyframe` (a mirror bus in another process than the encoder's)."""
     return PacketBus(
         name,
         kind,
-        request_keyframe=encoder.request_keyframe,
+        request_keyframe=request_keyframe or encoder.request_keyframe,
         queue_size=30 if kind == "video" else 25,
         nominal_bitrate=encoder.bitrate,
         self_contained=isinstance(encoder, VideoEncoder) and encoder.stills,

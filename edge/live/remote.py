@@ -17,15 +17,14 @@ import base64
 import contextlib
 import logging
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from capture import MAX_ABANDONED, AudioEncoder, MediaKind, VideoEncoder
-from capture.supervise import cancel_all, end_process, supervised
+from capture.supervise import cancel_all, end_process, spawn_module, supervised, watch_ticks
 from edge.config.settings import RoomSettings
 from edge.live import mediawire as wire
-from edge.live.media import MediaLayout
+from edge.live.media import MediaLayout, bus_for
 from webrtc import PacketBus
 from webrtc.feed import FeedReceiver
 
@@ -110,21 +109,9 @@ class MediaProcess:
     async def _launch(self) -> None:
         control, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         handover, handover_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "edge.live.mediahost",
-                "--control",
-                str(control_child.fileno()),
-                "--handover",
-                str(handover_child.fileno()),
-                pass_fds=(control_child.fileno(), handover_child.fileno()),
-                stdin=asyncio.subprocess.DEVNULL,
-            )
-        finally:
-            control_child.close()
-            handover_child.close()
+        self.process = await spawn_module(
+            "edge.live.mediahost", {"control": control_child, "handover": handover_child}
+        )
         handover.setblocking(False)  # a hung media process must not hold this loop up
         self._handover = handover
         reader, self._writer = await asyncio.open_unix_connection(sock=control, limit=wire.MAX_LINE)
@@ -216,13 +203,10 @@ class MediaProcess:
             self._receiver.request_keyframe(index)
 
     async def _watch(self) -> None:
-        last_look = time.monotonic()
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL)
+        async for held_up in watch_ticks(WATCH_INTERVAL, self.heartbeat_timeout / 2):
             now = time.monotonic()
-            if now - last_look > self.heartbeat_timeout / 2:  # this process was held up:
-                self.last_status = now  # its silence is ours, not the media process's
-            last_look = now
+            if held_up:  # its silence was ours, not the media process's
+                self.last_status = now
             process = self.process
             if process is None or process.returncode is not None:
                 why = f"exited ({process.returncode if process else 'never started'})"
@@ -309,15 +293,7 @@ class RemoteMedia:
         self, name: str, encoder: VideoEncoder | AudioEncoder, kind: MediaKind
     ) -> PacketBus:
         process = self._process
-        return PacketBus(
-            name,
-            kind,
-            request_keyframe=lambda: process.request_keyframe(name),
-            queue_size=30 if kind == "video" else 25,
-            nominal_bitrate=encoder.bitrate,
-            self_contained=isinstance(encoder, VideoEncoder) and encoder.stills,
-            codec=encoder.codec if isinstance(encoder, VideoEncoder) else "h264",
-        )
+        return bus_for(name, encoder, kind, lambda: process.request_keyframe(name))
 
     async def _call(self, message: wire.Warm | wire.Cool | wire.Preview) -> wire.FromMedia:
         return await self._process.call(message)
