@@ -13,9 +13,11 @@ A request carries `req`; its reply (`Answer`/`Failed`/`Done`/`Described`) the sa
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import av
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -276,3 +278,49 @@ class FrameReader:
             position = end
         del buffer[:position]
         return frames
+
+
+Reply = TypeVar("Reply")
+
+
+class Pending(Generic[Reply]):
+    """Requests sent on a control socket and awaiting their reply, matched by `req` (the
+    service's links to its viewer workers and to the media process); a reply that has
+    not come after `within` seconds is a TimeoutError."""
+
+    def __init__(self, within: float) -> None:
+        self.within = within
+        self._futures: dict[int, asyncio.Future[Reply]] = {}
+        self._last_req = 0
+
+    def next_req(self) -> int:
+        self._last_req += 1
+        return self._last_req
+
+    async def ask(self, req: int, send: Callable[[], None]) -> Reply:
+        """`send()` the request numbered `req`, then its reply (or the error of
+        `fail_all` if the link ends meanwhile)."""
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._futures[req] = future
+        try:
+            send()
+            async with asyncio.timeout(self.within):
+                return await future
+        finally:
+            self._futures.pop(req, None)
+
+    def answer(self, req: int, reply: Reply) -> bool:
+        """Hand `reply` to whoever awaits request `req`; False: nobody does."""
+        future = self._futures.pop(req, None)
+        if future is None:
+            return False
+        if not future.done():
+            future.set_result(reply)
+        return True
+
+    def fail_all(self, error: Exception) -> None:
+        """The link ended: every request still awaiting its reply gets `error`."""
+        futures, self._futures = self._futures, {}
+        for future in futures.values():
+            if not future.done():
+                future.set_exception(error)

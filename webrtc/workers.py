@@ -80,8 +80,7 @@ class WorkerLink:
         self.stale = False  # what fed it has gone: it takes no new viewer
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
-        self._pending: dict[int, asyncio.Future[wire.FromWorker]] = {}
-        self._next_req = 0
+        self._pending: wire.Pending[wire.FromWorker] = wire.Pending(REQUEST_TIMEOUT)
 
     @property
     def pid(self) -> int | None:
@@ -128,11 +127,7 @@ class WorkerLink:
             if isinstance(message, wire.Beat):
                 self.last_beat, self.beat = time.monotonic(), message
             reply_to = getattr(message, "req", None)
-            future = self._pending.pop(reply_to, None) if reply_to is not None else None
-            if future is not None:
-                if not future.done():
-                    future.set_result(message)
-            else:
+            if reply_to is None or not self._pending.answer(reply_to, message):
                 try:
                     self._on_message(self, message)
                 except Exception:  # the service's bug must not end the worker's link
@@ -144,31 +139,20 @@ class WorkerLink:
             self._writer.write(wire.encode(message))
 
     def next_req(self) -> int:
-        self._next_req += 1
-        return self._next_req
+        return self._pending.next_req()
 
     async def request(
         self, message: wire.Offer | wire.Trickle | wire.Delete | wire.Describe
     ) -> Any:
         if not self.ready:  # stopping or stopped: nobody would answer
             raise ConnectionError(f"viewer worker {self.number} is not serving")
-        future: asyncio.Future[wire.FromWorker] = asyncio.get_running_loop().create_future()
-        self._pending[message.req] = future
-        try:
-            self.send(message)
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                return await future
-        finally:
-            self._pending.pop(message.req, None)
+        return await self._pending.ask(message.req, lambda: self.send(message))
 
     async def stop(self, *, graceful: float = 3.0) -> None:
         """Close the control socket (the worker closes its sessions and exits); kill it
         if it has not exited after `graceful` seconds. Each step runs even if one fails."""
         self.ready = False
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(ConnectionError(f"viewer worker {self.number} stopped"))
-        self._pending.clear()
+        self._pending.fail_all(ConnectionError(f"viewer worker {self.number} stopped"))
         if self._writer is not None:
             self._writer.close()
         if self.process is not None:

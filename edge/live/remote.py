@@ -27,6 +27,7 @@ from edge.live import mediawire as wire
 from edge.live.media import MediaLayout, bus_for
 from webrtc import PacketBus
 from webrtc.feed import FeedReceiver
+from webrtc.wire import Pending
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +66,7 @@ class MediaProcess:
         self._index: dict[str, int] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._handover: socket.socket | None = None
-        self._pending: dict[int, asyncio.Future[wire.FromMedia]] = {}
-        self._next_req = 0
+        self._pending: Pending[wire.FromMedia] = Pending(REQUEST_TIMEOUT)
         self._reader_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -150,13 +150,8 @@ class MediaProcess:
                 self.last_status = time.monotonic()
                 self.status = dict(message.rooms)
                 continue
-            future = (
-                self._pending.pop(message.req, None)
-                if not isinstance(message, wire.Ready)
-                else None
-            )
-            if future is not None and not future.done():
-                future.set_result(message)
+            if not isinstance(message, wire.Ready):
+                self._pending.answer(message.req, message)
 
     async def attach(self, key: int, sock: socket.socket) -> None:
         """Hand `sock` to the media process to feed (this process's copy is closed)."""
@@ -182,20 +177,12 @@ class MediaProcess:
             self._writer.write(wire.encode(message))
 
     def next_req(self) -> int:
-        self._next_req += 1
-        return self._next_req
+        return self._pending.next_req()
 
     async def call(self, message: wire.Warm | wire.Cool | wire.Preview) -> wire.FromMedia:
         if not self.ready:  # being replaced: nobody would answer
             raise ConnectionError("the media process is being started again")
-        future: asyncio.Future[wire.FromMedia] = asyncio.get_running_loop().create_future()
-        self._pending[message.req] = future
-        try:
-            self.send(message)
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                return await future
-        finally:
-            self._pending.pop(message.req, None)
+        return await self._pending.ask(message.req, lambda: self.send(message))
 
     def request_keyframe(self, name: str) -> None:
         index = self._index.get(name)
@@ -252,10 +239,7 @@ class MediaProcess:
         """Close the sockets (the media process releases the devices and exits); kill
         it if it has not exited after `grace` seconds. Each step runs even if one fails."""
         self.ready = False
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(ConnectionError("the media process ended"))
-        self._pending.clear()
+        self._pending.fail_all(ConnectionError("the media process ended"))
         if self._writer is not None:
             self._writer.close()
             self._writer = None
