@@ -62,11 +62,12 @@ STATS = """
 async () => {
   const c = window.classroom;
   if (!c || !c.pc) return {state: c ? c.state : null};
-  const report = await c.pc.getStats();
-  const out = {state: c.state, connection: c.pc.connectionState, video: {}, audio: null,
+  const pc = c.pc;  // the page may drop it (a rejoin) while getStats() is awaited
+  const report = await pc.getStats();
+  const out = {state: c.state, connection: pc.connectionState, video: {}, audio: null,
                pair: null};
   const mids = {};
-  c.pc.getTransceivers().forEach((t) => { mids[t.receiver.track.id] = t.mid; });
+  pc.getTransceivers().forEach((t) => { mids[t.receiver.track.id] = t.mid; });
   report.forEach((s) => {
     if (s.type === 'inbound-rtp' && s.kind === 'video') {
       out.video[s.mid || mids[s.trackIdentifier] || s.id] = {
