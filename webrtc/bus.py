@@ -137,6 +137,14 @@ class PacketBus:
         self.elsewhere: dict[int, tuple[int, int, int]] = {}
         self._bitrate: tuple[float, int, float] | None = None  # (when, packets, wire_bitrate)
 
+    def add_tap(self, tap: Callable[[Packet], None]) -> None:
+        """Call `tap` with each packet in the publishing thread (the list is replaced, not
+        changed: a publisher going through it meanwhile skips no one)."""
+        self.taps = [*self.taps, tap]
+
+    def remove_tap(self, tap: Callable[[Packet], None]) -> None:
+        self.taps = [t for t in self.taps if t is not tap]
+
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop `publish_threadsafe` hands packets to."""
         self._loop = loop

@@ -123,7 +123,7 @@ class FeedHub:
         for index, bus in enumerate(self.buses):
             if bus is not None and not isinstance(bus, LayerView):
                 tap = self._tap(index)
-                bus.taps.append(tap)
+                bus.add_tap(tap)
                 self._taps.append((bus, tap))
 
     def _tap(self, index: int) -> Callable[[Packet], None]:
@@ -159,8 +159,7 @@ class FeedHub:
     def stop(self) -> None:
         """Remove the taps and stop every feed (blocking: call in a thread)."""
         for bus, tap in self._taps:
-            with contextlib.suppress(ValueError):
-                bus.taps.remove(tap)
+            bus.remove_tap(tap)
         self._taps = []
         feeds, self._feeds = self._feeds, {}
         for feed in feeds.values():
