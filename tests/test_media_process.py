@@ -1,6 +1,7 @@
-"""The media plane in a process of its own (issue 20, item 1): capture and the encoders run
-apart from the control process; the control process stopped outright stalls no frame; a
-media process killed or hung is replaced, and the pupils and the recording come back."""
+"""The media plane in a process of its own (issue 20, item 1): capture, the encoders and the
+recording's takes run apart from the control process; the control process stopped outright
+stalls no frame and no recorded byte; a media process killed or hung is replaced, and the
+pupils come back and the recording goes on as a new part."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -22,6 +24,7 @@ from bench.worker_restart import metric, workers_of
 from capture import MAX_ABANDONED
 from edge.live import mediawire
 from edge.live.remote import MediaProcess
+from edge.recording.recordings import part_file
 from tests.conftest import ROOT, SMALL_ROOM, Service, run_service, write_site
 from tests.test_recording import lesson_state, start_lesson
 from tests.whep_client import eventually_sync
@@ -121,6 +124,30 @@ def test_a_stopped_control_process_does_not_stall_the_picture(tmp_path: Path) ->
         assert process_counts(service)["media_process_replaced"] == 0
 
 
+def test_a_stopped_control_process_does_not_stall_the_recording(tmp_path: Path) -> None:
+    """The take is written in the media process: the control process stopped for 3 s,
+    the lesson's file keeps growing meanwhile, and the part goes on afterwards. (With
+    `media_process = false` the file does not grow at all.)"""
+    with room_served(tmp_path, RECORDED_ROOM) as service:
+        control = service.process.pid
+        lesson = start_lesson(service, 5)
+        folder = service.data_dir / "recordings" / lesson["id"]
+        assert eventually_sync(lambda: presenter_bytes(folder, 1) > 20_000, 20)
+        os.kill(control, signal.SIGSTOP)
+        try:
+            before = presenter_bytes(folder, 1)
+            time.sleep(3)
+            grown = presenter_bytes(folder, 1) - before
+        finally:
+            os.kill(control, signal.SIGCONT)
+        print(f"\nwhile the control process was stopped for 3 s, the file grew {grown} bytes")
+        assert grown > 20_000, grown  # a 15 fps 320x180 camera and its sound: ~25 kB/s
+        size = presenter_bytes(folder, 1)
+        assert eventually_sync(lambda: presenter_bytes(folder, 1) > size + 20_000, 20)
+        [part] = parts_of(folder)
+        assert part["ended"] is None, part
+
+
 def test_a_killed_media_process_is_replaced_and_the_pupils_come_back(tmp_path: Path) -> None:
     with room_served(tmp_path, RECORDED_ROOM) as service:
         control = service.process.pid
@@ -138,8 +165,15 @@ def test_a_killed_media_process_is_replaced_and_the_pupils_come_back(tmp_path: P
         assert eventually_sync(lambda: set(workers_of(control)).isdisjoint(workers), 10)
         probe = watch(service, 1)  # a pupil joining now sees the camera (within 20 s)
         arrivals_of(probe)
-        size = recorded_bytes(folder)
-        assert eventually_sync(lambda: recorded_bytes(folder) > size + 20_000, 20), (
+        # the killed process's part is measured as it was left; the lesson goes on as part 2
+        assert eventually_sync(lambda: presenter_bytes(folder, 2) > 20_000, 20), parts_of(folder)
+        first, second = parts_of(folder)
+        assert first["ended"] == "interrupted" and first["end"] is not None, first
+        [cut] = [f for f in first["files"] if f["kind"] == "presenter"]
+        assert cut["duration"] > 0.5 and cut["size"] == presenter_bytes(folder, 1), cut
+        assert second["ended"] is None, second
+        size = presenter_bytes(folder, 2)
+        assert eventually_sync(lambda: presenter_bytes(folder, 2) > size + 20_000, 20), (
             "recording stopped"
         )
         assert lesson_state(service)["live"] is not None
@@ -170,6 +204,16 @@ def test_a_hung_media_process_is_replaced(tmp_path: Path) -> None:
 
 def recorded_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def presenter_bytes(folder: Path, part: int) -> int:
+    path = folder / part_file("presenter", part)
+    return path.stat().st_size if path.is_file() else 0
+
+
+def parts_of(folder: Path) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = json.loads((folder / "lesson.json").read_text("utf-8"))["parts"]
+    return parts
 
 
 def test_threads_stuck_past_the_watchdog_call_for_a_new_media_process() -> None:

@@ -43,6 +43,7 @@ from edge.config.settings import (
     VideoRendition,
 )
 from edge.live.mediawire import EncoderStatus, RoomStatus, SourceStatus
+from edge.recording.take import LocalTake, OnOpen, Take, TakePlan
 from webrtc import LayerView, PacketBus, VideoLine
 
 DUCKED_GAIN = 0.15  # about -16 dB: the microphone a talking pupil hears while heard
@@ -145,6 +146,8 @@ class RoomMedia(Protocol):
     def status(self) -> RoomStatus: ...
 
     async def preview(self, source: str) -> bytes | None: ...
+
+    async def take(self, plan: TakePlan, on_open: OnOpen) -> Take: ...
 
 
 class SourcePlan:
@@ -396,3 +399,9 @@ class LocalMedia:
         if not isinstance(frame, av.VideoFrame):
             return None
         return await asyncio.to_thread(preview_jpeg, frame)
+
+    async def take(self, plan: TakePlan, on_open: OnOpen) -> LocalTake:
+        """Start a take of this room's buses (written in this process)."""
+        take = LocalTake(self.buses, plan, on_open)
+        take.start()
+        return take

@@ -1,8 +1,9 @@
 """The media process: `python -m edge.live.mediahost --control FD --handover FD`.
 
 It runs every room's media plane (`edge.live.media.LocalMedia`: capture threads, encoders,
-buses) apart from the control process (HTTP, SQLite, the scheduler, the console, the
-archive), and writes every encoded packet once to each media socket the control process
+buses) and the recordings' takes (`edge.recording.take`: the files of each part) apart from
+the control process (HTTP, SQLite, the scheduler, the console, the archive, each lesson's
+record), and writes every encoded packet once to each media socket the control process
 hands it (`webrtc.feed.FeedHub`): the viewer workers' and the control process's own.
 Nothing the control process does, or fails to do, holds up a frame: if it stops reading,
 its feed falls behind and resyncs; if it dies, the control socket closes and this process
@@ -28,6 +29,8 @@ from capture.supervise import cancel_all, supervised
 from edge.config.settings import RoomSettings
 from edge.live import mediawire as wire
 from edge.live.media import LocalMedia
+from edge.recording.recordings import MediaFile
+from edge.recording.take import LocalTake
 from webrtc import PacketBus
 from webrtc.feed import FeedHub
 
@@ -42,6 +45,7 @@ class MediaHost:
         self._writer = writer
         self.loud: dict[str, bool] = {}
         self.rooms: dict[str, LocalMedia] = {}
+        self.takes: dict[int, LocalTake] = {}
         for name, data in hello.rooms.items():
             settings = RoomSettings.model_validate(data)
             media = LocalMedia(name, settings, hello.origin, serve_here=False)
@@ -74,12 +78,14 @@ class MediaHost:
 
     async def _beat(self) -> None:
         while True:
-            self.send(wire.Status(rooms={n: m.status() for n, m in self.rooms.items()}))
+            rooms = {name: media.status() for name, media in self.rooms.items()}
+            takes = {key: take.progress() for key, take in self.takes.items()}
+            self.send(wire.Status(rooms=rooms, takes=takes))
             await asyncio.sleep(self.hello.status_every)
 
     def handle(self, message: wire.ToMedia) -> None:
         match message:
-            case wire.Warm() | wire.Cool() | wire.Preview():
+            case wire.Warm() | wire.Cool() | wire.Preview() | wire.BeginTake() | wire.EndTake():
                 task = asyncio.create_task(self._answer(message), name=f"media-{message.type}")
                 self._requests.add(task)
                 task.add_done_callback(self._requests.discard)
@@ -91,10 +97,15 @@ class MediaHost:
                 self.rooms[room].set_ducking(on)
             case wire.Loud(room=room, loud=loud) if room in self.rooms:
                 self.loud[room] = loud
+            case wire.FailTake(take=key, error=error) if key in self.takes:
+                self.takes[key].fail(error)
             case _:
                 logger.error("not understood: %.200r", message)
 
-    async def _answer(self, message: wire.Warm | wire.Cool | wire.Preview) -> None:
+    async def _answer(self, message: wire.Request) -> None:
+        if isinstance(message, wire.EndTake):
+            await self._end_take(message)
+            return
         media = self.rooms.get(message.room)
         try:
             if media is None:
@@ -104,6 +115,10 @@ class MediaHost:
                     await media.warm()
                 case wire.Cool():
                     await media.cool()
+                case wire.BeginTake(take=key, plan=plan):
+                    take = LocalTake(media.buses, plan, functools.partial(self._opened, key))
+                    take.start()
+                    self.takes[key] = take
                 case wire.Preview(source=source):
                     jpeg = await media.preview(source)
                     text = None if jpeg is None else base64.b64encode(jpeg).decode()
@@ -117,6 +132,23 @@ class MediaHost:
                 self.send(wire.Done(req=message.req, error=repr(exc)[:300]))
             return
         self.send(wire.Done(req=message.req))
+
+    def _opened(self, key: int, entry: MediaFile) -> None:
+        self.send(wire.Opened(take=key, file=entry))
+
+    async def _end_take(self, message: wire.EndTake) -> None:
+        take = self.takes.get(message.take)
+        if take is None:
+            self.send(wire.Taken(req=message.req, ended=None, error="no such take"))
+            return
+        try:
+            ended = await take.end()  # cancelled (this process ends): `stop()` ends it
+        except Exception as exc:
+            logger.exception("ending take %d", message.take)
+            self.send(wire.Taken(req=message.req, ended=None, error=repr(exc)[:300]))
+            return
+        self.takes.pop(message.take, None)
+        self.send(wire.Taken(req=message.req, ended=ended))
 
     def take_handovers(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         """In a thread of its own: media sockets given (or taken back) by the control
@@ -141,9 +173,16 @@ class MediaHost:
                 logger.exception("media socket %d (%s)", key, op.decode())
 
     async def stop(self) -> None:
-        """Release the devices and end the feeds, each step even if one fails."""
+        """Close the takes' files, release the devices and end the feeds, each step even
+        if one fails (the control process measures the files of takes it did not end)."""
         await cancel_all([*self._tasks, *self._requests])
         self._tasks = []
+        takes, self.takes = self.takes, {}
+        for key, take in takes.items():
+            try:
+                await take.end()
+            except Exception:
+                logger.exception("take %d: closing its files", key)
         for name, media in self.rooms.items():
             try:
                 await media.cool()

@@ -3,10 +3,11 @@
 object a line. Encoded packets do not pass here: the media process writes them to media
 sockets (`webrtc.feed`) handed to it on a socket of their own (`pack_handover`).
 
-Control → media: `Hello` (first, once), `Warm`, `Cool`, `Preview` (each with `req`),
-`Pause`, `Twins`, `Duck`, `Loud`. Media → control: `Ready` (first, once), `Done` and
-`Picture` (replies, with the request's `req`), `Status` (every `status_every` seconds: the
-heartbeat, with every room's sources and encoders).
+Control → media: `Hello` (first, once), `Warm`, `Cool`, `Preview`, `BeginTake`, `TakeEnd`
+(each with `req`), `Pause`, `Twins`, `Duck`, `Loud`, `FailTake`. Media → control: `Ready`
+(first, once), `Done`, `Picture` and `Taken` (replies, with the request's `req`), `Opened`
+(a take opened a file), `Status` (every `status_every` seconds: the heartbeat, with every
+room's sources and encoders and every take's progress).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-VERSION = 1
+from edge.recording.recordings import MediaFile
+from edge.recording.take import TakeEnd, TakePlan, TakeProgress
+
+VERSION = 2
 MAX_LINE = 8 << 20  # bytes of one message (a preview picture is at most a few hundred KiB)
 CONTROL_FEED = -1  # the handover key of the control process's own media socket
 
@@ -77,6 +81,30 @@ class Loud(Message):
     loud: bool  # the room's speaker plays a pupil's voice now: duck the microphone
 
 
+class BeginTake(Message):
+    """Record `room`'s buses as `plan` asks, under the number `take` (a part)."""
+
+    type: Literal["begin-take"] = "begin-take"
+    req: int
+    room: str
+    take: int
+    plan: TakePlan
+
+
+class EndTake(Message):
+    type: Literal["end-take"] = "end-take"
+    req: int
+    take: int
+
+
+class FailTake(Message):
+    """Stop writing take `take` (the disk is nearly full); it is ended later."""
+
+    type: Literal["fail-take"] = "fail-take"
+    take: int
+    error: str
+
+
 class Ready(Message):
     type: Literal["ready"] = "ready"
     version: int = VERSION
@@ -93,6 +121,19 @@ class Picture(Message):
     type: Literal["picture"] = "picture"
     req: int
     jpeg: str | None  # base64; None: that source is not capturing
+
+
+class Taken(Message):
+    type: Literal["taken"] = "taken"
+    req: int
+    ended: TakeEnd | None  # None: no such take
+    error: str | None = None
+
+
+class Opened(Message):
+    type: Literal["opened"] = "opened"
+    take: int
+    file: MediaFile
 
 
 class SourceStatus(Message):
@@ -128,12 +169,15 @@ class RoomStatus(Message):
 class Status(Message):
     type: Literal["status"] = "status"
     rooms: dict[str, RoomStatus]
+    takes: dict[int, TakeProgress] = {}
 
 
 ToMedia = Annotated[
-    Hello | Warm | Cool | Preview | Pause | Twins | Duck | Loud, Field(discriminator="type")
+    Hello | Warm | Cool | Preview | Pause | Twins | Duck | Loud | BeginTake | EndTake | FailTake,
+    Field(discriminator="type"),
 ]
-FromMedia = Annotated[Ready | Done | Picture | Status, Field(discriminator="type")]
+FromMedia = Annotated[Ready | Done | Picture | Taken | Opened | Status, Field(discriminator="type")]
+Request = Warm | Cool | Preview | BeginTake | EndTake  # answered with the same `req`
 _to_media: TypeAdapter[ToMedia] = TypeAdapter(ToMedia)
 _from_media: TypeAdapter[FromMedia] = TypeAdapter(FromMedia)
 

@@ -7,7 +7,9 @@ seconds, or has threads stuck in a device or an encoder that its pipelines' watc
 gave up replacing (at most once in `STUCK_RETRY` seconds): the rooms that were capturing
 capture again, and `on_replaced` runs (the viewer workers, fed by the old process, are
 replaced; their pages rejoin).
-`RemoteMedia` is one room's media plane seen from here (`edge.live.media.RoomMedia`).
+`RemoteMedia` is one room's media plane seen from here (`edge.live.media.RoomMedia`), and
+`RemoteTake` a recording's take written there: when the process is replaced, its takes
+are lost (the recorder measures their files and begins a new part).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from capture.supervise import cancel_all, end_process, spawn_module, supervised,
 from edge.config.settings import RoomSettings
 from edge.live import mediawire as wire
 from edge.live.media import MediaLayout, bus_for
+from edge.recording.take import OnOpen, TakeEnd, TakePlan, TakeProgress
 from webrtc import PacketBus
 from webrtc.feed import FeedReceiver
 from webrtc.wire import Pending
@@ -56,6 +59,8 @@ class MediaProcess:
         self.on_replaced: Callable[[], Awaitable[None]] | None = None
         self.rooms: dict[str, RemoteMedia] = {}
         self.status: dict[str, wire.RoomStatus] = {}
+        self.takes: dict[int, RemoteTake] = {}  # written by the running process
+        self.take_progress: dict[int, TakeProgress] = {}
         self.order: list[str] = []  # bus names in wire order (`set_order`)
         self.replaced = 0
         self.process: asyncio.subprocess.Process | None = None
@@ -149,6 +154,11 @@ class MediaProcess:
             if isinstance(message, wire.Status):
                 self.last_status = time.monotonic()
                 self.status = dict(message.rooms)
+                self.take_progress = dict(message.takes)
+                continue
+            if isinstance(message, wire.Opened):
+                if (take := self.takes.get(message.take)) is not None:
+                    take.on_open(message.file)
                 continue
             if not isinstance(message, wire.Ready):
                 self._pending.answer(message.req, message)
@@ -179,7 +189,7 @@ class MediaProcess:
     def next_req(self) -> int:
         return self._pending.next_req()
 
-    async def call(self, message: wire.Warm | wire.Cool | wire.Preview) -> wire.FromMedia:
+    async def call(self, message: wire.Request) -> wire.FromMedia:
         if not self.ready:  # being replaced: nobody would answer
             raise ConnectionError("the media process is being started again")
         return await self._pending.ask(message.req, lambda: self.send(message))
@@ -240,6 +250,9 @@ class MediaProcess:
         it if it has not exited after `grace` seconds. Each step runs even if one fails."""
         self.ready = False
         self._pending.fail_all(ConnectionError("the media process ended"))
+        takes, self.takes = self.takes, {}
+        for take in takes.values():
+            take.lost = True
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -279,7 +292,7 @@ class RemoteMedia:
         process = self._process
         return bus_for(name, encoder, kind, lambda: process.request_keyframe(name))
 
-    async def _call(self, message: wire.Warm | wire.Cool | wire.Preview) -> wire.FromMedia:
+    async def _call(self, message: wire.Request) -> wire.FromMedia:
         return await self._process.call(message)
 
     async def warm(self) -> None:
@@ -330,6 +343,21 @@ class RemoteMedia:
             return None
         return base64.b64decode(reply.jpeg)
 
+    async def take(self, plan: TakePlan, on_open: OnOpen) -> RemoteTake:
+        """Start a take of this room's buses in the media process."""
+        process = self._process
+        take = RemoteTake(process, process.next_req(), on_open)
+        process.takes[take.key] = take
+        message = wire.BeginTake(req=process.next_req(), room=self.room, take=take.key, plan=plan)
+        try:
+            reply = await self._call(message)
+            if isinstance(reply, wire.Done) and reply.error:
+                raise RuntimeError(f"the media process could not record: {reply.error}")
+        except BaseException:
+            process.takes.pop(take.key, None)
+            raise
+        return take
+
     async def restore(self) -> None:
         """Say again what was asked of the media process before it was replaced."""
         for bus in self.buses.values():
@@ -340,3 +368,33 @@ class RemoteMedia:
         self.set_loud(self.loud)
         if self.capturing:
             await self.warm()
+
+
+class RemoteTake:
+    """A take written by the media process (`edge.recording.take.Take`)."""
+
+    def __init__(self, process: MediaProcess, key: int, on_open: OnOpen) -> None:
+        self._process, self.key, self.on_open = process, key, on_open
+        self.lost = False  # its process has gone (set by `MediaProcess`)
+        self._last = TakeProgress()
+
+    def progress(self) -> TakeProgress:
+        if self.lost:
+            return self._last.model_copy(update={"lost": True})
+        self._last = self._process.take_progress.get(self.key) or self._last
+        return self._last
+
+    def fail(self, error: str) -> None:
+        self._process.send(wire.FailTake(take=self.key, error=error))
+
+    async def end(self) -> TakeEnd:
+        if self.lost:
+            raise ConnectionError("the media process that wrote it has gone")
+        process = self._process
+        try:
+            reply = await process.call(wire.EndTake(req=process.next_req(), take=self.key))
+        finally:
+            process.takes.pop(self.key, None)
+        if not isinstance(reply, wire.Taken) or reply.ended is None:
+            raise ConnectionError(f"the media process did not end it: {reply!r:.200}")
+        return reply.ended

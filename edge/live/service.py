@@ -33,8 +33,9 @@ from edge.live.state import room_state
 from edge.recording.archive import Archiver, ArchiveStore, DiskGuard, Manners
 from edge.recording.compose import Composer
 from edge.recording.library import DirectoryTarget, RcloneTarget, Target
-from edge.recording.recorder import Recorder, Tracks
+from edge.recording.recorder import Recorder
 from edge.recording.recordings import RecordingStore
+from edge.recording.take import Tracks
 from edge.school.attendance import AttendanceStore
 from edge.school.clock import Clock, SystemClock
 from edge.school.hub import HubStore
@@ -183,7 +184,7 @@ class EdgeService:
         if config.site.recordings.enabled and settings.record:
             room.recorder = Recorder(
                 name,
-                room.buses,
+                room.media.take,
                 recorded_tracks(settings),
                 self.recordings,
                 origin=room.origin,
