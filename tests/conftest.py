@@ -129,7 +129,7 @@ def run_service(
                 raise RuntimeError(f"service exited: {log.read_text()}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"service did not start: {log.read_text()}")
-            time.sleep(0.2)
+            time.sleep(0.05)
         yield service
     finally:
         process.terminate()

@@ -74,6 +74,7 @@ class MediaProcess:
         self._pending: Pending[wire.FromMedia] = Pending(REQUEST_TIMEOUT)
         self._reader_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._first_start = asyncio.Event()  # ended (well or not): a worker's socket may come
 
     @property
     def pid(self) -> int | None:
@@ -106,9 +107,13 @@ class MediaProcess:
         return [by_name.get(name) for name in self.order]
 
     async def start(self) -> None:
+        """Start it (the viewer workers may start meanwhile: `attach` waits for it)."""
         if not self.order:
             self.set_order([])
-        await self._launch()
+        try:
+            await self._launch()
+        finally:
+            self._first_start.set()
         self._tasks = [supervised("media-process", self._watch)]
 
     async def _launch(self) -> None:
@@ -141,7 +146,7 @@ class MediaProcess:
         receiver = FeedReceiver(self._mirrors())
         await asyncio.get_running_loop().create_unix_connection(lambda: receiver, sock=mine)
         self._receiver = receiver
-        await self.attach(wire.CONTROL_FEED, theirs)
+        self._attach_now(wire.CONTROL_FEED, theirs)
         logger.info("media process started (pid %d)", first.pid)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
@@ -165,6 +170,16 @@ class MediaProcess:
 
     async def attach(self, key: int, sock: socket.socket) -> None:
         """Hand `sock` to the media process to feed (this process's copy is closed)."""
+        try:
+            if not self._first_start.is_set():
+                async with asyncio.timeout(READY_TIMEOUT):
+                    await self._first_start.wait()
+        except BaseException:
+            sock.close()
+            raise
+        self._attach_now(key, sock)
+
+    def _attach_now(self, key: int, sock: socket.socket) -> None:
         try:
             self._hand(wire.pack_handover(True, key), [sock.fileno()])
         finally:

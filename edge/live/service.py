@@ -242,9 +242,10 @@ class EdgeService:
         closed = await asyncio.to_thread(self.attendance.close_dangling)
         if closed:
             logger.info("%d viewer session(s) a crash left open end when last seen", closed)
-        if self.media_process is not None:
-            await self.media_process.start()
-        await self.sessions.start()
+        if self.media_process is not None:  # side by side: each takes a python's start-up
+            await asyncio.gather(self.media_process.start(), self.sessions.start())
+        else:
+            await self.sessions.start()
         await self.publishers.start()
         for room in self.rooms.values():
             await room.classroom.start()
