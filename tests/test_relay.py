@@ -10,6 +10,8 @@ service's CPU stays within 10 % of a core of its one-viewer level: Janus fans ou
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -218,6 +220,30 @@ total = db.execute("SELECT count(*) FROM presence").fetchone()[0]
 still = db.execute("SELECT count(*) FROM presence WHERE left_at IS NULL").fetchone()[0]
 print(json.dumps({"sessions": total, "open": still}))
 """
+
+
+def test_a_stopped_control_process_does_not_stall_the_relayed_stream(
+    relay_lab: tuple[RelayHosts, Janus, Service],
+) -> None:
+    """The forwarder runs in the media process: the whole control process stopped for 3 s
+    (SIGSTOP), Janus keeps getting the camera's packets (its mountpoint's `age_ms`, the time
+    since the last one, stays small), so relay pupils keep their picture."""
+    hosts, janus, service = relay_lab
+    mountpoint_when_ready(hosts, janus)
+    control = service.process.pid
+    ages: list[int] = []
+    os.kill(control, signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        while time.monotonic() - stopped < 3:
+            info = mountpoint_info(janus, hosts, mountpoint_id("demo")) or {}
+            camera = next(m for m in info.get("media", []) if m["mid"] == "camera")
+            ages.append(int(camera["age_ms"]))
+    finally:
+        os.kill(control, signal.SIGCONT)
+    print(f"\ncamera age at Janus while the control process was stopped: {ages} ms")
+    assert len(ages) >= 5, ages
+    assert max(ages) < 1000, ages  # the forwarder in the control process: up to 3000
 
 
 def test_a_relay_viewer_gets_the_rendition_chosen_for_it(

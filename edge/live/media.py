@@ -45,6 +45,7 @@ from edge.config.settings import (
 from edge.live.mediawire import EncoderStatus, RoomStatus, SourceStatus
 from edge.recording.take import LocalTake, OnOpen, Take, TakePlan
 from webrtc import LayerView, PacketBus, VideoLine
+from webrtc.relay import RelayMedia, RtpForwarder
 
 DUCKED_GAIN = 0.15  # about -16 dB: the microphone a talking pupil hears while heard
 CAMERA_PAUSED = "Camera tạm tắt"
@@ -122,6 +123,15 @@ def preview_jpeg(frame: av.VideoFrame) -> bytes:
     return out.getvalue()
 
 
+class Forwarding(Protocol):
+    """A room's streams pushed as RTP to Janus (`webrtc.relay.RtpForwarder`), wherever the
+    encoders run; `media` are this process's buses of each stream."""
+
+    media: list[RelayMedia]
+
+    async def stop(self) -> None: ...
+
+
 class RoomMedia(Protocol):
     """What `Room` uses of its media plane, wherever it runs."""
 
@@ -148,6 +158,14 @@ class RoomMedia(Protocol):
     async def preview(self, source: str) -> bytes | None: ...
 
     async def take(self, plan: TakePlan, on_open: OnOpen) -> Take: ...
+
+    async def forward(
+        self,
+        host: str,
+        media: list[RelayMedia],
+        ports: dict[str, list[int]],
+        rtcp_ports: dict[str, int],
+    ) -> Forwarding: ...
 
 
 class SourcePlan:
@@ -405,3 +423,20 @@ class LocalMedia:
         take = LocalTake(self.buses, plan, on_open)
         take.start()
         return take
+
+    async def forward(
+        self,
+        host: str,
+        media: list[RelayMedia],
+        ports: dict[str, list[int]],
+        rtcp_ports: dict[str, int],
+    ) -> RtpForwarder:
+        """Push `media` (streams of this room's buses) as RTP to Janus at `host`, from
+        this process's loop."""
+        loop = asyncio.get_running_loop()
+        for stream in media:
+            for bus in stream.buses:  # their packets to this loop too, for the forwarder
+                bus.bind(loop)
+        forwarder = RtpForwarder(host, media, ports, rtcp_ports)
+        await forwarder.start()
+        return forwarder

@@ -1,7 +1,8 @@
 """The media process: `python -m edge.live.mediahost --control FD --handover FD`.
 
 It runs every room's media plane (`edge.live.media.LocalMedia`: capture threads, encoders,
-buses) and the recordings' takes (`edge.recording.take`: the files of each part) apart from
+buses), the recordings' takes (`edge.recording.take`: the files of each part) and, in relay
+mode, the RTP forwarders to Janus (`webrtc.relay.RtpForwarder`) apart from
 the control process (HTTP, SQLite, the scheduler, the console, the archive, each lesson's
 record), and writes every encoded packet once to each media socket the control process
 hands it (`webrtc.feed.FeedHub`): the viewer workers' and the control process's own.
@@ -33,6 +34,7 @@ from edge.recording.recordings import MediaFile
 from edge.recording.take import LocalTake
 from webrtc import PacketBus
 from webrtc.feed import FeedHub
+from webrtc.relay import RelayMedia, RtpForwarder
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class MediaHost:
         self.loud: dict[str, bool] = {}
         self.rooms: dict[str, LocalMedia] = {}
         self.takes: dict[int, LocalTake] = {}
+        self.forwarders: dict[str, RtpForwarder] = {}
         for name, data in hello.rooms.items():
             settings = RoomSettings.model_validate(data)
             media = LocalMedia(name, settings, hello.origin, serve_here=False)
@@ -85,7 +88,15 @@ class MediaHost:
 
     def handle(self, message: wire.ToMedia) -> None:
         match message:
-            case wire.Warm() | wire.Cool() | wire.Preview() | wire.BeginTake() | wire.EndTake():
+            case (
+                wire.Warm()
+                | wire.Cool()
+                | wire.Preview()
+                | wire.BeginTake()
+                | wire.EndTake()
+                | wire.Forward()
+                | wire.Unforward()
+            ):
                 task = asyncio.create_task(self._answer(message), name=f"media-{message.type}")
                 self._requests.add(task)
                 task.add_done_callback(self._requests.discard)
@@ -119,6 +130,18 @@ class MediaHost:
                     take = LocalTake(media.buses, plan, functools.partial(self._opened, key))
                     take.start()
                     self.takes[key] = take
+                case wire.Forward():
+                    await self._unforward(message.room)
+                    streams = [
+                        RelayMedia(s.mid, tuple(media.buses[b] for b in s.buses), s.payload_type)
+                        for s in message.streams
+                    ]
+                    forwarder = await media.forward(
+                        message.host, streams, message.ports, message.rtcp_ports
+                    )
+                    self.forwarders[message.room] = forwarder
+                case wire.Unforward():
+                    await self._unforward(message.room)
                 case wire.Preview(source=source):
                     jpeg = await media.preview(source)
                     text = None if jpeg is None else base64.b64encode(jpeg).decode()
@@ -132,6 +155,11 @@ class MediaHost:
                 self.send(wire.Done(req=message.req, error=repr(exc)[:300]))
             return
         self.send(wire.Done(req=message.req))
+
+    async def _unforward(self, room: str) -> None:
+        forwarder = self.forwarders.pop(room, None)
+        if forwarder is not None:
+            await forwarder.stop()
 
     def _opened(self, key: int, entry: MediaFile) -> None:
         self.send(wire.Opened(take=key, file=entry))
@@ -173,10 +201,16 @@ class MediaHost:
                 logger.exception("media socket %d (%s)", key, op.decode())
 
     async def stop(self) -> None:
-        """Close the takes' files, release the devices and end the feeds, each step even
-        if one fails (the control process measures the files of takes it did not end)."""
+        """Stop the forwarders, close the takes' files, release the devices and end the
+        feeds, each step even if one fails (the control process measures the files of
+        takes it did not end)."""
         await cancel_all([*self._tasks, *self._requests])
         self._tasks = []
+        for room in list(self.forwarders):
+            try:
+                await self._unforward(room)
+            except Exception:
+                logger.exception("room %s: stopping its relay forwarder", room)
         takes, self.takes = self.takes, {}
         for key, take in takes.items():
             try:

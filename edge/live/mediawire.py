@@ -3,11 +3,11 @@
 object a line. Encoded packets do not pass here: the media process writes them to media
 sockets (`webrtc.feed`) handed to it on a socket of their own (`pack_handover`).
 
-Control → media: `Hello` (first, once), `Warm`, `Cool`, `Preview`, `BeginTake`, `TakeEnd`
-(each with `req`), `Pause`, `Twins`, `Duck`, `Loud`, `FailTake`. Media → control: `Ready`
-(first, once), `Done`, `Picture` and `Taken` (replies, with the request's `req`), `Opened`
-(a take opened a file), `Status` (every `status_every` seconds: the heartbeat, with every
-room's sources and encoders and every take's progress).
+Control → media: `Hello` (first, once), `Warm`, `Cool`, `Preview`, `BeginTake`, `EndTake`,
+`Forward`, `Unforward` (each with `req`), `Pause`, `Twins`, `Duck`, `Loud`, `FailTake`.
+Media → control: `Ready` (first, once), `Done`, `Picture` and `Taken` (replies, with the
+request's `req`), `Opened` (a take opened a file), `Status` (every `status_every` seconds:
+the heartbeat, with every room's sources and encoders and every take's progress).
 """
 
 from __future__ import annotations
@@ -105,6 +105,30 @@ class FailTake(Message):
     error: str
 
 
+class RelayStream(Message):
+    mid: str
+    buses: list[str]  # renditions ("camera/low", …), cheapest first
+    payload_type: int
+
+
+class Forward(Message):
+    """Push `room`'s `streams` as RTP to Janus at `host` (`webrtc.relay.RtpForwarder`)."""
+
+    type: Literal["forward"] = "forward"
+    req: int
+    room: str
+    host: str
+    streams: list[RelayStream]
+    ports: dict[str, list[int]]
+    rtcp_ports: dict[str, int]
+
+
+class Unforward(Message):
+    type: Literal["unforward"] = "unforward"
+    req: int
+    room: str
+
+
 class Ready(Message):
     type: Literal["ready"] = "ready"
     version: int = VERSION
@@ -173,11 +197,23 @@ class Status(Message):
 
 
 ToMedia = Annotated[
-    Hello | Warm | Cool | Preview | Pause | Twins | Duck | Loud | BeginTake | EndTake | FailTake,
+    Hello
+    | Warm
+    | Cool
+    | Preview
+    | Pause
+    | Twins
+    | Duck
+    | Loud
+    | BeginTake
+    | EndTake
+    | FailTake
+    | Forward
+    | Unforward,
     Field(discriminator="type"),
 ]
 FromMedia = Annotated[Ready | Done | Picture | Taken | Opened | Status, Field(discriminator="type")]
-Request = Warm | Cool | Preview | BeginTake | EndTake  # answered with the same `req`
+Request = Warm | Cool | Preview | BeginTake | EndTake | Forward | Unforward  # answered by `req`
 _to_media: TypeAdapter[ToMedia] = TypeAdapter(ToMedia)
 _from_media: TypeAdapter[FromMedia] = TypeAdapter(FromMedia)
 

@@ -45,12 +45,12 @@ from webrtc.relay import (
     JanusError,
     Mountpoint,
     RelayMedia,
-    RtpForwarder,
     create_mountpoint,
     destroy_mountpoint,
 )
 
 if TYPE_CHECKING:
+    from edge.live.media import Forwarding
     from edge.live.room import Room
     from edge.live.service import EdgeService
 
@@ -146,7 +146,7 @@ class RelayViewer:
 @dataclass
 class RoomRelay:
     mountpoint: Mountpoint
-    forwarder: RtpForwarder
+    forwarder: Forwarding
 
 
 class Relay:
@@ -211,8 +211,16 @@ class Relay:
             except JanusError as exc:
                 logger.warning("room %s: no relay mountpoint: %s", room.name, exc)
                 return None
-            forwarder = RtpForwarder(self.rtp_host, media, mountpoint.ports, mountpoint.rtcp_ports)
-            await forwarder.start()
+            # from the media process when there is one: the control process stalls no frame
+            try:
+                forwarder = await room.media.forward(
+                    self.rtp_host, media, mountpoint.ports, mountpoint.rtcp_ports
+                )
+            except RuntimeError as exc:  # the lesson goes on without the relay
+                logger.error("room %s: no relay forwarder: %s", room.name, exc)
+                with contextlib.suppress(JanusError):
+                    await destroy_mountpoint(self.admin, mountpoint)
+                return None
             relay = self.rooms[room.name] = RoomRelay(mountpoint, forwarder)
             logger.info(
                 "room %s: relay mountpoint %d on %s, ports %s",

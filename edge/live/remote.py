@@ -30,6 +30,7 @@ from edge.live.media import MediaLayout, bus_for
 from edge.recording.take import OnOpen, TakeEnd, TakePlan, TakeProgress
 from webrtc import PacketBus
 from webrtc.feed import FeedReceiver
+from webrtc.relay import RelayMedia
 from webrtc.wire import Pending
 
 logger = logging.getLogger(__name__)
@@ -299,6 +300,7 @@ class RemoteMedia:
         self.video_lines, self.vp8_lines = self.layout.video_lines, self.layout.vp8_lines
         self.audio = self.layout.audio
         self.capturing = self.paused = self.twins = self.ducking = self.loud = False
+        self.forwarding: wire.Forward | None = None  # said again to a new media process
         process.add(self)
 
     def _mirror(
@@ -373,6 +375,49 @@ class RemoteMedia:
             raise
         return take
 
+    async def forward(
+        self,
+        host: str,
+        media: list[RelayMedia],
+        ports: dict[str, list[int]],
+        rtcp_ports: dict[str, int],
+    ) -> RemoteForwarder:
+        """Push `media` (streams of this room's mirror buses) as RTP to Janus from the
+        media process, so that this process's stalls stall no relayed frame."""
+        keys = {id(bus): key for key, bus in self.buses.items()}
+        streams = [
+            wire.RelayStream(
+                mid=m.mid, buses=[keys[id(b)] for b in m.buses], payload_type=m.payload_type
+            )
+            for m in media
+        ]
+        self.forwarding = wire.Forward(
+            req=0, room=self.room, host=host, streams=streams, ports=ports, rtcp_ports=rtcp_ports
+        )
+        await self._forward()
+        return RemoteForwarder(self, media)
+
+    async def _forward(self) -> None:
+        if self.forwarding is None:
+            return
+        message = self.forwarding.model_copy(update={"req": self._process.next_req()})
+        try:
+            reply = await self._call(message)
+        except (ConnectionError, TimeoutError) as exc:
+            logger.warning(
+                "room %s: the relay starts with the next media process (%s)", self.room, exc
+            )
+            return
+        if isinstance(reply, wire.Done) and reply.error:
+            raise RuntimeError(
+                f"room {self.room}: the media process could not relay: {reply.error}"
+            )
+
+    async def unforward(self) -> None:
+        self.forwarding = None
+        with contextlib.suppress(ConnectionError, TimeoutError):  # gone: nothing to stop
+            await self._call(wire.Unforward(req=self._process.next_req(), room=self.room))
+
     async def restore(self) -> None:
         """Say again what was asked of the media process before it was replaced."""
         for bus in self.buses.values():
@@ -383,6 +428,17 @@ class RemoteMedia:
         self.set_loud(self.loud)
         if self.capturing:
             await self.warm()
+            await self._forward()
+
+
+class RemoteForwarder:
+    """A room's relay forwarder in the media process (`edge.live.media.Forwarding`)."""
+
+    def __init__(self, media: RemoteMedia, streams: list[RelayMedia]) -> None:
+        self._media, self.media = media, streams
+
+    async def stop(self) -> None:
+        await self._media.unforward()
 
 
 class RemoteTake:
