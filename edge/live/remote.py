@@ -40,6 +40,7 @@ READY_TIMEOUT = 30.0  # s it may take to start (imports on a slow disk)
 REQUEST_TIMEOUT = 20.0  # s for a warm, a cool or a preview
 WATCH_INTERVAL = 0.25
 STOP_GRACE = 8.0  # s it may take to release the devices when asked to end
+FORWARDER = -2  # a mirror bus's `elsewhere` key for the relay forwarder (see webrtc.workers.GONE)
 STUCK_RETRY = 300.0  # s between replacements for threads stuck in a device or encoder
 
 
@@ -436,8 +437,14 @@ class RemoteForwarder:
 
     def __init__(self, media: RemoteMedia, streams: list[RelayMedia]) -> None:
         self._media, self.media = media, streams
+        for stream in streams:  # its buses' subscriber there, counted here (`/healthz`)
+            for bus in stream.buses:
+                bus.elsewhere[FORWARDER] = (1, 0, 0)
 
     async def stop(self) -> None:
+        for stream in self.media:
+            for bus in stream.buses:
+                bus.elsewhere.pop(FORWARDER, None)
         await self._media.unforward()
 
 
