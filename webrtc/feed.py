@@ -173,6 +173,7 @@ class FeedReceiver(asyncio.Protocol):
     def __init__(self, buses: Sequence[PacketBus | None]) -> None:
         self.buses = buses
         self.transport: asyncio.WriteTransport | None = None
+        self.seen: set[int] = set()  # the buses it has brought packets of
         self._reader = wire.FrameReader()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -193,6 +194,7 @@ class FeedReceiver(asyncio.Protocol):
                 bus = buses[index]
                 if bus is not None:
                     bus.publish(packet)
+                    self.seen.add(index)
 
     def request_keyframe(self, index: int) -> bool:
         """Ask the feeding side's encoder of bus `index` for a keyframe (False: no socket)."""

@@ -1,10 +1,12 @@
-"""A viewer worker process: `python -m webrtc.worker --control FD --media FD`.
+"""A viewer worker process: `python -m webrtc.worker --control FD --handover FD`.
 
 It serves a share of the service's viewers on a core of its own: aiortc sessions (ICE,
-DTLS, SRTP, RTCP, the rate choice) fed from mirrors of the service's buses. The service
-(`webrtc.workers.WorkerPool`) writes every encoded packet once to its media socket and
-asks for sessions on its control socket (`webrtc.wire`). It ends when the control
-socket closes (the service went away).
+DTLS, SRTP, RTCP, the rate choice) fed from mirrors of the service's buses. Every encoded
+packet comes once on a media socket from the side that encodes it (each room's media
+process, or the service), handed over on the handover socket (`webrtc.handover`; a new
+one for the same key replaces the old: the viewers resync at the next keyframe). The
+service (`webrtc.workers.WorkerPool`) asks for sessions on the control socket
+(`webrtc.wire`). It ends when the control socket closes (the service went away).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from capture.supervise import cancel_all, supervised
 
@@ -28,6 +32,7 @@ from .departures import quiet_departures
 from .dtls import harden
 from .feed import FeedReceiver
 from .guard import DROPS, guard_datagrams
+from .handover import take_handovers
 from .ice import GatherPolicy, IceServer, UdpPorts, gather_in, gather_only
 from .sdp import OfferError
 from .session import Feeds, ViewerSession
@@ -74,7 +79,11 @@ class Worker:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._requests: set[asyncio.Task[None]] = set()
-        self.media = FeedReceiver(self.buses)
+        self.receivers: dict[int, FeedReceiver] = {}  # by feeding side
+        self._views: dict[int, list[PacketBus]] = {}  # a base bus's index -> its layer views
+        for bus in self.buses:
+            if isinstance(bus, LayerView):
+                self._views.setdefault(self.buses.index(bus.base), []).append(bus)
         self._collect: asyncio.TimerHandle | None = None
 
     def _mirror(self, spec: wire.BusSpec, loop: asyncio.AbstractEventLoop) -> PacketBus:
@@ -111,9 +120,39 @@ class Worker:
             raise OfferError(404, "No such room", f"this worker serves no room {room!r}")
         return feeds
 
+    async def attach_feed(self, key: int, sock: socket.socket) -> None:
+        """Read feeding side `key`'s packets from `sock` from now on."""
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        receiver = FeedReceiver(self.buses)
+        await asyncio.get_running_loop().create_unix_connection(lambda: receiver, sock=sock)
+        old = self.receivers.get(key)
+        self.receivers = {**self.receivers, key: receiver}
+        if old is not None:
+            self._forget(old)
+
+    async def detach_feed(self, key: int) -> None:
+        receivers = dict(self.receivers)
+        old = receivers.pop(key, None)
+        self.receivers = receivers
+        if old is not None:
+            self._forget(old)
+
+    def _forget(self, receiver: FeedReceiver) -> None:
+        """A feed replaced (its encoders started again): its buses' viewers wait for the
+        next keyframe, which they ask of the new feed."""
+        if receiver.transport is not None:
+            receiver.transport.close()
+        for index in receiver.seen:
+            for bus in [self.buses[index], *self._views.get(index, ())]:
+                bus.lost_on_the_way()
+
     def request_keyframe(self, index: int) -> None:
-        """Straight to the service's encoder thread, on the media socket."""
-        if not self.media.request_keyframe(index):
+        """Straight to the encoder thread, on the media socket the bus's packets come
+        on (on every one while none has brought it a packet yet)."""
+        receivers = self.receivers.values()
+        owners = [r for r in receivers if index in r.seen] or list(receivers)
+        asked = [r.request_keyframe(index) for r in owners]
+        if not any(asked):
             self.send(wire.Keyframe(bus=index))
 
     def send(self, message: wire.Message) -> None:
@@ -242,7 +281,7 @@ def apply_hello(hello: wire.Hello) -> None:
     quiet_departures(asyncio.get_running_loop())
 
 
-async def serve(control_fd: int, media_fd: int) -> None:
+async def serve(control_fd: int, handover_fd: int) -> None:
     loop = asyncio.get_running_loop()
     control = socket.socket(fileno=control_fd)
     reader, writer = await asyncio.open_unix_connection(sock=control, limit=wire.MAX_LINE)
@@ -251,9 +290,25 @@ async def serve(control_fd: int, media_fd: int) -> None:
         raise SystemExit(f"expected hello version {wire.VERSION}, got {first!r:.200}")
     apply_hello(first)
     worker = Worker(first, writer, loop)
-    media = socket.socket(fileno=media_fd)
-    media.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    await loop.create_unix_connection(lambda: worker.media, sock=media)
+    handover = socket.socket(fileno=handover_fd)
+
+    def run(step: Coroutine[Any, Any, None], key: int) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(step, loop).result(timeout=30)
+        except Exception:
+            logger.exception("media socket %d", key)
+
+    taker = threading.Thread(
+        target=take_handovers,
+        args=(
+            handover,
+            lambda key, given: run(worker.attach_feed(key, given), key),
+            lambda key: run(worker.detach_feed(key), key),
+        ),
+        name="handover",
+        daemon=True,
+    )
+    taker.start()
     await worker.start()
     worker.send(wire.Ready(pid=os.getpid()))
     try:
@@ -265,7 +320,11 @@ async def serve(control_fd: int, media_fd: int) -> None:
                 continue
             worker.handle(message)
     finally:
+        with contextlib.suppress(OSError):
+            handover.shutdown(socket.SHUT_RDWR)
         await worker.stop()
+        await asyncio.to_thread(taker.join, 5)
+        handover.close()
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
@@ -274,7 +333,7 @@ async def serve(control_fd: int, media_fd: int) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m webrtc.worker", description=__doc__)
     parser.add_argument("--control", type=int, required=True, help="control socket's fd")
-    parser.add_argument("--media", type=int, required=True, help="media socket's fd")
+    parser.add_argument("--handover", type=int, required=True, help="handover socket's fd")
     parser.add_argument("--name", default="viewer worker", help="for the log lines")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -285,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.control, args.media))
+        asyncio.run(serve(args.control, args.handover))
 
 
 if __name__ == "__main__":

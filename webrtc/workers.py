@@ -2,10 +2,12 @@
 
 The pool starts `count` workers and shares the viewers out among them (a new viewer
 goes to the worker with the fewest). Every encoded packet is written once to each
-worker's media socket (`webrtc.feed`), by a `FeedHub` in this process or by the media
-process the socket is handed to (`feeds_to`): no event loop or slow worker holds up an
-encoder. A worker that exits, or sends no heartbeat for
-`heartbeat_timeout` seconds, is killed and replaced; its viewers' pages rejoin.
+worker's media sockets (`webrtc.feed`), one per feeding side (`feeds_to`): a `FeedHub` in
+this process, or each room's media process (the sending end is handed to it, the
+receiving end to the worker, `webrtc.handover`); no event loop or slow worker holds up an
+encoder. A feeding side started again feeds every worker anew (`refeed`): the viewers
+keep their sessions. A worker that exits, or sends no heartbeat for `heartbeat_timeout`
+seconds, is killed and replaced; its viewers' pages rejoin.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from capture.supervise import cancel_all, end_process, spawn_module, supervised,
 from . import wire
 from .bus import LayerView, PacketBus
 from .feed import FeedHub
+from .handover import hand
 from .ice import IceServer, UdpPorts
 from .lag import LoopLag
 from .sdp import OfferError
@@ -64,20 +67,20 @@ class WorkerLink:
         number: int,
         hello: wire.Hello,
         on_message: Callable[[WorkerLink, wire.FromWorker], None],
-        feeds: FeedTarget,
+        feeds: Sequence[FeedTarget],
     ) -> None:
         self.number = number
         self.hello = hello
         self._on_message = on_message
-        self._feeds = feeds
+        self._feeds = list(feeds)  # the worker's key of each is its place here
         self.process: asyncio.subprocess.Process | None = None
-        self._fed = False
+        self._fed: set[int] = set()
+        self._handover: socket.socket | None = None
         self.sessions: set[str] = set()
         self.holds: collections.Counter[str] = collections.Counter()  # room -> twins held
         self.last_beat = time.monotonic()
         self.beat: wire.Beat | None = None
         self.ready = False
-        self.stale = False  # what fed it has gone: it takes no new viewer
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._pending: wire.Pending[wire.FromWorker] = wire.Pending(REQUEST_TIMEOUT)
@@ -88,11 +91,12 @@ class WorkerLink:
 
     async def start(self) -> None:
         control, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        media, media_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        media.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        handover, handover_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        handover.setblocking(False)  # a hung worker must not hold this loop up
+        self._handover = handover
         self.process = await spawn_module(
             "webrtc.worker",
-            {"control": control_child, "media": media_child},
+            {"control": control_child, "handover": handover_child},
             "--name",
             f"viewer worker {self.number}",
         )
@@ -106,16 +110,33 @@ class WorkerLink:
             if not isinstance(first, wire.Ready) or first.version != wire.VERSION:
                 raise RuntimeError(f"viewer worker {self.number} said {first!r:.200}")
         except BaseException:
-            media.close()  # the control socket closes with its writer (`stop`)
-            if self._writer is None:
+            if self._writer is None:  # (else it closes with its writer: `stop`)
                 control.close()
             raise
-        self._fed = True
-        await self._feeds.attach(self.number, media)
+        for key in range(len(self._feeds)):
+            await self.feed(key)
         self.last_beat = time.monotonic()
         self.ready = True
         self._reader_task = asyncio.create_task(self._read(reader), name=f"worker-{self.number}")
         logger.info("viewer worker %d started (pid %d)", self.number, first.pid)
+
+    async def feed(self, key: int) -> None:
+        """A new media socket from feeding side `key` (in place of the one it had): the
+        worker's viewers resync at the next keyframe. A side being started again feeds
+        it when it is back (`WorkerPool.refeed`)."""
+        media, media_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        media.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        try:
+            hand(self._handover, key, media_child)
+        except ConnectionError:
+            media.close()
+            raise
+        try:
+            await self._feeds[key].attach(self.number, media)
+        except ConnectionError as exc:
+            logger.warning("viewer worker %d: feed %d is not there yet (%s)", self.number, key, exc)
+            return
+        self._fed.add(key)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         while line := await reader.readline():
@@ -157,12 +178,15 @@ class WorkerLink:
             self._writer.close()
         if self.process is not None:
             await end_process(self.process, graceful)
-        if self._fed:
-            self._fed = False
+        fed, self._fed = self._fed, set()
+        for key in sorted(fed):
             try:
-                await self._feeds.detach(self.number)
+                await self._feeds[key].detach(self.number)
             except Exception:  # the rest of the stop still runs
-                logger.exception("viewer worker %d: ending its feed", self.number)
+                logger.exception("viewer worker %d: ending its feed %d", self.number, key)
+        if self._handover is not None:
+            self._handover.close()
+            self._handover = None
         if self._reader_task is not None:
             await cancel_all([self._reader_task])
 
@@ -242,7 +266,7 @@ class WorkerPool:
         on_closed: Callable[[RemoteSession], None] | None = None,
         on_lost: Callable[[RemoteSession], None] | None = None,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
-        feeds_to: FeedTarget | None = None,
+        feeds_to: Sequence[FeedTarget] | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -277,11 +301,13 @@ class WorkerPool:
             for number, share in enumerate(share_ports(ports, count))
         ]
         self.links: list[WorkerLink | None] = [None] * count
-        self._feeds: FeedTarget = feeds_to if feeds_to is not None else FeedHub(self._buses)
-        self._hub = self._feeds if isinstance(self._feeds, FeedHub) else None  # ours to run
+        self._hub: FeedHub | None = None  # ours to run
+        if feeds_to is None:
+            self._hub = FeedHub(self._buses)
+            feeds_to = [self._hub]
+        self._feeds: list[FeedTarget] = list(feeds_to)
         self._tasks: list[asyncio.Task[None]] = []
         self._gone_drops: collections.Counter[str] = collections.Counter()  # of ended workers
-        self._replacing = asyncio.Lock()  # the watch and `replace_all`, one at a time
         self._failures = [0] * count  # starts in a row that failed, per worker
         self._retry_at = [0.0] * count
 
@@ -425,21 +451,20 @@ class WorkerPool:
             await self._watch_once()
 
     async def _watch_once(self) -> None:
-        async with self._replacing:  # never beside `replace_all`'s half-started workers
-            now = time.monotonic()
-            for number, link in enumerate(self.links):
-                if link is None:
-                    continue
-                process = link.process
-                if process is None or process.returncode is not None or not link.ready:
-                    why = f"exited ({process.returncode if process else 'never started'})"
-                elif now - link.last_beat > self.heartbeat_timeout:
-                    why = f"sent no heartbeat for {now - link.last_beat:.1f} s"
-                else:
-                    continue
-                if now < self._retry_at[number]:
-                    continue
-                await self._replace(number, link, why)
+        now = time.monotonic()
+        for number, link in enumerate(self.links):
+            if link is None:
+                continue
+            process = link.process
+            if process is None or process.returncode is not None or not link.ready:
+                why = f"exited ({process.returncode if process else 'never started'})"
+            elif now - link.last_beat > self.heartbeat_timeout:
+                why = f"sent no heartbeat for {now - link.last_beat:.1f} s"
+            else:
+                continue
+            if now < self._retry_at[number]:
+                continue
+            await self._replace(number, link, why)
 
     async def _replace(self, number: int, link: WorkerLink, why: str) -> None:
         await self._drop(link, why)
@@ -451,22 +476,15 @@ class WorkerPool:
             backoff = RETRY_FIRST * 2 ** (self._failures[number] - 1)
             self._retry_at[number] = time.monotonic() + min(RETRY_MOST, backoff)
 
-    def feeds_lost(self) -> None:
-        """What feeds the workers has gone: new viewers wait for `replace_all`'s workers."""
+    async def refeed(self, key: int) -> None:
+        """Feeding side `key` started again: a new media socket from it to every worker
+        (their viewers keep their sessions and resync at the next keyframe)."""
         for link in self.links:
-            if link is not None:
-                link.stale = True
-
-    async def replace_all(self, why: str) -> None:
-        """Replace every worker at once (what fed them has gone); their pages rejoin."""
-        async with self._replacing:
-            await asyncio.gather(
-                *(
-                    self._replace(number, link, why)
-                    for number, link in enumerate(self.links)
-                    if link is not None
-                )
-            )
+            if link is not None and link.ready:
+                try:
+                    await link.feed(key)
+                except ConnectionError as exc:  # the worker has gone: the watch replaces it
+                    logger.warning("viewer worker %d: no new feed: %s", link.number, exc)
 
     def _message(self, link: WorkerLink, message: wire.FromWorker) -> None:
         match message:
@@ -510,7 +528,7 @@ class WorkerPool:
             self.on_closed(session)
 
     def _least_loaded(self) -> WorkerLink | None:
-        ready = [link for link in self.links if link is not None and link.ready and not link.stale]
+        ready = [link for link in self.links if link is not None and link.ready]
         return min(ready, key=lambda link: len(link.sessions), default=None)
 
     async def create(

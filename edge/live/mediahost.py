@@ -1,11 +1,12 @@
-"""The media process: `python -m edge.live.mediahost --control FD --handover FD`.
+"""A media process: `python -m edge.live.mediahost --control FD --handover FD [--name N]`.
 
-It runs every room's media plane (`edge.live.media.LocalMedia`: capture threads, encoders,
-buses), the recordings' takes (`edge.recording.take`: the files of each part) and, in relay
-mode, the RTP forwarders to Janus (`webrtc.relay.RtpForwarder`) apart from
-the control process (HTTP, SQLite, the scheduler, the console, the archive, each lesson's
-record), and writes every encoded packet once to each media socket the control process
-hands it (`webrtc.feed.FeedHub`): the viewer workers' and the control process's own.
+The service starts one per room (`edge.live.remote.MediaProcess`). It runs the room's media
+plane (`edge.live.media.LocalMedia`: capture threads, encoders, buses), the recording's
+takes (`edge.recording.take`: the files of each part) and, in relay mode, the RTP forwarder
+to Janus (`webrtc.relay.RtpForwarder`) apart from the control process (HTTP, SQLite, the
+scheduler, the console, the archive, each lesson's record) and from the other rooms, and
+writes every encoded packet once to each media socket the control process hands it
+(`webrtc.feed.FeedHub`): the viewer workers' and the control process's own.
 Nothing the control process does, or fails to do, holds up a frame: if it stops reading,
 its feed falls behind and resyncs; if it dies, the control socket closes and this process
 releases the devices and exits. It says how it is every `status_every` seconds
@@ -24,7 +25,8 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from capture.supervise import cancel_all, supervised
 from edge.config.settings import RoomSettings
@@ -34,6 +36,7 @@ from edge.recording.recordings import MediaFile
 from edge.recording.take import LocalTake
 from webrtc import PacketBus
 from webrtc.feed import FeedHub
+from webrtc.handover import take_handovers
 from webrtc.relay import RelayMedia, RtpForwarder
 
 logger = logging.getLogger(__name__)
@@ -61,10 +64,11 @@ class MediaHost:
             for line in media.video_lines + media.vp8_lines:
                 for bus in line.renditions if line is not None else ():
                     by_name.setdefault(bus.name, bus)
-        unknown = [name for name in hello.order if name not in by_name]
-        if unknown:
-            raise ValueError(f"the control process names buses this one lacks: {unknown}")
-        self.hub = FeedHub([by_name[name] for name in hello.order])
+        missing = [name for name in by_name if name not in hello.order]
+        if missing:
+            raise ValueError(f"the control process's bus order lacks {missing}")
+        # the order names every room's buses (one wire format for all): others' are None
+        self.hub = FeedHub([by_name.get(name) for name in hello.order])
         self._tasks: list[asyncio.Task[None]] = []
         self._requests: set[asyncio.Task[None]] = set()
 
@@ -181,24 +185,18 @@ class MediaHost:
     def take_handovers(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         """In a thread of its own: media sockets given (or taken back) by the control
         process, until it closes the handover socket."""
-        while True:
-            try:
-                data, fds, _, _ = socket.recv_fds(sock, wire.HANDOVER.size, 1)
-            except OSError:
-                return
-            if not data:
-                return
-            op, key = wire.HANDOVER.unpack(data)
-            if op == b"A" and fds:
-                step = self.hub.attach(key, socket.socket(fileno=fds[0]))
-            else:
-                for fd in fds:
-                    os.close(fd)
-                step = self.hub.detach(key)
+
+        def run(step: Coroutine[Any, Any, None], key: int) -> None:
             try:
                 asyncio.run_coroutine_threadsafe(step, loop).result(timeout=30)
             except Exception:
-                logger.exception("media socket %d (%s)", key, op.decode())
+                logger.exception("media socket %d", key)
+
+        take_handovers(
+            sock,
+            lambda key, given: run(self.hub.attach(key, given), key),
+            lambda key: run(self.hub.detach(key), key),
+        )
 
     async def stop(self) -> None:
         """Stop the forwarders, close the takes' files, release the devices and end the
@@ -263,10 +261,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m edge.live.mediahost", description=__doc__)
     parser.add_argument("--control", type=int, required=True, help="control socket's fd")
     parser.add_argument("--handover", type=int, required=True, help="handover socket's fd")
+    parser.add_argument("--name", default="media process", help="for the log lines")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
-        format="%(asctime)s media process %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s {args.name} %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     with contextlib.suppress(KeyboardInterrupt):

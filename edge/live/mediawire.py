@@ -1,7 +1,7 @@
 """What the control process and the media process say to each other (`edge.live.mediahost`,
 `edge.live.remote`): a small, typed, versioned message set on a control socket, one JSON
 object a line. Encoded packets do not pass here: the media process writes them to media
-sockets (`webrtc.feed`) handed to it on a socket of their own (`pack_handover`).
+sockets (`webrtc.feed`) handed to it on a socket of their own (`webrtc.handover`).
 
 Control → media: `Hello` (first, once), `Warm`, `Cool`, `Preview`, `BeginTake`, `EndTake`,
 `Forward`, `Unforward` (each with `req`), `Pause`, `Twins`, `Duck`, `Loud`, `FailTake`.
@@ -12,7 +12,6 @@ the heartbeat, with every room's sources and encoders and every take's progress)
 
 from __future__ import annotations
 
-import struct
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -228,11 +227,3 @@ def to_media(line: bytes) -> ToMedia:
 
 def from_media(line: bytes) -> FromMedia:
     return _from_media.validate_json(line)
-
-
-# The handover socket (SOCK_SEQPACKET): one message per media socket given or taken back.
-HANDOVER = struct.Struct("!ci")  # b"A" attach (the socket rides along) or b"D" detach; key
-
-
-def pack_handover(attach: bool, key: int) -> bytes:
-    return HANDOVER.pack(b"A" if attach else b"D", key)

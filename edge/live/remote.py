@@ -30,6 +30,7 @@ from edge.live.media import MediaLayout, bus_for
 from edge.recording.take import OnOpen, TakeEnd, TakePlan, TakeProgress
 from webrtc import PacketBus
 from webrtc.feed import FeedReceiver
+from webrtc.handover import hand
 from webrtc.relay import RelayMedia
 from webrtc.wire import Pending
 
@@ -122,7 +123,10 @@ class MediaProcess:
         control, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         handover, handover_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.process = await spawn_module(
-            "edge.live.mediahost", {"control": control_child, "handover": handover_child}
+            "edge.live.mediahost",
+            {"control": control_child, "handover": handover_child},
+            "--name",
+            f"media process {' '.join(self.settings)}",
         )
         handover.setblocking(False)  # a hung media process must not hold this loop up
         self._handover = handover
@@ -182,22 +186,10 @@ class MediaProcess:
         self._attach_now(key, sock)
 
     def _attach_now(self, key: int, sock: socket.socket) -> None:
-        try:
-            self._hand(wire.pack_handover(True, key), [sock.fileno()])
-        finally:
-            sock.close()
+        hand(self._handover, key, sock)  # hung or gone: the watch replaces it
 
     async def detach(self, key: int) -> None:
-        self._hand(wire.pack_handover(False, key), [])
-
-    def _hand(self, data: bytes, fds: list[int]) -> None:
-        handover = self._handover
-        if handover is None:
-            raise ConnectionError("the media process is not running")
-        try:
-            socket.send_fds(handover, [data], fds)
-        except OSError as exc:  # full (hung) or gone: the watch replaces it
-            raise ConnectionError(f"the media process took no socket: {exc}") from exc
+        hand(self._handover, key, None)
 
     def send(self, message: wire.Message) -> None:
         if self._writer is not None and not self._writer.is_closing():

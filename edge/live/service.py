@@ -119,21 +119,21 @@ class EdgeService:
             if config.site.relay is not None
             else None
         )  # [relay]: pupils play from Janus; None: the built-in fan-out serves them
-        self.media_process = (  # capture and encoders apart from this (control) process
-            MediaProcess(config.rooms, time.monotonic())
-            if config.site.webrtc.media_process and config.rooms
-            else None
-        )
+        origin = time.monotonic()  # the buses' time zero, the same in every process
+        self.media_processes = {  # each room's capture and encoders in a process of its own
+            name: MediaProcess({name: settings}, origin)
+            for name, settings in config.rooms.items()
+            if config.site.webrtc.media_process
+        }
         self.rooms = {
             name: self._room(name, settings, usb_backend) for name, settings in config.rooms.items()
         }
         self.sessions = self._viewers()
-        if self.media_process is not None:
-            pool = self.sessions if isinstance(self.sessions, WorkerPool) else None
-            self.media_process.set_order(pool.bus_names() if pool is not None else [])
-            self.media_process.on_replaced = self._media_replaced
-            if pool is not None:
-                self.media_process.on_lost = pool.feeds_lost
+        pool = self.sessions if isinstance(self.sessions, WorkerPool) else None
+        for key, media_process in enumerate(self.media_processes.values()):
+            media_process.set_order(pool.bus_names() if pool is not None else [])
+            if pool is not None:  # its viewers keep their sessions: a new feed from the new one
+                media_process.on_replaced = partial(pool.refeed, key)
         self.archiver = self._archiver(self.store, self.jobs)
         self.delivery = Delivery.for_service(self)  # rooms with a [hub]: reports to it
         hub = config.site.school_hub  # [school_hub]: this process is the school's hub
@@ -167,9 +167,8 @@ class EdgeService:
             None if config.demo else config.room_files.get(name),
             backend=usb_backend,
         )
-        media = (
-            None if self.media_process is None else RemoteMedia(name, settings, self.media_process)
-        )
+        process = self.media_processes.get(name)
+        media = None if process is None else RemoteMedia(name, settings, process)
         room = Room(name, settings, camera, media)
         room.classroom = Classroom(
             room,
@@ -242,10 +241,9 @@ class EdgeService:
         closed = await asyncio.to_thread(self.attendance.close_dangling)
         if closed:
             logger.info("%d viewer session(s) a crash left open end when last seen", closed)
-        if self.media_process is not None:  # side by side: each takes a python's start-up
-            await asyncio.gather(self.media_process.start(), self.sessions.start())
-        else:
-            await self.sessions.start()
+        # side by side: each takes a python's start-up
+        starts = [process.start() for process in self.media_processes.values()]
+        await asyncio.gather(*starts, self.sessions.start())
         await self.publishers.start()
         for room in self.rooms.values():
             await room.classroom.start()
@@ -294,7 +292,7 @@ class EdgeService:
             on_connected=self._viewer_joined,
             on_closed=self._viewer_left,
             on_lost=self._viewer_lost,
-            feeds_to=self.media_process,
+            feeds_to=list(self.media_processes.values()) or None,
         )
 
     def _archiver(self, lessons: LessonStore, jobs: ArchiveStore) -> Archiver:
@@ -437,8 +435,7 @@ class EdgeService:
         steps += [("archiver", self.archiver.stop), ("viewer sessions", self.sessions.stop)]
         steps.append(("talk sessions", self.publishers.stop))
         steps += [(f"room {n}", room.stop) for n, room in self.rooms.items()]
-        if self.media_process is not None:
-            steps.append(("media process", self.media_process.stop))
+        steps += [(f"room {n}: media process", p.stop) for n, p in self.media_processes.items()]
         steps += [
             ("lessons", self.store.close),
             ("jobs", self.jobs.close),
@@ -459,12 +456,6 @@ class EdgeService:
             await self.sessions.delete(session_id)
         return len(ids)
 
-    async def _media_replaced(self) -> None:
-        """The viewer workers were fed by the media process just replaced: replace them
-        too (their pupils' pages rejoin at once)."""
-        if isinstance(self.sessions, WorkerPool):
-            await self.sessions.replace_all("lost its media process")
-
     def process_counts(self) -> dict[str, int]:
         """Live objects of this process, to spot leaks: threads, tasks, peer connections."""
         gc.collect()
@@ -474,8 +465,8 @@ class EdgeService:
             "peer_connections": self.sessions.peer_connections_open(),
             "sessions": len(self.sessions.sessions),
             "viewer_workers": len(self.sessions.worker_stats().pids),
-            "media_process": (self.media_process.pid or 0) if self.media_process else 0,
-            "media_process_replaced": self.media_process.replaced if self.media_process else 0,
+            "media_processes": sum(p.answering() for p in self.media_processes.values()),
+            "media_process_replaced": sum(p.replaced for p in self.media_processes.values()),
         }
 
     def health(self) -> dict[str, object]:

@@ -138,17 +138,21 @@ class ServiceCollector(Collector):
             "Viewer workers that died or hung and were started again",
             value=float(workers.replaced),
         )
-        media = self.service.media_process
-        yield GaugeMetricFamily(
+        up = GaugeMetricFamily(
             "classroom_edge_media_process_up",
-            "1: capture and the encoders run in their own process, which is answering",
-            value=1.0 if media is not None and media.answering() else 0.0,
+            "1: the room's capture and encoders run in their own process, which is answering",
+            labels=["room"],
         )
-        yield CounterMetricFamily(
+        replaced = CounterMetricFamily(
             "classroom_edge_media_process_replaced",
-            "Media processes that died or hung and were started again",
-            value=float(media.replaced if media is not None else 0),
+            "Times the room's media process died or hung and was started again",
+            labels=["room"],
         )
+        for room, media in self.service.media_processes.items():
+            up.add_metric([room], 1.0 if media.answering() else 0.0)
+            replaced.add_metric([room], float(media.replaced))
+        yield up
+        yield replaced
         yield from self._media()
         archive = health["archive"]
         if isinstance(archive, dict):
