@@ -168,8 +168,9 @@ class WebRtcSettings(Model):
     )
     media_process: bool = Field(
         True,
-        description="Capture and encode in a process of its own, apart from the web pages, "
-        "the database and the timetable (false: in the service's process)",
+        description="Capture, encode and record each room in a process of its own, apart "
+        "from the web pages, the database, the timetable and the other rooms (false: in "
+        "the service's process)",
     )
     max_per_pupil: int = Field(
         3, ge=1, le=10, description="Sessions one pupil's own link may hold at once (devices)"

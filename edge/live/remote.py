@@ -1,15 +1,18 @@
-"""The media process as the control process sees it (`edge.live.mediahost`).
+"""A media process as the control process sees it (`edge.live.mediahost`; the service
+starts one per room).
 
 `MediaProcess` starts it, hands it media sockets to feed (the viewer workers', and one for
-the control process's own mirror buses: the recorder, the relay, a talking pupil's
-ducked sound), and replaces it when it exits, sends no status for `heartbeat_timeout`
-seconds, or has threads stuck in a device or an encoder that its pipelines' watchdogs
-gave up replacing (at most once in `STUCK_RETRY` seconds): the rooms that were capturing
-capture again, and `on_replaced` runs (the viewer workers, fed by the old process, are
-replaced; their pages rejoin).
-`RemoteMedia` is one room's media plane seen from here (`edge.live.media.RoomMedia`), and
-`RemoteTake` a recording's take written there: when the process is replaced, its takes
-are lost (the recorder measures their files and begins a new part).
+the control process's own mirror buses: the rooms' counts and rates in `/healthz`, a relay
+viewer's rendition choice), and replaces it when it exits, sends no status for
+`heartbeat_timeout` seconds, or has threads stuck in a device or an encoder that its
+pipelines' watchdogs gave up replacing (at most once in `STUCK_RETRY` seconds): the rooms
+that were capturing capture again, their relay forwarders start again, and `on_replaced`
+runs (the viewer workers are fed anew by the new process; their viewers keep their
+sessions).
+`RemoteMedia` is one room's media plane seen from here (`edge.live.media.RoomMedia`),
+`RemoteForwarder` its relay forwarder there, and `RemoteTake` a recording's take written
+there: when the process is replaced, its takes are lost (the recorder measures their
+files and begins a new part).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ STUCK_RETRY = 300.0  # s between replacements for threads stuck in a device or e
 
 
 class MediaProcess:
-    """The media process of every room of this service; `start()`/`stop()`."""
+    """The media process of `rooms` (the service gives each room its own); `start()`/`stop()`."""
 
     def __init__(
         self,
@@ -58,7 +61,6 @@ class MediaProcess:
         self.settings = dict(rooms)
         self.origin = origin
         self.heartbeat_timeout = heartbeat_timeout
-        self.on_lost: Callable[[], None] | None = None  # it has gone (before a new one)
         self.on_replaced: Callable[[], Awaitable[None]] | None = None
         self.rooms: dict[str, RemoteMedia] = {}
         self.status: dict[str, wire.RoomStatus] = {}
@@ -236,8 +238,6 @@ class MediaProcess:
 
     async def _replace(self, why: str) -> None:
         logger.warning("media process (pid %s) %s: replaced", self.pid, why)
-        if self.on_lost is not None:
-            self.on_lost()
         await self._end(grace=0.0)
         self.replaced += 1
         try:
