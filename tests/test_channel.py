@@ -139,7 +139,7 @@ async def test_a_pupil_takes_part_on_the_channel_and_speaks_by_whip(tmp_path: Pa
             # the teacher ends the turn: the talk session is closed by the service
             muted = await client.post(console, json={"action": "mute", "key": key})
             assert muted.status_code == 200
-            assert await eventually(lambda: not service.publishers.sessions, 5)
+            assert await eventually(lambda: not service.talks, 5)
             assert {"type": "speak", "allowed": False} in viewer.received
             # An hears the room's own microphone again, not the ducked one
             assert await eventually(lambda: ducked.subscribers == 0, 10), ducked.subscribers

@@ -19,6 +19,7 @@ import pytest
 from capture import AlsaMicrophone, TestCamera
 from capture.source import Source, SourceError
 from edge.access.tokens import Grant
+from edge.live.media import LocalMedia
 from edge.live.service import EdgeService
 from edge.school.clock import SystemClock
 from tests.conftest import MEDIA_HERE, ROOT, SMALL_ROOM, serve_in_process, write_site
@@ -168,9 +169,10 @@ async def test_a_missing_speaker_is_a_staff_warning(tmp_path: Path) -> None:
     """A pupil allowed to speak, and the classroom speakers' device missing: staff read
     why in /healthz's warnings (the console shows the same), in Vietnamese."""
     room = SMALL_ROOM + '[speaker]\nkind = "alsa"\ndevice = "plughw:CARD=KhongCoLoa,DEV=0"\n'
-    config = write_site(tmp_path, {"r1": room})
+    config = write_site(tmp_path, {"r1": room}, MEDIA_HERE)  # the speaker in this process
     async with serve_in_process(config, tmp_path / "data", SystemClock()) as (service, base):
-        speaker = service.rooms["r1"].speaker
+        media = service.rooms["r1"].media
+        speaker = media.speaker if isinstance(media, LocalMedia) else None
         assert speaker is not None
         frame = av.AudioFrame.from_ndarray(
             np.zeros((1, 960), np.int16), format="s16", layout="mono"

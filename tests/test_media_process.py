@@ -7,6 +7,7 @@ other rooms see nothing of it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -28,8 +29,10 @@ from edge.live import mediawire
 from edge.live.remote import MediaProcess
 from edge.recording.recordings import part_file
 from tests.conftest import ROOT, SMALL_ROOM, Service, run_service, write_site
+from tests.test_channel import ROSTER, publish_microphone
 from tests.test_recording import lesson_state, start_lesson
-from tests.whep_client import eventually_sync
+from tests.whep_client import Viewer, eventually, eventually_sync
+from webrtc.ice import gather_only
 
 ONE_WORKER = 'school = "Trường Thử"\n[webrtc]\nviewer_workers = 1\n'
 RECORDED_ROOM = SMALL_ROOM.replace("always_live = true\nrecord = false\n", "")
@@ -148,6 +151,68 @@ def test_a_stopped_control_process_does_not_stall_the_recording(tmp_path: Path) 
         assert eventually_sync(lambda: presenter_bytes(folder, 1) > size + 20_000, 20)
         [part] = parts_of(folder)
         assert part["ended"] is None, part
+
+
+async def test_a_stopped_control_process_does_not_stall_a_talking_pupils_voice(
+    tmp_path: Path,
+) -> None:
+    """A pupil allowed to speak publishes a microphone (WHIP): the talk session and the
+    classroom speakers are in the room's media process, so with the control process
+    stopped for 2 s the speakers keep playing (an ALSA file PCM here: its bytes grow)."""
+    home = tmp_path / "home"  # the service's HOME: ALSA reads ~/.asoundrc from it
+    home.mkdir()
+    speaker_out = tmp_path / "speaker.raw"
+    (home / ".asoundrc").write_text(
+        f'pcm.classroom {{ type file slave.pcm "null" file "{speaker_out}" format "raw" }}\n'
+    )
+    (tmp_path / "roster.csv").write_text(ROSTER, encoding="utf-8")
+    room = SMALL_ROOM + '[speaker]\nkind = "alsa"\ndevice = "classroom"\n'
+    site = ONE_WORKER.replace("[webrtc]", 'roster = "roster.csv"\n[webrtc]')
+    config = write_site(tmp_path, {"r1": room}, site)
+    gather_only(["127.0.0.1"])  # aioice leaves loopback out; the service is on it
+    viewer: Viewer | None = None
+    talk_pc = None
+    try:
+        with run_service(tmp_path, ["--config", str(config)], env={"HOME": str(home)}) as service:
+            an = next(
+                str(link["token"])
+                for link in service.links("r1")
+                if link["student_id"] == "0101000001"
+            )
+            viewer = Viewer(service.whep("r1"), an, video_lines=1, channel=True)
+            assert (await viewer.connect()).status_code == 201
+            assert viewer.classroom is not None and viewer.classroom.id is not None
+            console = f"{service.base}/api/rooms/r1/console"
+            async with httpx.AsyncClient(timeout=10) as client:
+                [pupil] = (await client.get(console)).json()["online"]
+                allowed = await client.post(
+                    console, json={"action": "allow_speak", "key": pupil["key"]}
+                )
+                assert allowed.status_code == 200, allowed.text
+            whip = f"{service.base}/whip/r1?channel={viewer.classroom.id}"
+            talking, talk_pc = await publish_microphone(whip, an)
+            assert talking.status_code == 201, talking.text
+
+            def played() -> int:
+                return speaker_out.stat().st_size if speaker_out.exists() else 0
+
+            assert await eventually(lambda: played() > 48_000, 20), played()  # 0.5 s
+            os.kill(service.process.pid, signal.SIGSTOP)
+            try:
+                before = played()
+                await asyncio.sleep(2)
+                grown = played() - before
+            finally:
+                os.kill(service.process.pid, signal.SIGCONT)
+            seconds = grown / 2 / 48_000  # 48 kHz, 16-bit mono
+            print(f"\nthe speakers played {seconds:.2f} s of the 2 s the control process stopped")
+            assert seconds > 1.5, seconds
+    finally:
+        if talk_pc is not None:
+            await talk_pc.close()
+        if viewer is not None:
+            await viewer.close()
+        gather_only(None)
 
 
 def test_a_killed_media_process_is_replaced_and_the_pupils_come_back(tmp_path: Path) -> None:

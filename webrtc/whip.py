@@ -87,11 +87,13 @@ class Publishers:
         *,
         connect_timeout: float = 15.0,
         max_sessions: int = 8,
+        on_connected: Callable[[TalkSession], None] | None = None,
         on_closed: Callable[[TalkSession], None] | None = None,
     ) -> None:
         self.ice_servers = ice_servers if callable(ice_servers) else list(ice_servers)
         self.connect_timeout = connect_timeout
         self.max_sessions = max_sessions
+        self.on_connected = on_connected
         self.on_closed = on_closed
         self.sessions: dict[str, TalkSession] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -104,11 +106,17 @@ class Publishers:
         self._tasks = []
         await asyncio.gather(*(self.delete(s) for s in list(self.sessions)))
 
-    async def create(self, offer_sdp: str, **info: object) -> tuple[TalkSession, str]:
-        """Answer a WHIP offer; returns the session and the SDP answer. Raises `OfferError`."""
+    async def create(
+        self, offer_sdp: str, ice_servers: Sequence[IceServer] | None = None, **info: object
+    ) -> tuple[TalkSession, str]:
+        """Answer a WHIP offer (with `ice_servers`, else the pool's); returns the session and
+        the SDP answer. Raises `OfferError`."""
         if len(self.sessions) >= self.max_sessions:
             raise OfferError(503, "Too many speakers", f"at most {self.max_sessions} at once")
-        servers = self.ice_servers() if callable(self.ice_servers) else self.ice_servers
+        if ice_servers is not None:
+            servers: Sequence[IceServer] = ice_servers
+        else:
+            servers = self.ice_servers() if callable(self.ice_servers) else self.ice_servers
         pc = RTCPeerConnection(rtc_configuration(servers))
         session = TalkSession(secrets.token_urlsafe(16), pc)
         session.info.update(info)
@@ -118,6 +126,8 @@ class Publishers:
         def _on_state() -> None:
             if pc.connectionState == "connected" and session.connected_at is None:
                 session.connected_at = time.monotonic()
+                if self.on_connected is not None:
+                    self.on_connected(session)
 
         try:
             answer = await session.answer(offer_sdp)

@@ -272,10 +272,19 @@ class Worker:
 
 def apply_hello(hello: wire.Hello) -> None:
     """The process-wide aiortc settings the service has too."""
-    if hello.addresses is not None:
-        gather_only(hello.addresses)
     ports = UdpPorts(*hello.ports) if hello.ports is not None else None
-    gather_in(GatherPolicy(ports, hello.public_address))
+    apply_peer_settings(hello.addresses, ports, hello.public_address)
+
+
+def apply_peer_settings(
+    addresses: Sequence[str] | None, ports: UdpPorts | None, public_address: str | None
+) -> None:
+    """The process-wide aiortc settings of a process that answers peers (a viewer worker,
+    a media process): candidates only on `addresses` (None: every interface's), ports
+    from `ports`, our DTLS suites, the datagram guard."""
+    if addresses is not None:
+        gather_only(list(addresses))
+    gather_in(GatherPolicy(ports, public_address))
     harden()
     guard_datagrams(True)
     quiet_departures(asyncio.get_running_loop())

@@ -35,7 +35,7 @@ from typing import Any
 from capture.supervise import cancel_all, supervised
 from edge.live.room import Room
 from edge.school.clock import Clock
-from webrtc import PacketBus, TalkSession, Viewer
+from webrtc import PacketBus, Viewer
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,16 @@ class Participant:
             channel.send(message)
 
 
+@dataclass
+class Talk:
+    """A talking pupil's microphone (WHIP), played by the room's media plane."""
+
+    id: str
+    room: str
+    channel: str  # the page's classroom channel
+    connected_at: float | None = None  # time.monotonic()
+
+
 class Classroom:
     """One room's taking part; `start()` runs the reaper of lost channels, `stop()` ends
     it and every talk session."""
@@ -140,7 +150,7 @@ class Classroom:
         )
         self.speaking: str | None = None  # the participant allowed to speak...
         self.speaking_channel: str | None = None  # ...and the one device of theirs heard
-        self.talk: TalkSession | None = None  # the microphone published for that turn
+        self.talk: Talk | None = None  # the microphone published for that turn
         self.removed: set[str] = set()  # pupil IDs removed from the current lesson
         # (pupil ID picked or None, address): class-link devices removed from this lesson
         self.removed_picks: set[tuple[str | None, str]] = set()
@@ -148,15 +158,14 @@ class Classroom:
         self.version = 0
         self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
         self._tasks: list[asyncio.Task[None]] = []
-        self._talk_task: asyncio.Task[None] | None = None
         self._pending: list[tuple[Awaitable[object], str]] = []  # run by the reaper
 
     async def start(self) -> None:
         self._tasks = [supervised(f"classroom-{self.room.name}", self._reap)]
 
     async def stop(self) -> None:
-        await cancel_all(self._tasks + ([self._talk_task] if self._talk_task else []))
-        self._tasks, self._talk_task = [], None
+        await cancel_all(self._tasks)
+        self._tasks = []
         for channel in list(self.channels.values()):
             self._close(channel, "service stopping")
         await self._run_pending()
@@ -400,34 +409,21 @@ class Classroom:
         """Whether this device is the one the teacher allowed to speak now."""
         return self.speaking == channel.key and self.speaking_channel == channel.id
 
-    def talk_started(self, channel: Channel, talk: TalkSession) -> TalkSession | None:
-        """A microphone published for the allowed turn; the one it replaces (to close)."""
+    def talk_started(self, channel: Channel, talk: Talk) -> Talk | None:
+        """A microphone published for the allowed turn (the room's media plane plays it);
+        the one it replaces (to close)."""
         old, self.talk = self.talk, talk
-        if self._talk_task is not None:
-            self._talk_task.cancel()
-        self._talk_task = asyncio.create_task(self._play(talk), name=f"talk-{self.room.name}")
         self._touch()
         return old if old is not None and old is not talk else None
 
-    def talk_ended(self, talk: TalkSession) -> None:
+    def talk_connected(self, talk: Talk) -> None:
         if self.talk is talk:
-            self.talk = None
-            if self._talk_task is not None:
-                self._talk_task.cancel()
-                self._talk_task = None
             self._touch()
 
-    async def _play(self, talk: TalkSession) -> None:
-        """The turn's microphone to the speakers (kept in `_talk_task`, cancelled when the
-        turn ends and awaited by `stop()`)."""
-        speaker = self.room.speaker
-        try:
-            async for frame in talk.frames():
-                if self.talk is talk and speaker is not None:
-                    speaker.play(frame)  # type: ignore[arg-type]
-                    self.room.heard(speaker.level > 0)
-        except Exception:
-            logger.exception("room %s: playing talk session %s", self.room.name, talk.id)
+    def talk_ended(self, talk: Talk) -> None:
+        if self.talk is talk:
+            self.talk = None
+            self._touch()
 
     # ------------------------------------------------------------ the teacher
 
@@ -530,5 +526,5 @@ class Classroom:
             "messages": list(self.messages),
             "speaking": self.speaking,
             "talking": self.talk is not None and self.talk.connected_at is not None,
-            "speaker": self.room.speaker is not None,
+            "speaker": self.room.has_speakers,
         }  # fmt: skip

@@ -1,15 +1,18 @@
 """A room's media plane: its sources, one encoder and one bus per rendition, the lines a
-viewer chooses among. `LocalMedia` runs them in this process (the media process runs one
-per room: `edge.live.mediahost`); `edge.live.remote.RemoteMedia` is the control process's
-view of them, with mirror buses fed from the media process. Both have the same face
-(`RoomMedia`), which is all `Room` uses."""
+viewer chooses among, the recording's takes, the relay's forwarder, and the classroom
+speakers with the talking pupil's microphone (WHIP) they play. `LocalMedia` runs them in
+this process (the media process runs one per room: `edge.live.mediahost`);
+`edge.live.remote.RemoteMedia` is the control process's view of them, with mirror buses
+fed from the media process. Both have the same face (`RoomMedia`), which is all `Room` and
+the service use."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Literal, Protocol
 
 import av
 from PIL import Image
@@ -23,6 +26,7 @@ from capture import (
     ScreenGrab,
     Source,
     SourcePipeline,
+    Speaker,
     TestBoard,
     TestCamera,
     TestTone,
@@ -31,6 +35,7 @@ from capture import (
     VideoEncoder,
     slate,
 )
+from capture.supervise import cancel_all
 from edge.config.settings import (
     AlsaSource,
     BoardSource,
@@ -44,8 +49,11 @@ from edge.config.settings import (
 )
 from edge.live.mediawire import EncoderStatus, RoomStatus, SourceStatus
 from edge.recording.take import LocalTake, OnOpen, Take, TakePlan
-from webrtc import LayerView, PacketBus, VideoLine
+from webrtc import LayerView, OfferError, PacketBus, Publishers, TalkSession, VideoLine
+from webrtc.ice import IceServer
 from webrtc.relay import RelayMedia, RtpForwarder
+
+logger = logging.getLogger(__name__)
 
 DUCKED_GAIN = 0.15  # about -16 dB: the microphone a talking pupil hears while heard
 CAMERA_PAUSED = "Camera tạm tắt"
@@ -55,6 +63,12 @@ RECONNECTING = {
     "board": ("Hình bảng đang kết nối lại", "Tiếng vẫn nghe bình thường. Hình sẽ trở lại ngay."),
 }
 PREVIEW_WIDTH = 480
+TALK_CONNECT_TIMEOUT = 15.0  # s a talking pupil's microphone may take to connect
+TALKS_PER_ROOM = 2  # a turn, and the next one while the first closes
+NO_SPEAKERS = "Phòng này chưa cấu hình loa ([speaker]): học sinh chưa nói được."
+
+TalkState = Literal["connected", "closed"]
+OnTalk = Callable[[str, TalkState], None]  # (talk session id, what became of it)
 
 
 def video_source(name: str, config: CameraSource | BoardSource, top: VideoRendition) -> Source:
@@ -151,13 +165,17 @@ class RoomMedia(Protocol):
 
     def set_ducking(self, on: bool) -> None: ...
 
-    def set_loud(self, loud: bool) -> None: ...
-
     def status(self) -> RoomStatus: ...
 
     async def preview(self, source: str) -> bytes | None: ...
 
     async def take(self, plan: TakePlan, on_open: OnOpen) -> Take: ...
+
+    async def talk(self, offer_sdp: str, ice_servers: list[IceServer]) -> tuple[str, str]: ...
+
+    async def end_talk(self, session_id: str) -> bool: ...
+
+    def on_talk_events(self, on_talk: OnTalk) -> None: ...
 
     async def forward(
         self,
@@ -307,8 +325,17 @@ class LocalMedia:
     ) -> None:
         self.room, self.settings, self.origin = room, settings, origin
         self._serve_here = serve_here  # False: only the buses' taps (other processes) read
-        self._loud: Callable[[], bool] = lambda: False
-        layout = self.layout = MediaLayout(room, settings, origin, bus_for, lambda: self._loud())
+        self.speaker = Speaker(settings.speaker.device) if settings.speaker is not None else None
+        self.talks = Publishers(
+            (),
+            connect_timeout=TALK_CONNECT_TIMEOUT,
+            max_sessions=TALKS_PER_ROOM,
+            on_connected=lambda talk: self._on_talk(talk.id, "connected"),
+            on_closed=lambda talk: self._on_talk(talk.id, "closed"),
+        )
+        self._on_talk: OnTalk = lambda session, state: None
+        self._players: set[asyncio.Task[None]] = set()
+        layout = self.layout = MediaLayout(room, settings, origin, bus_for, self._loud)
         self.buses = layout.buses
         self.video_lines, self.vp8_lines, self.audio = (
             layout.video_lines,
@@ -347,9 +374,9 @@ class LocalMedia:
     def _publish(self, rendition: str, packet: Packet) -> None:
         self.buses[rendition].publish_threadsafe(packet)
 
-    def hear_speaker(self, loud: Callable[[], bool]) -> None:
-        """Where the ducking learns that the speaker plays a pupil's voice."""
-        self._loud = loud
+    def _loud(self) -> bool:
+        """The speakers play a pupil's voice now: the microphone they hear back is ducked."""
+        return self.speaker is not None and self.speaker.level > 0
 
     async def warm(self) -> None:
         if not self.capturing:
@@ -360,11 +387,47 @@ class LocalMedia:
                     bus.bind(loop)
             for pipeline in self.pipelines:
                 pipeline.start()
+            if self.speaker is not None:
+                self.speaker.start()
+            await self.talks.start()
 
     async def cool(self) -> None:
         if self.capturing:
             self.capturing = False
+            await self.talks.stop()
+            await cancel_all(list(self._players))
             await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.pipelines))
+            if self.speaker is not None:
+                await asyncio.to_thread(self.speaker.stop)
+
+    def on_talk_events(self, on_talk: OnTalk) -> None:
+        """Who is told when a talk session connects or closes."""
+        self._on_talk = on_talk
+
+    async def talk(self, offer_sdp: str, ice_servers: list[IceServer]) -> tuple[str, str]:
+        """A talking pupil's microphone (WHIP), played through the classroom speakers;
+        (its session id, the SDP answer). Raises `OfferError`."""
+        if self.speaker is None:
+            raise OfferError(409, "No speakers", NO_SPEAKERS)
+        if not self.capturing:
+            raise OfferError(409, "No lesson", "the room is not capturing")
+        session, answer = await self.talks.create(offer_sdp, ice_servers)
+        player = asyncio.create_task(self._play(session), name=f"talk-{self.room}")
+        self._players.add(player)  # it ends with the session's track; `cool` awaits it
+        player.add_done_callback(self._players.discard)
+        return session.id, answer
+
+    async def _play(self, session: TalkSession) -> None:
+        speaker = self.speaker
+        try:
+            async for frame in session.frames():
+                if speaker is not None:
+                    speaker.play(frame)  # type: ignore[arg-type]
+        except Exception:
+            logger.exception("room %s: playing talk session %s", self.room, session.id)
+
+    async def end_talk(self, session_id: str) -> bool:
+        return await self.talks.delete(session_id)
 
     def pause_camera(self, paused: bool) -> None:
         top = self.settings.camera_renditions[0]
@@ -383,9 +446,6 @@ class LocalMedia:
     def set_ducking(self, on: bool) -> None:
         if self.layout.ducking_encoder is not None:
             self.layout.ducking_encoder.active = on
-
-    def set_loud(self, loud: bool) -> None:
-        """Nothing to do here: `hear_speaker` reads the speaker itself."""
 
     def status(self) -> RoomStatus:
         mic = self.layout.mic_encoder
@@ -409,6 +469,7 @@ class LocalMedia:
                 for source, e in self.layout.encoders()
             ],
             mic_loud_at=None if mic is None else mic.loud_at,
+            speaker_error=self.speaker.error if self.speaker is not None else None,
         )
 
     async def preview(self, source: str) -> bytes | None:

@@ -1,9 +1,10 @@
 """A media process: `python -m edge.live.mediahost --control FD --handover FD [--name N]`.
 
 The service starts one per room (`edge.live.remote.MediaProcess`). It runs the room's media
-plane (`edge.live.media.LocalMedia`: capture threads, encoders, buses), the recording's
-takes (`edge.recording.take`: the files of each part) and, in relay mode, the RTP forwarder
-to Janus (`webrtc.relay.RtpForwarder`) apart from the control process (HTTP, SQLite, the
+plane (`edge.live.media.LocalMedia`: capture threads, encoders, buses, the speakers and a
+talking pupil's microphone), the recording's takes (`edge.recording.take`: the files of
+each part) and, in relay mode, the RTP forwarder to Janus (`webrtc.relay.RtpForwarder`)
+apart from the control process (HTTP, SQLite, the
 scheduler, the console, the archive, each lesson's record) and from the other rooms, and
 writes every encoded packet once to each media socket the control process hands it
 (`webrtc.feed.FeedHub`): the viewer workers' and the control process's own.
@@ -31,13 +32,15 @@ from typing import Any
 from capture.supervise import cancel_all, supervised
 from edge.config.settings import RoomSettings
 from edge.live import mediawire as wire
-from edge.live.media import LocalMedia
+from edge.live.media import LocalMedia, TalkState
 from edge.recording.recordings import MediaFile
 from edge.recording.take import LocalTake
-from webrtc import PacketBus
+from webrtc import OfferError, PacketBus
 from webrtc.feed import FeedHub
 from webrtc.handover import take_handovers
+from webrtc.ice import IceServer, UdpPorts
 from webrtc.relay import RelayMedia, RtpForwarder
+from webrtc.worker import apply_peer_settings
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +51,13 @@ class MediaHost:
     def __init__(self, hello: wire.Hello, writer: asyncio.StreamWriter) -> None:
         self.hello = hello
         self._writer = writer
-        self.loud: dict[str, bool] = {}
         self.rooms: dict[str, LocalMedia] = {}
         self.takes: dict[int, LocalTake] = {}
         self.forwarders: dict[str, RtpForwarder] = {}
         for name, data in hello.rooms.items():
             settings = RoomSettings.model_validate(data)
             media = LocalMedia(name, settings, hello.origin, serve_here=False)
-            media.hear_speaker(functools.partial(self.is_loud, name))
+            media.on_talk_events(functools.partial(self._talking, name))
             self.rooms[name] = media
         by_name: dict[str, PacketBus] = {}
         for media in self.rooms.values():
@@ -72,8 +74,8 @@ class MediaHost:
         self._tasks: list[asyncio.Task[None]] = []
         self._requests: set[asyncio.Task[None]] = set()
 
-    def is_loud(self, room: str) -> bool:
-        return self.loud.get(room, False)
+    def _talking(self, room: str, session: str, state: TalkState) -> None:
+        self.send(wire.Talking(room=room, session=session, state=state))
 
     def send(self, message: wire.Message) -> None:
         if not self._writer.is_closing():
@@ -96,6 +98,8 @@ class MediaHost:
                 wire.Warm()
                 | wire.Cool()
                 | wire.Preview()
+                | wire.Talk()
+                | wire.EndTalk()
                 | wire.BeginTake()
                 | wire.EndTake()
                 | wire.Forward()
@@ -110,8 +114,6 @@ class MediaHost:
                 self.rooms[room].set_twins(on)
             case wire.Duck(room=room, on=on) if room in self.rooms:
                 self.rooms[room].set_ducking(on)
-            case wire.Loud(room=room, loud=loud) if room in self.rooms:
-                self.loud[room] = loud
             case wire.FailTake(take=key, error=error) if key in self.takes:
                 self.takes[key].fail(error)
             case _:
@@ -146,6 +148,11 @@ class MediaHost:
                     self.forwarders[message.room] = forwarder
                 case wire.Unforward():
                     await self._unforward(message.room)
+                case wire.Talk(offer=offer, ice_servers=servers):
+                    await self._talk(media, message.req, offer, servers)
+                    return
+                case wire.EndTalk(session=session):
+                    await media.end_talk(session)
                 case wire.Preview(source=source):
                     jpeg = await media.preview(source)
                     text = None if jpeg is None else base64.b64encode(jpeg).decode()
@@ -155,10 +162,26 @@ class MediaHost:
             logger.exception("%s of room %s", message.type, message.room)
             if isinstance(message, wire.Preview):
                 self.send(wire.Picture(req=message.req, jpeg=None))
+            elif isinstance(message, wire.Talk):
+                self.send(wire.Answered(req=message.req, session=None, status=500))
             else:
                 self.send(wire.Done(req=message.req, error=repr(exc)[:300]))
             return
         self.send(wire.Done(req=message.req))
+
+    async def _talk(
+        self, media: LocalMedia, req: int, offer: str, servers: list[wire.IceServerSpec]
+    ) -> None:
+        ice = [IceServer(tuple(s.urls), s.username, s.credential) for s in servers]
+        try:
+            session, answer = await media.talk(offer, ice)
+        except OfferError as exc:
+            refused = wire.Answered(
+                req=req, session=None, status=exc.status, title=exc.title, detail=exc.detail
+            )
+            self.send(refused)
+            return
+        self.send(wire.Answered(req=req, session=session, sdp=answer))
 
     async def _unforward(self, room: str) -> None:
         forwarder = self.forwarders.pop(room, None)
@@ -231,6 +254,8 @@ async def serve(control_fd: int, handover_fd: int) -> None:
     first = wire.to_media(await reader.readline())
     if not isinstance(first, wire.Hello) or first.version != wire.VERSION:
         raise SystemExit(f"expected hello version {wire.VERSION}, got {first!r:.200}")
+    ports = UdpPorts(*first.ports) if first.ports is not None else None
+    apply_peer_settings(first.addresses, ports, first.public_address)
     host = MediaHost(first, writer)
     await host.start()
     taker = threading.Thread(

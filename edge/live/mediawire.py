@@ -3,11 +3,12 @@
 object a line. Encoded packets do not pass here: the media process writes them to media
 sockets (`webrtc.feed`) handed to it on a socket of their own (`webrtc.handover`).
 
-Control → media: `Hello` (first, once), `Warm`, `Cool`, `Preview`, `BeginTake`, `EndTake`,
-`Forward`, `Unforward` (each with `req`), `Pause`, `Twins`, `Duck`, `Loud`, `FailTake`.
-Media → control: `Ready` (first, once), `Done`, `Picture` and `Taken` (replies, with the
-request's `req`), `Opened` (a take opened a file), `Status` (every `status_every` seconds:
-the heartbeat, with every room's sources and encoders and every take's progress).
+Control → media: `Hello` (first, once), `Warm`, `Cool`, `Preview`, `Talk`, `EndTalk`,
+`BeginTake`, `EndTake`, `Forward`, `Unforward` (each with `req`), `Pause`, `Twins`, `Duck`,
+`FailTake`. Media → control: `Ready` (first, once), `Done`, `Picture`, `Answered` and
+`Taken` (replies, with the request's `req`), `Opened` (a take opened a file), `Talking` (a
+talk session connected or closed), `Status` (every `status_every` seconds: the heartbeat,
+with every room's sources and encoders and every take's progress).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class Hello(Message):
     origin: float  # the buses' time zero (CLOCK_MONOTONIC: one clock for every process)
     order: list[str]  # bus names in wire order: a media frame names its bus by index
     status_every: float = 0.25
+    # the peer connections' settings (a talking pupil's microphone), as the service's own
+    addresses: list[str] | None = None  # the only addresses of host candidates
+    ports: tuple[int, int] | None = None  # first and last UDP port
+    public_address: str | None = None
 
 
 class Warm(Message):
@@ -74,10 +79,27 @@ class Duck(Message):
     on: bool  # the ducked microphone for a talking pupil: encode it
 
 
-class Loud(Message):
-    type: Literal["loud"] = "loud"
+class IceServerSpec(Message):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class Talk(Message):
+    """A talking pupil's WHIP offer, for the room's speakers; answered with `Answered`."""
+
+    type: Literal["talk"] = "talk"
+    req: int
     room: str
-    loud: bool  # the room's speaker plays a pupil's voice now: duck the microphone
+    offer: str
+    ice_servers: list[IceServerSpec]
+
+
+class EndTalk(Message):
+    type: Literal["end-talk"] = "end-talk"
+    req: int
+    room: str
+    session: str
 
 
 class BeginTake(Message):
@@ -146,6 +168,25 @@ class Picture(Message):
     jpeg: str | None  # base64; None: that source is not capturing
 
 
+class Answered(Message):
+    type: Literal["answered"] = "answered"
+    req: int
+    session: str | None  # None: refused, as `status`, `title`, `detail` say
+    sdp: str | None = None
+    status: int = 201
+    title: str = ""
+    detail: str = ""
+
+
+class Talking(Message):
+    """A talk session connected, or closed (ended, failed, never connected)."""
+
+    type: Literal["talking"] = "talking"
+    room: str
+    session: str
+    state: Literal["connected", "closed"]
+
+
 class Taken(Message):
     type: Literal["taken"] = "taken"
     req: int
@@ -187,6 +228,7 @@ class RoomStatus(Message):
     sources: list[SourceStatus] = []
     encoders: list[EncoderStatus] = []
     mic_loud_at: float | None = None  # CLOCK_MONOTONIC time the microphone last heard sound
+    speaker_error: str | None = None  # the classroom speakers do not play: why
 
 
 class Status(Message):
@@ -203,7 +245,8 @@ ToMedia = Annotated[
     | Pause
     | Twins
     | Duck
-    | Loud
+    | Talk
+    | EndTalk
     | BeginTake
     | EndTake
     | FailTake
@@ -211,8 +254,12 @@ ToMedia = Annotated[
     | Unforward,
     Field(discriminator="type"),
 ]
-FromMedia = Annotated[Ready | Done | Picture | Taken | Opened | Status, Field(discriminator="type")]
-Request = Warm | Cool | Preview | BeginTake | EndTake | Forward | Unforward  # answered by `req`
+FromMedia = Annotated[
+    Ready | Done | Picture | Answered | Taken | Opened | Talking | Status,
+    Field(discriminator="type"),
+]
+# answered by `req`
+Request = Warm | Cool | Preview | Talk | EndTalk | BeginTake | EndTake | Forward | Unforward
 _to_media: TypeAdapter[ToMedia] = TypeAdapter(ToMedia)
 _from_media: TypeAdapter[FromMedia] = TypeAdapter(FromMedia)
 

@@ -29,11 +29,12 @@ from capture import MAX_ABANDONED, AudioEncoder, MediaKind, VideoEncoder
 from capture.supervise import cancel_all, end_process, spawn_module, supervised, watch_ticks
 from edge.config.settings import RoomSettings
 from edge.live import mediawire as wire
-from edge.live.media import MediaLayout, bus_for
+from edge.live.media import MediaLayout, OnTalk, TalkState, bus_for
 from edge.recording.take import OnOpen, TakeEnd, TakePlan, TakeProgress
-from webrtc import PacketBus
+from webrtc import OfferError, PacketBus
 from webrtc.feed import FeedReceiver
 from webrtc.handover import hand
+from webrtc.ice import IceServer
 from webrtc.relay import RelayMedia
 from webrtc.wire import Pending
 
@@ -57,10 +58,15 @@ class MediaProcess:
         origin: float,
         *,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        addresses: list[str] | None = None,
+        ports: tuple[int, int] | None = None,
+        public_address: str | None = None,
     ) -> None:
         self.settings = dict(rooms)
         self.origin = origin
         self.heartbeat_timeout = heartbeat_timeout
+        # its peer connections' settings (a talking pupil's microphone), as ours
+        self.addresses, self.ports, self.public_address = addresses, ports, public_address
         self.on_replaced: Callable[[], Awaitable[None]] | None = None
         self.rooms: dict[str, RemoteMedia] = {}
         self.status: dict[str, wire.RoomStatus] = {}
@@ -137,6 +143,9 @@ class MediaProcess:
             rooms={n: s.model_dump(mode="json") for n, s in self.settings.items()},
             origin=self.origin,
             order=self.order,
+            addresses=self.addresses,
+            ports=self.ports,
+            public_address=self.public_address,
         )
         self._writer.write(wire.encode(hello))
         async with asyncio.timeout(READY_TIMEOUT):
@@ -172,6 +181,10 @@ class MediaProcess:
             if isinstance(message, wire.Opened):
                 if (take := self.takes.get(message.take)) is not None:
                     take.on_open(message.file)
+                continue
+            if isinstance(message, wire.Talking):
+                if (media := self.rooms.get(message.room)) is not None:
+                    media.talking(message.session, message.state)
                 continue
             if not isinstance(message, wire.Ready):
                 self._pending.answer(message.req, message)
@@ -292,7 +305,9 @@ class RemoteMedia:
         self.buses = self.layout.buses
         self.video_lines, self.vp8_lines = self.layout.video_lines, self.layout.vp8_lines
         self.audio = self.layout.audio
-        self.capturing = self.paused = self.twins = self.ducking = self.loud = False
+        self.capturing = self.paused = self.twins = self.ducking = False
+        self.talks: set[str] = set()  # talk sessions the media process runs
+        self._on_talk: OnTalk = lambda session, state: None
         self.forwarding: wire.Forward | None = None  # said again to a new media process
         process.add(self)
 
@@ -336,9 +351,46 @@ class RemoteMedia:
         self.ducking = on
         self._process.send(wire.Duck(room=self.room, on=on))
 
-    def set_loud(self, loud: bool) -> None:
-        self.loud = loud
-        self._process.send(wire.Loud(room=self.room, loud=loud))
+    def on_talk_events(self, on_talk: OnTalk) -> None:
+        self._on_talk = on_talk
+
+    async def talk(self, offer_sdp: str, ice_servers: list[IceServer]) -> tuple[str, str]:
+        """A talking pupil's microphone, answered and played in the media process."""
+        servers = [
+            wire.IceServerSpec(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in ice_servers
+        ]
+        message = wire.Talk(
+            req=self._process.next_req(), room=self.room, offer=offer_sdp, ice_servers=servers
+        )
+        try:
+            reply = await self._call(message)
+        except (ConnectionError, TimeoutError) as exc:
+            raise OfferError(503, "Not ready", "thử lại sau vài giây") from exc
+        if not isinstance(reply, wire.Answered) or reply.session is None or reply.sdp is None:
+            status, title, detail = (
+                (reply.status, reply.title, reply.detail)
+                if isinstance(reply, wire.Answered)
+                else (500, "No answer", "")
+            )
+            raise OfferError(status, title or "Not answered", detail)
+        self.talks.add(reply.session)
+        return reply.session, reply.sdp
+
+    async def end_talk(self, session_id: str) -> bool:
+        if session_id not in self.talks:
+            return False
+        self.talks.discard(session_id)
+        message = wire.EndTalk(req=self._process.next_req(), room=self.room, session=session_id)
+        with contextlib.suppress(ConnectionError, TimeoutError):  # gone: it has ended
+            await self._call(message)
+        return True
+
+    def talking(self, session_id: str, state: TalkState) -> None:
+        """What the media process said of a talk session."""
+        if state == "closed":
+            self.talks.discard(session_id)
+        self._on_talk(session_id, state)
 
     def status(self) -> wire.RoomStatus:
         return self._process.status.get(self.room) or wire.RoomStatus()
@@ -418,7 +470,9 @@ class RemoteMedia:
         self.pause_camera(self.paused)
         self.set_twins(self.twins)
         self.set_ducking(self.ducking)
-        self.set_loud(self.loud)
+        talks, self.talks = self.talks, set()
+        for session_id in talks:  # they ended with the process that ran them
+            self._on_talk(session_id, "closed")
         if self.capturing:
             await self.warm()
             await self._forward()

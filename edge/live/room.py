@@ -1,5 +1,5 @@
-"""A classroom at run time: its media plane (sources, encoders, buses: here or in the
-media process, `edge.live.media`), and the parts it owns: its camera control, its speaker,
+"""A classroom at run time: its media plane (sources, encoders, buses, speakers: here or in
+the room's media process, `edge.live.media`), and the parts it owns: its camera control,
 its classroom (who takes part), its recorder."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from capture import MAX_ABANDONED, SourcePipeline, Speaker
+from capture import MAX_ABANDONED, SourcePipeline
 from capture.supervise import run_every_step
 from edge.config.settings import RoomSettings
 from edge.live.media import LocalMedia, RoomMedia
@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 class Room:
     """One classroom at run time, owning its parts: its media plane (`media`: in this
-    process unless given), the camera control, the speaker, the classroom (who takes
-    part), the recorder; `stop()` stops them all, each step even when one fails."""
+    process unless given), the camera control, the classroom (who takes part), the
+    recorder; `stop()` stops them all, each step even when one fails."""
 
     classroom: Classroom  # attached by the service once the room exists (it needs the room)
     recorder: Recorder | None = None  # None: this room is not recorded
@@ -53,11 +53,6 @@ class Room:
         self.origin = self.media.origin  # the buses' time zero
         self.buses: dict[str, PacketBus] = self.media.buses
         self.twins = OnDemand(f"room {name}: VP8 twins", self.media.set_twins)
-        self.speaker = Speaker(settings.speaker.device) if settings.speaker is not None else None
-        self._loud = False
-        if isinstance(self.media, LocalMedia) and self.speaker is not None:
-            speaker = self.speaker
-            self.media.hear_speaker(lambda: speaker.level > 0)
         self.camera_paused = False
 
     @property
@@ -79,8 +74,6 @@ class Room:
             self.warmed_at = loop.time()
             self.warmed_origin = time.monotonic()
             await self.media.warm()
-            if self.speaker is not None:
-                self.speaker.start()
             await self.twins.start()
 
     async def cool(self) -> None:
@@ -89,8 +82,6 @@ class Room:
             self.capturing = False
             await self.twins.stop()
             await self.media.cool()
-            if self.speaker is not None:
-                await asyncio.to_thread(self.speaker.stop)
 
     def pause_camera(self, paused: bool) -> None:
         """Privacy: a slate goes out (and is recorded) instead of the camera's picture."""
@@ -101,14 +92,15 @@ class Room:
         """A pupil talks (`on`): encode the microphone they hear back, ducked while the
         speaker plays their voice."""
         self.media.set_ducking(on)
-        if not on:
-            self.heard(False)
 
-    def heard(self, loud: bool) -> None:
-        """Whether the speaker plays a pupil's voice now (told after each frame played)."""
-        if loud != self._loud:
-            self._loud = loud
-            self.media.set_loud(loud)
+    @property
+    def has_speakers(self) -> bool:
+        """The room has classroom speakers: a pupil may be heard."""
+        return self.settings.speaker is not None
+
+    def speaker_error(self) -> str | None:
+        """Why the classroom speakers do not play, if they do not."""
+        return self.media.status().speaker_error
 
     def sources(self) -> list[SourceStatus]:
         return self.media.status().sources

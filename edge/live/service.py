@@ -22,9 +22,10 @@ from edge.access.rules import Staff, own_names
 from edge.access.staff import StaffSessions
 from edge.access.throttle import Throttle
 from edge.config.settings import Config, LibrarySettings, RoomSettings
-from edge.live.classroom import Channel, Classroom
+from edge.live.classroom import Channel, Classroom, Talk
 from edge.live.delivery import Delivery
 from edge.live.logbook import Logbook
+from edge.live.media import TalkState
 from edge.live.ptz import CameraControl, CameraControlError
 from edge.live.relay import Relay, read_secret
 from edge.live.remote import MediaProcess, RemoteMedia
@@ -44,9 +45,7 @@ from edge.school.roster import Pupil
 from edge.school.scheduler import RoomPlan, Rules, Scheduler
 from webrtc import (
     IceServer,
-    Publishers,
     SessionManager,
-    TalkSession,
     Viewer,
     Viewers,
     WorkerPool,
@@ -99,11 +98,7 @@ class EdgeService:
             UdpPorts.parse(webrtc.udp_ports) if webrtc.udp_ports else None,
             webrtc.public_address,
         )
-        self.publishers = Publishers(  # pupils' microphones, one turn each (WHIP)
-            () if self.loopback else lambda: self.ice_servers("edge"),
-            max_sessions=max(2, len(config.rooms) * 2),
-            on_closed=self._talk_closed,
-        )
+        self.talks: dict[str, Talk] = {}  # pupils' microphones, one turn each (WHIP)
         self.attendance = AttendanceStore(config.site.data_dir / "lessons.db")
         self._heartbeat: asyncio.Task[None] | None = None
         self.store = LessonStore(config.site.data_dir / "lessons.db")
@@ -120,8 +115,16 @@ class EdgeService:
             else None
         )  # [relay]: pupils play from Janus; None: the built-in fan-out serves them
         origin = time.monotonic()  # the buses' time zero, the same in every process
+        addresses = self._candidate_addresses()
+        ports = self.gather_policy.ports
         self.media_processes = {  # each room's capture and encoders in a process of its own
-            name: MediaProcess({name: settings}, origin)
+            name: MediaProcess(
+                {name: settings},
+                origin,
+                addresses=addresses,
+                ports=(ports.first, ports.last) if ports is not None else None,
+                public_address=self.gather_policy.public_address,
+            )
             for name, settings in config.rooms.items()
             if config.site.webrtc.media_process
         }
@@ -170,13 +173,14 @@ class EdgeService:
         process = self.media_processes.get(name)
         media = None if process is None else RemoteMedia(name, settings, process)
         room = Room(name, settings, camera, media)
+        room.media.on_talk_events(partial(self._talk_event, name))
         room.classroom = Classroom(
             room,
             clock=self.clock,
             zone=config.zone,
             names=self._name_of,
             close_media=self.close_media,
-            close_talk=self.publishers.delete,
+            close_talk=self.end_talk,
             on_present=self._present,
             on_absent=self._absent,
         )
@@ -244,7 +248,6 @@ class EdgeService:
         # side by side: each takes a python's start-up
         starts = [process.start() for process in self.media_processes.values()]
         await asyncio.gather(*starts, self.sessions.start())
-        await self.publishers.start()
         for room in self.rooms.values():
             await room.classroom.start()
         if self.relay is not None:
@@ -383,10 +386,37 @@ class EdgeService:
         if not await self.sessions.delete(media_id) and self.relay is not None:
             await self.relay.leave(media_id)
 
-    def _talk_closed(self, talk: TalkSession) -> None:
-        room = self.rooms.get(str(talk.info.get("room", "")))
-        if room is not None:
-            room.classroom.talk_ended(talk)
+    async def start_talk(self, room: str, channel: Channel, offer: str) -> tuple[Talk, str]:
+        """A pupil's microphone for the turn the teacher gave `channel`, answered and played
+        by the room's media plane; (the talk, the SDP answer). Raises `OfferError`."""
+        servers = [] if self.loopback else self.ice_servers("edge")
+        session_id, answer = await self.rooms[room].media.talk(offer, servers)
+        talk = self.talks[session_id] = Talk(session_id, room, channel.id)
+        replaced = self.rooms[room].classroom.talk_started(channel, talk)
+        if replaced is not None:
+            await self.end_talk(replaced.id)
+        return talk, answer
+
+    async def end_talk(self, session_id: str) -> bool:
+        talk = self.talks.pop(session_id, None)
+        if talk is None:
+            return False
+        self.rooms[talk.room].classroom.talk_ended(talk)
+        await self.rooms[talk.room].media.end_talk(session_id)
+        return True
+
+    def _talk_event(self, room: str, session_id: str, state: TalkState) -> None:
+        """The media plane says a talk session connected, or closed by itself (failed,
+        never connected, its process gone)."""
+        talk = self.talks.get(session_id)
+        if talk is None:
+            return
+        if state == "connected":
+            talk.connected_at = time.monotonic()
+            self.rooms[room].classroom.talk_connected(talk)
+        else:
+            del self.talks[session_id]
+            self.rooms[room].classroom.talk_ended(talk)
 
     def _present(self, channel: Channel) -> None:
         self.attendance.joined(
@@ -433,7 +463,6 @@ class EdgeService:
         if self.relay is not None:
             steps.append(("relay", self.relay.stop))
         steps += [("archiver", self.archiver.stop), ("viewer sessions", self.sessions.stop)]
-        steps.append(("talk sessions", self.publishers.stop))
         steps += [(f"room {n}", room.stop) for n, room in self.rooms.items()]
         steps += [(f"room {n}: media process", p.stop) for n, p in self.media_processes.items()]
         steps += [

@@ -148,9 +148,9 @@ def room_warnings(room: Room, mic_silent_seconds: float | None) -> list[str]:
             else f"Phòng {name}: {what} bị treo nhiều lần và không tự mở lại được. "
             "Học sinh thấy thông báo mất hình; hãy báo Tổ CNTT khởi động lại dịch vụ."
         )
-    if room.speaker is not None and room.speaker.error is not None:
+    if (speaker_error := room.speaker_error()) is not None:
         found.append(
-            f"Phòng {name}: Loa lớp học không phát được ({room.speaker.error}). Học sinh được "
+            f"Phòng {name}: Loa lớp học không phát được ({speaker_error}). Học sinh được "
             "cho nói sẽ không được cả lớp nghe thấy; kiểm tra loa và dây cắm."
         )
     if room.recorder is not None and (error := room.recorder.health()["error"]):

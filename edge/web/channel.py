@@ -215,12 +215,9 @@ async def whip_post(
     if isinstance(offer, Response):
         return offer
     try:
-        talk, answer = await service.publishers.create(offer, room=room, channel=channel.id)
+        talk, answer = await service.start_talk(room, channel, offer)
     except OfferError as exc:
         return problem(exc.status, exc.title, exc.detail, headers)
-    replaced = classroom.talk_started(channel, talk)
-    if replaced is not None:
-        await service.publishers.delete(replaced.id)
     return Response(
         answer,
         status_code=201,
@@ -231,8 +228,8 @@ async def whip_post(
 
 @routes.delete("/whip/{room}/{session_id}")
 async def whip_delete(room: Room, session_id: str, service: Service, headers: Cors) -> Response:
-    talk = service.publishers.sessions.get(session_id)
-    if talk is None or talk.info.get("room") != room:
+    talk = service.talks.get(session_id)
+    if talk is None or talk.room != room:
         return problem(404, "No such session", "the session has ended or never existed", headers)
-    await service.publishers.delete(session_id)
+    await service.end_talk(session_id)
     return Response(status_code=200, headers=headers)

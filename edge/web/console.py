@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge.access.links import room_links
 from edge.access.rules import problem, staff_page_refusal
+from edge.live.media import NO_SPEAKERS
 from edge.live.ptz import CameraControlError
 from edge.live.state import room_state
 from edge.web import lessons
@@ -150,12 +151,8 @@ async def console_action(
     action, key = wish.action, wish.key
     done = True
     if action == "allow_speak":
-        if runtime.speaker is None:
-            return problem(
-                409,
-                "No speakers",
-                "Phòng này chưa cấu hình loa ([speaker]): học sinh chưa nói được.",
-            )
+        if not runtime.has_speakers:
+            return problem(409, "No speakers", NO_SPEAKERS)
         done = classroom.allow_speak(key)
     elif action == "mute":
         done = classroom.mute(key)
