@@ -479,11 +479,11 @@ class WorkerPool:
     async def refeed(self, key: int) -> None:
         """Feeding side `key` started again: a new media socket from it to every worker
         (their viewers keep their sessions and resync at the next keyframe)."""
-        for link in self.links:
-            if link is not None and link.ready:
+        for link in self.links:  # a worker still starting too (it may have asked the old one)
+            if link is not None:
                 try:
                     await link.feed(key)
-                except ConnectionError as exc:  # the worker has gone: the watch replaces it
+                except ConnectionError as exc:  # gone (the watch replaces it), or not yet
                     logger.warning("viewer worker %d: no new feed: %s", link.number, exc)
 
     def _message(self, link: WorkerLink, message: wire.FromWorker) -> None:

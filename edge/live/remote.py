@@ -366,7 +366,9 @@ class RemoteMedia:
         try:
             reply = await self._call(message)
         except (ConnectionError, TimeoutError) as exc:
-            raise OfferError(503, "Not ready", "thử lại sau vài giây") from exc
+            raise OfferError(
+                503, "Not ready", "Loa lớp học chưa sẵn sàng, em thử lại sau vài giây nhé."
+            ) from exc
         if not isinstance(reply, wire.Answered) or reply.session is None or reply.sdp is None:
             status, title, detail = (
                 (reply.status, reply.title, reply.detail)
