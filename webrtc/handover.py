@@ -5,12 +5,18 @@ receiving ends; a key names the feed (a worker's number, or the room's media pro
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+logger = logging.getLogger(__name__)
 
 HANDOVER = struct.Struct("!ci")  # b"A" attach (the socket rides along) or b"D" detach; key
+HANDLE_TIMEOUT = 30.0  # s for the loop to take a socket in
 
 
 def hand(handover: socket.socket | None, key: int, given: socket.socket | None) -> None:
@@ -33,11 +39,13 @@ def hand(handover: socket.socket | None, key: int, given: socket.socket | None) 
 
 def take_handovers(
     handover: socket.socket,
-    on_attach: Callable[[int, socket.socket], None],
-    on_detach: Callable[[int], None],
+    loop: asyncio.AbstractEventLoop,
+    on_attach: Callable[[int, socket.socket], Coroutine[Any, Any, None]],
+    on_detach: Callable[[int], Coroutine[Any, Any, None]],
 ) -> None:
-    """Blocking (a thread of its own): each socket given or taken back, until the
-    handover socket closes."""
+    """Blocking (a thread of its own): each socket given or taken back, handled by
+    `on_attach`/`on_detach` on `loop` one after the other, until the handover socket
+    closes."""
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(handover, HANDOVER.size, 1)
@@ -47,8 +55,12 @@ def take_handovers(
             return
         op, key = HANDOVER.unpack(data)
         if op == b"A" and fds:
-            on_attach(key, socket.socket(fileno=fds[0]))
+            step = on_attach(key, socket.socket(fileno=fds[0]))
         else:
             for fd in fds:
                 os.close(fd)
-            on_detach(key)
+            step = on_detach(key)
+        try:
+            asyncio.run_coroutine_threadsafe(step, loop).result(timeout=HANDLE_TIMEOUT)
+        except Exception:
+            logger.exception("media socket %d", key)

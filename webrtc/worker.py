@@ -20,8 +20,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from capture.supervise import cancel_all, supervised
 
@@ -301,19 +300,9 @@ async def serve(control_fd: int, handover_fd: int) -> None:
     worker = Worker(first, writer, loop)
     handover = socket.socket(fileno=handover_fd)
 
-    def run(step: Coroutine[Any, Any, None], key: int) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(step, loop).result(timeout=30)
-        except Exception:
-            logger.exception("media socket %d", key)
-
     taker = threading.Thread(
         target=take_handovers,
-        args=(
-            handover,
-            lambda key, given: run(worker.attach_feed(key, given), key),
-            lambda key: run(worker.detach_feed(key), key),
-        ),
+        args=(handover, loop, worker.attach_feed, worker.detach_feed),
         name="handover",
         daemon=True,
     )

@@ -4,10 +4,10 @@ The service starts one per room (`edge.live.remote.MediaProcess`). It runs the r
 plane (`edge.live.media.LocalMedia`: capture threads, encoders, buses, the speakers and a
 talking pupil's microphone), the recording's takes (`edge.recording.take`: the files of
 each part) and, in relay mode, the RTP forwarder to Janus (`webrtc.relay.RtpForwarder`)
-apart from the control process (HTTP, SQLite, the
-scheduler, the console, the archive, each lesson's record) and from the other rooms, and
-writes every encoded packet once to each media socket the control process hands it
-(`webrtc.feed.FeedHub`): the viewer workers' and the control process's own.
+apart from the control process (HTTP, SQLite, the scheduler, the console, the archive,
+each lesson's record) and from the other rooms, and writes every encoded packet once to
+each media socket the control process hands it (`webrtc.feed.FeedHub`): the viewer
+workers' and the control process's own.
 Nothing the control process does, or fails to do, holds up a frame: if it stops reading,
 its feed falls behind and resyncs; if it dies, the control socket closes and this process
 releases the devices and exits. It says how it is every `status_every` seconds
@@ -26,8 +26,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from capture.supervise import cancel_all, supervised
 from edge.config.settings import RoomSettings
@@ -205,22 +204,6 @@ class MediaHost:
         self.takes.pop(message.take, None)
         self.send(wire.Taken(req=message.req, ended=ended))
 
-    def take_handovers(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
-        """In a thread of its own: media sockets given (or taken back) by the control
-        process, until it closes the handover socket."""
-
-        def run(step: Coroutine[Any, Any, None], key: int) -> None:
-            try:
-                asyncio.run_coroutine_threadsafe(step, loop).result(timeout=30)
-            except Exception:
-                logger.exception("media socket %d", key)
-
-        take_handovers(
-            sock,
-            lambda key, given: run(self.hub.attach(key, given), key),
-            lambda key: run(self.hub.detach(key), key),
-        )
-
     async def stop(self) -> None:
         """Stop the forwarders, close the takes' files, release the devices and end the
         feeds, each step even if one fails (the control process measures the files of
@@ -259,7 +242,10 @@ async def serve(control_fd: int, handover_fd: int) -> None:
     host = MediaHost(first, writer)
     await host.start()
     taker = threading.Thread(
-        target=host.take_handovers, args=(handover, loop), name="handover", daemon=True
+        target=take_handovers,
+        args=(handover, loop, host.hub.attach, host.hub.detach),
+        name="handover",
+        daemon=True,
     )
     taker.start()
     host.send(wire.Ready(pid=os.getpid()))
