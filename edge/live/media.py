@@ -410,7 +410,7 @@ class LocalMedia:
         if self.speaker is None:
             raise OfferError(409, "No speakers", NO_SPEAKERS)
         if not self.capturing:
-            raise OfferError(409, "No lesson", "the room is not capturing")
+            raise OfferError(409, "No lesson", "Lớp học chưa bắt đầu: em chưa nói được.")
         session, answer = await self.talks.create(offer_sdp, ice_servers)
         player = asyncio.create_task(self._play(session), name=f"talk-{self.room}")
         self._players.add(player)  # it ends with the session's track; `cool` awaits it
