@@ -27,12 +27,11 @@ from capture.supervise import cancel_all, supervised
 from . import wire
 from .bus import LayerView, PacketBus
 from .choice import VideoLine
-from .departures import quiet_departures
-from .dtls import harden
 from .feed import FeedReceiver
-from .guard import DROPS, guard_datagrams
+from .guard import DROPS
 from .handover import take_handovers
-from .ice import GatherPolicy, IceServer, UdpPorts, gather_in, gather_only
+from .ice import GatherPolicy, IceServer, UdpPorts
+from .peers import apply_peer_settings
 from .sdp import OfferError
 from .session import Feeds, ViewerSession
 from .whep import SessionManager
@@ -272,21 +271,7 @@ class Worker:
 def apply_hello(hello: wire.Hello) -> None:
     """The process-wide aiortc settings the service has too."""
     ports = UdpPorts(*hello.ports) if hello.ports is not None else None
-    apply_peer_settings(hello.addresses, ports, hello.public_address)
-
-
-def apply_peer_settings(
-    addresses: Sequence[str] | None, ports: UdpPorts | None, public_address: str | None
-) -> None:
-    """The process-wide aiortc settings of a process that answers peers (a viewer worker,
-    a media process): candidates only on `addresses` (None: every interface's), ports
-    from `ports`, our DTLS suites, the datagram guard."""
-    if addresses is not None:
-        gather_only(list(addresses))
-    gather_in(GatherPolicy(ports, public_address))
-    harden()
-    guard_datagrams(True)
-    quiet_departures(asyncio.get_running_loop())
+    apply_peer_settings(hello.addresses, GatherPolicy(ports, hello.public_address))
 
 
 async def serve(control_fd: int, handover_fd: int) -> None:

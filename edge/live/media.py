@@ -407,22 +407,21 @@ class LocalMedia:
     async def talk(self, offer_sdp: str, ice_servers: list[IceServer]) -> tuple[str, str]:
         """A talking pupil's microphone (WHIP), played through the classroom speakers;
         (its session id, the SDP answer). Raises `OfferError`."""
-        if self.speaker is None:
+        speaker = self.speaker
+        if speaker is None:
             raise OfferError(409, "No speakers", NO_SPEAKERS)
         if not self.capturing:
             raise OfferError(409, "No lesson", "Lớp học chưa bắt đầu: em chưa nói được.")
         session, answer = await self.talks.create(offer_sdp, ice_servers)
-        player = asyncio.create_task(self._play(session), name=f"talk-{self.room}")
+        player = asyncio.create_task(self._play(session, speaker), name=f"talk-{self.room}")
         self._players.add(player)  # it ends with the session's track; `cool` awaits it
         player.add_done_callback(self._players.discard)
         return session.id, answer
 
-    async def _play(self, session: TalkSession) -> None:
-        speaker = self.speaker
+    async def _play(self, session: TalkSession, speaker: Speaker) -> None:
         try:
             async for frame in session.frames():
-                if speaker is not None:
-                    speaker.play(frame)  # type: ignore[arg-type]
+                speaker.play(frame)  # type: ignore[arg-type]
         except Exception:
             logger.exception("room %s: playing talk session %s", self.room, session.id)
 

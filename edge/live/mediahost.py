@@ -37,9 +37,9 @@ from edge.recording.take import LocalTake
 from webrtc import OfferError, PacketBus
 from webrtc.feed import FeedHub
 from webrtc.handover import take_handovers
-from webrtc.ice import IceServer, UdpPorts
+from webrtc.ice import GatherPolicy, IceServer, UdpPorts
+from webrtc.peers import apply_peer_settings
 from webrtc.relay import RelayMedia, RtpForwarder
-from webrtc.worker import apply_peer_settings
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ async def serve(control_fd: int, handover_fd: int) -> None:
     if not isinstance(first, wire.Hello) or first.version != wire.VERSION:
         raise SystemExit(f"expected hello version {wire.VERSION}, got {first!r:.200}")
     ports = UdpPorts(*first.ports) if first.ports is not None else None
-    apply_peer_settings(first.addresses, ports, first.public_address)
+    apply_peer_settings(first.addresses, GatherPolicy(ports, first.public_address))
     host = MediaHost(first, writer)
     await host.start()
     taker = threading.Thread(

@@ -51,11 +51,11 @@ from webrtc import (
     WorkerPool,
     gather_only,
     is_loopback,
-    quiet_departures,
 )
 from webrtc.dtls import harden
 from webrtc.guard import guard_datagrams
 from webrtc.ice import GatherPolicy, TurnRest, UdpPorts, gather_in
+from webrtc.peers import apply_peer_settings
 from webrtc.workers import viewer_workers
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class EdgeService:
             else None
         )  # [relay]: pupils play from Janus; None: the built-in fan-out serves them
         origin = time.monotonic()  # the buses' time zero, the same in every process
-        addresses = self._candidate_addresses()
+        addresses = self.candidate_addresses = self._candidate_addresses()
         ports = self.gather_policy.ports
         self.media_processes = {  # each room's capture and encoders in a process of its own
             name: MediaProcess(
@@ -235,13 +235,7 @@ class EdgeService:
 
     async def start(self) -> None:
         self.logbook.install()
-        addresses = self._candidate_addresses()
-        if addresses is not None:
-            gather_only(addresses)
-        gather_in(self.gather_policy)
-        harden()  # DTLS suites and SRTP profiles of our choice (webrtc/dtls.py)
-        guard_datagrams(True)  # only the pupil's ICE pair reaches DTLS/SRTP (issue 24)
-        quiet_departures(asyncio.get_running_loop())  # a pupil leaving: INFO, not a traceback
+        apply_peer_settings(self.candidate_addresses, self.gather_policy)
         closed = await asyncio.to_thread(self.attendance.close_dangling)
         if closed:
             logger.info("%d viewer session(s) a crash left open end when last seen", closed)
@@ -288,7 +282,7 @@ class EdgeService:
             ice,
             connect_timeout=webrtc.connect_timeout,
             max_sessions=webrtc.max_viewers,
-            addresses=self._candidate_addresses(),
+            addresses=self.candidate_addresses,
             ports=self.gather_policy.ports,
             public_address=self.gather_policy.public_address,
             holds={name: room.twins for name, room in self.rooms.items()},

@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from capture.mux import file_sha256, probe
@@ -50,7 +50,7 @@ class _ActivePart:
     task: asyncio.Task[None] | None = None
     start_error: str | None = None
     dropped: int = 0  # by the parts before this one
-    checked: float = field(default=0.0)  # when the disk was last looked at
+    checked: float = 0.0  # when the disk was last looked at
 
 
 class Recorder:
